@@ -1,0 +1,36 @@
+import path from "node:path";
+import type { Digest } from "../registry/digest.js";
+
+/**
+ * Layout of the data directory:
+ *
+ *   <data>/
+ *   ├── lock                      pid of the process that owns this directory
+ *   ├── index.sqlite              keyv + @keyv/sqlite: blob rows and tag answers
+ *   ├── tmp/                      downloads in progress (same filesystem, so rename is atomic)
+ *   └── blobs/
+ *       └── sha256/
+ *           └── ab/
+ *               └── abcdef...     one file per digest, shared by every repository and registry
+ *
+ * Only a validated hex digest (see registry/digest.ts) ever becomes part of a path.
+ */
+export class DataPaths {
+  readonly root: string;
+  readonly tmpDir: string;
+  readonly blobsDir: string;
+  readonly indexFile: string;
+  readonly lockFile: string;
+
+  constructor(root: string) {
+    this.root = path.resolve(root);
+    this.tmpDir = path.join(this.root, "tmp");
+    this.blobsDir = path.join(this.root, "blobs");
+    this.indexFile = path.join(this.root, "index.sqlite");
+    this.lockFile = path.join(this.root, "lock");
+  }
+
+  blobFile(digest: Digest): string {
+    return path.join(this.blobsDir, digest.algorithm, digest.hex.slice(0, 2), digest.hex);
+  }
+}

@@ -1,0 +1,171 @@
+import { createHash, type Hash } from "node:crypto";
+import { EventEmitter } from "node:events";
+import { close, fsync, open, read, write } from "node:fs";
+import { rename, rm } from "node:fs/promises";
+import { Writable, pipeline, type Readable } from "node:stream";
+import type { Digest } from "../registry/digest.js";
+
+export class DigestMismatchError extends Error {
+  constructor(
+    readonly expected: string,
+    readonly actual: string,
+    readonly host: string,
+  ) {
+    super(`digest mismatch from upstream ${host}: expected ${expected}, got ${actual}`);
+    this.name = "DigestMismatchError";
+  }
+}
+
+export class SizeMismatchError extends Error {
+  constructor(expected: number, actual: number, host: string) {
+    super(`size mismatch from upstream ${host}: Content-Length ${expected}, received ${actual} bytes`);
+    this.name = "SizeMismatchError";
+  }
+}
+
+export interface DownloadSpec {
+  digest: Digest;
+  host: string;
+  /** Expected size from upstream's Content-Length, if it sent one. */
+  size: number | undefined;
+  mediaType: string;
+  body: Readable;
+  tempFile: string;
+  finalFile: string;
+}
+
+type State = "streaming" | "complete" | "failed";
+
+/**
+ * One upstream body being written to a temp file, hashed as it goes, then
+ * verified, fsynced and renamed into place. Readers (GrowingFileReader) read the
+ * temp file through this object's descriptor as bytes land, so any number of
+ * clients share one upstream fetch, each at its own pace, without per-client buffers.
+ *
+ * The last byte is never released before the digest is verified: a reader can
+ * never receive a complete body with a wrong digest (DESIGN.md, cache semantics).
+ */
+export class Download extends EventEmitter {
+  readonly digest: Digest;
+  readonly host: string;
+  readonly mediaType: string;
+  readonly expectedSize: number | undefined;
+  written = 0;
+  private state: State = "streaming";
+  private failure: Error | undefined;
+  private fd = -1;
+  private readers = 0;
+  private readonly hash: Hash;
+  readonly done: Promise<void>;
+
+  private constructor(private readonly spec: DownloadSpec) {
+    super();
+    this.setMaxListeners(0);
+    this.digest = spec.digest;
+    this.host = spec.host;
+    this.mediaType = spec.mediaType;
+    this.expectedSize = spec.size;
+    this.hash = createHash(spec.digest.algorithm);
+    this.done = new Promise((resolve, reject) => {
+      this.once("settled", (err?: Error) => (err ? reject(err) : resolve()));
+    });
+    // Waiters observe failures through readers; an unobserved rejection must not crash the process.
+    this.done.catch(() => undefined);
+  }
+
+  static async start(spec: DownloadSpec): Promise<Download> {
+    const download = new Download(spec);
+    download.fd = await new Promise<number>((resolve, reject) =>
+      open(spec.tempFile, "wx+", 0o644, (err, fd) => (err ? reject(err) : resolve(fd))),
+    );
+    download.run();
+    return download;
+  }
+
+  get size(): number | undefined {
+    return this.state === "complete" ? this.written : this.expectedSize;
+  }
+
+  get failed(): Error | undefined {
+    return this.failure;
+  }
+
+  get complete(): boolean {
+    return this.state === "complete";
+  }
+
+  /** How many bytes from the start readers may have now. */
+  get releasable(): number {
+    if (this.state === "complete") return this.written;
+    const cap = this.expectedSize === undefined ? this.written - 1 : Math.min(this.written, this.expectedSize - 1);
+    return Math.max(0, cap);
+  }
+
+  attachReader(): number {
+    this.readers += 1;
+    return this.fd;
+  }
+
+  detachReader(): void {
+    this.readers -= 1;
+    this.maybeCloseFd();
+  }
+
+  readAt(buffer: Buffer, length: number, position: number, callback: (err: Error | null, bytesRead: number) => void): void {
+    read(this.fd, buffer, 0, length, position, (err, n) => callback(err, n));
+  }
+
+  private run(): void {
+    const sink = new Writable({
+      highWaterMark: 1024 * 1024,
+      write: (chunk: Buffer, _encoding, callback) => {
+        this.hash.update(chunk);
+        writeFully(this.fd, chunk, this.written, (err) => {
+          if (err) return callback(err);
+          this.written += chunk.length;
+          this.emit("progress");
+          callback();
+        });
+      },
+      final: (callback) => fsync(this.fd, callback),
+    });
+    pipeline(this.spec.body, sink, (err) => void this.finish(err ?? undefined));
+  }
+
+  private async finish(err: Error | undefined): Promise<void> {
+    try {
+      if (err) throw err;
+      if (this.expectedSize !== undefined && this.written !== this.expectedSize) {
+        throw new SizeMismatchError(this.expectedSize, this.written, this.host);
+      }
+      const actual = `${this.digest.algorithm}:${this.hash.digest("hex")}`;
+      if (actual !== this.digest.value) throw new DigestMismatchError(this.digest.value, actual, this.host);
+      await rename(this.spec.tempFile, this.spec.finalFile);
+      this.state = "complete";
+      this.emit("verified");
+    } catch (failure) {
+      this.state = "failed";
+      this.failure = failure as Error;
+      await rm(this.spec.tempFile, { force: true });
+    }
+    this.emit("progress");
+    this.emit("settled", this.failure);
+    this.maybeCloseFd();
+  }
+
+  private maybeCloseFd(): void {
+    if (this.state !== "streaming" && this.readers === 0 && this.fd >= 0) {
+      const fd = this.fd;
+      this.fd = -1;
+      close(fd, () => undefined);
+    }
+  }
+}
+
+function writeFully(fd: number, chunk: Buffer, position: number, callback: (err: Error | null) => void): void {
+  write(fd, chunk, 0, chunk.length, position, (err, n) => {
+    if (err) return callback(err);
+    if (n < chunk.length) return writeFully(fd, chunk.subarray(n), position + n, callback);
+    callback(null);
+  });
+}

@@ -1,0 +1,116 @@
+import { createHash } from "node:crypto";
+import { createReadStream } from "node:fs";
+import { mkdir, readdir, readFile, rm, stat } from "node:fs/promises";
+import path from "node:path";
+import { pipeline } from "node:stream/promises";
+import type { Logger } from "../log/logger.js";
+import { parseDigest } from "../registry/digest.js";
+import type { CacheIndex } from "./cache-index.js";
+import type { DataPaths } from "./data-paths.js";
+
+export interface RecoveryReport {
+  tempFilesRemoved: number;
+  rowsDropped: number;
+  filesReindexed: number;
+  filesRemoved: number;
+}
+
+const OCTET_STREAM = "application/octet-stream";
+
+/**
+ * Brings index and files back into agreement after any stop, clean or kill -9:
+ * temp files are partial downloads, rows without a right-sized file are lies,
+ * and files without a row are re-admitted only if their content hashes to their name.
+ */
+export async function recoverDataDir(paths: DataPaths, index: CacheIndex, logger: Logger): Promise<RecoveryReport> {
+  const report: RecoveryReport = { tempFilesRemoved: 0, rowsDropped: 0, filesReindexed: 0, filesRemoved: 0 };
+  await mkdir(paths.tmpDir, { recursive: true });
+  await mkdir(paths.blobsDir, { recursive: true });
+  for (const name of await readdir(paths.tmpDir)) {
+    await rm(path.join(paths.tmpDir, name), { recursive: true, force: true });
+    report.tempFilesRemoved += 1;
+  }
+  for (const entry of [...index.allBlobs()]) {
+    const digest = parseDigest(entry.digest);
+    const size = digest ? await fileSize(paths.blobFile(digest)) : undefined;
+    if (size !== entry.size) {
+      await index.deleteBlob(entry.digest);
+      report.rowsDropped += 1;
+    }
+  }
+  for (const file of await listBlobFiles(paths.blobsDir)) {
+    const digest = parseDigest(`${file.algorithm}:${file.hex}`);
+    if (digest && index.getBlob(digest.value)) continue;
+    const actual = digest ? await hashFile(file.path, digest.algorithm) : undefined;
+    if (digest && actual === digest.hex && file.prefix === digest.hex.slice(0, 2)) {
+      const now = Date.now();
+      await index.putBlob({ digest: digest.value, size: file.size, mediaType: await sniffMediaType(file.path, file.size), created: now, lastAccess: now, hits: 0, seenIn: [] });
+      report.filesReindexed += 1;
+    } else {
+      await rm(file.path, { force: true });
+      report.filesRemoved += 1;
+    }
+  }
+  logger.info({ ...report, entries: index.count, bytes: index.size }, "cache recovered");
+  return report;
+}
+
+async function fileSize(file: string): Promise<number | undefined> {
+  try {
+    return (await stat(file)).size;
+  } catch {
+    return undefined;
+  }
+}
+
+interface BlobFile {
+  path: string;
+  algorithm: string;
+  prefix: string;
+  hex: string;
+  size: number;
+}
+
+async function listBlobFiles(blobsDir: string): Promise<BlobFile[]> {
+  const files: BlobFile[] = [];
+  for (const algorithm of await readdir(blobsDir)) {
+    const algDir = path.join(blobsDir, algorithm);
+    if (!(await stat(algDir)).isDirectory()) {
+      files.push({ path: algDir, algorithm: "", prefix: "", hex: "", size: 0 });
+      continue;
+    }
+    for (const prefix of await readdir(algDir)) {
+      const prefixDir = path.join(algDir, prefix);
+      if (!(await stat(prefixDir)).isDirectory()) {
+        files.push({ path: prefixDir, algorithm, prefix: "", hex: "", size: 0 });
+        continue;
+      }
+      for (const hex of await readdir(prefixDir)) {
+        const file = path.join(prefixDir, hex);
+        const info = await stat(file);
+        files.push({ path: file, algorithm, prefix, hex, size: info.isFile() ? info.size : -1 });
+      }
+    }
+  }
+  return files;
+}
+
+async function hashFile(file: string, algorithm: string): Promise<string> {
+  const hash = createHash(algorithm);
+  await pipeline(createReadStream(file), hash);
+  return hash.digest("hex");
+}
+
+/**
+ * A re-admitted file has lost its Content-Type; a manifest names its own media type
+ * (OCI image-spec) and anything else is served as a blob.
+ */
+async function sniffMediaType(file: string, size: number): Promise<string> {
+  if (size > 4 * 1024 * 1024) return OCTET_STREAM;
+  try {
+    const doc = JSON.parse(await readFile(file, "utf8")) as { mediaType?: unknown };
+    return typeof doc.mediaType === "string" ? doc.mediaType : OCTET_STREAM;
+  } catch {
+    return OCTET_STREAM;
+  }
+}

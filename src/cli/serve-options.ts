@@ -1,0 +1,83 @@
+import { Option } from "commander";
+import { DEFAULTS, type Config, type LogLevel } from "../config/config.js";
+import { OptionError, parseDuration, parseHostPattern, parseHostPort, parsePort, parseResolve, parseSize, splitList } from "../config/parse.js";
+
+/** Repeatable option whose environment variable holds a comma-separated list. */
+function listOption(flags: string, description: string, env?: string): Option {
+  const option = new Option(flags, description).argParser((value: string, previous: string[] | undefined) => [...(previous ?? []), ...splitList(value)]);
+  return env ? option.env(env) : option;
+}
+
+export const LOG_LEVELS: LogLevel[] = ["fatal", "error", "warn", "info", "debug", "trace", "silent"];
+
+/** Every `serve` option, each with its REGCACHE_* variable; README's table is written from this list. */
+export function serveOptions(): Option[] {
+  return [
+    new Option("--listen <host:port>", "address and port of the proxy").env("REGCACHE_LISTEN").default(DEFAULTS.listen),
+    new Option("--data-dir <dir>", "cache directory (blobs, index, temp files)").env("REGCACHE_DATA_DIR").default(DEFAULTS.dataDir),
+    new Option("--certs-dir <dir>", "directory of ca.crt and ca.key; created on first start, may be read-only once they exist").env("REGCACHE_CERTS_DIR").default(DEFAULTS.certsDir),
+    listOption("--upstream-ca <file>", "extra CA (PEM) trusted for upstream registries, on top of the system store; repeatable", "REGCACHE_UPSTREAM_CA"),
+    listOption("--resolve <host:port=addr:port>", "connect to ADDR:PORT whenever a client asks for HOST:PORT; repeatable", "REGCACHE_RESOLVE"),
+    listOption("--allow-port <port>", `CONNECT ports allowed (default ${DEFAULTS.allowPorts.join(",")}); repeatable`, "REGCACHE_ALLOW_PORT"),
+    listOption("--no-intercept <pattern>", "hosts (name or *.domain) tunnelled as plain TCP, TLS untouched; repeatable", "REGCACHE_NO_INTERCEPT"),
+    new Option("--log-level <level>", "log level").env("REGCACHE_LOG_LEVEL").choices(LOG_LEVELS).default(DEFAULTS.logLevel),
+    new Option("--max-cache-size <size>", "size bound of the cache, e.g. 50GiB; least recently used blobs are evicted").env("REGCACHE_MAX_CACHE_SIZE").default(DEFAULTS.maxCacheSize),
+    new Option("--tag-ttl <duration>", "answer tags from the cache without asking upstream for this long; 0 = always revalidate").env("REGCACHE_TAG_TTL").default(DEFAULTS.tagTtl),
+    new Option("--connect-timeout <duration>", "upstream connect timeout").env("REGCACHE_CONNECT_TIMEOUT").default(DEFAULTS.connectTimeout),
+    new Option("--headers-timeout <duration>", "upstream response-header timeout").env("REGCACHE_HEADERS_TIMEOUT").default(DEFAULTS.headersTimeout),
+    new Option("--body-timeout <duration>", "upstream idle-body timeout (no bytes for this long)").env("REGCACHE_BODY_TIMEOUT").default(DEFAULTS.bodyTimeout),
+    new Option("--failure-threshold <n>", "consecutive upstream failures before a host is treated as down").env("REGCACHE_FAILURE_THRESHOLD").default(String(DEFAULTS.failureThreshold)),
+    new Option("--probe-interval <duration>", "how often a host that is down is probed").env("REGCACHE_PROBE_INTERVAL").default(DEFAULTS.probeInterval),
+    new Option("--shutdown-grace <duration>", "on SIGTERM, how long in-flight responses may take to finish").env("REGCACHE_SHUTDOWN_GRACE").default(DEFAULTS.shutdownGrace),
+  ];
+}
+
+export interface RawServeOptions {
+  listen: string;
+  dataDir: string;
+  certsDir: string;
+  upstreamCa?: string[];
+  resolve?: string[];
+  allowPort?: string[];
+  noIntercept?: string[];
+  logLevel: LogLevel;
+  maxCacheSize: string;
+  tagTtl: string;
+  connectTimeout: string;
+  headersTimeout: string;
+  bodyTimeout: string;
+  failureThreshold: string;
+  probeInterval: string;
+  shutdownGrace: string;
+}
+
+/** Turns the strings commander collected into a validated Config. Pure. */
+export function toConfig(raw: RawServeOptions): Config {
+  const threshold = Number(raw.failureThreshold);
+  if (!Number.isInteger(threshold) || threshold < 1) throw new OptionError(`--failure-threshold must be a whole number of at least 1, got "${raw.failureThreshold}"`);
+  const positive = (value: string, flag: string): number => {
+    const ms = parseDuration(value, flag);
+    if (ms <= 0) throw new OptionError(`${flag} must be greater than 0, got "${value}"`);
+    return ms;
+  };
+  const maxCacheSize = parseSize(raw.maxCacheSize, "--max-cache-size");
+  if (maxCacheSize <= 0) throw new OptionError(`--max-cache-size must be greater than 0, got "${raw.maxCacheSize}"`);
+  return {
+    listen: parseHostPort(raw.listen, "--listen", true),
+    dataDir: raw.dataDir,
+    certsDir: raw.certsDir,
+    upstreamCaFiles: raw.upstreamCa ?? [],
+    resolve: (raw.resolve ?? []).map(parseResolve),
+    allowPorts: raw.allowPort && raw.allowPort.length > 0 ? raw.allowPort.map((p) => parsePort(p, "--allow-port")) : [...DEFAULTS.allowPorts],
+    noIntercept: (raw.noIntercept ?? []).map((p) => parseHostPattern(p, "--no-intercept")),
+    logLevel: raw.logLevel,
+    maxCacheSize,
+    tagTtl: parseDuration(raw.tagTtl, "--tag-ttl"),
+    connectTimeout: positive(raw.connectTimeout, "--connect-timeout"),
+    headersTimeout: positive(raw.headersTimeout, "--headers-timeout"),
+    bodyTimeout: positive(raw.bodyTimeout, "--body-timeout"),
+    failureThreshold: threshold,
+    probeInterval: positive(raw.probeInterval, "--probe-interval"),
+    shutdownGrace: parseDuration(raw.shutdownGrace, "--shutdown-grace"),
+  };
+}

@@ -1,0 +1,42 @@
+import type { HostPort, ResolveRule } from "./parse.js";
+
+export type LogLevel = "fatal" | "error" | "warn" | "info" | "debug" | "trace" | "silent";
+
+/** Everything `regcache serve` can be told; the CLI fills it from flags and REGCACHE_* variables. */
+export interface Config {
+  listen: HostPort;
+  dataDir: string;
+  certsDir: string;
+  upstreamCaFiles: string[];
+  resolve: ResolveRule[];
+  allowPorts: number[];
+  noIntercept: string[];
+  logLevel: LogLevel;
+  maxCacheSize: number;
+  /** Tags are answered from the cache without asking upstream for this long (ms); 0 = always revalidate. */
+  tagTtl: number;
+  connectTimeout: number;
+  headersTimeout: number;
+  bodyTimeout: number;
+  /** Consecutive upstream failures after which a host is treated as down without waiting. */
+  failureThreshold: number;
+  /** How often a host that is down is probed in the background (ms). */
+  probeInterval: number;
+  shutdownGrace: number;
+}
+
+export const DEFAULTS = {
+  listen: "0.0.0.0:3128",
+  dataDir: "./data",
+  certsDir: "./certs",
+  allowPorts: [443],
+  logLevel: "info" as LogLevel,
+  maxCacheSize: "20GiB",
+  tagTtl: "0",
+  connectTimeout: "5s",
+  headersTimeout: "30s",
+  bodyTimeout: "60s",
+  failureThreshold: 3,
+  probeInterval: "10s",
+  shutdownGrace: "25s",
+};

@@ -1,0 +1,73 @@
+import { createServer, type IncomingMessage, type Server } from "node:http";
+import type { Duplex } from "node:stream";
+import type { Logger } from "../log/logger.js";
+import type { Dialer } from "../upstream/client.js";
+import { decideConnect, type ConnectPolicy } from "./connect-policy.js";
+import type { MitmInterceptor } from "./mitm-interceptor.js";
+import type { OwnEndpoints } from "./own-endpoints.js";
+import { openTunnel } from "./tunnel.js";
+
+export interface FrontServerDeps {
+  policy: ConnectPolicy;
+  interceptor: MitmInterceptor;
+  endpoints: OwnEndpoints;
+  dialer: Dialer;
+  connectTimeout: number;
+  logger: Logger;
+}
+
+/** Request heads larger than this are refused: registry requests carry a token and a few headers. */
+const MAX_HEADER_BYTES = 32 * 1024;
+
+/**
+ * The public port: CONNECT goes through policy (deny, tunnel or intercept),
+ * origin-form requests reach regcache's own endpoints.
+ */
+export function createFrontServer(deps: FrontServerDeps): Server {
+  const server = createServer({ maxHeaderSize: MAX_HEADER_BYTES, requestTimeout: 30_000, headersTimeout: 15_000 });
+  server.on("connect", (req: IncomingMessage, socket: Duplex, head: Buffer) => onConnect(deps, req, socket, head));
+  server.on("request", (req, res) => {
+    const started = Date.now();
+    res.on("close", () =>
+      deps.logger.debug({ method: req.method, path: req.url?.slice(0, 200), status: res.statusCode, durationMs: Date.now() - started, client: req.socket.remoteAddress }, "endpoint request"),
+    );
+    deps.endpoints.handle(req, res).catch((err: unknown) => {
+      deps.logger.error({ err }, "endpoint failed");
+      if (!res.headersSent) res.writeHead(500);
+      res.end();
+    });
+  });
+  server.on("clientError", (_err, socket: Duplex) => {
+    if (socket.writable) socket.end("HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n");
+    socket.destroy();
+  });
+  return server;
+}
+
+function onConnect(deps: FrontServerDeps, req: IncomingMessage, socket: Duplex, head: Buffer): void {
+  socket.on("error", () => socket.destroy());
+  const decision = decideConnect(req.url ?? "", deps.policy);
+  const client = req.socket.remoteAddress;
+  switch (decision.action) {
+    case "deny":
+      deps.logger.warn({ target: req.url?.slice(0, 200), client, status: decision.status, reason: decision.reason }, "CONNECT refused");
+      refuseConnect(socket, decision.status, decision.reason);
+      return;
+    case "tunnel":
+      deps.logger.debug({ host: decision.host, port: decision.port, client }, "CONNECT tunnelled");
+      openTunnel(socket, head, decision.host, decision.port, deps.dialer, deps.connectTimeout).catch((err: Error) => {
+        deps.logger.warn({ host: decision.host, port: decision.port, client, err: err.message }, "tunnel failed");
+        refuseConnect(socket, err.name === "UpstreamError" ? 403 : 502, err.message);
+      });
+      return;
+    case "intercept":
+      deps.interceptor.intercept(req, socket, head);
+      return;
+  }
+}
+
+function refuseConnect(socket: Duplex, status: number, reason: string): void {
+  const body = JSON.stringify({ errors: [{ code: status === 403 ? "DENIED" : "UNAVAILABLE", message: reason }] });
+  const text = status === 400 ? "Bad Request" : status === 403 ? "Forbidden" : "Bad Gateway";
+  socket.end(`HTTP/1.1 ${status} ${text}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+}

@@ -1,0 +1,116 @@
+import { access, mkdir } from "node:fs/promises";
+import { constants as fsConstants } from "node:fs";
+import type { AddressInfo } from "node:net";
+import { BlobStore } from "./cache/blob-store.js";
+import { CacheIndex } from "./cache/cache-index.js";
+import { acquireDataDirLock } from "./cache/data-dir-lock.js";
+import { DataPaths } from "./cache/data-paths.js";
+import { recoverDataDir } from "./cache/recovery.js";
+import type { Config } from "./config/config.js";
+import type { Logger } from "./log/logger.js";
+import { createFrontServer } from "./proxy/front-server.js";
+import { createInterceptedRequestHandler } from "./proxy/intercepted-request.js";
+import { MitmInterceptor } from "./proxy/mitm-interceptor.js";
+import { OwnEndpoints } from "./proxy/own-endpoints.js";
+import { ContentHandler } from "./registry/content-handler.js";
+import { PingHandler } from "./registry/ping-handler.js";
+import { RegistryHandler } from "./registry/registry-handler.js";
+import { TagHandler } from "./registry/tag-handler.js";
+import { loadOrCreateCa, type CertificateAuthority } from "./tls/ca.js";
+import { LeafMinter } from "./tls/leaf-minter.js";
+import { Dialer, UpstreamClient } from "./upstream/client.js";
+import { UpstreamHealth } from "./upstream/health.js";
+import { ResolveMap } from "./upstream/resolve-map.js";
+import { loadUpstreamTrust } from "./upstream/trust-store.js";
+
+export interface RunningRegcache {
+  port: number;
+  ca: CertificateAuthority;
+  store: BlobStore;
+  health: UpstreamHealth;
+  /** Stops accepting, lets in-flight responses finish for up to `graceMs`, then closes everything. */
+  shutdown(graceMs: number): Promise<void>;
+}
+
+const LEAF_RENEWAL_CHECK_MS = 60 * 60 * 1000;
+
+/** The composition root: builds every part from the config and starts listening. */
+export async function startRegcache(config: Config, logger: Logger): Promise<RunningRegcache> {
+  const ca = await loadOrCreateCa(config.certsDir);
+  logger.info({ caCert: ca.certPath, created: ca.created, subject: ca.subjectCommonName, nameConstraints: ca.permittedDomains }, "root CA loaded");
+
+  const paths = new DataPaths(config.dataDir);
+  await mkdir(paths.root, { recursive: true });
+  const releaseLock = await acquireDataDirLock(paths.lockFile);
+  const index = await CacheIndex.open(paths.indexFile);
+  await recoverDataDir(paths, index, logger);
+  const store = new BlobStore(paths, index, config.maxCacheSize, logger);
+
+  const dialer = new Dialer(new ResolveMap(config.resolve), false);
+  const upstream = new UpstreamClient(dialer, loadUpstreamTrust(config.upstreamCaFiles), {
+    connect: config.connectTimeout,
+    headers: config.headersTimeout,
+    body: config.bodyTimeout,
+  });
+  const health = new UpstreamHealth(config.failureThreshold, config.probeInterval, (authority) => upstream.probe(authority), logger);
+  upstream.health = health;
+
+  const content = new ContentHandler(store, upstream);
+  const registry = new RegistryHandler(upstream, content, new TagHandler(upstream, store, index, content, config.tagTtl), new PingHandler(upstream));
+
+  const minter = new LeafMinter(ca);
+  const interceptor = new MitmInterceptor(minter, paths.tmpDir, createInterceptedRequestHandler(registry, logger), logger);
+  await interceptor.start();
+  const renewal = setInterval(() => interceptor.renewDueLeaves(), LEAF_RENEWAL_CHECK_MS);
+  renewal.unref();
+
+  let shuttingDown = false;
+  const endpoints = new OwnEndpoints(ca.certPem, {
+    async notReadyReason() {
+      if (shuttingDown) return "shutting down";
+      try {
+        await access(paths.root, fsConstants.W_OK);
+        return null;
+      } catch {
+        return `data dir ${paths.root} is not writable`;
+      }
+    },
+  });
+  const server = createFrontServer({
+    policy: { allowPorts: config.allowPorts, noIntercept: config.noIntercept, allowHosts: [], denyHosts: [], caPermittedDomains: ca.permittedDomains },
+    interceptor,
+    endpoints,
+    dialer,
+    connectTimeout: config.connectTimeout,
+    logger,
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(config.listen.port, config.listen.host, () => {
+      server.off("error", reject);
+      resolve();
+    });
+  });
+  const port = (server.address() as AddressInfo).port;
+  logger.info({ listen: `${config.listen.host}:${port}`, dataDir: paths.root, maxCacheSize: config.maxCacheSize }, "regcache listening");
+
+  return {
+    port,
+    ca,
+    store,
+    health,
+    async shutdown(graceMs: number) {
+      shuttingDown = true;
+      server.close();
+      const deadline = Date.now() + graceMs;
+      while (store.inFlight().length > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+      clearInterval(renewal);
+      health.stop();
+      server.closeAllConnections();
+      interceptor.close();
+      await upstream.close().catch(() => undefined);
+      await index.close();
+      await releaseLock();
+    },
+  };
+}

@@ -1,0 +1,161 @@
+import { pipeline, type Readable } from "node:stream";
+import type { BlobEntry } from "../cache/cache-index.js";
+import type { BlobStore, OpenResult } from "../cache/blob-store.js";
+import type { Download } from "../cache/download.js";
+import type { UpstreamClient, UpstreamResponse } from "../upstream/client.js";
+import { headerValue, upstreamRequestHeaders } from "../upstream/headers.js";
+import { requestFollowingRedirects } from "../upstream/redirects.js";
+import { acceptAllows, normalizeAccept } from "./accept.js";
+import type { Digest } from "./digest.js";
+import { sendRegistryError } from "./errors.js";
+import { passThrough, relayUpstreamResponse, sendUpstreamFailure } from "./pass-through.js";
+import { contentRange, parseRange } from "./range.js";
+import { cacheStatusHeaders, type CacheStatus, type RegistryRequest } from "./request-context.js";
+
+export const BLOB_MEDIA_TYPE = "application/octet-stream";
+
+/** Conditional and range headers describe the client's view; the cache fetches whole, unconditional bodies. */
+const NOT_FORWARDED_ON_FILL = ["range", "if-range", "if-none-match", "if-modified-since", "if-match", "if-unmodified-since"];
+
+export interface ContentTarget {
+  kind: "blob" | "manifest";
+  name: string;
+  digest: Digest;
+}
+
+interface Representation {
+  digest: Digest;
+  mediaType: string;
+  size: number | undefined;
+}
+
+/**
+ * GET and HEAD of blobs and manifests by digest: immutable, so served from the
+ * cache when present, else fetched once (coalesced) and streamed while stored.
+ */
+export class ContentHandler {
+  constructor(
+    private readonly store: BlobStore,
+    private readonly upstream: UpstreamClient,
+  ) {}
+
+  async handle(rr: RegistryRequest, target: ContentTarget): Promise<void> {
+    const entry = this.usableEntry(rr, target);
+    if (entry) {
+      this.serveCached(rr, target, entry);
+      return;
+    }
+    if (rr.req.method !== "GET") {
+      await passThrough(this.upstream, rr, "MISS");
+      return;
+    }
+    await this.fillAndServe(rr, target);
+  }
+
+  /** A cached manifest answers only a client whose Accept allows its media type. */
+  usableEntry(rr: RegistryRequest, target: ContentTarget): BlobEntry | undefined {
+    const entry = this.store.lookup(target.digest);
+    if (!entry) return undefined;
+    if (target.kind === "manifest" && !acceptAllows(normalizeAccept(rr.req.headers.accept), entry.mediaType)) return undefined;
+    return entry;
+  }
+
+  serveCached(rr: RegistryRequest, target: ContentTarget, entry: BlobEntry, cache: CacheStatus = "HIT", extraHeaders: Record<string, string> = {}): void {
+    rr.log.cache = cache;
+    const rep = { digest: target.digest, mediaType: entry.mediaType, size: entry.size };
+    this.respond(rr, rep, cache, extraHeaders, (start, end) => this.store.readCached(entry, target.digest, start, end, `${rr.host}/${target.name}`));
+  }
+
+  private async fillAndServe(rr: RegistryRequest, target: ContentTarget): Promise<void> {
+    let outcome;
+    try {
+      outcome = await this.store.fill<UpstreamResponse>(target.digest, `${rr.host}/${target.name}`, () => this.openUpstream(rr, target));
+    } catch (err) {
+      sendUpstreamFailure(rr, err);
+      return;
+    }
+    switch (outcome.kind) {
+      case "download":
+        this.serveDownload(rr, outcome.download, outcome.coalesced ? "COALESCED" : "MISS");
+        return;
+      case "refused":
+        rr.log.cache = "MISS";
+        relayUpstreamResponse(rr, outcome.response, "MISS");
+        return;
+      case "too-large":
+        rr.log.cache = "BYPASS";
+        this.respond(rr, { digest: target.digest, mediaType: outcome.mediaType, size: outcome.size }, "BYPASS", {}, () => outcome.body, true);
+        return;
+      case "retry":
+        await passThrough(this.upstream, rr, "MISS");
+        return;
+    }
+  }
+
+  private async openUpstream(rr: RegistryRequest, target: ContentTarget): Promise<OpenResult<UpstreamResponse>> {
+    const { response, host } = await requestFollowingRedirects(this.upstream, {
+      host: rr.host,
+      port: rr.port,
+      method: "GET",
+      path: `/v2/${target.name}/${target.kind === "blob" ? "blobs" : "manifests"}/${target.digest.value}`,
+      headers: upstreamRequestHeaders(rr.req.headers, NOT_FORWARDED_ON_FILL),
+    });
+    rr.log.upstreamStatus = response.statusCode;
+    if (host !== rr.host) rr.log.upstreamHost = host;
+    if (response.statusCode !== 200) return { kind: "refused", response };
+    const length = headerValue(response.headers["content-length"]);
+    const size = length !== undefined && /^\d+$/.test(length) ? Number(length) : undefined;
+    const mediaType = target.kind === "blob" ? BLOB_MEDIA_TYPE : (headerValue(response.headers["content-type"]) ?? BLOB_MEDIA_TYPE);
+    return { kind: "body", body: response.body, size, mediaType, host };
+  }
+
+  private serveDownload(rr: RegistryRequest, download: Download, cache: CacheStatus): void {
+    rr.log.cache = cache;
+    const rep = { digest: download.digest, mediaType: download.mediaType, size: download.size };
+    this.respond(rr, rep, cache, {}, (start, end) => this.store.readDownload(download, start, end));
+  }
+
+  /**
+   * Writes headers and the (ranged) body. `open` gets an inclusive byte range.
+   * Without a known size, ranges cannot be answered and the whole body streams.
+   */
+  private respond(
+    rr: RegistryRequest,
+    rep: Representation,
+    cache: CacheStatus,
+    extraHeaders: Record<string, string>,
+    open: (start: number, end: number) => Readable,
+    wholeOnly = false,
+  ): void {
+    const headers: Record<string, string | number> = {
+      "content-type": rep.mediaType,
+      "docker-content-digest": rep.digest.value,
+      etag: `"${rep.digest.value}"`,
+      "docker-distribution-api-version": "registry/2.0",
+      ...cacheStatusHeaders(cache),
+      ...extraHeaders,
+    };
+    const size = rep.size;
+    if (size !== undefined) headers["accept-ranges"] = "bytes";
+    const range = size === undefined || wholeOnly ? { kind: "none" as const } : parseRange(headerValue(rr.req.headers.range), size);
+    if (range.kind === "unsatisfiable") {
+      sendRegistryError(rr.res, 416, "RANGE_INVALID", `requested range not satisfiable for ${size} bytes`, { "content-range": `bytes */${size}` });
+      return;
+    }
+    let start = 0;
+    let end = (size ?? Number.MAX_SAFE_INTEGER) - 1;
+    let status = 200;
+    if (range.kind === "range") {
+      ({ start, end } = range.range);
+      status = 206;
+      headers["content-range"] = contentRange(range.range, size!);
+    }
+    if (size !== undefined) headers["content-length"] = end - start + 1;
+    rr.res.writeHead(status, headers);
+    if (rr.req.method === "HEAD" || end < start) {
+      rr.res.end();
+      return;
+    }
+    pipeline(open(start, end), rr.res, () => undefined);
+  }
+}

@@ -1,0 +1,47 @@
+import { pipeline } from "node:stream";
+import type { UpstreamClient, UpstreamResponse } from "../upstream/client.js";
+import { clientResponseHeaders, upstreamRequestHeaders } from "../upstream/headers.js";
+import { UpstreamError } from "../upstream/upstream-error.js";
+import { sendRegistryError } from "./errors.js";
+import { cacheStatusHeaders, type CacheStatus, type RegistryRequest } from "./request-context.js";
+
+/** Sends an upstream answer to the client as it is, streaming the body with backpressure. */
+export function relayUpstreamResponse(rr: RegistryRequest, response: UpstreamResponse, cache: CacheStatus): void {
+  rr.log.upstreamStatus = response.statusCode;
+  rr.res.writeHead(response.statusCode, { ...clientResponseHeaders(response.headers), ...cacheStatusHeaders(cache) });
+  if (rr.req.method === "HEAD") {
+    response.body.dump().catch(() => undefined);
+    rr.res.end();
+    return;
+  }
+  pipeline(response.body, rr.res, () => undefined);
+}
+
+export function sendUpstreamFailure(rr: RegistryRequest, err: unknown): void {
+  const message = err instanceof UpstreamError ? err.message : `upstream ${rr.host}: ${(err as Error).message}`;
+  rr.log.upstreamStatus = 0;
+  sendRegistryError(rr.res, 502, "UNAVAILABLE", message, cacheStatusHeaders("BYPASS"));
+}
+
+/**
+ * Everything regcache does not cache (token endpoints, push, catalog, other paths)
+ * goes to the CONNECT target unchanged, request body included, and comes back unchanged.
+ */
+export async function passThrough(client: UpstreamClient, rr: RegistryRequest, cache: CacheStatus = "BYPASS"): Promise<void> {
+  const hasBody = rr.req.headers["content-length"] !== undefined || rr.req.headers["transfer-encoding"] !== undefined;
+  let response: UpstreamResponse;
+  try {
+    response = await client.request({
+      host: rr.host,
+      port: rr.port,
+      method: rr.req.method ?? "GET",
+      path: rr.req.url ?? "/",
+      headers: upstreamRequestHeaders(rr.req.headers),
+      body: hasBody ? rr.req : null,
+    });
+  } catch (err) {
+    sendUpstreamFailure(rr, err);
+    return;
+  }
+  relayUpstreamResponse(rr, response, cache);
+}

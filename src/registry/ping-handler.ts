@@ -1,0 +1,46 @@
+import type { UpstreamClient } from "../upstream/client.js";
+import { relayUpstreamResponse } from "./pass-through.js";
+import { cacheStatusHeaders, type RegistryRequest } from "./request-context.js";
+
+/**
+ * GET /v2/: Docker and skopeo ping before anything else. While upstream answers,
+ * its answer (with its auth challenge) passes through untouched; while it does
+ * not, regcache says 200 {} itself, so the client goes on to cached content
+ * without a token flow that could not succeed anyway.
+ */
+export class PingHandler {
+  constructor(private readonly upstream: UpstreamClient) {}
+
+  async handle(rr: RegistryRequest): Promise<void> {
+    try {
+      const response = await this.upstream.request({ host: rr.host, port: rr.port, method: rr.req.method ?? "GET", path: rr.req.url ?? "/v2/", headers: pingHeaders(rr) });
+      if (response.statusCode < 500 && response.statusCode !== 429) {
+        rr.log.cache = "BYPASS";
+        relayUpstreamResponse(rr, response, "BYPASS");
+        return;
+      }
+      rr.log.upstreamStatus = response.statusCode;
+      await response.body.dump();
+    } catch {
+      rr.log.upstreamStatus = 0;
+    }
+    rr.log.cache = "STALE";
+    const body = "{}";
+    rr.res.writeHead(200, {
+      "content-type": "application/json",
+      "content-length": body.length,
+      "docker-distribution-api-version": "registry/2.0",
+      ...cacheStatusHeaders("STALE"),
+    });
+    rr.res.end(rr.req.method === "HEAD" ? undefined : body);
+  }
+}
+
+function pingHeaders(rr: RegistryRequest): Record<string, string> {
+  const headers: Record<string, string> = {};
+  for (const name of ["authorization", "user-agent", "accept"]) {
+    const value = rr.req.headers[name];
+    if (typeof value === "string") headers[name] = value;
+  }
+  return headers;
+}

@@ -1,0 +1,53 @@
+import type { UpstreamClient } from "../upstream/client.js";
+import type { ContentHandler } from "./content-handler.js";
+import { sendRegistryError } from "./errors.js";
+import { passThrough } from "./pass-through.js";
+import { cacheStatusHeaders, type RegistryRequest } from "./request-context.js";
+import { parseRegistryPath } from "./routes.js";
+import type { TagHandler } from "./tag-handler.js";
+import type { PingHandler } from "./ping-handler.js";
+
+/** Routes one intercepted request: what is immutable goes through the cache, the rest streams through. */
+export class RegistryHandler {
+  constructor(
+    private readonly upstream: UpstreamClient,
+    private readonly content: ContentHandler,
+    private readonly tags: TagHandler,
+    private readonly ping: PingHandler,
+  ) {}
+
+  async handle(rr: RegistryRequest): Promise<void> {
+    const url = rr.req.url ?? "/";
+    const query = url.indexOf("?");
+    const route = parseRegistryPath(query < 0 ? url : url.slice(0, query));
+    const readOnly = rr.req.method === "GET" || rr.req.method === "HEAD";
+    rr.log.kind = route.kind === "blob" || route.kind === "manifest" || route.kind === "tag" || route.kind === "ping" ? route.kind : "other";
+    switch (route.kind) {
+      case "invalid":
+        rr.log.cache = "BYPASS";
+        sendRegistryError(rr.res, 400, route.code, route.message, cacheStatusHeaders("BYPASS"));
+        return;
+      case "blob":
+      case "manifest":
+        rr.log.repository = route.name;
+        rr.log.digest = route.digest.value;
+        if (!readOnly || query >= 0) break;
+        await this.content.handle(rr, route);
+        return;
+      case "tag":
+        rr.log.repository = route.name;
+        rr.log.tag = route.tag;
+        if (!readOnly || query >= 0) break;
+        await this.tags.handle(rr, route);
+        return;
+      case "ping":
+        if (rr.req.method !== "GET" && rr.req.method !== "HEAD") break;
+        await this.ping.handle(rr);
+        return;
+      case "other":
+        break;
+    }
+    rr.log.cache = "BYPASS";
+    await passThrough(this.upstream, rr);
+  }
+}

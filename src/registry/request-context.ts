@@ -1,0 +1,40 @@
+import type { IncomingMessage, ServerResponse } from "node:http";
+
+export type CacheStatus = "HIT" | "MISS" | "COALESCED" | "STALE" | "BYPASS";
+
+/** What the one log line per completed request says, filled in as the request is handled. */
+export interface RequestLogFields {
+  host: string;
+  method: string;
+  path: string;
+  repository?: string;
+  digest?: string;
+  tag?: string;
+  kind?: "blob" | "manifest" | "tag" | "ping" | "other";
+  cache?: CacheStatus;
+  upstreamStatus?: number;
+  upstreamHost?: string;
+  client?: string;
+}
+
+export interface RegistryRequest {
+  req: IncomingMessage;
+  res: ServerResponse;
+  /** The CONNECT target: the only upstream this request may go to. */
+  host: string;
+  port: number;
+  log: RequestLogFields;
+}
+
+const CACHE_STATUS_FIELD: Record<CacheStatus, string> = {
+  HIT: "regcache; hit",
+  MISS: "regcache; fwd=miss; stored",
+  COALESCED: "regcache; fwd=miss; collapsed",
+  STALE: "regcache; hit; detail=stale",
+  BYPASS: "regcache; fwd=bypass",
+};
+
+/** X-Cache for people and scripts, RFC 9211 Cache-Status for tools that know it. */
+export function cacheStatusHeaders(status: CacheStatus): Record<string, string> {
+  return { "x-cache": status, "cache-status": CACHE_STATUS_FIELD[status] };
+}

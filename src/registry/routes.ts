@@ -1,0 +1,48 @@
+import { parseDigest, type Digest } from "./digest.js";
+
+/** distribution/reference grammar for repository names (OCI distribution spec, "Pulling manifests"). */
+const NAME = /^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*(?:\/[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*)*$/;
+const TAG = /^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}$/;
+/** The spec limits a name to 255 characters including the registry host; we bound the path part alike. */
+const MAX_NAME_LENGTH = 255;
+
+export type RegistryRoute =
+  | { kind: "ping" }
+  | { kind: "blob"; name: string; digest: Digest }
+  | { kind: "manifest"; name: string; digest: Digest }
+  | { kind: "tag"; name: string; tag: string }
+  | { kind: "invalid"; code: "NAME_INVALID" | "DIGEST_INVALID" | "TAG_INVALID"; message: string }
+  | { kind: "other" };
+
+/**
+ * Classifies a request path (without query). Splits on the LAST "/blobs/" or
+ * "/manifests/", because a repository name may itself contain "blobs" or "manifests".
+ * Pure: no I/O, so it is tested exhaustively.
+ */
+export function parseRegistryPath(path: string): RegistryRoute {
+  if (path === "/v2/" || path === "/v2") return { kind: "ping" };
+  if (!path.startsWith("/v2/")) return { kind: "other" };
+  const rest = path.slice(4);
+  const blobAt = rest.lastIndexOf("/blobs/");
+  const manifestAt = rest.lastIndexOf("/manifests/");
+  if (blobAt < 0 && manifestAt < 0) return { kind: "other" };
+  const isBlob = blobAt > manifestAt;
+  const at = isBlob ? blobAt : manifestAt;
+  const name = rest.slice(0, at);
+  const reference = rest.slice(at + (isBlob ? "/blobs/".length : "/manifests/".length));
+  // "/v2/<name>/blobs/uploads/..." is the push API: not ours to cache.
+  if (isBlob && (reference === "uploads" || reference === "uploads/" || reference.startsWith("uploads/"))) {
+    return { kind: "other" };
+  }
+  if (name.length === 0 || name.length > MAX_NAME_LENGTH || !NAME.test(name)) {
+    return { kind: "invalid", code: "NAME_INVALID", message: "invalid repository name" };
+  }
+  if (reference.includes(":")) {
+    const digest = parseDigest(reference);
+    if (!digest) return { kind: "invalid", code: "DIGEST_INVALID", message: "invalid or unsupported digest" };
+    return isBlob ? { kind: "blob", name, digest } : { kind: "manifest", name, digest };
+  }
+  if (isBlob) return { kind: "invalid", code: "DIGEST_INVALID", message: "blobs are addressed by digest" };
+  if (!TAG.test(reference)) return { kind: "invalid", code: "TAG_INVALID", message: "invalid tag" };
+  return { kind: "tag", name, tag: reference };
+}

@@ -1,0 +1,130 @@
+import type { BlobStore } from "../cache/blob-store.js";
+import { tagKey, type CacheIndex, type TagEntry } from "../cache/cache-index.js";
+import type { UpstreamClient, UpstreamResponse } from "../upstream/client.js";
+import { headerValue, upstreamRequestHeaders } from "../upstream/headers.js";
+import { normalizeAccept } from "./accept.js";
+import type { ContentHandler } from "./content-handler.js";
+import { parseDigest } from "./digest.js";
+import { sendRegistryError } from "./errors.js";
+import { passThrough, relayUpstreamResponse } from "./pass-through.js";
+import type { RegistryRequest } from "./request-context.js";
+
+export interface TagTarget {
+  name: string;
+  tag: string;
+}
+
+/** RFC 9111 section 5.5 (obsoleted but still what clients and people recognise). */
+const STALE_WARNING = '110 - "Response is stale"';
+
+/**
+ * GET/HEAD of a manifest by tag. Tags move, so upstream is asked (with a HEAD,
+ * which Docker Hub does not count against its rate limit) which digest the tag
+ * names now; the body then comes from the digest cache. When upstream cannot
+ * answer (down, 5xx, 429, timeout), the last answer recorded for this tag and
+ * Accept set is served, marked stale.
+ */
+export class TagHandler {
+  constructor(
+    private readonly upstream: UpstreamClient,
+    private readonly store: BlobStore,
+    private readonly index: CacheIndex,
+    private readonly content: ContentHandler,
+    private readonly tagTtl: number,
+  ) {}
+
+  async handle(rr: RegistryRequest, target: TagTarget): Promise<void> {
+    const acceptSet = normalizeAccept(rr.req.headers.accept);
+    const key = tagKey(rr.host, target.name, target.tag, acceptSet);
+    if (this.tagTtl > 0) {
+      const fresh = await this.index.getTag(key);
+      if (fresh && Date.now() - fresh.recorded < this.tagTtl && this.serveRecorded(rr, target, fresh, "HIT")) return;
+    }
+    let head: UpstreamResponse;
+    try {
+      head = await this.upstream.request({
+        host: rr.host,
+        port: rr.port,
+        method: "HEAD",
+        path: `/v2/${target.name}/manifests/${target.tag}`,
+        headers: upstreamRequestHeaders(rr.req.headers, ["range", "if-none-match", "if-modified-since"]),
+      });
+    } catch (err) {
+      await this.serveStale(rr, target, key, (err as Error).message, 503);
+      return;
+    }
+    await head.body.dump();
+    rr.log.upstreamStatus = head.statusCode;
+    if (head.statusCode >= 500 || head.statusCode === 429) {
+      await this.serveStale(rr, target, key, `upstream answered ${head.statusCode}`, head.statusCode);
+      return;
+    }
+    const digest = parseDigest(headerValue(head.headers["docker-content-digest"]) ?? "");
+    if (head.statusCode !== 200 || !digest) {
+      // Auth challenges, 404s and registries that omit the digest on HEAD: the client gets upstream's own answer.
+      if (rr.req.method === "HEAD") relayUpstreamResponse(rr, head, "BYPASS");
+      else await passThrough(this.upstream, rr, "BYPASS");
+      rr.log.cache = "BYPASS";
+      return;
+    }
+    rr.log.digest = digest.value;
+    const manifest = { kind: "manifest" as const, name: target.name, digest };
+    const entry = this.content.usableEntry(rr, manifest);
+    if (entry) {
+      this.content.serveCached(rr, manifest, entry, "HIT");
+      await this.record(key, rr.host, target, { digest: digest.value, mediaType: entry.mediaType, size: entry.size, recorded: Date.now() });
+      return;
+    }
+    if (rr.req.method === "HEAD") {
+      relayUpstreamResponse(rr, head, "MISS");
+      rr.log.cache = "MISS";
+      return;
+    }
+    await this.content.handle(rr, manifest);
+    const stored = this.store.lookup(digest);
+    if (stored) await this.record(key, rr.host, target, { digest: digest.value, mediaType: stored.mediaType, size: stored.size, recorded: Date.now() });
+    else this.recordWhenStored(key, rr.host, target, digest.value);
+  }
+
+  /** Serves a recorded tag answer if its manifest is still cached and acceptable. */
+  private serveRecorded(rr: RegistryRequest, target: TagTarget, recorded: TagEntry, cache: "HIT" | "STALE"): boolean {
+    const digest = parseDigest(recorded.digest);
+    if (!digest) return false;
+    const manifest = { kind: "manifest" as const, name: target.name, digest };
+    const entry = this.content.usableEntry(rr, manifest);
+    if (!entry) return false;
+    rr.log.digest = digest.value;
+    this.content.serveCached(rr, manifest, entry, cache, cache === "STALE" ? { warning: STALE_WARNING } : {});
+    return true;
+  }
+
+  private async serveStale(rr: RegistryRequest, target: TagTarget, key: string, reason: string, status: number): Promise<void> {
+    const recorded = (await this.index.getTag(key)) ?? (await this.index.getTag(anyAcceptKey(rr.host, target)));
+    if (recorded && this.serveRecorded(rr, target, recorded, "STALE")) return;
+    rr.log.cache = "STALE";
+    const code = status === 429 ? "TOOMANYREQUESTS" : "UNAVAILABLE";
+    sendRegistryError(rr.res, status === 429 ? 429 : 503, code, `${rr.host}/${target.name}:${target.tag} is not cached and upstream is unavailable: ${reason}`);
+  }
+
+  private async record(key: string, host: string, target: TagTarget, entry: TagEntry): Promise<void> {
+    await this.index.putTag(key, entry);
+    await this.index.putTag(anyAcceptKey(host, target), entry);
+  }
+
+  private recordWhenStored(key: string, host: string, target: TagTarget, digest: string): void {
+    const download = this.store.inFlight().find((d) => d.digest.value === digest);
+    download?.done.then(
+      () => this.record(key, host, target, { digest, mediaType: download.mediaType, size: download.written, recorded: Date.now() }),
+      () => undefined,
+    );
+  }
+}
+
+/**
+ * The latest answer for a tag whatever the Accept set, for a stale answer to a
+ * client whose Accept set differs from the one that warmed the cache; the cached
+ * manifest is still served only if its media type is acceptable to that client.
+ */
+function anyAcceptKey(host: string, target: TagTarget): string {
+  return tagKey(host, target.name, target.tag, ["*"]);
+}

@@ -1,0 +1,172 @@
+import { createPrivateKey, generateKeyPairSync, X509Certificate, type KeyObject } from "node:crypto";
+import { constants as fsConstants } from "node:fs";
+import { access, mkdir, open, readFile, rename, rm } from "node:fs/promises";
+import path from "node:path";
+import forge from "node-forge";
+import { buildSignedCertificate, publicKeyPemOf } from "./certificate-builder.js";
+import { permittedDnsNameConstraints } from "./name-constraints.js";
+
+export const CA_CERT_FILE = "ca.crt";
+export const CA_KEY_FILE = "ca.key";
+
+/** A root CA lives long because every node trusts it; rotating it means touching every node. */
+const CA_VALIDITY_YEARS = 10;
+/** RSA 3072 is NIST's recommendation for keys used beyond 2030. */
+const CA_KEY_BITS = 3072;
+
+export interface CertificateAuthority {
+  certPem: string;
+  key: KeyObject;
+  certificate: X509Certificate;
+  subjectCommonName: string;
+  /** DNS subtrees the CA may issue for; empty means no constraint. */
+  permittedDomains: string[];
+  certPath: string;
+  created: boolean;
+}
+
+export class CaError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = "CaError";
+  }
+}
+
+export interface CaInitOptions {
+  commonName?: string;
+  nameConstraints?: string[];
+}
+
+export async function loadOrCreateCa(certsDir: string, init: CaInitOptions = {}): Promise<CertificateAuthority> {
+  const certPath = path.join(certsDir, CA_CERT_FILE);
+  const keyPath = path.join(certsDir, CA_KEY_FILE);
+  const [certExists, keyExists] = await Promise.all([exists(certPath), exists(keyPath)]);
+  if (certExists !== keyExists) {
+    throw new CaError(
+      `CA incomplete in ${certsDir}: ${certExists ? CA_KEY_FILE : CA_CERT_FILE} is missing while ${certExists ? CA_CERT_FILE : CA_KEY_FILE} exists; restore it or remove both to create a new CA`,
+    );
+  }
+  if (certExists) return loadCa(certPath, keyPath);
+  await createCa(certsDir, certPath, keyPath, init);
+  return { ...(await loadCa(certPath, keyPath)), created: true };
+}
+
+async function loadCa(certPath: string, keyPath: string): Promise<CertificateAuthority> {
+  let certPem: string;
+  let keyPem: string;
+  try {
+    [certPem, keyPem] = await Promise.all([readFile(certPath, "utf8"), readFile(keyPath, "utf8")]);
+  } catch (err) {
+    throw new CaError(`cannot read CA files ${certPath} / ${keyPath}: ${(err as Error).message}`, { cause: err });
+  }
+  let certificate: X509Certificate;
+  let key: KeyObject;
+  try {
+    certificate = new X509Certificate(certPem);
+    key = createPrivateKey(keyPem);
+  } catch (err) {
+    throw new CaError(`cannot parse CA files ${certPath} / ${keyPath}: ${(err as Error).message}`, { cause: err });
+  }
+  if (!certificate.checkPrivateKey(key)) {
+    throw new CaError(`CA key ${keyPath} does not match certificate ${certPath}`);
+  }
+  if (!certificate.ca) {
+    throw new CaError(`${certPath} is not a CA certificate (basicConstraints CA:TRUE missing)`);
+  }
+  return {
+    certPem,
+    key,
+    certificate,
+    subjectCommonName: commonNameOf(certificate.subject),
+    permittedDomains: permittedDomainsOf(certificate),
+    certPath,
+    created: false,
+  };
+}
+
+async function createCa(certsDir: string, certPath: string, keyPath: string, init: CaInitOptions): Promise<void> {
+  try {
+    await mkdir(certsDir, { recursive: true });
+  } catch (err) {
+    throw new CaError(`cannot create certs dir ${certsDir}: ${(err as Error).message}`, { cause: err });
+  }
+  const { privateKey } = generateKeyPairSync("rsa", { modulusLength: CA_KEY_BITS });
+  const keyPem = privateKey.export({ type: "pkcs8", format: "pem" }).toString();
+  const now = new Date();
+  const notBefore = new Date(now.getTime() - 60 * 60 * 1000);
+  const notAfter = new Date(now);
+  notAfter.setFullYear(now.getFullYear() + CA_VALIDITY_YEARS);
+  const constraints = init.nameConstraints ?? [];
+  const extensions: object[] = [
+    { name: "basicConstraints", cA: true, critical: true },
+    { name: "keyUsage", keyCertSign: true, cRLSign: true, digitalSignature: true, critical: true },
+    { name: "subjectKeyIdentifier" },
+  ];
+  if (constraints.length > 0) extensions.push(permittedDnsNameConstraints(constraints));
+  const certPem = buildSignedCertificate(
+    {
+      commonName: init.commonName ?? `regcache root CA ${now.toISOString().slice(0, 10)}`,
+      publicKeyPem: publicKeyPemOf(privateKey),
+      notBefore,
+      notAfter,
+      extensions,
+    },
+    privateKey,
+  );
+  // The key is written to a temp name with mode 0600 from the first byte, then renamed,
+  // so no reader ever sees a partial or world-readable key.
+  await writeAtomically(keyPath, keyPem, 0o600);
+  await writeAtomically(certPath, certPem, 0o644);
+}
+
+async function writeAtomically(target: string, contents: string, mode: number): Promise<void> {
+  const temp = `${target}.tmp-${process.pid}`;
+  try {
+    const handle = await open(temp, "wx", mode);
+    try {
+      await handle.writeFile(contents);
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    await rename(temp, target);
+  } catch (err) {
+    await rm(temp, { force: true });
+    throw new CaError(`cannot write ${target}: ${(err as Error).message}`, { cause: err });
+  }
+}
+
+async function exists(file: string): Promise<boolean> {
+  try {
+    await access(file, fsConstants.F_OK);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function commonNameOf(subject: string): string {
+  const line = subject.split("\n").find((l) => l.startsWith("CN="));
+  return line ? line.slice(3) : "regcache root CA";
+}
+
+/** Reads permitted DNS subtrees back from the Name Constraints extension, if present. */
+function permittedDomainsOf(certificate: X509Certificate): string[] {
+  const forgeCert = forge.pki.certificateFromPem(certificate.toString());
+  const ext = forgeCert.extensions.find((e: { id?: string }) => e.id === "2.5.29.30") as { value?: string } | undefined;
+  if (!ext?.value) return [];
+  return dnsNamesInDer(ext.value);
+}
+
+function dnsNamesInDer(der: string): string[] {
+  const names: string[] = [];
+  const walk = (node: forge.asn1.Asn1): void => {
+    if (node.tagClass === forge.asn1.Class.CONTEXT_SPECIFIC && node.type === 2 && typeof node.value === "string") {
+      names.push(node.value);
+      return;
+    }
+    if (Array.isArray(node.value)) node.value.forEach(walk);
+  };
+  walk(forge.asn1.fromDer(der));
+  return names;
+}

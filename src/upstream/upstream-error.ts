@@ -1,0 +1,47 @@
+/** Why an upstream exchange failed, in categories that policy (stale answers, circuit breaker) acts on. */
+export type UpstreamFailure = "dns" | "connect" | "tls" | "timeout" | "refused-address" | "protocol" | "circuit-open";
+
+export class UpstreamError extends Error {
+  constructor(
+    readonly failure: UpstreamFailure,
+    readonly host: string,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(`upstream ${host}: ${message}`, options);
+    this.name = "UpstreamError";
+  }
+}
+
+const TLS_CODES = new Set([
+  "UNABLE_TO_VERIFY_LEAF_SIGNATURE",
+  "UNABLE_TO_GET_ISSUER_CERT",
+  "UNABLE_TO_GET_ISSUER_CERT_LOCALLY",
+  "DEPTH_ZERO_SELF_SIGNED_CERT",
+  "SELF_SIGNED_CERT_IN_CHAIN",
+  "CERT_HAS_EXPIRED",
+  "CERT_NOT_YET_VALID",
+  "CERT_UNTRUSTED",
+  "CERT_REVOKED",
+  "ERR_TLS_CERT_ALTNAME_INVALID",
+  "ERR_SSL_WRONG_VERSION_NUMBER",
+]);
+
+/** Maps errors from undici, net, dns and tls onto our categories. */
+export function classifyUpstreamError(err: unknown, host: string): UpstreamError {
+  if (err instanceof UpstreamError) return err;
+  const e = err as { code?: string; message?: string; cause?: { code?: string; message?: string } };
+  const code = e.code ?? e.cause?.code ?? "";
+  const message = e.cause?.message ?? e.message ?? String(err);
+  if (code === "ENOTFOUND" || code === "EAI_AGAIN" || code === "EAI_NONAME") return new UpstreamError("dns", host, `cannot resolve: ${message}`, { cause: err });
+  if (TLS_CODES.has(code) || code.startsWith("ERR_SSL") || code.startsWith("ERR_TLS")) {
+    return new UpstreamError("tls", host, `TLS verification failed (${code}): ${message}`, { cause: err });
+  }
+  if (code === "UND_ERR_CONNECT_TIMEOUT" || code === "UND_ERR_HEADERS_TIMEOUT" || code === "UND_ERR_BODY_TIMEOUT" || code === "ETIMEDOUT") {
+    return new UpstreamError("timeout", host, `timed out (${code})`, { cause: err });
+  }
+  if (code === "ECONNREFUSED" || code === "ECONNRESET" || code === "EHOSTUNREACH" || code === "ENETUNREACH" || code === "UND_ERR_SOCKET" || code === "EPIPE") {
+    return new UpstreamError("connect", host, `connection failed (${code}): ${message}`, { cause: err });
+  }
+  return new UpstreamError("protocol", host, message, { cause: err });
+}
