@@ -4,7 +4,8 @@ import { OptionError, parseDuration, parseHostPattern, parseHostPort, parsePort,
 
 /** Repeatable option whose environment variable holds a comma-separated list. */
 function listOption(flags: string, description: string, env?: string): Option {
-  const option = new Option(flags, description).argParser((value: string, previous: string[] | undefined) => [...(previous ?? []), ...splitList(value)]);
+  // Commander gives "--no-*" options a default of true; a list starts empty whatever came before.
+  const option = new Option(flags, description).argParser((value: string, previous: unknown) => [...(Array.isArray(previous) ? (previous as string[]) : []), ...splitList(value)]);
   return env ? option.env(env) : option;
 }
 
@@ -39,7 +40,8 @@ export interface RawServeOptions {
   upstreamCa?: string[];
   resolve?: string[];
   allowPort?: string[];
-  noIntercept?: string[];
+  /** Commander names "--no-intercept <pattern>" after the negated word, and defaults it to true. */
+  intercept?: string[] | boolean;
   logLevel: LogLevel;
   maxCacheSize: string;
   tagTtl: string;
@@ -69,7 +71,7 @@ export function toConfig(raw: RawServeOptions): Config {
     upstreamCaFiles: raw.upstreamCa ?? [],
     resolve: (raw.resolve ?? []).map(parseResolve),
     allowPorts: raw.allowPort && raw.allowPort.length > 0 ? raw.allowPort.map((p) => parsePort(p, "--allow-port")) : [...DEFAULTS.allowPorts],
-    noIntercept: (raw.noIntercept ?? []).map((p) => parseHostPattern(p, "--no-intercept")),
+    noIntercept: (Array.isArray(raw.intercept) ? raw.intercept : []).map((p) => parseHostPattern(p, "--no-intercept")),
     logLevel: raw.logLevel,
     maxCacheSize,
     tagTtl: parseDuration(raw.tagTtl, "--tag-ttl"),

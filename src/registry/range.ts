@@ -32,9 +32,9 @@ export function parseRange(header: string | undefined, size: number): RangeResul
     return { kind: "range", range: { start: Math.max(0, size - suffix), end: size - 1 } };
   }
   const start = Number(spec[1]);
-  const end = spec[2] === "" ? size - 1 : Number(spec[2]);
-  if (end < start) return { kind: "ignore" };
+  if (spec[2] !== "" && Number(spec[2]) < start) return { kind: "ignore" };
   if (start >= size) return { kind: "unsatisfiable" };
+  const end = spec[2] === "" ? size - 1 : Number(spec[2]);
   return { kind: "range", range: { start, end: Math.min(end, size - 1) } };
 }
 

@@ -1,0 +1,141 @@
+import { execFile, spawn, type ChildProcess } from "node:child_process";
+import { createHash } from "node:crypto";
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import path from "node:path";
+import { promisify } from "node:util";
+import { waitFor } from "./ports.js";
+
+const exec = promisify(execFile);
+
+export interface ProxyEnv {
+  proxyUrl: string;
+  caFile: string;
+}
+
+/** Go clients read the proxy from HTTPS_PROXY and extra trust from SSL_CERT_FILE. */
+export function goClientEnv(p: ProxyEnv): NodeJS.ProcessEnv {
+  return { ...process.env, HTTPS_PROXY: p.proxyUrl, https_proxy: p.proxyUrl, NO_PROXY: "", no_proxy: "", SSL_CERT_FILE: p.caFile };
+}
+
+export interface SkopeoResult {
+  ok: boolean;
+  stdout: string;
+  stderr: string;
+  durationMs: number;
+}
+
+/** skopeo copy from the registry (through the proxy) into an OCI layout. */
+export async function skopeoPull(p: ProxyEnv, image: string, dest: string, opts: { all?: boolean; creds?: string; timeoutMs?: number } = {}): Promise<SkopeoResult> {
+  const args = ["--insecure-policy", "copy", "--retry-times", "0"];
+  if (opts.all) args.push("--all");
+  if (opts.creds) args.push("--src-creds", opts.creds);
+  else args.push("--src-no-creds");
+  args.push(`docker://${image}`, `oci:${dest}:latest`);
+  const started = Date.now();
+  try {
+    const { stdout, stderr } = await exec("skopeo", args, { env: goClientEnv(p), timeout: opts.timeoutMs ?? 120_000, maxBuffer: 16 * 1024 * 1024 });
+    return { ok: true, stdout, stderr, durationMs: Date.now() - started };
+  } catch (err) {
+    const e = err as { stdout?: string; stderr?: string };
+    return { ok: false, stdout: e.stdout ?? "", stderr: e.stderr ?? String(err), durationMs: Date.now() - started };
+  }
+}
+
+/** skopeo copy of an OCI layout into the registry directly (not through regcache). */
+export async function skopeoPush(layoutDir: string, tag: string, registry: string, repo: string, certDir: string, creds?: string): Promise<void> {
+  const args = ["--insecure-policy", "copy", "--all", "--dest-cert-dir", certDir];
+  if (creds) args.push("--dest-creds", creds);
+  args.push(`oci:${layoutDir}:${tag}`, `docker://${registry}/${repo}:${tag}`);
+  await exec("skopeo", args, { env: { ...process.env, HTTPS_PROXY: "", https_proxy: "" }, timeout: 300_000 });
+}
+
+/** Hashes every blob of an OCI layout; returns the digests whose content does not match their name. */
+export function corruptBlobsInLayout(dir: string): { checked: number; corrupt: string[] } {
+  const blobDir = path.join(dir, "blobs", "sha256");
+  const corrupt: string[] = [];
+  let checked = 0;
+  for (const hex of readdirSync(blobDir)) {
+    const actual = createHash("sha256").update(readFileSync(path.join(blobDir, hex))).digest("hex");
+    checked += 1;
+    if (actual !== hex) corrupt.push(hex);
+  }
+  return { checked, corrupt };
+}
+
+export function layoutDigests(dir: string): string[] {
+  return readdirSync(path.join(dir, "blobs", "sha256")).map((hex) => `sha256:${hex}`);
+}
+
+/** A throwaway containerd (root only) with its own root, state and socket. */
+export class TestContainerd {
+  private child: ChildProcess | undefined;
+  readonly socket: string;
+
+  constructor(readonly dir: string) {
+    this.socket = path.join(dir, "containerd.sock");
+  }
+
+  async start(): Promise<void> {
+    mkdirSync(this.dir, { recursive: true });
+    const config = path.join(this.dir, "config.toml");
+    writeFileSync(
+      config,
+      [
+        "version = 2",
+        `root = "${path.join(this.dir, "root")}"`,
+        `state = "${path.join(this.dir, "state")}"`,
+        "[grpc]",
+        `  address = "${this.socket}"`,
+        '[plugins."io.containerd.grpc.v1.cri"]',
+        "  disable = true",
+        "",
+      ].join("\n"),
+    );
+    this.child = spawn("containerd", ["--config", config], { stdio: "ignore" });
+    await waitFor(async () => {
+      await exec("ctr", ["--address", this.socket, "version"], { timeout: 5_000 });
+      return true;
+    }, 20_000, "containerd to start");
+  }
+
+  /** `ctr images pull` (the fetch runs in the ctr process, which reads HTTPS_PROXY). */
+  async pull(p: ProxyEnv, image: string, opts: { allPlatforms?: boolean; user?: string } = {}): Promise<SkopeoResult> {
+    const args = ["--address", this.socket, "--namespace", "regcache-test", "images", "pull", "--snapshotter", "native"];
+    if (opts.allPlatforms) args.push("--all-platforms");
+    if (opts.user) args.push("--user", opts.user);
+    args.push(image);
+    const started = Date.now();
+    try {
+      const { stdout, stderr } = await exec("ctr", args, { env: goClientEnv(p), timeout: 180_000, maxBuffer: 16 * 1024 * 1024 });
+      return { ok: true, stdout, stderr, durationMs: Date.now() - started };
+    } catch (err) {
+      const e = err as { stdout?: string; stderr?: string };
+      return { ok: false, stdout: e.stdout ?? "", stderr: e.stderr ?? String(err), durationMs: Date.now() - started };
+    }
+  }
+
+  /** Digests of every content blob containerd holds, after verifying each against its name. */
+  async contentDigests(): Promise<string[]> {
+    const { stdout } = await exec("ctr", ["--address", this.socket, "--namespace", "regcache-test", "content", "ls", "-q"], { timeout: 10_000 });
+    return stdout.split("\n").filter((l) => l.startsWith("sha256:"));
+  }
+
+  async verifyContent(): Promise<{ checked: number; corrupt: string[] }> {
+    const digests = await this.contentDigests();
+    const corrupt: string[] = [];
+    for (const digest of digests) {
+      const file = path.join(this.dir, "root", "io.containerd.content.v1.content", "blobs", "sha256", digest.slice(7));
+      const actual = `sha256:${createHash("sha256").update(readFileSync(file)).digest("hex")}`;
+      if (actual !== digest) corrupt.push(digest);
+    }
+    return { checked: digests.length, corrupt };
+  }
+
+  async stop(): Promise<void> {
+    const child = this.child;
+    if (!child || child.exitCode !== null) return;
+    const exited = new Promise((r) => child.once("exit", r));
+    child.kill("SIGTERM");
+    await exited;
+  }
+}

@@ -1,0 +1,94 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { waitFor } from "./ports.js";
+
+export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../..");
+export const CLI = path.join(REPO_ROOT, "dist/cli/main.js");
+
+export interface LogLine {
+  level: number;
+  msg: string;
+  [key: string]: unknown;
+}
+
+/** A real `regcache serve` process on 127.0.0.1, its JSON log lines collected for assertions. */
+export class RegcacheProcess {
+  private child: ChildProcess | undefined;
+  readonly logs: LogLine[] = [];
+  readonly rawOutput: string[] = [];
+  port = 0;
+  private buffer = "";
+
+  constructor(
+    readonly dataDir: string,
+    readonly certsDir: string,
+    readonly extraArgs: string[] = [],
+    readonly env: Record<string, string> = {},
+  ) {}
+
+  get proxyUrl(): string {
+    return `http://127.0.0.1:${this.port}`;
+  }
+
+  get caFile(): string {
+    return path.join(this.certsDir, "ca.crt");
+  }
+
+  async start(port = 0): Promise<void> {
+    this.logs.length = 0;
+    const args = [CLI, "serve", "--listen", `127.0.0.1:${port}`, "--data-dir", this.dataDir, "--certs-dir", this.certsDir, "--log-level", "debug", ...this.extraArgs];
+    const child = spawn(process.execPath, args, { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, ...this.env } });
+    this.child = child;
+    let exitError = "";
+    child.stderr!.on("data", (c: Buffer) => {
+      exitError += c.toString();
+      this.rawOutput.push(c.toString());
+    });
+    child.stdout!.on("data", (chunk: Buffer) => {
+      this.buffer += chunk.toString();
+      let newline: number;
+      while ((newline = this.buffer.indexOf("\n")) >= 0) {
+        const line = this.buffer.slice(0, newline);
+        this.buffer = this.buffer.slice(newline + 1);
+        this.rawOutput.push(line);
+        try {
+          this.logs.push(JSON.parse(line) as LogLine);
+        } catch {
+          this.logs.push({ level: 0, msg: line });
+        }
+      }
+    });
+    await waitFor(
+      () => {
+        if (child.exitCode !== null) throw new Error(`regcache exited with ${child.exitCode}: ${exitError}`);
+        const listening = this.logs.find((l) => l.msg === "regcache listening");
+        if (listening) this.port = Number(String(listening.listen).split(":").pop());
+        return listening !== undefined;
+      },
+      30_000,
+      "regcache to listen",
+    ).catch((err: Error) => {
+      throw new Error(`${err.message}; stderr: ${exitError}`);
+    });
+  }
+
+  requestLogs(): LogLine[] {
+    return this.logs.filter((l) => l.msg === "request");
+  }
+
+  get pid(): number | undefined {
+    return this.child?.pid;
+  }
+
+  /** SIGTERM and wait for exit; returns the exit code. */
+  async stop(signal: NodeJS.Signals = "SIGTERM"): Promise<number | null> {
+    const child = this.child;
+    if (!child || child.exitCode !== null || child.signalCode !== null) return child?.exitCode ?? null;
+    const exited = new Promise<number | null>((r) => child.once("exit", (code) => r(code)));
+    child.kill(signal);
+    const code = await exited;
+    this.child = undefined;
+    return code;
+  }
+}

@@ -1,0 +1,118 @@
+import { spawn, type ChildProcess, execFileSync } from "node:child_process";
+import { mkdirSync, writeFileSync } from "node:fs";
+import { connect } from "node:tls";
+import path from "node:path";
+import { freePort, waitFor } from "./ports.js";
+import type { TestPki } from "./test-ca.js";
+
+export interface RegistryOptions {
+  dir: string;
+  pki: TestPki;
+  /** Basic auth from an htpasswd file with bcrypt entries (see writeHtpasswd). */
+  htpasswdFile?: string;
+  /** Turns it into distribution's pull-through cache of this URL. */
+  proxyRemoteUrl?: string;
+  port?: number;
+}
+
+export interface AccessLogEntry {
+  method: string;
+  path: string;
+  status: number;
+}
+
+/**
+ * Debian's docker-registry (distribution 2.8, the reference implementation) on
+ * 127.0.0.1 with TLS from the test CA. Its access log is parsed to count the
+ * upstream requests regcache makes.
+ */
+export class TestRegistry {
+  private child: ChildProcess | undefined;
+  readonly accessLog: AccessLogEntry[] = [];
+  port = 0;
+  private output = "";
+
+  constructor(private readonly options: RegistryOptions) {}
+
+  get url(): string {
+    return `127.0.0.1:${this.port}`;
+  }
+
+  async start(): Promise<void> {
+    const { dir, pki } = this.options;
+    if (this.port === 0) this.port = this.options.port ?? (await freePort());
+    mkdirSync(path.join(dir, "storage"), { recursive: true });
+    const config = [
+      "version: 0.1",
+      "log:",
+      "  level: warn",
+      "  accesslog:",
+      "    disabled: false",
+      "storage:",
+      "  filesystem:",
+      `    rootdirectory: ${path.join(dir, "storage")}`,
+      "  delete:",
+      "    enabled: true",
+      "http:",
+      `  addr: 127.0.0.1:${this.port}`,
+      "  tls:",
+      `    certificate: ${pki.serverCert}`,
+      `    key: ${pki.serverKey}`,
+      ...(this.options.htpasswdFile ? ["auth:", "  htpasswd:", "    realm: regcache-test", `    path: ${this.options.htpasswdFile}`] : []),
+      ...(this.options.proxyRemoteUrl ? ["proxy:", `  remoteurl: ${this.options.proxyRemoteUrl}`] : []),
+      "",
+    ].join("\n");
+    const configFile = path.join(dir, "config.yml");
+    writeFileSync(configFile, config);
+    const child = spawn("docker-registry", ["serve", configFile], { stdio: ["ignore", "pipe", "pipe"] });
+    this.child = child;
+    const onData = (chunk: Buffer) => {
+      this.output += chunk.toString();
+      let newline: number;
+      while ((newline = this.output.indexOf("\n")) >= 0) {
+        const line = this.output.slice(0, newline);
+        this.output = this.output.slice(newline + 1);
+        const match = /"(GET|HEAD|PUT|POST|PATCH|DELETE) (\S+) HTTP\/[\d.]+" (\d{3})/.exec(line);
+        if (match) this.accessLog.push({ method: match[1]!, path: match[2]!, status: Number(match[3]) });
+      }
+    };
+    child.stdout!.on("data", onData);
+    child.stderr!.on("data", onData);
+    await waitFor(
+      () =>
+        new Promise<boolean>((resolve) => {
+          const socket = connect({ host: "127.0.0.1", port: this.port, rejectUnauthorized: false }, () => {
+            socket.end();
+            resolve(true);
+          });
+          socket.on("error", () => resolve(false));
+        }),
+      15_000,
+      "docker-registry to listen",
+    );
+  }
+
+  /** Requests for blobs (GET only, or all methods) whose path contains `digest`. */
+  blobGets(digest?: string): AccessLogEntry[] {
+    return this.accessLog.filter((e) => e.method === "GET" && e.path.includes("/blobs/") && (!digest || e.path.includes(digest)));
+  }
+
+  clearLog(): void {
+    this.accessLog.length = 0;
+  }
+
+  async stop(): Promise<void> {
+    const child = this.child;
+    if (!child || child.exitCode !== null) return;
+    const exited = new Promise((r) => child.once("exit", r));
+    child.kill("SIGKILL");
+    await exited;
+    this.child = undefined;
+  }
+}
+
+/** An htpasswd file with bcrypt entries (distribution accepts only bcrypt), made by apache2-utils' htpasswd. */
+export function writeHtpasswd(file: string, users: Record<string, string>): void {
+  const lines = Object.entries(users).map(([user, password]) => execFileSync("htpasswd", ["-nbB", user, password]).toString().trim());
+  writeFileSync(file, `${lines.join("\n")}\n`);
+}

@@ -1,0 +1,39 @@
+import { execFileSync } from "node:child_process";
+
+export const IN_CI = process.env.CI === "true";
+
+function has(tool: string): boolean {
+  try {
+    execFileSync("sh", ["-c", `command -v ${tool}`], { stdio: "ignore" });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Names the missing tools. In CI a missing tool is a failure (thrown at import
+ * time of the suite), never a silent skip; on a laptop the suite is skipped.
+ */
+export function missingTools(...tools: string[]): string[] {
+  const missing = tools.filter((t) => !has(t));
+  if (missing.length > 0 && IN_CI) {
+    throw new Error(`CI=true but required test tools are missing: ${missing.join(", ")} (.ci/run installs them)`);
+  }
+  return missing;
+}
+
+export function isRoot(): boolean {
+  return process.getuid?.() === 0;
+}
+
+/** containerd needs root; locally without root its tests skip, in CI they must run. */
+export function containerdUnavailable(): boolean {
+  const missing = missingTools("containerd", "ctr");
+  if (missing.length > 0) return true;
+  if (!isRoot()) {
+    if (IN_CI) throw new Error("CI=true but not running as root: containerd tests cannot run");
+    return true;
+  }
+  return false;
+}

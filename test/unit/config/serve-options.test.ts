@@ -1,0 +1,95 @@
+import { Command } from "commander";
+import { describe, expect, it } from "vitest";
+import { serveOptions, toConfig, type RawServeOptions } from "../../../src/cli/serve-options.js";
+import { hostMatches, OptionError, parseDuration, parseHostPattern, parseHostPort, parseResolve, parseSize } from "../../../src/config/parse.js";
+
+function parse(args: string[], env: Record<string, string> = {}) {
+  const saved = { ...process.env };
+  Object.assign(process.env, env);
+  try {
+    const command = new Command("serve").exitOverride();
+    for (const option of serveOptions()) command.addOption(option);
+    command.parse(args, { from: "user" });
+    return toConfig(command.opts<RawServeOptions>());
+  } finally {
+    for (const key of Object.keys(env)) delete process.env[key];
+    Object.assign(process.env, saved);
+  }
+}
+
+describe("serve options", () => {
+  it("has defaults that work for a single node", () => {
+    const config = parse([]);
+    expect(config.listen).toEqual({ host: "0.0.0.0", port: 3128 });
+    expect(config.dataDir).toBe("./data");
+    expect(config.certsDir).toBe("./certs");
+    expect(config.allowPorts).toEqual([443]);
+    expect(config.maxCacheSize).toBe(20 * 2 ** 30);
+    expect(config.tagTtl).toBe(0);
+    expect(config.connectTimeout).toBe(5000);
+  });
+
+  it("reads repeatable flags", () => {
+    const config = parse(["--resolve", "quay.test:443=127.0.0.1:5000", "--resolve", "ghcr.test:443=[::1]:5001", "--allow-port", "443", "--allow-port", "5000", "--no-intercept", "*.internal.example"]);
+    expect(config.resolve).toEqual([
+      { from: { host: "quay.test", port: 443 }, to: { host: "127.0.0.1", port: 5000 } },
+      { from: { host: "ghcr.test", port: 443 }, to: { host: "::1", port: 5001 } },
+    ]);
+    expect(config.allowPorts).toEqual([443, 5000]);
+    expect(config.noIntercept).toEqual(["*.internal.example"]);
+  });
+
+  it("reads REGCACHE_* variables, lists comma-separated", () => {
+    const config = parse([], { REGCACHE_LISTEN: "127.0.0.1:8080", REGCACHE_UPSTREAM_CA: "/a.pem,/b.pem", REGCACHE_MAX_CACHE_SIZE: "50GiB", REGCACHE_TAG_TTL: "5m" });
+    expect(config.listen).toEqual({ host: "127.0.0.1", port: 8080 });
+    expect(config.upstreamCaFiles).toEqual(["/a.pem", "/b.pem"]);
+    expect(config.maxCacheSize).toBe(50 * 2 ** 30);
+    expect(config.tagTtl).toBe(300_000);
+  });
+
+  it("flags win over variables", () => {
+    expect(parse(["--listen", "127.0.0.1:9"], { REGCACHE_LISTEN: "127.0.0.1:8080" }).listen.port).toBe(9);
+  });
+
+  it("rejects bad values with a message naming the option", () => {
+    expect(() => parse(["--listen", "nonsense"])).toThrow(/--listen must be HOST:PORT/);
+    expect(() => parse(["--allow-port", "70000"])).toThrow(/--allow-port must be a number from 1 to 65535/);
+    expect(() => parse(["--max-cache-size", "lots"])).toThrow(OptionError);
+    expect(() => parse(["--connect-timeout", "0"])).toThrow(/--connect-timeout must be greater than 0/);
+    expect(() => parse(["--resolve", "quay.test=127.0.0.1"])).toThrow(/--resolve source must be HOST:PORT/);
+    expect(() => parse(["--no-intercept", "bad host!"])).toThrow(/--no-intercept/);
+    expect(() => parse(["--failure-threshold", "0"])).toThrow(/--failure-threshold/);
+  });
+});
+
+describe("value parsers", () => {
+  it("sizes", () => {
+    expect(parseSize("1000")).toBe(1000);
+    expect(parseSize("1.5GB")).toBe(1.5e9);
+    expect(parseSize("2MiB")).toBe(2 * 2 ** 20);
+    expect(() => parseSize("-1GB")).toThrow(OptionError);
+  });
+
+  it("durations", () => {
+    expect(parseDuration("0")).toBe(0);
+    expect(parseDuration("250ms")).toBe(250);
+    expect(parseDuration("5")).toBe(5000);
+    expect(parseDuration("7d")).toBe(7 * 86_400_000);
+    expect(() => parseDuration("soon")).toThrow(OptionError);
+  });
+
+  it("host:port and resolve rules", () => {
+    expect(parseHostPort("[::1]:80", "x")).toEqual({ host: "::1", port: 80 });
+    expect(parseHostPort("0.0.0.0:0", "x", true)).toEqual({ host: "0.0.0.0", port: 0 });
+    expect(() => parseHostPort("0.0.0.0:0", "x")).toThrow(OptionError);
+    expect(parseResolve("Quay.Test:443=127.0.0.1:1").from.host).toBe("quay.test");
+  });
+
+  it("host patterns", () => {
+    expect(parseHostPattern("*.Example.com")).toBe("*.example.com");
+    expect(hostMatches("a.example.com", ["*.example.com"])).toBe(true);
+    expect(hostMatches("example.com", ["*.example.com"])).toBe(false);
+    expect(hostMatches("badexample.com", ["*.example.com"])).toBe(false);
+    expect(hostMatches("anything", ["*"])).toBe(true);
+  });
+});
