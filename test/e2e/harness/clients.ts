@@ -139,3 +139,48 @@ export class TestContainerd {
     await exited;
   }
 }
+
+export interface CurlResult {
+  exitCode: number;
+  status: number;
+  headers: Record<string, string>;
+  body: Buffer;
+}
+
+/** curl through the proxy, trusting regcache's CA; returns the last response's status, headers and body. */
+export async function curlThrough(p: ProxyEnv, url: string, extra: string[] = [], timeoutMs = 60_000): Promise<CurlResult> {
+  const { mkdtempSync, readFileSync: read, rmSync } = await import("node:fs");
+  const { tmpdir } = await import("node:os");
+  const dir = mkdtempSync(path.join(tmpdir(), "curl-"));
+  const headerFile = path.join(dir, "headers");
+  const bodyFile = path.join(dir, "body");
+  let exitCode = 0;
+  let stdout = "";
+  try {
+    ({ stdout } = await exec("curl", ["-s", "-D", headerFile, "-o", bodyFile, "-w", "%{http_code}", "--cacert", p.caFile, "-x", p.proxyUrl, ...extra, url], { timeout: timeoutMs }));
+  } catch (err) {
+    const e = err as { code?: number; stdout?: string };
+    exitCode = typeof e.code === "number" ? e.code : -1;
+    stdout = e.stdout ?? "";
+  }
+  const headers: Record<string, string> = {};
+  let rawHeaders = "";
+  try {
+    rawHeaders = read(headerFile, "utf8");
+  } catch {
+    // no response at all
+  }
+  const blocks = rawHeaders.split(/\r\n\r\n/).filter((b) => b.startsWith("HTTP/"));
+  for (const line of (blocks.pop() ?? "").split("\r\n").slice(1)) {
+    const colon = line.indexOf(":");
+    if (colon > 0) headers[line.slice(0, colon).toLowerCase()] = line.slice(colon + 1).trim();
+  }
+  let body = Buffer.alloc(0);
+  try {
+    body = read(bodyFile);
+  } catch {
+    // empty
+  }
+  rmSync(dir, { recursive: true, force: true });
+  return { exitCode, status: Number(stdout.trim().slice(-3)) || 0, headers, body };
+}

@@ -9,6 +9,8 @@ import { createTestPki, type TestPki } from "./test-ca.js";
 
 /** The name clients use for the test registry; regcache maps it to loopback (Go clients never proxy loopback). */
 export const REGISTRY_HOST = "quay.test";
+/** Names the test PKI also certifies, for FakeUpstream servers. */
+export const FAKE_HOSTS = ["slow.test", "bad.test", "flaky.test", "cdn.test", "down.test"];
 
 export interface PushedImage extends BuiltImage {
   repo: string;
@@ -30,7 +32,7 @@ export class TestEnvironment {
 
   constructor(name: string, registryOptions: Partial<RegistryOptions> = {}) {
     this.dir = mkdtempSync(path.join(tmpdir(), `regcache-${name}-`));
-    this.pki = createTestPki(path.join(this.dir, "pki"), [REGISTRY_HOST, "localhost", "127.0.0.1"]);
+    this.pki = createTestPki(path.join(this.dir, "pki"), [REGISTRY_HOST, ...FAKE_HOSTS, "localhost", "127.0.0.1"]);
     this.registry = new TestRegistry({ dir: path.join(this.dir, "registry"), pki: this.pki, ...registryOptions });
   }
 

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the end-to-end tests and benchmarks use, where missing.
+# Needs root (apt-get); a no-op when everything is already there.
+set -euo pipefail
+declare -A need=(
+  [docker-registry]=docker-registry
+  [skopeo]=skopeo
+  [containerd]=containerd
+  [ctr]=containerd
+  [curl]=curl
+  [openssl]=openssl
+  [htpasswd]=apache2-utils
+  [haproxy]=haproxy
+)
+missing=()
+for cmd in "${!need[@]}"; do
+  command -v "$cmd" >/dev/null 2>&1 || missing+=("${need[$cmd]}")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+if [ "$(id -u)" -ne 0 ]; then
+  echo "missing test tools (${missing[*]}): run as root, or: sudo apt-get install ${missing[*]}" >&2
+  exit 1
+fi
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends $(printf '%s\n' "${missing[@]}" | sort -u) >/dev/null
