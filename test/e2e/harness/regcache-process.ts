@@ -59,18 +59,22 @@ export class RegcacheProcess {
         }
       }
     });
-    await waitFor(
-      () => {
-        if (child.exitCode !== null) throw new Error(`regcache exited with ${child.exitCode}: ${exitError}`);
-        const listening = this.logs.find((l) => l.msg === "regcache listening");
-        if (listening) this.port = Number(String(listening.listen).split(":").pop());
-        return listening !== undefined;
-      },
-      30_000,
-      "regcache to listen",
-    ).catch((err: Error) => {
-      throw new Error(`${err.message}; stderr: ${exitError}`);
-    });
+    const exited = new Promise<never>((_, reject) =>
+      child.once("exit", (code) => reject(new Error(`regcache exited with ${code} before listening; stderr: ${exitError}`))),
+    );
+    exited.catch(() => undefined);
+    await Promise.race([
+      exited,
+      waitFor(
+        () => {
+          const listening = this.logs.find((l) => l.msg === "regcache listening");
+          if (listening) this.port = Number(String(listening.listen).split(":").pop());
+          return listening !== undefined;
+        },
+        30_000,
+        "regcache to listen",
+      ),
+    ]);
   }
 
   requestLogs(): LogLine[] {
