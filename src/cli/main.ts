@@ -6,6 +6,7 @@ import { createLogger, routeConsoleToLogger } from "../log/logger.js";
 import { startRegcache } from "../regcache.js";
 import { serveOptions, toConfig, type RawServeOptions } from "./serve-options.js";
 import { DEFAULTS } from "../config/config.js";
+import { prefetchCommand } from "./prefetch-command.js";
 
 const program = new Command("regcache")
   .description("HTTPS man-in-the-middle caching proxy for container image registries")
@@ -65,9 +66,11 @@ ca.command("cert")
     process.stdout.write(authority.certPem);
   });
 
+program.addCommand(prefetchCommand());
+
 program.parseAsync(process.argv).catch((err: unknown) => {
   const error = err as Error;
-  const known = error instanceof OptionError || ["CaError", "DataDirLockedError", "TrustStoreError"].includes(error.name);
+  const known = error instanceof OptionError || ["CaError", "DataDirLockedError", "TrustStoreError", "PullError", "ImageReferenceError"].includes(error.name) || error.message.startsWith("no image references") || error.message.startsWith("cannot fetch the CA");
   process.stderr.write(`regcache: ${known ? error.message : (error.stack ?? error.message)}\n`);
   process.exit(known ? 2 : 1);
 });

@@ -1,0 +1,102 @@
+import { readFile } from "node:fs/promises";
+import { Command, Option } from "commander";
+import { ProxyAgent, request } from "undici";
+import { ImagePuller, parsePlatform, type PullProgress } from "../prefetch/image-puller.js";
+import { parseImageReference, type ImageReference } from "../registry/image-reference.js";
+
+interface PrefetchOptions {
+  file?: string;
+  proxy: string;
+  platform?: string;
+  ca?: string;
+  concurrency: string;
+}
+
+/** Image references from arguments and from a file (one per line, # comments, "-" for stdin). */
+async function collectReferences(args: string[], file: string | undefined): Promise<string[]> {
+  const refs = [...args];
+  if (file) {
+    const text = file === "-" ? await readStdin() : await readFile(file, "utf8");
+    for (const line of text.split("\n")) {
+      const ref = line.replace(/#.*/, "").trim();
+      if (ref) refs.push(ref);
+    }
+  }
+  return [...new Set(refs)];
+}
+
+async function readStdin(): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks).toString("utf8");
+}
+
+function formatBytes(n: number): string {
+  if (n < 1024) return `${n} B`;
+  const units = ["KiB", "MiB", "GiB", "TiB"];
+  let v = n / 1024;
+  let i = 0;
+  while (v >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i++;
+  }
+  return `${v.toFixed(1)} ${units[i]}`;
+}
+
+/** The proxy's CA: from --ca, else from the proxy's own /ca.crt (the proxy is what we trust anyway). */
+async function proxyCa(proxy: string, caFile: string | undefined): Promise<string> {
+  if (caFile) return readFile(caFile, "utf8");
+  const res = await request(new URL("/ca.crt", proxy));
+  if (res.statusCode !== 200) throw new Error(`cannot fetch the CA from ${proxy}/ca.crt: HTTP ${res.statusCode}`);
+  return res.body.text();
+}
+
+export function prefetchCommand(): Command {
+  return new Command("prefetch")
+    .description("pull images through a running regcache so that an outage finds them cached")
+    .argument("[images...]", "image references, e.g. nginx:1.27, quay.io/org/app@sha256:...")
+    .option("-f, --file <file>", "read references from a file, one per line ('-' for stdin)")
+    .addOption(new Option("--proxy <url>", "the regcache to pull through").env("REGCACHE_PROXY").default("http://127.0.0.1:3128"))
+    .option("--platform <os/arch>", "only this platform of multi-platform images (default: all platforms)")
+    .option("--ca <file>", "regcache's CA certificate (default: fetched from the proxy's /ca.crt)")
+    .option("--concurrency <n>", "blobs fetched at once per image", "3")
+    .action(async (images: string[], opts: PrefetchOptions) => {
+      const refs = await collectReferences(images, opts.file);
+      if (refs.length === 0) throw new Error("no image references given (arguments or --file)");
+      const ca = await proxyCa(opts.proxy, opts.ca);
+      const dispatcher = new ProxyAgent({ uri: opts.proxy, requestTls: { ca: [ca] } });
+      const puller = new ImagePuller(dispatcher, opts.platform ? parsePlatform(opts.platform) : undefined, Math.max(1, Number(opts.concurrency) || 3));
+      const tty = process.stderr.isTTY === true;
+      const failures: string[] = [];
+      let totalBytes = 0;
+      for (const text of refs) {
+        let ref: ImageReference;
+        try {
+          ref = parseImageReference(text);
+        } catch (err) {
+          failures.push(`${text}: ${(err as Error).message}`);
+          process.stdout.write(`failed ${text}: ${(err as Error).message}\n`);
+          continue;
+        }
+        const show = (p: PullProgress): void => {
+          if (tty) process.stderr.write(`\r\x1b[2K${text}  ${p.blobsDone}/${p.blobsTotal} blobs  ${formatBytes(p.bytes)}`);
+        };
+        try {
+          const result = await puller.pull(ref, show);
+          totalBytes += result.bytes;
+          if (tty) process.stderr.write("\r\x1b[2K");
+          process.stdout.write(`ok ${text} ${result.digest} manifests=${result.manifests} blobs=${result.blobs} bytes=${result.bytes}\n`);
+        } catch (err) {
+          if (tty) process.stderr.write("\r\x1b[2K");
+          failures.push(`${text}: ${(err as Error).message}`);
+          process.stdout.write(`failed ${text}: ${(err as Error).message}\n`);
+        }
+      }
+      await dispatcher.close();
+      process.stdout.write(`prefetched ${refs.length - failures.length}/${refs.length} images, ${formatBytes(totalBytes)}\n`);
+      if (failures.length > 0) {
+        process.stderr.write(`${failures.length} image(s) failed:\n${failures.map((f) => `  ${f}`).join("\n")}\n`);
+        process.exitCode = 1;
+      }
+    });
+}

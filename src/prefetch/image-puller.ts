@@ -1,0 +1,174 @@
+import { createHash } from "node:crypto";
+import { request, type Dispatcher } from "undici";
+import type { ImageReference } from "../registry/image-reference.js";
+import { parseWwwAuthenticate } from "../upstream/www-authenticate.js";
+
+/** What containerd asks for: every manifest and index type, so the cache holds what nodes will request. */
+const MANIFEST_ACCEPT = [
+  "application/vnd.oci.image.index.v1+json",
+  "application/vnd.docker.distribution.manifest.list.v2+json",
+  "application/vnd.oci.image.manifest.v1+json",
+  "application/vnd.docker.distribution.manifest.v2+json",
+].join(", ");
+const INDEX_TYPES = new Set(["application/vnd.oci.image.index.v1+json", "application/vnd.docker.distribution.manifest.list.v2+json"]);
+
+export interface Platform {
+  os: string;
+  architecture: string;
+  variant?: string;
+}
+
+export interface PullProgress {
+  blobsDone: number;
+  blobsTotal: number;
+  bytes: number;
+}
+
+export interface PullResult {
+  digest: string;
+  manifests: number;
+  blobs: number;
+  bytes: number;
+}
+
+interface Descriptor {
+  mediaType?: string;
+  digest: string;
+  size?: number;
+  platform?: Platform;
+}
+
+interface ManifestDoc {
+  mediaType?: string;
+  manifests?: Descriptor[];
+  config?: Descriptor;
+  layers?: Descriptor[];
+}
+
+export class PullError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "PullError";
+  }
+}
+
+export function parsePlatform(value: string): Platform {
+  const [os, architecture, variant] = value.split("/");
+  if (!os || !architecture) throw new PullError(`--platform must be os/arch[/variant], got "${value}"`);
+  return { os, architecture, ...(variant ? { variant } : {}) };
+}
+
+/**
+ * Pulls an image the way a registry client does (manifest, then per-platform
+ * manifests, then config and layers), through a dispatcher that goes via regcache,
+ * discarding the bytes: what matters is that regcache now holds them.
+ */
+export class ImagePuller {
+  private readonly tokens = new Map<string, string>();
+
+  constructor(
+    private readonly dispatcher: Dispatcher,
+    private readonly platform: Platform | undefined,
+    private readonly concurrency = 3,
+  ) {}
+
+  async pull(ref: ImageReference, onProgress: (p: PullProgress) => void): Promise<PullResult> {
+    const top = await this.getManifest(ref, ref.reference);
+    const manifests: ManifestDoc[] = [];
+    if (top.doc.manifests && INDEX_TYPES.has(top.mediaType)) {
+      const chosen = top.doc.manifests.filter((m) => this.matches(m.platform));
+      if (chosen.length === 0) throw new PullError(`${ref.original}: no manifest for platform ${this.platformText()}`);
+      for (const m of chosen) manifests.push((await this.getManifest(ref, m.digest)).doc);
+    } else {
+      manifests.push(top.doc);
+    }
+    const blobs = new Map<string, Descriptor>();
+    for (const m of manifests) {
+      for (const d of [m.config, ...(m.layers ?? [])]) if (d?.digest) blobs.set(d.digest, d);
+    }
+    const progress: PullProgress = { blobsDone: 0, blobsTotal: blobs.size, bytes: 0 };
+    onProgress(progress);
+    const queue = [...blobs.values()];
+    const worker = async (): Promise<void> => {
+      for (let d = queue.shift(); d; d = queue.shift()) {
+        await this.getBlob(ref, d.digest, (n) => {
+          progress.bytes += n;
+          onProgress(progress);
+        });
+        progress.blobsDone += 1;
+        onProgress(progress);
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(this.concurrency, queue.length) }, worker));
+    return { digest: top.digest, manifests: manifests.length, blobs: blobs.size, bytes: progress.bytes };
+  }
+
+  private matches(platform: Platform | undefined): boolean {
+    if (!this.platform) return true;
+    if (!platform) return false;
+    return platform.os === this.platform.os && platform.architecture === this.platform.architecture && (!this.platform.variant || platform.variant === this.platform.variant);
+  }
+
+  private platformText(): string {
+    return this.platform ? [this.platform.os, this.platform.architecture, this.platform.variant].filter(Boolean).join("/") : "any";
+  }
+
+  private async getManifest(ref: ImageReference, reference: string): Promise<{ doc: ManifestDoc; mediaType: string; digest: string }> {
+    const res = await this.get(ref, `/v2/${ref.name}/manifests/${reference}`, { accept: MANIFEST_ACCEPT });
+    const body = Buffer.from(await res.body.arrayBuffer());
+    const digest = `sha256:${createHash("sha256").update(body).digest("hex")}`;
+    if (reference.startsWith("sha256:") && digest !== reference) throw new PullError(`${ref.original}: manifest ${reference} arrived with digest ${digest}`);
+    const mediaType = String(res.headers["content-type"] ?? "").split(";")[0]!.trim();
+    let doc: ManifestDoc;
+    try {
+      doc = JSON.parse(body.toString("utf8")) as ManifestDoc;
+    } catch {
+      throw new PullError(`${ref.original}: manifest ${reference} is not JSON`);
+    }
+    return { doc, mediaType: mediaType || doc.mediaType || "", digest };
+  }
+
+  private async getBlob(ref: ImageReference, digest: string, onBytes: (n: number) => void): Promise<void> {
+    const res = await this.get(ref, `/v2/${ref.name}/blobs/${digest}`, {});
+    const [algorithm] = digest.split(":");
+    const hash = createHash(algorithm!);
+    for await (const chunk of res.body) {
+      hash.update(chunk as Buffer);
+      onBytes((chunk as Buffer).length);
+    }
+    const actual = `${algorithm}:${hash.digest("hex")}`;
+    if (actual !== digest) throw new PullError(`${ref.original}: blob ${digest} arrived with digest ${actual}`);
+  }
+
+  /** GET with the registry token flow: on a Bearer challenge, fetch an anonymous token from the realm and retry once. */
+  private async get(ref: ImageReference, path: string, headers: Record<string, string>): Promise<Dispatcher.ResponseData> {
+    const origin = `https://${ref.host}${ref.port === 443 ? "" : `:${ref.port}`}`;
+    const tokenKey = `${origin}/${ref.name}`;
+    for (let attempt = 0; attempt < 2; attempt++) {
+      const token = this.tokens.get(tokenKey);
+      const res = await request(`${origin}${path}`, { dispatcher: this.dispatcher, headers: { ...headers, ...(token ? { authorization: `Bearer ${token}` } : {}) } });
+      if (res.statusCode === 200) return res;
+      const text = await res.body.text().catch(() => "");
+      if (res.statusCode === 401 && attempt === 0) {
+        const bearer = parseWwwAuthenticate(String(res.headers["www-authenticate"] ?? "")).find((c) => c.scheme === "bearer");
+        if (bearer?.params.realm) {
+          this.tokens.set(tokenKey, await this.fetchToken(bearer.params, ref.name));
+          continue;
+        }
+      }
+      throw new PullError(`${ref.original}: GET ${path} answered ${res.statusCode}: ${text.slice(0, 200)}`);
+    }
+    throw new PullError(`${ref.original}: GET ${path} still unauthorized after a token`);
+  }
+
+  private async fetchToken(params: Record<string, string>, name: string): Promise<string> {
+    const url = new URL(params.realm!);
+    if (params.service) url.searchParams.set("service", params.service);
+    url.searchParams.set("scope", params.scope ?? `repository:${name}:pull`);
+    const res = await request(url, { dispatcher: this.dispatcher });
+    const body = (await res.body.json().catch(() => ({}))) as { token?: string; access_token?: string };
+    const token = body.token ?? body.access_token;
+    if (res.statusCode !== 200 || !token) throw new PullError(`token endpoint ${url.origin}${url.pathname} answered ${res.statusCode}`);
+    return token;
+  }
+}
