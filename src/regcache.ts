@@ -1,4 +1,4 @@
-import { access, mkdir } from "node:fs/promises";
+import { access as checkAccess, mkdir } from "node:fs/promises";
 import { constants as fsConstants } from "node:fs";
 import type { AddressInfo } from "node:net";
 import { BlobStore } from "./cache/blob-store.js";
@@ -21,6 +21,10 @@ import { LeafMinter } from "./tls/leaf-minter.js";
 import { Dialer, UpstreamClient } from "./upstream/client.js";
 import { UpstreamHealth } from "./upstream/health.js";
 import { ResolveMap } from "./upstream/resolve-map.js";
+import { loadCredentialsFile, ProxyCredentials } from "./upstream/proxy-credentials.js";
+import { AccessControl } from "./registry/access-control.js";
+import { loadInstanceSecret } from "./cache/instance-secret.js";
+import { ProxyAuth } from "./proxy/proxy-auth.js";
 import { loadUpstreamTrust } from "./upstream/trust-store.js";
 
 export interface RunningRegcache {
@@ -46,7 +50,7 @@ export async function startRegcache(config: Config, logger: Logger): Promise<Run
   await recoverDataDir(paths, index, logger);
   const store = new BlobStore(paths, index, config.maxCacheSize, logger);
 
-  const dialer = new Dialer(new ResolveMap(config.resolve), false);
+  const dialer = new Dialer(new ResolveMap(config.resolve), config.denyPrivateAddresses);
   const upstream = new UpstreamClient(dialer, loadUpstreamTrust(config.upstreamCaFiles), {
     connect: config.connectTimeout,
     headers: config.headersTimeout,
@@ -54,9 +58,11 @@ export async function startRegcache(config: Config, logger: Logger): Promise<Run
   });
   const health = new UpstreamHealth(config.failureThreshold, config.probeInterval, (authority) => upstream.probe(authority), logger);
   upstream.health = health;
+  if (config.credentialsFile) upstream.credentials = new ProxyCredentials(loadCredentialsFile(config.credentialsFile));
 
-  const content = new ContentHandler(store, upstream);
-  const registry = new RegistryHandler(upstream, content, new TagHandler(upstream, store, index, content, config.tagTtl), new PingHandler(upstream));
+  const access = new AccessControl(upstream, index, await loadInstanceSecret(paths.secretFile), config, logger);
+  const content = new ContentHandler(store, upstream, access);
+  const registry = new RegistryHandler(upstream, content, new TagHandler(upstream, store, index, content, access, config.tagTtl), new PingHandler(upstream, access));
 
   const minter = new LeafMinter(ca);
   const interceptor = new MitmInterceptor(minter, paths.tmpDir, createInterceptedRequestHandler(registry, logger), logger);
@@ -69,7 +75,7 @@ export async function startRegcache(config: Config, logger: Logger): Promise<Run
     async notReadyReason() {
       if (shuttingDown) return "shutting down";
       try {
-        await access(paths.root, fsConstants.W_OK);
+        await checkAccess(paths.root, fsConstants.W_OK);
         return null;
       } catch {
         return `data dir ${paths.root} is not writable`;
@@ -77,7 +83,17 @@ export async function startRegcache(config: Config, logger: Logger): Promise<Run
     },
   });
   const server = createFrontServer({
-    policy: { allowPorts: config.allowPorts, noIntercept: config.noIntercept, allowHosts: [], denyHosts: [], caPermittedDomains: ca.permittedDomains },
+    policy: {
+      allowPorts: config.allowPorts,
+      noIntercept: config.noIntercept,
+      allowHosts: config.allowHosts,
+      denyHosts: config.denyHosts,
+      caPermittedDomains: ca.permittedDomains,
+      unpermittedHosts: config.unpermittedHosts,
+      denyPrivateAddresses: config.denyPrivateAddresses,
+    },
+    proxyAuth: config.proxyAuthFile ? new ProxyAuth(config.proxyAuthFile) : undefined,
+    maxConnections: config.maxConnections,
     interceptor,
     endpoints,
     dialer,

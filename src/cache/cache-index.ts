@@ -23,6 +23,7 @@ export interface TagEntry {
 
 const BLOB_PREFIX = "blob:";
 const TAG_PREFIX = "tag:";
+const META_PREFIX = "meta:";
 const MAX_SEEN_IN = 32;
 /** Access times are batched: a sqlite write per cache hit would cost more than the hit. */
 const FLUSH_INTERVAL_MS = 5_000;
@@ -120,6 +121,15 @@ export class CacheIndex {
 
   async putTag(key: string, entry: TagEntry): Promise<void> {
     await this.keyv.set(TAG_PREFIX + key, entry);
+  }
+
+  /** Small records other parts keep durable (access verdicts, last challenges), under a "meta:" prefix. */
+  async getMeta<T>(key: string): Promise<T | undefined> {
+    return (await this.keyv.get<T>(META_PREFIX + key)) ?? undefined;
+  }
+
+  async putMeta(key: string, value: unknown): Promise<void> {
+    await this.keyv.set(META_PREFIX + key, value);
   }
 
   async flush(): Promise<void> {

@@ -6,7 +6,8 @@ import type { Digest } from "../registry/digest.js";
  *
  *   <data>/
  *   ├── lock                      pid of the process that owns this directory
- *   ├── index.sqlite              keyv + @keyv/sqlite: blob rows and tag answers
+ *   ├── index.sqlite              keyv + @keyv/sqlite: blob rows, tag answers, access verdicts
+ *   ├── instance-secret           key of credential HMACs (mode 0600)
  *   ├── tmp/                      downloads in progress (same filesystem, so rename is atomic)
  *   └── blobs/
  *       └── sha256/
@@ -21,6 +22,7 @@ export class DataPaths {
   readonly blobsDir: string;
   readonly indexFile: string;
   readonly lockFile: string;
+  readonly secretFile: string;
 
   constructor(root: string) {
     this.root = path.resolve(root);
@@ -28,6 +30,7 @@ export class DataPaths {
     this.blobsDir = path.join(this.root, "blobs");
     this.indexFile = path.join(this.root, "index.sqlite");
     this.lockFile = path.join(this.root, "lock");
+    this.secretFile = path.join(this.root, "instance-secret");
   }
 
   blobFile(digest: Digest): string {

@@ -70,7 +70,7 @@ program.addCommand(prefetchCommand());
 
 program.parseAsync(process.argv).catch((err: unknown) => {
   const error = err as Error;
-  const known = error instanceof OptionError || ["CaError", "DataDirLockedError", "TrustStoreError", "PullError", "ImageReferenceError"].includes(error.name) || error.message.startsWith("no image references") || error.message.startsWith("cannot fetch the CA");
+  const known = error instanceof OptionError || ["CaError", "DataDirLockedError", "TrustStoreError", "PullError", "ImageReferenceError", "CredentialsFileError", "ProxyAuthFileError"].includes(error.name) || error.message.startsWith("no image references") || error.message.startsWith("cannot fetch the CA");
   process.stderr.write(`regcache: ${known ? error.message : (error.stack ?? error.message)}\n`);
   process.exit(known ? 2 : 1);
 });

@@ -1,5 +1,6 @@
 import { Option } from "commander";
 import { DEFAULTS, type Config, type LogLevel } from "../config/config.js";
+import type { OfflineAccess } from "../registry/access-policy.js";
 import { OptionError, parseDuration, parseHostPattern, parseHostPort, parsePort, parseResolve, parseSize, splitList } from "../config/parse.js";
 
 /** Repeatable option whose environment variable holds a comma-separated list. */
@@ -30,6 +31,17 @@ export function serveOptions(): Option[] {
     new Option("--failure-threshold <n>", "consecutive upstream failures before a host is treated as down").env("REGCACHE_FAILURE_THRESHOLD").default(String(DEFAULTS.failureThreshold)),
     new Option("--probe-interval <duration>", "how often a host that is down is probed").env("REGCACHE_PROBE_INTERVAL").default(DEFAULTS.probeInterval),
     new Option("--shutdown-grace <duration>", "on SIGTERM, how long in-flight responses may take to finish").env("REGCACHE_SHUTDOWN_GRACE").default(DEFAULTS.shutdownGrace),
+    new Option("--offline-access <policy>", "who gets cached content while upstream is unreachable: public, all or none (SECURITY.md)").env("REGCACHE_OFFLINE_ACCESS").choices(["public", "all", "none"]).default(DEFAULTS.offlineAccess),
+    new Option("--public-ttl <duration>", "how long an anonymous-readability verdict for a repository holds").env("REGCACHE_PUBLIC_TTL").default(DEFAULTS.publicTtl),
+    new Option("--auth-ttl <duration>", "how long upstream's yes to a credential for a repository holds").env("REGCACHE_AUTH_TTL").default(DEFAULTS.authTtl),
+    new Option("--offline-grace <duration>", "with --offline-access public: how long a confirmed credential is honoured while upstream is down").env("REGCACHE_OFFLINE_GRACE").default(DEFAULTS.offlineGrace),
+    new Option("--credentials <file>", "proxy-held upstream credentials (JSON: host -> {username,password} or {token}), used when a client sends none; content they reach becomes readable by every client").env("REGCACHE_CREDENTIALS"),
+    new Option("--proxy-auth <file>", "htpasswd file (bcrypt entries) of users allowed to use the proxy; others get 407").env("REGCACHE_PROXY_AUTH"),
+    listOption("--allow-host <pattern>", "only these hosts may be reached (name or *.domain); repeatable", "REGCACHE_ALLOW_HOST"),
+    listOption("--deny-host <pattern>", "these hosts are refused with 403; repeatable", "REGCACHE_DENY_HOST"),
+    new Option("--deny-private-addresses", "refuse upstreams that resolve to private, loopback or CGNAT addresses (link-local and metadata are always refused)").env("REGCACHE_DENY_PRIVATE_ADDRESSES"),
+    new Option("--unpermitted-hosts <action>", "hosts outside the CA's name constraints: tunnel (TLS untouched) or deny").env("REGCACHE_UNPERMITTED_HOSTS").choices(["tunnel", "deny"]).default(DEFAULTS.unpermittedHosts),
+    new Option("--max-connections <n>", "client connections accepted at once").env("REGCACHE_MAX_CONNECTIONS").default(String(DEFAULTS.maxConnections)),
   ];
 }
 
@@ -51,12 +63,28 @@ export interface RawServeOptions {
   failureThreshold: string;
   probeInterval: string;
   shutdownGrace: string;
+  offlineAccess: OfflineAccess;
+  publicTtl: string;
+  authTtl: string;
+  offlineGrace: string;
+  credentials?: string;
+  proxyAuth?: string;
+  allowHost?: string[];
+  denyHost?: string[];
+  denyPrivateAddresses?: boolean;
+  unpermittedHosts: "tunnel" | "deny";
+  maxConnections: string;
+}
+
+function wholeNumber(value: string, flag: string): number {
+  const n = Number(value);
+  if (!/^\d+$/.test(value) || n < 1) throw new OptionError(`${flag} must be a whole number of at least 1, got "${value}"`);
+  return n;
 }
 
 /** Turns the strings commander collected into a validated Config. Pure. */
 export function toConfig(raw: RawServeOptions): Config {
-  const threshold = Number(raw.failureThreshold);
-  if (!Number.isInteger(threshold) || threshold < 1) throw new OptionError(`--failure-threshold must be a whole number of at least 1, got "${raw.failureThreshold}"`);
+  const threshold = wholeNumber(raw.failureThreshold, "--failure-threshold");
   const positive = (value: string, flag: string): number => {
     const ms = parseDuration(value, flag);
     if (ms <= 0) throw new OptionError(`${flag} must be greater than 0, got "${value}"`);
@@ -81,5 +109,16 @@ export function toConfig(raw: RawServeOptions): Config {
     failureThreshold: threshold,
     probeInterval: positive(raw.probeInterval, "--probe-interval"),
     shutdownGrace: parseDuration(raw.shutdownGrace, "--shutdown-grace"),
+    offlineAccess: raw.offlineAccess,
+    publicTtl: parseDuration(raw.publicTtl, "--public-ttl"),
+    authTtl: parseDuration(raw.authTtl, "--auth-ttl"),
+    offlineGrace: parseDuration(raw.offlineGrace, "--offline-grace"),
+    credentialsFile: raw.credentials,
+    proxyAuthFile: raw.proxyAuth,
+    allowHosts: (raw.allowHost ?? []).map((p) => parseHostPattern(p, "--allow-host")),
+    denyHosts: (raw.denyHost ?? []).map((p) => parseHostPattern(p, "--deny-host")),
+    denyPrivateAddresses: raw.denyPrivateAddresses === true,
+    unpermittedHosts: raw.unpermittedHosts,
+    maxConnections: wholeNumber(raw.maxConnections, "--max-connections"),
   };
 }

@@ -1,3 +1,4 @@
+import type { OfflineAccess } from "../registry/access-policy.js";
 import type { HostPort, ResolveRule } from "./parse.js";
 
 export type LogLevel = "fatal" | "error" | "warn" | "info" | "debug" | "trace" | "silent";
@@ -23,6 +24,20 @@ export interface Config {
   /** How often a host that is down is probed in the background (ms). */
   probeInterval: number;
   shutdownGrace: number;
+  offlineAccess: OfflineAccess;
+  publicTtl: number;
+  authTtl: number;
+  offlineGrace: number;
+  /** File of proxy-held upstream credentials (host -> username/password or token). */
+  credentialsFile?: string;
+  /** htpasswd file (bcrypt) of users allowed to use the proxy. */
+  proxyAuthFile?: string;
+  allowHosts: string[];
+  denyHosts: string[];
+  denyPrivateAddresses: boolean;
+  /** What to do with hosts outside the CA's name constraints. */
+  unpermittedHosts: "tunnel" | "deny";
+  maxConnections: number;
 }
 
 export const DEFAULTS = {
@@ -39,4 +54,10 @@ export const DEFAULTS = {
   failureThreshold: 3,
   probeInterval: "10s",
   shutdownGrace: "25s",
+  offlineAccess: "public" as OfflineAccess,
+  publicTtl: "1h",
+  authTtl: "60s",
+  offlineGrace: "7d",
+  unpermittedHosts: "tunnel" as const,
+  maxConnections: 4096,
 };

@@ -1,4 +1,6 @@
+import { isIP } from "node:net";
 import { hostMatches } from "../config/parse.js";
+import { checkDialAddress } from "../upstream/address-policy.js";
 import { isPermittedByConstraints } from "../tls/name-constraints.js";
 
 export type ConnectDecision =
@@ -11,8 +13,10 @@ export interface ConnectPolicy {
   noIntercept: readonly string[];
   allowHosts: readonly string[];
   denyHosts: readonly string[];
-  /** DNS subtrees the CA is constrained to; hosts outside are tunnelled, never intercepted. */
+  /** DNS subtrees the CA is constrained to; hosts outside are never intercepted. */
   caPermittedDomains: readonly string[];
+  unpermittedHosts: "tunnel" | "deny";
+  denyPrivateAddresses: boolean;
 }
 
 const HOST = /^(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*$/i;
@@ -37,7 +41,15 @@ export function decideConnect(target: string, policy: ConnectPolicy): ConnectDec
   if (!policy.allowPorts.includes(port)) return { action: "deny", status: 403, reason: `port ${port} is not allowed (--allow-port)` };
   if (policy.denyHosts.length > 0 && hostMatches(host, policy.denyHosts)) return { action: "deny", status: 403, reason: `host ${host} is denied (--deny-host)` };
   if (policy.allowHosts.length > 0 && !hostMatches(host, policy.allowHosts)) return { action: "deny", status: 403, reason: `host ${host} is not in --allow-host` };
+  if (isIP(host)) {
+    const verdict = checkDialAddress(host, policy.denyPrivateAddresses);
+    if (!verdict.allowed) return { action: "deny", status: 403, reason: verdict.reason };
+  }
   if (hostMatches(host, policy.noIntercept)) return { action: "tunnel", host, port };
-  if (!isPermittedByConstraints(host, policy.caPermittedDomains)) return { action: "tunnel", host, port };
+  if (!isPermittedByConstraints(host, policy.caPermittedDomains)) {
+    return policy.unpermittedHosts === "deny"
+      ? { action: "deny", status: 403, reason: `host ${host} is outside the CA's name constraints` }
+      : { action: "tunnel", host, port };
+  }
   return { action: "intercept", host, port };
 }

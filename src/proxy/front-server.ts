@@ -5,10 +5,13 @@ import type { Dialer } from "../upstream/client.js";
 import { decideConnect, type ConnectPolicy } from "./connect-policy.js";
 import type { MitmInterceptor } from "./mitm-interceptor.js";
 import type { OwnEndpoints } from "./own-endpoints.js";
+import type { ProxyAuth } from "./proxy-auth.js";
 import { openTunnel } from "./tunnel.js";
 
 export interface FrontServerDeps {
   policy: ConnectPolicy;
+  proxyAuth?: ProxyAuth;
+  maxConnections: number;
   interceptor: MitmInterceptor;
   endpoints: OwnEndpoints;
   dialer: Dialer;
@@ -18,6 +21,11 @@ export interface FrontServerDeps {
 
 /** Request heads larger than this are refused: registry requests carry a token and a few headers. */
 const MAX_HEADER_BYTES = 32 * 1024;
+/**
+ * A CONNECT socket with no traffic either way for this long is closed: it frees
+ * half-open and idle connections (slowloris) while containerd's own limit is 5 minutes without bytes.
+ */
+const TUNNEL_IDLE_MS = 120_000;
 
 /**
  * The public port: CONNECT goes through policy (deny, tunnel or intercept),
@@ -25,7 +33,13 @@ const MAX_HEADER_BYTES = 32 * 1024;
  */
 export function createFrontServer(deps: FrontServerDeps): Server {
   const server = createServer({ maxHeaderSize: MAX_HEADER_BYTES, requestTimeout: 30_000, headersTimeout: 15_000 });
-  server.on("connect", (req: IncomingMessage, socket: Duplex, head: Buffer) => onConnect(deps, req, socket, head));
+  server.maxConnections = deps.maxConnections;
+  server.on("connect", (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    authorizeConnect(deps, req, socket).then(
+      (ok) => ok && onConnect(deps, req, socket, head),
+      () => socket.destroy(),
+    );
+  });
   server.on("request", (req, res) => {
     const started = Date.now();
     res.on("close", () =>
@@ -44,8 +58,20 @@ export function createFrontServer(deps: FrontServerDeps): Server {
   return server;
 }
 
-function onConnect(deps: FrontServerDeps, req: IncomingMessage, socket: Duplex, head: Buffer): void {
+/** With --proxy-auth, a CONNECT without valid Proxy-Authorization gets 407. */
+async function authorizeConnect(deps: FrontServerDeps, req: IncomingMessage, socket: Duplex): Promise<boolean> {
   socket.on("error", () => socket.destroy());
+  if (!deps.proxyAuth) return true;
+  if (await deps.proxyAuth.check(req.headers["proxy-authorization"])) return true;
+  deps.logger.warn({ target: req.url?.slice(0, 200), client: req.socket.remoteAddress, status: 407 }, "CONNECT refused: proxy authentication required");
+  const body = JSON.stringify({ errors: [{ code: "UNAUTHORIZED", message: "proxy authentication required" }] });
+  socket.end(`HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: Basic realm="regcache"\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+  return false;
+}
+
+function onConnect(deps: FrontServerDeps, req: IncomingMessage, socket: Duplex, head: Buffer): void {
+  const raw = req.socket;
+  raw.setTimeout(TUNNEL_IDLE_MS, () => raw.destroy());
   const decision = decideConnect(req.url ?? "", deps.policy);
   const client = req.socket.remoteAddress;
   switch (decision.action) {

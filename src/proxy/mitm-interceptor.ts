@@ -64,6 +64,8 @@ export class MitmInterceptor {
       mitm.listen({ host: "127.0.0.1", port: 0, forceSNI: true, sslCaDir, keepAlive: true }, (err?: unknown) => (err ? reject(err as Error) : resolve())),
     );
     await rm(sslCaDir, { recursive: true, force: true });
+    // Garbage inside a tunnel (bad TLS, bad HTTP) closes that connection only; the library logs but leaves it open.
+    for (const server of [mitm.httpsServer, mitm.httpServer]) server?.on("clientError", (_err: Error, socket: Duplex) => socket.destroy());
   }
 
   /** Takes a CONNECT the policy chose to intercept: answers 200, then terminates TLS with a leaf for the host. */

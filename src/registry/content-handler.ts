@@ -1,5 +1,6 @@
 import { pipeline, type Readable } from "node:stream";
 import type { BlobEntry } from "../cache/cache-index.js";
+import type { AccessControl } from "./access-control.js";
 import type { BlobStore, OpenResult } from "../cache/blob-store.js";
 import type { Download } from "../cache/download.js";
 import type { UpstreamClient, UpstreamResponse } from "../upstream/client.js";
@@ -23,6 +24,10 @@ export interface ContentTarget {
   digest: Digest;
 }
 
+export function contentPath(target: ContentTarget): string {
+  return `/v2/${target.name}/${target.kind === "blob" ? "blobs" : "manifests"}/${target.digest.value}`;
+}
+
 interface Representation {
   digest: Digest;
   mediaType: string;
@@ -37,12 +42,13 @@ export class ContentHandler {
   constructor(
     private readonly store: BlobStore,
     private readonly upstream: UpstreamClient,
+    private readonly access: AccessControl,
   ) {}
 
   async handle(rr: RegistryRequest, target: ContentTarget): Promise<void> {
     const entry = this.usableEntry(rr, target);
     if (entry) {
-      this.serveCached(rr, target, entry);
+      if (await this.authorized(rr, target)) this.serveCached(rr, target, entry);
       return;
     }
     if (rr.req.method !== "GET") {
@@ -50,6 +56,14 @@ export class ContentHandler {
       return;
     }
     await this.fillAndServe(rr, target);
+  }
+
+  /** Content fetched under another client's credentials reaches this client only if upstream would serve it. */
+  private async authorized(rr: RegistryRequest, target: ContentTarget): Promise<boolean> {
+    const decision = await this.access.authorize(rr, target.name, contentPath(target));
+    rr.log.access = decision.result;
+    if (!decision.allowed) decision.refuse();
+    return decision.allowed;
   }
 
   /** A cached manifest answers only a client whose Accept allows its media type. */
@@ -76,9 +90,12 @@ export class ContentHandler {
     }
     switch (outcome.kind) {
       case "download":
+        if (!outcome.coalesced) await this.access.recordConfirmation(rr, target.name);
+        else if (!(await this.authorized(rr, target))) return;
         this.serveDownload(rr, outcome.download, outcome.coalesced ? "COALESCED" : "MISS");
         return;
       case "refused":
+        this.access.recordChallenge(rr.host, headerValue(outcome.response.headers["www-authenticate"]));
         rr.log.cache = "MISS";
         relayUpstreamResponse(rr, outcome.response, "MISS");
         return;
@@ -97,7 +114,7 @@ export class ContentHandler {
       host: rr.host,
       port: rr.port,
       method: "GET",
-      path: `/v2/${target.name}/${target.kind === "blob" ? "blobs" : "manifests"}/${target.digest.value}`,
+      path: contentPath(target),
       headers: upstreamRequestHeaders(rr.req.headers, NOT_FORWARDED_ON_FILL),
     });
     rr.log.upstreamStatus = response.statusCode;

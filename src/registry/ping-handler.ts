@@ -1,4 +1,8 @@
 import type { UpstreamClient } from "../upstream/client.js";
+import { headerValue } from "../upstream/headers.js";
+import { parseWwwAuthenticate } from "../upstream/www-authenticate.js";
+import type { AccessControl } from "./access-control.js";
+import { sendRegistryError } from "./errors.js";
 import { relayUpstreamResponse } from "./pass-through.js";
 import { cacheStatusHeaders, type RegistryRequest } from "./request-context.js";
 
@@ -9,12 +13,16 @@ import { cacheStatusHeaders, type RegistryRequest } from "./request-context.js";
  * without a token flow that could not succeed anyway.
  */
 export class PingHandler {
-  constructor(private readonly upstream: UpstreamClient) {}
+  constructor(
+    private readonly upstream: UpstreamClient,
+    private readonly access: AccessControl,
+  ) {}
 
   async handle(rr: RegistryRequest): Promise<void> {
     try {
       const response = await this.upstream.request({ host: rr.host, port: rr.port, method: rr.req.method ?? "GET", path: rr.req.url ?? "/v2/", headers: pingHeaders(rr) });
       if (response.statusCode < 500 && response.statusCode !== 429) {
+        if (response.statusCode === 401) this.access.recordChallenge(rr.host, headerValue(response.headers["www-authenticate"]));
         rr.log.cache = "BYPASS";
         relayUpstreamResponse(rr, response, "BYPASS");
         return;
@@ -25,6 +33,14 @@ export class PingHandler {
       rr.log.upstreamStatus = 0;
     }
     rr.log.cache = "STALE";
+    // A Basic-auth registry's clients send credentials only after a challenge: repeat its last one,
+    // so they authenticate and cached private content can be confirmed (--offline-access).
+    // Token (Bearer) challenges are not repeated: their token endpoint is likely down too.
+    const challenge = await this.access.lastChallenge(rr.host);
+    if (challenge && parseWwwAuthenticate(challenge)[0]?.scheme === "basic" && !rr.req.headers.authorization) {
+      sendRegistryError(rr.res, 401, "UNAUTHORIZED", "authentication required", { "www-authenticate": challenge, ...cacheStatusHeaders("STALE") });
+      return;
+    }
     const body = "{}";
     rr.res.writeHead(200, {
       "content-type": "application/json",

@@ -15,6 +15,8 @@ export interface RequestLogFields {
   upstreamStatus?: number;
   upstreamHost?: string;
   client?: string;
+  /** How access to cached content was settled (see AccessControl). */
+  access?: string;
 }
 
 export interface RegistryRequest {

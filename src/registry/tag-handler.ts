@@ -8,6 +8,8 @@ import { parseDigest } from "./digest.js";
 import { sendRegistryError } from "./errors.js";
 import { passThrough, relayUpstreamResponse } from "./pass-through.js";
 import type { RegistryRequest } from "./request-context.js";
+import type { AccessControl } from "./access-control.js";
+import { UpstreamError } from "../upstream/upstream-error.js";
 
 export interface TagTarget {
   name: string;
@@ -30,6 +32,7 @@ export class TagHandler {
     private readonly store: BlobStore,
     private readonly index: CacheIndex,
     private readonly content: ContentHandler,
+    private readonly access: AccessControl,
     private readonly tagTtl: number,
   ) {}
 
@@ -38,7 +41,13 @@ export class TagHandler {
     const key = tagKey(rr.host, target.name, target.tag, acceptSet);
     if (this.tagTtl > 0) {
       const fresh = await this.index.getTag(key);
-      if (fresh && Date.now() - fresh.recorded < this.tagTtl && this.serveRecorded(rr, target, fresh, "HIT")) return;
+      if (fresh && Date.now() - fresh.recorded < this.tagTtl && this.usableRecord(rr, target, fresh)) {
+        const decision = await this.access.authorize(rr, target.name, tagPath(target));
+        rr.log.access = decision.result;
+        if (!decision.allowed) decision.refuse();
+        else this.serveRecorded(rr, target, fresh, "HIT");
+        return;
+      }
     }
     let head: UpstreamResponse;
     try {
@@ -46,10 +55,11 @@ export class TagHandler {
         host: rr.host,
         port: rr.port,
         method: "HEAD",
-        path: `/v2/${target.name}/manifests/${target.tag}`,
+        path: tagPath(target),
         headers: upstreamRequestHeaders(rr.req.headers, ["range", "if-none-match", "if-modified-since"]),
       });
     } catch (err) {
+      if (err instanceof UpstreamError && err.failure === "refused-address") throw err;
       await this.serveStale(rr, target, key, (err as Error).message, 503);
       return;
     }
@@ -60,6 +70,7 @@ export class TagHandler {
       return;
     }
     const digest = parseDigest(headerValue(head.headers["docker-content-digest"]) ?? "");
+    if (head.statusCode === 401) this.access.recordChallenge(rr.host, headerValue(head.headers["www-authenticate"]));
     if (head.statusCode !== 200 || !digest) {
       // Auth challenges, 404s and registries that omit the digest on HEAD: the client gets upstream's own answer.
       if (rr.req.method === "HEAD") relayUpstreamResponse(rr, head, "BYPASS");
@@ -68,6 +79,9 @@ export class TagHandler {
       return;
     }
     rr.log.digest = digest.value;
+    // Upstream just answered this client's own credentials for this repository: that is the access check.
+    await this.access.recordConfirmation(rr, target.name);
+    rr.log.access = "confirmed";
     const manifest = { kind: "manifest" as const, name: target.name, digest };
     const entry = this.content.usableEntry(rr, manifest);
     if (entry) {
@@ -86,21 +100,30 @@ export class TagHandler {
     else this.recordWhenStored(key, rr.host, target, digest.value);
   }
 
-  /** Serves a recorded tag answer if its manifest is still cached and acceptable. */
-  private serveRecorded(rr: RegistryRequest, target: TagTarget, recorded: TagEntry, cache: "HIT" | "STALE"): boolean {
+  private usableRecord(rr: RegistryRequest, target: TagTarget, recorded: TagEntry): boolean {
     const digest = parseDigest(recorded.digest);
-    if (!digest) return false;
+    return digest !== undefined && this.content.usableEntry(rr, { kind: "manifest", name: target.name, digest }) !== undefined;
+  }
+
+  /** Serves a recorded tag answer whose manifest usableRecord() found cached and acceptable. */
+  private serveRecorded(rr: RegistryRequest, target: TagTarget, recorded: TagEntry, cache: "HIT" | "STALE"): void {
+    const digest = parseDigest(recorded.digest)!;
     const manifest = { kind: "manifest" as const, name: target.name, digest };
-    const entry = this.content.usableEntry(rr, manifest);
-    if (!entry) return false;
+    const entry = this.content.usableEntry(rr, manifest)!;
     rr.log.digest = digest.value;
     this.content.serveCached(rr, manifest, entry, cache, cache === "STALE" ? { warning: STALE_WARNING } : {});
-    return true;
   }
 
   private async serveStale(rr: RegistryRequest, target: TagTarget, key: string, reason: string, status: number): Promise<void> {
-    const recorded = (await this.index.getTag(key)) ?? (await this.index.getTag(anyAcceptKey(rr.host, target)));
-    if (recorded && this.serveRecorded(rr, target, recorded, "STALE")) return;
+    const exact = await this.index.getTag(key);
+    const recorded = exact && this.usableRecord(rr, target, exact) ? exact : await this.index.getTag(anyAcceptKey(rr.host, target));
+    if (recorded && this.usableRecord(rr, target, recorded)) {
+      const decision = await this.access.authorizeOffline(rr, target.name);
+      rr.log.access = decision.result;
+      if (!decision.allowed) decision.refuse();
+      else this.serveRecorded(rr, target, recorded, "STALE");
+      return;
+    }
     rr.log.cache = "STALE";
     const code = status === 429 ? "TOOMANYREQUESTS" : "UNAVAILABLE";
     sendRegistryError(rr.res, status === 429 ? 429 : 503, code, `${rr.host}/${target.name}:${target.tag} is not cached and upstream is unavailable: ${reason}`);
@@ -118,6 +141,10 @@ export class TagHandler {
       () => undefined,
     );
   }
+}
+
+function tagPath(target: TagTarget): string {
+  return `/v2/${target.name}/manifests/${target.tag}`;
 }
 
 /**

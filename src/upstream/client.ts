@@ -5,6 +5,7 @@ import { Agent, buildConnector, type Dispatcher } from "undici";
 import { checkDialAddress } from "./address-policy.js";
 import type { ResolveMap } from "./resolve-map.js";
 import type { UpstreamHealth } from "./health.js";
+import type { ProxyCredentials } from "./proxy-credentials.js";
 import { classifyUpstreamError, UpstreamError } from "./upstream-error.js";
 
 export interface UpstreamTimeouts {
@@ -21,6 +22,8 @@ export interface UpstreamRequest {
   headers: Record<string, string | string[]>;
   body?: Readable | null;
   signal?: AbortSignal;
+  /** Never add proxy-held credentials (public-access probes must be truly anonymous). */
+  anonymous?: boolean;
 }
 
 export type UpstreamResponse = Dispatcher.ResponseData;
@@ -95,6 +98,8 @@ export class UpstreamClient {
 
   /** Set once at wiring time; the client reports every outcome to it and fails fast while a host is down. */
   health: UpstreamHealth | undefined;
+  /** Set once at wiring time when --credentials is given. */
+  credentials: ProxyCredentials | undefined;
 
   async request(req: UpstreamRequest): Promise<UpstreamResponse> {
     const authority = formatAuthority(req.host, req.port);
@@ -103,7 +108,7 @@ export class UpstreamClient {
     }
     let response: UpstreamResponse;
     try {
-      response = await this.send(req);
+      response = this.credentials?.appliesTo(req) ? await this.credentials.send(req, (r) => this.send(r)) : await this.send(req);
     } catch (err) {
       const failure = classifyUpstreamError(err, req.host);
       if (failure.failure !== "refused-address") this.health?.recordFailure(authority, failure.message);

@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest";
 import { decideConnect, parseConnectTarget, type ConnectPolicy } from "../../../src/proxy/connect-policy.js";
 import { checkDialAddress } from "../../../src/upstream/address-policy.js";
 
-const base: ConnectPolicy = { allowPorts: [443], noIntercept: [], allowHosts: [], denyHosts: [], caPermittedDomains: [] };
+const base: ConnectPolicy = { allowPorts: [443], noIntercept: [], allowHosts: [], denyHosts: [], caPermittedDomains: [], unpermittedHosts: "tunnel", denyPrivateAddresses: false };
 
 describe("decideConnect", () => {
   it("intercepts registries on allowed ports", () => {
@@ -21,6 +21,16 @@ describe("decideConnect", () => {
     expect(decideConnect("git.corp.example:443", { ...base, noIntercept: ["*.corp.example"] })).toMatchObject({ action: "tunnel" });
     expect(decideConnect("example.org:443", { ...base, caPermittedDomains: ["quay.io"] })).toMatchObject({ action: "tunnel" });
     expect(decideConnect("cdn.quay.io:443", { ...base, caPermittedDomains: ["quay.io"] })).toMatchObject({ action: "intercept" });
+  });
+
+  it("denies hosts outside the name constraints when asked to", () => {
+    expect(decideConnect("example.org:443", { ...base, caPermittedDomains: ["quay.io"], unpermittedHosts: "deny" })).toMatchObject({ action: "deny", status: 403 });
+  });
+
+  it("refuses metadata and link-local IP literals at CONNECT time", () => {
+    expect(decideConnect("169.254.169.254:443", base)).toMatchObject({ action: "deny", status: 403 });
+    expect(decideConnect("[fe80::1]:443", base)).toMatchObject({ action: "deny", status: 403 });
+    expect(decideConnect("10.0.0.1:443", { ...base, denyPrivateAddresses: true })).toMatchObject({ action: "deny", status: 403 });
   });
 
   it("applies allow and deny lists", () => {

@@ -1,0 +1,229 @@
+import { createHmac } from "node:crypto";
+import type { CacheIndex } from "../cache/cache-index.js";
+import type { Logger } from "../log/logger.js";
+import type { UpstreamClient, UpstreamResponse } from "../upstream/client.js";
+import { headerValue } from "../upstream/headers.js";
+import { UpstreamError } from "../upstream/upstream-error.js";
+import { parseWwwAuthenticate } from "../upstream/www-authenticate.js";
+import { offlineAllows, onlineStep, type AccessTimings, type OfflineAccess } from "./access-policy.js";
+import { registryErrorBody, type RegistryErrorCode } from "./errors.js";
+import { cacheStatusHeaders, type RegistryRequest } from "./request-context.js";
+
+export type AccessResult = "public" | "confirmed" | "offline-allowed" | "denied" | "offline-denied";
+
+export interface AccessDecision {
+  allowed: boolean;
+  result: AccessResult;
+  /** For a refusal: writes upstream's own answer (or the offline 401) to the client. */
+  refuse: () => void;
+}
+
+export interface AccessOptions extends AccessTimings {
+  offlineAccess: OfflineAccess;
+}
+
+const REFUSAL_CODES: Record<number, RegistryErrorCode> = { 401: "UNAUTHORIZED", 403: "DENIED", 404: "NAME_UNKNOWN" };
+/** A confirmation is persisted (for the offline grace period) at most this often per key. */
+const PERSIST_EVERY_MS = 60_000;
+
+/**
+ * Decides whether a client may have cached content of (host, repository): the
+ * proxy sees each pod's own pull credentials, and a cached private blob must never
+ * reach a client that upstream would refuse. Public repositories are known by an
+ * anonymous probe; otherwise upstream is asked with the client's own Authorization.
+ */
+export class AccessControl {
+  private readonly publicVerdicts = new Map<string, { isPublic: boolean; checkedAt: number }>();
+  private readonly confirmations = new Map<string, number>();
+  private readonly persistedAt = new Map<string, number>();
+  private readonly challenges = new Map<string, string>();
+  readonly counts: Record<AccessResult, number> = { public: 0, confirmed: 0, "offline-allowed": 0, denied: 0, "offline-denied": 0 };
+
+  constructor(
+    private readonly upstream: UpstreamClient,
+    private readonly index: CacheIndex,
+    private readonly secret: Buffer,
+    private readonly options: AccessOptions,
+    private readonly logger: Logger,
+  ) {}
+
+  /** HMAC of the Authorization header: credentials are compared, never stored or logged. */
+  credentialKey(rr: RegistryRequest): string {
+    const authorization = headerValue(rr.req.headers.authorization) ?? "";
+    return authorization ? createHmac("sha256", this.secret).update(authorization).digest("hex").slice(0, 32) : "anonymous";
+  }
+
+  /** Upstream said yes to this client for this repository (e.g. a tag revalidation answered 200). */
+  async recordConfirmation(rr: RegistryRequest, name: string): Promise<void> {
+    const key = `${this.credentialKey(rr)}:${rr.host}/${name}`;
+    const now = Date.now();
+    this.confirmations.set(key, now);
+    if (now - (this.persistedAt.get(key) ?? 0) > PERSIST_EVERY_MS) {
+      this.persistedAt.set(key, now);
+      await this.index.putMeta(`auth:${key}`, now).catch((err: unknown) => this.logger.warn({ err }, "cannot persist confirmation"));
+    }
+  }
+
+  /** Remembers the last auth challenge of a host (durably), to repeat it when the host is down. */
+  recordChallenge(host: string, header: string | undefined): void {
+    if (!header || this.challenges.get(host) === header) return;
+    this.challenges.set(host, header);
+    this.index.putMeta(`challenge:${host}`, header).catch(() => undefined);
+  }
+
+  async lastChallenge(host: string): Promise<string | undefined> {
+    const known = this.challenges.get(host);
+    if (known) return known;
+    const stored = await this.index.getMeta<string>(`challenge:${host}`);
+    if (stored) this.challenges.set(host, stored);
+    return stored;
+  }
+
+  /** When upstream is already known to be unreachable: decide from what was recorded, without asking it. */
+  async authorizeOffline(rr: RegistryRequest, name: string): Promise<AccessDecision> {
+    const repoKey = `${rr.host}/${name}`;
+    const facts = { now: Date.now(), publicVerdict: await this.publicVerdict(repoKey), confirmedAt: await this.confirmedAt(`${this.credentialKey(rr)}:${repoKey}`) };
+    return this.offline(rr, facts);
+  }
+
+  async authorize(rr: RegistryRequest, name: string, probePath: string): Promise<AccessDecision> {
+    const repoKey = `${rr.host}/${name}`;
+    const credKey = `${this.credentialKey(rr)}:${repoKey}`;
+    const facts = { now: Date.now(), publicVerdict: await this.publicVerdict(repoKey), confirmedAt: await this.confirmedAt(credKey) };
+    let step = onlineStep(facts, this.options);
+    if (step === "probe-public") {
+      const verdict = await this.probePublic(rr, probePath);
+      if (verdict === "unreachable") return this.offline(rr, facts);
+      this.publicVerdicts.set(repoKey, { isPublic: verdict === "public", checkedAt: Date.now() });
+      await this.index.putMeta(`public:${repoKey}`, { isPublic: verdict === "public", checkedAt: Date.now() }).catch(() => undefined);
+      step = verdict === "public" ? "allow" : "check-client";
+    }
+    if (step === "allow") return this.allow(facts.publicVerdict?.isPublic || this.publicVerdicts.get(repoKey)?.isPublic ? "public" : "confirmed");
+    let response: UpstreamResponse;
+    try {
+      response = await this.upstream.request({ host: rr.host, port: rr.port, method: "HEAD", path: probePath, headers: checkHeaders(rr) });
+      await response.body.dump();
+    } catch (err) {
+      if (err instanceof UpstreamError && err.failure === "refused-address") throw err;
+      return this.offline(rr, facts);
+    }
+    if (response.statusCode >= 500 || response.statusCode === 429) return this.offline(rr, facts);
+    if (response.statusCode < 400) {
+      await this.recordConfirmation(rr, name);
+      return this.allow("confirmed");
+    }
+    const challenge = headerValue(response.headers["www-authenticate"]);
+    this.recordChallenge(rr.host, challenge);
+    this.counts.denied += 1;
+    return {
+      allowed: false,
+      result: "denied",
+      refuse: () => this.sendRefusal(rr, response.statusCode, challenge, `upstream refused this client for ${repoKey}`),
+    };
+  }
+
+  private allow(result: "public" | "confirmed" | "offline-allowed"): AccessDecision {
+    this.counts[result] += 1;
+    return { allowed: true, result, refuse: () => undefined };
+  }
+
+  private async offline(rr: RegistryRequest, facts: { now: number; publicVerdict?: { isPublic: boolean; checkedAt: number }; confirmedAt?: number }): Promise<AccessDecision> {
+    if (offlineAllows(facts, this.options.offlineAccess, this.options)) return this.allow("offline-allowed");
+    this.counts["offline-denied"] += 1;
+    const challenge = await this.lastChallenge(rr.host);
+    return {
+      allowed: false,
+      result: "offline-denied",
+      refuse: () => this.sendRefusal(rr, 401, challenge, `upstream ${rr.host} is unreachable and this client is not confirmed for this repository (--offline-access ${this.options.offlineAccess})`),
+    };
+  }
+
+  private sendRefusal(rr: RegistryRequest, status: number, challenge: string | undefined, message: string): void {
+    const body = registryErrorBody(REFUSAL_CODES[status] ?? "DENIED", message);
+    rr.log.cache = "BYPASS";
+    rr.res.writeHead(status, {
+      "content-type": "application/json; charset=utf-8",
+      "content-length": Buffer.byteLength(body),
+      "docker-distribution-api-version": "registry/2.0",
+      ...(challenge ? { "www-authenticate": challenge } : {}),
+      ...cacheStatusHeaders("BYPASS"),
+    });
+    rr.res.end(rr.req.method === "HEAD" ? undefined : body);
+  }
+
+  private async publicVerdict(repoKey: string): Promise<{ isPublic: boolean; checkedAt: number } | undefined> {
+    const known = this.publicVerdicts.get(repoKey);
+    if (known) return known;
+    const stored = await this.index.getMeta<{ isPublic: boolean; checkedAt: number }>(`public:${repoKey}`);
+    if (stored) this.publicVerdicts.set(repoKey, stored);
+    return stored;
+  }
+
+  private async confirmedAt(credKey: string): Promise<number | undefined> {
+    const known = this.confirmations.get(credKey);
+    if (known !== undefined) return known;
+    const stored = await this.index.getMeta<number>(`auth:${credKey}`);
+    if (stored !== undefined) this.confirmations.set(credKey, stored);
+    return stored;
+  }
+
+  /** Anonymous HEAD; on a Bearer challenge, an anonymous token from the realm, and HEAD again. */
+  private async probePublic(rr: RegistryRequest, probePath: string): Promise<"public" | "private" | "unreachable"> {
+    try {
+      const accept = headerValue(rr.req.headers.accept);
+      const base: Record<string, string> = accept ? { accept } : {};
+      const first = await this.upstream.request({ host: rr.host, port: rr.port, method: "HEAD", path: probePath, headers: base, anonymous: true });
+      await first.body.dump();
+      if (first.statusCode >= 500 || first.statusCode === 429) return "unreachable";
+      if (first.statusCode < 400) return "public";
+      const challenge = headerValue(first.headers["www-authenticate"]);
+      this.recordChallenge(rr.host, challenge);
+      const bearer = parseWwwAuthenticate(challenge).find((c) => c.scheme === "bearer");
+      if (first.statusCode !== 401 || !bearer?.params.realm) return "private";
+      const token = await this.anonymousToken(bearer.params);
+      if (!token) return "private";
+      const second = await this.upstream.request({ host: rr.host, port: rr.port, method: "HEAD", path: probePath, headers: { ...base, authorization: `Bearer ${token}` }, anonymous: true });
+      await second.body.dump();
+      if (second.statusCode >= 500 || second.statusCode === 429) return "unreachable";
+      return second.statusCode < 400 ? "public" : "private";
+    } catch (err) {
+      if (err instanceof UpstreamError && err.failure === "refused-address") throw err;
+      return "unreachable";
+    }
+  }
+
+  private async anonymousToken(params: Record<string, string>): Promise<string | undefined> {
+    let realm: URL;
+    try {
+      realm = new URL(params.realm!);
+    } catch {
+      return undefined;
+    }
+    if (realm.protocol !== "https:") return undefined;
+    if (params.service) realm.searchParams.set("service", params.service);
+    if (params.scope) realm.searchParams.set("scope", params.scope);
+    const response = await this.upstream.request({
+      host: realm.hostname,
+      port: Number(realm.port) || 443,
+      method: "GET",
+      path: `${realm.pathname}${realm.search}`,
+      headers: {},
+      anonymous: true,
+    });
+    if (response.statusCode !== 200) {
+      await response.body.dump();
+      return undefined;
+    }
+    const body = (await response.body.json().catch(() => ({}))) as { token?: string; access_token?: string };
+    return body.token ?? body.access_token;
+  }
+}
+
+function checkHeaders(rr: RegistryRequest): Record<string, string> {
+  const headers: Record<string, string> = {};
+  for (const name of ["authorization", "accept", "user-agent"]) {
+    const value = headerValue(rr.req.headers[name]);
+    if (value) headers[name] = value;
+  }
+  return headers;
+}

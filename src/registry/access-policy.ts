@@ -1,0 +1,46 @@
+/**
+ * What to do when upstream cannot confirm a client (offline):
+ * - public: serve repositories known to be public, and clients whose credential was
+ *   confirmed for the repository within the offline grace period;
+ * - all: serve everything cached (a mirror's behaviour: availability over confidentiality);
+ * - none: serve only what was confirmed within the normal auth TTL.
+ */
+export type OfflineAccess = "public" | "all" | "none";
+
+export interface AccessTimings {
+  publicTtl: number;
+  authTtl: number;
+  offlineGrace: number;
+}
+
+export interface AccessFacts {
+  now: number;
+  /** Anonymous readability of the repository, when probed. */
+  publicVerdict?: { isPublic: boolean; checkedAt: number };
+  /** Last time upstream said yes to this credential for this repository. */
+  confirmedAt?: number;
+}
+
+export type OnlineStep = "allow" | "probe-public" | "check-client";
+
+/** While upstream is reachable: which cheapest step settles access. Pure. */
+export function onlineStep(facts: AccessFacts, t: AccessTimings): OnlineStep {
+  const verdict = facts.publicVerdict;
+  const verdictFresh = verdict !== undefined && facts.now - verdict.checkedAt < t.publicTtl;
+  if (verdictFresh && verdict.isPublic) return "allow";
+  if (facts.confirmedAt !== undefined && facts.now - facts.confirmedAt < t.authTtl) return "allow";
+  return verdictFresh ? "check-client" : "probe-public";
+}
+
+/** While upstream is unreachable: serve or refuse, per --offline-access. Pure. */
+export function offlineAllows(facts: AccessFacts, policy: OfflineAccess, t: AccessTimings): boolean {
+  const confirmedWithin = (window: number): boolean => facts.confirmedAt !== undefined && facts.now - facts.confirmedAt < window;
+  switch (policy) {
+    case "all":
+      return true;
+    case "public":
+      return facts.publicVerdict?.isPublic === true || confirmedWithin(t.offlineGrace);
+    case "none":
+      return (facts.publicVerdict?.isPublic === true && facts.now - facts.publicVerdict.checkedAt < t.publicTtl) || confirmedWithin(t.authTtl);
+  }
+}

@@ -1,0 +1,108 @@
+import { readFileSync } from "node:fs";
+import type { UpstreamRequest, UpstreamResponse } from "./client.js";
+import { headerValue } from "./headers.js";
+import { parseWwwAuthenticate } from "./www-authenticate.js";
+
+export type HostCredential = { username: string; password: string } | { token: string };
+
+export class CredentialsFileError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "CredentialsFileError";
+  }
+}
+
+/** Reads --credentials: {"registry-1.docker.io": {"username": "...", "password": "..."}, "ghcr.io": {"token": "..."}}. */
+export function loadCredentialsFile(file: string): Map<string, HostCredential> {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(readFileSync(file, "utf8"));
+  } catch (err) {
+    throw new CredentialsFileError(`cannot read --credentials ${file}: ${(err as Error).message}`);
+  }
+  if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) throw new CredentialsFileError(`--credentials ${file} must hold a JSON object keyed by registry host`);
+  const out = new Map<string, HostCredential>();
+  for (const [host, value] of Object.entries(parsed as Record<string, unknown>)) {
+    const v = value as Record<string, unknown>;
+    if (typeof v?.token === "string") out.set(host.toLowerCase(), { token: v.token });
+    else if (typeof v?.username === "string" && typeof v?.password === "string") out.set(host.toLowerCase(), { username: v.username, password: v.password });
+    else throw new CredentialsFileError(`--credentials ${file}: entry for ${host} needs "username" and "password", or "token"`);
+  }
+  return out;
+}
+
+type Send = (req: UpstreamRequest) => Promise<UpstreamResponse>;
+
+/** Tokens are reused until shortly before they expire; registries default to 60 s (distribution token spec). */
+const DEFAULT_TOKEN_SECONDS = 60;
+
+/**
+ * Runs the registry auth flow with proxy-held credentials for requests whose
+ * client sent none: Basic directly, Bearer through the challenge's token realm.
+ * Only bodiless requests are retried after a challenge.
+ */
+export class ProxyCredentials {
+  private readonly tokens = new Map<string, { header: string; expires: number }>();
+
+  constructor(private readonly credentials: Map<string, HostCredential>) {}
+
+  appliesTo(req: UpstreamRequest): boolean {
+    return !req.anonymous && req.headers.authorization === undefined && this.credentials.has(req.host.toLowerCase());
+  }
+
+  async send(req: UpstreamRequest, send: Send): Promise<UpstreamResponse> {
+    const credential = this.credentials.get(req.host.toLowerCase())!;
+    if ("token" in credential) return send(withAuth(req, `Bearer ${credential.token}`));
+    const cacheKey = `${req.host}${scopeHint(req.path)}`;
+    const cached = this.tokens.get(cacheKey);
+    const first = await send(cached && cached.expires > Date.now() ? withAuth(req, cached.header) : req);
+    if (first.statusCode !== 401 || req.body) return first;
+    const challenge = parseWwwAuthenticate(headerValue(first.headers["www-authenticate"]))[0];
+    if (!challenge) return first;
+    const basic = `Basic ${Buffer.from(`${credential.username}:${credential.password}`).toString("base64")}`;
+    let header: string | undefined;
+    let lifetime = DEFAULT_TOKEN_SECONDS;
+    if (challenge.scheme === "basic") header = basic;
+    else if (challenge.scheme === "bearer" && challenge.params.realm) {
+      const token = await this.fetchToken(challenge.params, basic, send);
+      if (token) {
+        header = `Bearer ${token.token}`;
+        lifetime = token.expiresIn;
+      }
+    }
+    if (!header) return first;
+    await first.body.dump();
+    this.tokens.set(cacheKey, { header, expires: Date.now() + Math.max(5, lifetime - 10) * 1000 });
+    return send(withAuth(req, header));
+  }
+
+  private async fetchToken(params: Record<string, string>, basic: string, send: Send): Promise<{ token: string; expiresIn: number } | undefined> {
+    let realm: URL;
+    try {
+      realm = new URL(params.realm!);
+    } catch {
+      return undefined;
+    }
+    if (realm.protocol !== "https:") return undefined;
+    if (params.service) realm.searchParams.set("service", params.service);
+    if (params.scope) realm.searchParams.set("scope", params.scope);
+    const res = await send({ host: realm.hostname, port: Number(realm.port) || 443, method: "GET", path: `${realm.pathname}${realm.search}`, headers: { authorization: basic }, anonymous: true });
+    if (res.statusCode !== 200) {
+      await res.body.dump();
+      return undefined;
+    }
+    const body = (await res.body.json().catch(() => ({}))) as { token?: string; access_token?: string; expires_in?: number };
+    const token = body.token ?? body.access_token;
+    return token ? { token, expiresIn: typeof body.expires_in === "number" ? body.expires_in : DEFAULT_TOKEN_SECONDS } : undefined;
+  }
+}
+
+function withAuth(req: UpstreamRequest, authorization: string): UpstreamRequest {
+  return { ...req, headers: { ...req.headers, authorization } };
+}
+
+/** Token scopes are per repository: "/v2/<name>/..." keys the cache by name. */
+function scopeHint(path: string): string {
+  const match = /^\/v2\/(.+?)\/(?:blobs|manifests|tags)\//.exec(path);
+  return match ? `/${match[1]}` : "";
+}
