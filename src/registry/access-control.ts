@@ -79,6 +79,37 @@ export class AccessControl {
     return stored;
   }
 
+  /**
+   * The first time content of a repository is cached, learn whether anyone may read it
+   * (anonymous probe), so that later hits, online or offline, need no round trip for it.
+   */
+  learnPublic(rr: RegistryRequest, name: string, probePath: string): void {
+    const repoKey = `${rr.host}/${name}`;
+    void this.publicVerdict(repoKey).then(async (known) => {
+      if (known && Date.now() - known.checkedAt < this.options.publicTtl) return;
+      const verdict = await this.probePublic(rr, probePath);
+      if (verdict !== "unreachable") await this.storeVerdict(repoKey, verdict === "public");
+    }).catch((err: unknown) => this.logger.debug({ err, repository: repoKey }, "public probe failed"));
+  }
+
+  private async storeVerdict(repoKey: string, isPublic: boolean): Promise<void> {
+    const verdict = { isPublic, checkedAt: Date.now() };
+    this.publicVerdicts.set(repoKey, verdict);
+    await this.index.putMeta(`public:${repoKey}`, verdict).catch(() => undefined);
+  }
+
+  /**
+   * The challenge a /v2/ ping gets while upstream is down: a Basic registry's last
+   * challenge, so its clients send credentials that can be matched against
+   * confirmations. None under "all" (nothing is checked) or for token registries
+   * (their token endpoint is likely down too).
+   */
+  async offlinePingChallenge(host: string): Promise<string | undefined> {
+    if (this.options.offlineAccess === "all") return undefined;
+    const challenge = await this.lastChallenge(host);
+    return challenge && parseWwwAuthenticate(challenge)[0]?.scheme === "basic" ? challenge : undefined;
+  }
+
   /** When upstream is already known to be unreachable: decide from what was recorded, without asking it. */
   async authorizeOffline(rr: RegistryRequest, name: string): Promise<AccessDecision> {
     const repoKey = `${rr.host}/${name}`;
@@ -94,8 +125,7 @@ export class AccessControl {
     if (step === "probe-public") {
       const verdict = await this.probePublic(rr, probePath);
       if (verdict === "unreachable") return this.offline(rr, facts);
-      this.publicVerdicts.set(repoKey, { isPublic: verdict === "public", checkedAt: Date.now() });
-      await this.index.putMeta(`public:${repoKey}`, { isPublic: verdict === "public", checkedAt: Date.now() }).catch(() => undefined);
+      await this.storeVerdict(repoKey, verdict === "public");
       step = verdict === "public" ? "allow" : "check-client";
     }
     if (step === "allow") return this.allow(facts.publicVerdict?.isPublic || this.publicVerdicts.get(repoKey)?.isPublic ? "public" : "confirmed");

@@ -90,8 +90,10 @@ export class ContentHandler {
     }
     switch (outcome.kind) {
       case "download":
-        if (!outcome.coalesced) await this.access.recordConfirmation(rr, target.name);
-        else if (!(await this.authorized(rr, target))) return;
+        if (!outcome.coalesced) {
+          await this.access.recordConfirmation(rr, target.name);
+          this.access.learnPublic(rr, target.name, contentPath(target));
+        } else if (!(await this.authorized(rr, target))) return;
         this.serveDownload(rr, outcome.download, outcome.coalesced ? "COALESCED" : "MISS");
         return;
       case "refused":

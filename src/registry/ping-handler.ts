@@ -1,6 +1,5 @@
 import type { UpstreamClient } from "../upstream/client.js";
 import { headerValue } from "../upstream/headers.js";
-import { parseWwwAuthenticate } from "../upstream/www-authenticate.js";
 import type { AccessControl } from "./access-control.js";
 import { sendRegistryError } from "./errors.js";
 import { relayUpstreamResponse } from "./pass-through.js";
@@ -33,11 +32,9 @@ export class PingHandler {
       rr.log.upstreamStatus = 0;
     }
     rr.log.cache = "STALE";
-    // A Basic-auth registry's clients send credentials only after a challenge: repeat its last one,
-    // so they authenticate and cached private content can be confirmed (--offline-access).
-    // Token (Bearer) challenges are not repeated: their token endpoint is likely down too.
-    const challenge = await this.access.lastChallenge(rr.host);
-    if (challenge && parseWwwAuthenticate(challenge)[0]?.scheme === "basic" && !rr.req.headers.authorization) {
+    // Basic-auth clients send credentials only after a challenge; see AccessControl.offlinePingChallenge.
+    const challenge = await this.access.offlinePingChallenge(rr.host);
+    if (challenge && !rr.req.headers.authorization) {
       sendRegistryError(rr.res, 401, "UNAUTHORIZED", "authentication required", { "www-authenticate": challenge, ...cacheStatusHeaders("STALE") });
       return;
     }

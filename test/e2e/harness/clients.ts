@@ -10,11 +10,14 @@ const exec = promisify(execFile);
 export interface ProxyEnv {
   proxyUrl: string;
   caFile: string;
+  /** "user:password" for --proxy-auth, put into HTTPS_PROXY as Go clients expect. */
+  proxyUser?: string;
 }
 
 /** Go clients read the proxy from HTTPS_PROXY and extra trust from SSL_CERT_FILE. */
 export function goClientEnv(p: ProxyEnv): NodeJS.ProcessEnv {
-  return { ...process.env, HTTPS_PROXY: p.proxyUrl, https_proxy: p.proxyUrl, NO_PROXY: "", no_proxy: "", SSL_CERT_FILE: p.caFile };
+  const proxy = p.proxyUser ? p.proxyUrl.replace("http://", `http://${p.proxyUser}@`) : p.proxyUrl;
+  return { ...process.env, HTTPS_PROXY: proxy, https_proxy: proxy, NO_PROXY: "", no_proxy: "", SSL_CERT_FILE: p.caFile };
 }
 
 export interface SkopeoResult {
@@ -143,6 +146,8 @@ export class TestContainerd {
 export interface CurlResult {
   exitCode: number;
   status: number;
+  /** Status the proxy gave the CONNECT (0 when none was sent). */
+  connectStatus: number;
   headers: Record<string, string>;
   body: Buffer;
 }
@@ -157,7 +162,7 @@ export async function curlThrough(p: ProxyEnv, url: string, extra: string[] = []
   let exitCode = 0;
   let stdout = "";
   try {
-    ({ stdout } = await exec("curl", ["-s", "-D", headerFile, "-o", bodyFile, "-w", "%{http_code}", "--cacert", p.caFile, "-x", p.proxyUrl, ...extra, url], { timeout: timeoutMs }));
+    ({ stdout } = await exec("curl", ["-s", "-D", headerFile, "-o", bodyFile, "-w", "%{http_connect} %{http_code}", "--cacert", p.caFile, "-x", p.proxyUrl, ...extra, url], { timeout: timeoutMs }));
   } catch (err) {
     const e = err as { code?: number; stdout?: string };
     exitCode = typeof e.code === "number" ? e.code : -1;
@@ -182,5 +187,6 @@ export async function curlThrough(p: ProxyEnv, url: string, extra: string[] = []
     // empty
   }
   rmSync(dir, { recursive: true, force: true });
-  return { exitCode, status: Number(stdout.trim().slice(-3)) || 0, headers, body };
+  const [connectStatus, status] = stdout.trim().split(" ").map((v) => Number(v) || 0);
+  return { exitCode, status: status ?? 0, connectStatus: connectStatus ?? 0, headers, body };
 }

@@ -10,7 +10,7 @@ import { createTestPki, type TestPki } from "./test-ca.js";
 /** The name clients use for the test registry; regcache maps it to loopback (Go clients never proxy loopback). */
 export const REGISTRY_HOST = "quay.test";
 /** Names the test PKI also certifies, for FakeUpstream servers. */
-export const FAKE_HOSTS = ["slow.test", "bad.test", "flaky.test", "cdn.test", "down.test"];
+export const FAKE_HOSTS = ["slow.test", "bad.test", "flaky.test", "cdn.test", "down.test", "open.test"];
 
 export interface PushedImage extends BuiltImage {
   repo: string;

@@ -38,7 +38,9 @@ export class TestRegistry {
     return `127.0.0.1:${this.port}`;
   }
 
+  /** Starts the registry; a no-op while it runs (restarts reuse the same port). */
   async start(): Promise<void> {
+    if (this.child && this.child.exitCode === null && this.child.signalCode === null) return;
     const { dir, pki } = this.options;
     if (this.port === 0) this.port = this.options.port ?? (await freePort());
     mkdirSync(path.join(dir, "storage"), { recursive: true });
