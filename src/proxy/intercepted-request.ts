@@ -5,6 +5,9 @@ import type { RegistryHandler } from "../registry/registry-handler.js";
 import type { RegistryRequest } from "../registry/request-context.js";
 import { parseConnectTarget } from "./connect-policy.js";
 
+/** Registry paths are a name (at most 255) plus a digest or tag; anything far longer is abuse. */
+const MAX_URL_LENGTH = 4096;
+
 export interface RequestObserver {
   (rr: RegistryRequest, status: number, bytes: number, durationMs: number): void;
 }
@@ -34,6 +37,10 @@ export function createInterceptedRequestHandler(registry: RegistryHandler, logge
       logger.info({ ...rr.log, status: res.statusCode, bytes, durationMs, completed: res.writableFinished }, "request");
       for (const observe of observers) observe(rr, res.statusCode, bytes, durationMs);
     });
+    if ((req.url ?? "").length > MAX_URL_LENGTH) {
+      sendRegistryError(res, 414, "NAME_INVALID", `request target longer than ${MAX_URL_LENGTH} characters`);
+      return;
+    }
     if (!isTls || !target) {
       sendRegistryError(res, 400, "UNSUPPORTED", "regcache intercepts TLS only; send HTTPS inside CONNECT");
       return;

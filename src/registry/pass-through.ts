@@ -20,6 +20,11 @@ export function relayUpstreamResponse(rr: RegistryRequest, response: UpstreamRes
 export function sendUpstreamFailure(rr: RegistryRequest, err: unknown): void {
   const message = err instanceof UpstreamError ? err.message : `upstream ${rr.host}: ${(err as Error).message}`;
   rr.log.upstreamStatus = 0;
+  rr.log.cache = "BYPASS";
+  if (err instanceof UpstreamError && err.failure === "refused-address") {
+    sendRegistryError(rr.res, 403, "DENIED", message, cacheStatusHeaders("BYPASS"));
+    return;
+  }
   sendRegistryError(rr.res, 502, "UNAVAILABLE", message, cacheStatusHeaders("BYPASS"));
 }
 

@@ -1,9 +1,10 @@
 import type { UpstreamClient } from "../upstream/client.js";
 import type { ContentHandler } from "./content-handler.js";
 import { sendRegistryError } from "./errors.js";
-import { passThrough } from "./pass-through.js";
+import { UpstreamError } from "../upstream/upstream-error.js";
+import { passThrough, sendUpstreamFailure } from "./pass-through.js";
 import { cacheStatusHeaders, type RegistryRequest } from "./request-context.js";
-import { parseRegistryPath } from "./routes.js";
+import { isCleanPath, parseRegistryPath } from "./routes.js";
 import type { TagHandler } from "./tag-handler.js";
 import type { PingHandler } from "./ping-handler.js";
 
@@ -17,9 +18,23 @@ export class RegistryHandler {
   ) {}
 
   async handle(rr: RegistryRequest): Promise<void> {
+    try {
+      await this.route(rr);
+    } catch (err) {
+      if (!(err instanceof UpstreamError)) throw err;
+      sendUpstreamFailure(rr, err);
+    }
+  }
+
+  private async route(rr: RegistryRequest): Promise<void> {
     const url = rr.req.url ?? "/";
     const query = url.indexOf("?");
     const route = parseRegistryPath(query < 0 ? url : url.slice(0, query));
+    if (!isCleanPath(url)) {
+      rr.log.cache = "BYPASS";
+      sendRegistryError(rr.res, 400, "NAME_INVALID", "request path has dot segments, encoded dots or slashes, or NUL", cacheStatusHeaders("BYPASS"));
+      return;
+    }
     const readOnly = rr.req.method === "GET" || rr.req.method === "HEAD";
     rr.log.kind = route.kind === "blob" || route.kind === "manifest" || route.kind === "tag" || route.kind === "ping" ? route.kind : "other";
     switch (route.kind) {

@@ -46,3 +46,14 @@ export function parseRegistryPath(path: string): RegistryRoute {
   if (!TAG.test(reference)) return { kind: "invalid", code: "TAG_INVALID", message: "invalid tag" };
   return { kind: "tag", name, tag: reference };
 }
+
+/**
+ * Paths that normalize differently on different servers (dot segments, encoded
+ * dots, slashes or backslashes, NUL) are refused rather than passed on: what
+ * regcache checks must be what upstream serves.
+ */
+export function isCleanPath(url: string): boolean {
+  const path = url.split("?")[0]!;
+  if (/(^|\/)\.{1,2}(\/|$)/.test(path)) return false;
+  return !/%(2e|2f|5c|00)|\\|\0/i.test(path);
+}

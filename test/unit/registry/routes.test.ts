@@ -1,7 +1,7 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { parseDigest } from "../../../src/registry/digest.js";
-import { parseRegistryPath } from "../../../src/registry/routes.js";
+import { isCleanPath, parseRegistryPath } from "../../../src/registry/routes.js";
 
 const SHA = "a".repeat(64);
 
@@ -55,6 +55,16 @@ describe("parseRegistryPath", () => {
       }),
       { numRuns: 5000 },
     );
+  });
+});
+
+describe("isCleanPath", () => {
+  it("refuses dot segments, encoded dots and slashes, backslashes and NUL", () => {
+    expect(isCleanPath(`/v2/a/blobs/sha256:${SHA}`)).toBe(true);
+    expect(isCleanPath("/v2/a/tags/list?n=10&last=..")).toBe(true);
+    for (const bad of ["/v2/../etc", "/v2/a/./b", "/v2/a/..", "/v2/%2e%2e/x", "/v2/a%2Fb/manifests/x", "/v2/a\\b", "/v2/a%00", "/v2/a\0"]) {
+      expect(isCleanPath(bad), bad).toBe(false);
+    }
   });
 });
 
