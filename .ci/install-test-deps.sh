@@ -11,6 +11,7 @@ declare -A need=(
   [openssl]=openssl
   [htpasswd]=apache2-utils
   [haproxy]=haproxy
+  [chromium]=chromium
 )
 missing=()
 for cmd in "${!need[@]}"; do

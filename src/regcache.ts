@@ -25,6 +25,11 @@ import { loadCredentialsFile, ProxyCredentials } from "./upstream/proxy-credenti
 import { AccessControl } from "./registry/access-control.js";
 import { loadInstanceSecret } from "./cache/instance-secret.js";
 import { ProxyAuth } from "./proxy/proxy-auth.js";
+import type { RegistryRequest } from "./registry/request-context.js";
+import { Metrics } from "./stats/metrics.js";
+import { StatsCollector } from "./stats/stats-collector.js";
+import { statsRoutes } from "./stats/stats-endpoints.js";
+import { VERSION } from "./version.js";
 import { loadUpstreamTrust } from "./upstream/trust-store.js";
 
 export interface RunningRegcache {
@@ -65,12 +70,18 @@ export async function startRegcache(config: Config, logger: Logger): Promise<Run
   const registry = new RegistryHandler(upstream, content, new TagHandler(upstream, store, index, content, access, config.tagTtl), new PingHandler(upstream, access));
 
   const minter = new LeafMinter(ca);
-  const interceptor = new MitmInterceptor(minter, paths.tmpDir, createInterceptedRequestHandler(registry, logger), logger);
+  const startedAt = Date.now();
+  const collector = new StatsCollector();
+  const metrics = new Metrics({ store, health, access, minter });
+  upstream.observer = (host, status, failure) => metrics.observeUpstream(host, status, failure);
+  const observers = [(rr: RegistryRequest, status: number, bytes: number, ms: number) => collector.observe(rr, status, bytes, ms), metrics.observeRequest.bind(metrics)];
+  const interceptor = new MitmInterceptor(minter, paths.tmpDir, createInterceptedRequestHandler(registry, logger, observers), logger);
   await interceptor.start();
   const renewal = setInterval(() => interceptor.renewDueLeaves(), LEAF_RENEWAL_CHECK_MS);
   renewal.unref();
 
   let shuttingDown = false;
+  const statsSources = { collector, store, health, version: VERSION, startedAt };
   const endpoints = new OwnEndpoints(ca.certPem, {
     async notReadyReason() {
       if (shuttingDown) return "shutting down";
@@ -81,7 +92,7 @@ export async function startRegcache(config: Config, logger: Logger): Promise<Run
         return `data dir ${paths.root} is not writable`;
       }
     },
-  });
+  }, [statsRoutes(statsSources, metrics)]);
   const server = createFrontServer({
     policy: {
       allowPorts: config.allowPorts,

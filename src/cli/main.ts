@@ -7,6 +7,7 @@ import { startRegcache } from "../regcache.js";
 import { serveOptions, toConfig, type RawServeOptions } from "./serve-options.js";
 import { DEFAULTS } from "../config/config.js";
 import { prefetchCommand } from "./prefetch-command.js";
+import { statsCommand } from "./stats-command.js";
 
 const program = new Command("regcache")
   .description("HTTPS man-in-the-middle caching proxy for container image registries")
@@ -67,10 +68,11 @@ ca.command("cert")
   });
 
 program.addCommand(prefetchCommand());
+program.addCommand(statsCommand());
 
 program.parseAsync(process.argv).catch((err: unknown) => {
   const error = err as Error;
-  const known = error instanceof OptionError || ["CaError", "DataDirLockedError", "TrustStoreError", "PullError", "ImageReferenceError", "CredentialsFileError", "ProxyAuthFileError"].includes(error.name) || error.message.startsWith("no image references") || error.message.startsWith("cannot fetch the CA");
+  const known = error instanceof OptionError || ["CaError", "DataDirLockedError", "TrustStoreError", "PullError", "ImageReferenceError", "CredentialsFileError", "ProxyAuthFileError"].includes(error.name) || error.message.startsWith("no image references") || error.message.startsWith("cannot fetch");
   process.stderr.write(`regcache: ${known ? error.message : (error.stack ?? error.message)}\n`);
   process.exit(known ? 2 : 1);
 });

@@ -100,6 +100,8 @@ export class UpstreamClient {
   health: UpstreamHealth | undefined;
   /** Set once at wiring time when --credentials is given. */
   credentials: ProxyCredentials | undefined;
+  /** Told of every upstream exchange (metrics). */
+  observer: ((host: string, status: number | undefined, failure: string | undefined) => void) | undefined;
 
   async request(req: UpstreamRequest): Promise<UpstreamResponse> {
     const authority = formatAuthority(req.host, req.port);
@@ -112,8 +114,10 @@ export class UpstreamClient {
     } catch (err) {
       const failure = classifyUpstreamError(err, req.host);
       if (failure.failure !== "refused-address") this.health?.recordFailure(authority, failure.message);
+      this.observer?.(req.host, undefined, failure.failure);
       throw failure;
     }
+    this.observer?.(req.host, response.statusCode, undefined);
     if (response.statusCode >= 500) this.health?.recordFailure(authority, `HTTP ${response.statusCode}`);
     else this.health?.recordSuccess(authority);
     return response;

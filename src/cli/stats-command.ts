@@ -1,0 +1,52 @@
+import { Command, Option } from "commander";
+import { request } from "undici";
+import type { StatsSnapshot } from "../stats/stats-snapshot.js";
+
+function bytes(n: number): string {
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let v = n;
+  let i = 0;
+  while (v >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i++;
+  }
+  return `${i ? v.toFixed(1) : v} ${units[i]}`;
+}
+
+const pct = (r: number | null): string => (r === null ? "-" : `${(r * 100).toFixed(1)}%`);
+
+/** The stats page's summary, as terminal text. Pure, so it is tested without a proxy. */
+export function formatStats(s: StatsSnapshot): string {
+  const lines = [
+    `regcache ${s.version}, up ${s.uptimeSeconds}s`,
+    `hit ratio ${pct(s.totals.hitRatio)} of ${s.totals.contentRequests} registry requests, ${pct(s.totals.byteHitRatio)} of bytes; ${bytes(s.totals.bytesSaved)} served from cache`,
+    `cache ${bytes(s.cache.bytes)} of ${bytes(s.cache.maxBytes)} in ${s.cache.entries} entries, ${s.cache.evictions} evictions`,
+    "",
+    "upstream                          state  requests      hits       bytes  errors",
+  ];
+  for (const u of s.upstreams) {
+    lines.push(`${u.host.padEnd(32).slice(0, 32)}  ${u.state.padEnd(5)}  ${String(u.requests).padStart(8)}  ${String(u.hits).padStart(8)}  ${bytes(u.bytes).padStart(10)}  ${String(u.errors).padStart(6)}`);
+  }
+  if (s.inFlight.length > 0) {
+    lines.push("", "downloading:");
+    for (const d of s.inFlight) lines.push(`  ${d.host} ${d.digest.slice(0, 19)}… ${bytes(d.bytes)}${d.size ? ` / ${bytes(d.size)}` : ""}`);
+  }
+  if (s.topRepositories.length > 0) {
+    lines.push("", "top images:");
+    for (const r of s.topRepositories) lines.push(`  ${bytes(r.bytes).padStart(10)}  ${r.repository}`);
+  }
+  return `${lines.join("\n")}\n`;
+}
+
+export function statsCommand(): Command {
+  return new Command("stats")
+    .description("show a running regcache's statistics")
+    .addOption(new Option("--proxy <url>", "the regcache to ask").env("REGCACHE_PROXY").default("http://127.0.0.1:3128"))
+    .option("--json", "print the raw JSON of /api/stats")
+    .action(async (opts: { proxy: string; json?: boolean }) => {
+      const res = await request(new URL("/api/stats", opts.proxy));
+      if (res.statusCode !== 200) throw new Error(`cannot fetch stats: ${opts.proxy}/api/stats answered ${res.statusCode}`);
+      const snapshot = (await res.body.json()) as StatsSnapshot;
+      process.stdout.write(opts.json ? `${JSON.stringify(snapshot, null, 2)}\n` : formatStats(snapshot));
+    });
+}

@@ -1,0 +1,130 @@
+import type { RegistryRequest } from "../registry/request-context.js";
+
+export interface RequestRecord {
+  time: number;
+  host: string;
+  method: string;
+  repository?: string;
+  reference?: string;
+  kind: string;
+  cache: string;
+  status: number;
+  bytes: number;
+  durationMs: number;
+}
+
+interface UpstreamTotals {
+  requests: number;
+  hits: number;
+  bytes: number;
+  errors: number;
+}
+
+interface Bucket {
+  minute: number;
+  requests: number;
+  hits: number;
+  bytes: number;
+}
+
+export interface Totals {
+  requests: number;
+  contentRequests: number;
+  hits: number;
+  misses: number;
+  stale: number;
+  coalesced: number;
+  bytesServed: number;
+  bytesFromCache: number;
+  bytesFromUpstream: number;
+}
+
+/** Cache statuses whose bytes did not cost this request an upstream fetch. */
+const SERVED_FROM_CACHE = new Set(["HIT", "STALE", "COALESCED"]);
+const CONTENT_KINDS = new Set(["blob", "manifest", "tag"]);
+const RECENT = 100;
+const MINUTES = 60;
+/** Bounds memory whatever clients ask for: beyond it, repositories fall out of the top list. */
+const MAX_TRACKED_REPOSITORIES = 2000;
+
+/** In-memory aggregates behind /api/stats and the stats page; fed one completed request at a time. */
+export class StatsCollector {
+  readonly totals: Totals = { requests: 0, contentRequests: 0, hits: 0, misses: 0, stale: 0, coalesced: 0, bytesServed: 0, bytesFromCache: 0, bytesFromUpstream: 0 };
+  private readonly upstreams = new Map<string, UpstreamTotals>();
+  private readonly repositories = new Map<string, number>();
+  private readonly recent: RequestRecord[] = [];
+  private readonly buckets: Bucket[] = [];
+
+  constructor(private readonly now: () => number = Date.now) {}
+
+  observe(rr: RegistryRequest, status: number, bytes: number, durationMs: number): void {
+    const time = this.now();
+    const log = rr.log;
+    const cache = log.cache ?? "BYPASS";
+    const kind = log.kind ?? "other";
+    const fromCache = SERVED_FROM_CACHE.has(cache);
+    const t = this.totals;
+    t.requests += 1;
+    t.bytesServed += bytes;
+    if (CONTENT_KINDS.has(kind)) {
+      t.contentRequests += 1;
+      if (fromCache) t.hits += 1;
+      if (cache === "MISS") t.misses += 1;
+      if (cache === "STALE") t.stale += 1;
+      if (cache === "COALESCED") t.coalesced += 1;
+      if (fromCache) t.bytesFromCache += bytes;
+      else t.bytesFromUpstream += bytes;
+    }
+    const up = this.upstreams.get(log.host) ?? { requests: 0, hits: 0, bytes: 0, errors: 0 };
+    up.requests += 1;
+    up.bytes += bytes;
+    if (fromCache) up.hits += 1;
+    if (status >= 500 || log.upstreamStatus === 0) up.errors += 1;
+    this.upstreams.set(log.host, up);
+    if (log.repository && bytes > 0) {
+      const key = `${log.host}/${log.repository}`;
+      if (this.repositories.has(key) || this.repositories.size < MAX_TRACKED_REPOSITORIES) this.repositories.set(key, (this.repositories.get(key) ?? 0) + bytes);
+    }
+    this.recent.push({ time, host: log.host, method: log.method, repository: log.repository, reference: log.digest ?? log.tag, kind, cache, status, bytes, durationMs });
+    if (this.recent.length > RECENT) this.recent.shift();
+    const minute = Math.floor(time / 60_000);
+    let bucket = this.buckets[this.buckets.length - 1];
+    if (!bucket || bucket.minute !== minute) {
+      bucket = { minute, requests: 0, hits: 0, bytes: 0 };
+      this.buckets.push(bucket);
+      while (this.buckets.length > 0 && this.buckets[0]!.minute <= minute - MINUTES) this.buckets.shift();
+    }
+    if (CONTENT_KINDS.has(kind)) {
+      bucket.requests += 1;
+      if (fromCache) bucket.hits += 1;
+    }
+    bucket.bytes += bytes;
+  }
+
+  upstreamTotals(): Map<string, UpstreamTotals> {
+    return this.upstreams;
+  }
+
+  topRepositories(limit = 10): { repository: string; bytes: number }[] {
+    return [...this.repositories.entries()]
+      .sort((a, b) => b[1] - a[1])
+      .slice(0, limit)
+      .map(([repository, bytes]) => ({ repository, bytes }));
+  }
+
+  recentRequests(): RequestRecord[] {
+    return [...this.recent].reverse();
+  }
+
+  /** One point per minute of the last hour (empty minutes included), oldest first. */
+  series(): { minute: number; bytes: number; requests: number; hitRatio: number | null }[] {
+    const current = Math.floor(this.now() / 60_000);
+    const byMinute = new Map(this.buckets.map((b) => [b.minute, b]));
+    const out = [];
+    for (let m = current - MINUTES + 1; m <= current; m++) {
+      const b = byMinute.get(m);
+      out.push({ minute: m * 60_000, bytes: b?.bytes ?? 0, requests: b?.requests ?? 0, hitRatio: b && b.requests > 0 ? b.hits / b.requests : null });
+    }
+    return out;
+  }
+}
