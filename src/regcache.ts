@@ -10,7 +10,9 @@ import type { Config } from "./config/config.js";
 import type { Logger } from "./log/logger.js";
 import { createFrontServer } from "./proxy/front-server.js";
 import { createInterceptedRequestHandler } from "./proxy/intercepted-request.js";
+import { Lifecycle } from "./proxy/lifecycle.js";
 import { MitmInterceptor } from "./proxy/mitm-interceptor.js";
+import { loadSetupScript, setupScriptRoute } from "./proxy/setup-script.js";
 import { OwnEndpoints } from "./proxy/own-endpoints.js";
 import { ContentHandler } from "./registry/content-handler.js";
 import { PingHandler } from "./registry/ping-handler.js";
@@ -37,8 +39,12 @@ export interface RunningRegcache {
   ca: CertificateAuthority;
   store: BlobStore;
   health: UpstreamHealth;
-  /** Stops accepting, lets in-flight responses finish for up to `graceMs`, then closes everything. */
-  shutdown(graceMs: number): Promise<void>;
+  /**
+   * Readiness off at once; new connections still accepted for `drainDelayMs` (a load
+   * balancer needs a moment to notice), then refused; in-flight responses get up to
+   * `graceMs` to finish; then everything closes.
+   */
+  shutdown(drainDelayMs: number, graceMs: number): Promise<void>;
 }
 
 const LEAF_RENEWAL_CHECK_MS = 60 * 60 * 1000;
@@ -75,16 +81,17 @@ export async function startRegcache(config: Config, logger: Logger): Promise<Run
   const metrics = new Metrics({ store, health, access, minter });
   upstream.observer = (host, status, failure) => metrics.observeUpstream(host, status, failure);
   const observers = [(rr: RegistryRequest, status: number, bytes: number, ms: number) => collector.observe(rr, status, bytes, ms), metrics.observeRequest.bind(metrics)];
-  const interceptor = new MitmInterceptor(minter, paths.tmpDir, createInterceptedRequestHandler(registry, logger, observers), logger);
+  const lifecycle = new Lifecycle();
+  const interceptor = new MitmInterceptor(minter, paths.tmpDir, createInterceptedRequestHandler(registry, logger, lifecycle, observers), logger);
   await interceptor.start();
   const renewal = setInterval(() => interceptor.renewDueLeaves(), LEAF_RENEWAL_CHECK_MS);
   renewal.unref();
 
-  let shuttingDown = false;
+  let port = config.listen.port;
   const statsSources = { collector, store, health, version: VERSION, startedAt };
   const endpoints = new OwnEndpoints(ca.certPem, {
     async notReadyReason() {
-      if (shuttingDown) return "shutting down";
+      if (lifecycle.draining) return "shutting down";
       try {
         await checkAccess(paths.root, fsConstants.W_OK);
         return null;
@@ -92,7 +99,7 @@ export async function startRegcache(config: Config, logger: Logger): Promise<Run
         return `data dir ${paths.root} is not writable`;
       }
     },
-  }, [statsRoutes(statsSources, metrics)]);
+  }, [statsRoutes(statsSources, metrics), setupScriptRoute(loadSetupScript(), () => `${config.listen.host === "0.0.0.0" ? "127.0.0.1" : config.listen.host}:${port}`)]);
   const server = createFrontServer({
     policy: {
       allowPorts: config.allowPorts,
@@ -118,7 +125,7 @@ export async function startRegcache(config: Config, logger: Logger): Promise<Run
       resolve();
     });
   });
-  const port = (server.address() as AddressInfo).port;
+  port = (server.address() as AddressInfo).port;
   logger.info({ listen: `${config.listen.host}:${port}`, dataDir: paths.root, maxCacheSize: config.maxCacheSize }, "regcache listening");
 
   return {
@@ -126,11 +133,12 @@ export async function startRegcache(config: Config, logger: Logger): Promise<Run
     ca,
     store,
     health,
-    async shutdown(graceMs: number) {
-      shuttingDown = true;
+    async shutdown(drainDelayMs: number, graceMs: number) {
+      lifecycle.draining = true;
+      await new Promise((r) => setTimeout(r, drainDelayMs));
       server.close();
-      const deadline = Date.now() + graceMs;
-      while (store.inFlight().length > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+      const idle = await lifecycle.waitIdle(graceMs);
+      logger.info({ idle, activeRequests: lifecycle.activeRequests }, idle ? "in-flight requests finished" : "shutdown grace period over; closing open requests");
       clearInterval(renewal);
       health.stop();
       server.closeAllConnections();

@@ -24,8 +24,8 @@ serve.action(async (raw: RawServeOptions) => {
   const stop = (signal: string): void => {
     if (stopping) return;
     stopping = true;
-    logger.info({ signal, graceMs: config.shutdownGrace }, "shutting down");
-    running.shutdown(config.shutdownGrace).then(
+    logger.info({ signal, drainDelayMs: config.drainDelay, graceMs: config.shutdownGrace }, "shutting down");
+    running.shutdown(config.drainDelay, config.shutdownGrace).then(
       () => {
         logger.flush();
         process.exit(0);

@@ -31,6 +31,7 @@ export function serveOptions(): Option[] {
     new Option("--failure-threshold <n>", "consecutive upstream failures before a host is treated as down").env("REGCACHE_FAILURE_THRESHOLD").default(String(DEFAULTS.failureThreshold)),
     new Option("--probe-interval <duration>", "how often a host that is down is probed").env("REGCACHE_PROBE_INTERVAL").default(DEFAULTS.probeInterval),
     new Option("--shutdown-grace <duration>", "on SIGTERM, how long in-flight responses may take to finish").env("REGCACHE_SHUTDOWN_GRACE").default(DEFAULTS.shutdownGrace),
+    new Option("--drain-delay <duration>", "on SIGTERM, how long /readyz fails before new connections are refused").env("REGCACHE_DRAIN_DELAY").default(DEFAULTS.drainDelay),
     new Option("--offline-access <policy>", "who gets cached content while upstream is unreachable: public, all or none (SECURITY.md)").env("REGCACHE_OFFLINE_ACCESS").choices(["public", "all", "none"]).default(DEFAULTS.offlineAccess),
     new Option("--public-ttl <duration>", "how long an anonymous-readability verdict for a repository holds").env("REGCACHE_PUBLIC_TTL").default(DEFAULTS.publicTtl),
     new Option("--auth-ttl <duration>", "how long upstream's yes to a credential for a repository holds").env("REGCACHE_AUTH_TTL").default(DEFAULTS.authTtl),
@@ -63,6 +64,7 @@ export interface RawServeOptions {
   failureThreshold: string;
   probeInterval: string;
   shutdownGrace: string;
+  drainDelay: string;
   offlineAccess: OfflineAccess;
   publicTtl: string;
   authTtl: string;
@@ -109,6 +111,7 @@ export function toConfig(raw: RawServeOptions): Config {
     failureThreshold: threshold,
     probeInterval: positive(raw.probeInterval, "--probe-interval"),
     shutdownGrace: parseDuration(raw.shutdownGrace, "--shutdown-grace"),
+    drainDelay: parseDuration(raw.drainDelay, "--drain-delay"),
     offlineAccess: raw.offlineAccess,
     publicTtl: parseDuration(raw.publicTtl, "--public-ttl"),
     authTtl: parseDuration(raw.authTtl, "--auth-ttl"),

@@ -24,6 +24,8 @@ export interface Config {
   /** How often a host that is down is probed in the background (ms). */
   probeInterval: number;
   shutdownGrace: number;
+  /** On SIGTERM, how long readiness is off before new connections are refused (ms). */
+  drainDelay: number;
   offlineAccess: OfflineAccess;
   publicTtl: number;
   authTtl: number;
@@ -54,6 +56,7 @@ export const DEFAULTS = {
   failureThreshold: 3,
   probeInterval: "10s",
   shutdownGrace: "25s",
+  drainDelay: "5s",
   offlineAccess: "public" as OfflineAccess,
   publicTtl: "1h",
   authTtl: "60s",

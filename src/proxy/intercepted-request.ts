@@ -3,6 +3,7 @@ import type { Logger } from "../log/logger.js";
 import { sendRegistryError } from "../registry/errors.js";
 import type { RegistryHandler } from "../registry/registry-handler.js";
 import type { RegistryRequest } from "../registry/request-context.js";
+import type { Lifecycle } from "./lifecycle.js";
 import { parseConnectTarget } from "./connect-policy.js";
 
 /** Registry paths are a name (at most 255) plus a digest or tag; anything far longer is abuse. */
@@ -17,9 +18,12 @@ export interface RequestObserver {
  * the CONNECT target and nothing else: a client that names another Host inside
  * the tunnel is refused, so one intercepted host cannot be used to reach another.
  */
-export function createInterceptedRequestHandler(registry: RegistryHandler, logger: Logger, observers: RequestObserver[] = []) {
+export function createInterceptedRequestHandler(registry: RegistryHandler, logger: Logger, lifecycle: Lifecycle, observers: RequestObserver[] = []) {
   return (req: IncomingMessage, res: ServerResponse, connectTarget: string | undefined, isTls: boolean): void => {
     const started = Date.now();
+    lifecycle.begin();
+    // While draining, clients are told to reconnect, so their next request reaches another replica.
+    if (lifecycle.draining) res.setHeader("connection", "close");
     const target = connectTarget ? parseConnectTarget(connectTarget) : undefined;
     const rr: RegistryRequest = {
       req,
@@ -30,6 +34,7 @@ export function createInterceptedRequestHandler(registry: RegistryHandler, logge
     };
     const socketBytesAtStart = req.socket.bytesWritten;
     res.on("close", () => {
+      lifecycle.end();
       const durationMs = Date.now() - started;
       const declared = Number(res.getHeader("content-length"));
       // Body bytes when the response completed as declared; otherwise what actually left (headers included).

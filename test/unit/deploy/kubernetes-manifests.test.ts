@@ -1,0 +1,95 @@
+import { readFileSync } from "node:fs";
+import path from "node:path";
+import { Deployment } from "kubernetes-models/apps/v1/Deployment";
+import { DaemonSet } from "kubernetes-models/apps/v1/DaemonSet";
+import { NetworkPolicy } from "kubernetes-models/networking.k8s.io/v1/NetworkPolicy";
+import { PodDisruptionBudget } from "kubernetes-models/policy/v1/PodDisruptionBudget";
+import { Namespace } from "kubernetes-models/v1/Namespace";
+import { Service } from "kubernetes-models/v1/Service";
+import { describe, expect, it } from "vitest";
+import { parse, parseAllDocuments } from "yaml";
+
+const DIR = path.resolve(__dirname, "../../../deploy/kubernetes");
+const MODELS: Record<string, new (data: any) => { validate(): void }> = {
+  "apps/v1/Deployment": Deployment,
+  "apps/v1/DaemonSet": DaemonSet,
+  "networking.k8s.io/v1/NetworkPolicy": NetworkPolicy,
+  "policy/v1/PodDisruptionBudget": PodDisruptionBudget,
+  "v1/Namespace": Namespace,
+  "v1/Service": Service,
+};
+
+function load(): any[] {
+  const kustomization = parse(readFileSync(path.join(DIR, "kustomization.yaml"), "utf8")) as { resources: string[] };
+  return kustomization.resources.flatMap((file) => parseAllDocuments(readFileSync(path.join(DIR, file), "utf8")).map((d) => d.toJS()));
+}
+
+const byKind = (kind: string): any => load().find((o) => o.kind === kind);
+
+describe("deploy/kubernetes", () => {
+  it("every resource listed in kustomization.yaml validates against the Kubernetes schema", () => {
+    const objects = load();
+    expect(objects.map((o) => o.kind).sort()).toEqual(["DaemonSet", "Deployment", "Namespace", "NetworkPolicy", "PodDisruptionBudget", "Service"]);
+    for (const object of objects) {
+      const Model = MODELS[`${object.apiVersion}/${object.kind}`];
+      expect(Model, `${object.apiVersion}/${object.kind}`).toBeDefined();
+      expect(() => new Model!(object).validate(), object.kind).not.toThrow();
+    }
+  });
+
+  it("the schema check is real: a broken Deployment fails it", () => {
+    const broken = structuredClone(byKind("Deployment"));
+    broken.spec.replicas = "three";
+    expect(() => new Deployment(broken).validate()).toThrow();
+  });
+
+  it("the Deployment runs 3 spread, probed, non-root, read-only replicas with the CA read-only from a Secret", () => {
+    const d = byKind("Deployment");
+    const pod = d.spec.template.spec;
+    const c = pod.containers[0];
+    expect(d.spec.replicas).toBe(3);
+    expect(pod.topologySpreadConstraints[0].topologyKey).toBe("kubernetes.io/hostname");
+    expect(c.readinessProbe.httpGet.path).toBe("/readyz");
+    expect(c.livenessProbe.httpGet.path).toBe("/healthz");
+    expect(c.resources.requests.memory).toBeDefined();
+    expect(c.resources.limits.memory).toBeDefined();
+    expect(pod.securityContext.runAsNonRoot).toBe(true);
+    expect(c.securityContext.readOnlyRootFilesystem).toBe(true);
+    expect(c.securityContext.allowPrivilegeEscalation).toBe(false);
+    const data = pod.volumes.find((v: any) => v.name === "data");
+    expect(data.emptyDir.sizeLimit).toBe("50Gi");
+    const ca = pod.volumes.find((v: any) => v.name === "ca");
+    expect(ca.secret.secretName).toBe("regcache-ca");
+    expect(c.volumeMounts.find((m: any) => m.name === "ca")).toMatchObject({ mountPath: "/certs", readOnly: true });
+    expect(pod.terminationGracePeriodSeconds).toBeGreaterThan(30);
+    expect(pod.enableServiceLinks).toBe(false);
+  });
+
+  it("the Service, PDB, NetworkPolicy and node-setup DaemonSet fit together", () => {
+    const svc = byKind("Service");
+    expect(svc.spec.type).toBe("ClusterIP");
+    expect(svc.spec.ports[0].port).toBe(3128);
+    const labels = byKind("Deployment").spec.template.metadata.labels;
+    expect(svc.spec.selector).toEqual(labels);
+    expect(byKind("PodDisruptionBudget").spec.selector.matchLabels).toEqual(labels);
+    expect(byKind("NetworkPolicy").spec.ingress[0].ports[0].port).toBe(3128);
+    const ds = byKind("DaemonSet");
+    expect(ds.metadata.name).toBe("regcache-node-setup");
+    expect(ds.spec.template.spec.hostPID).toBe(true);
+    expect(ds.spec.template.spec.containers[0].args[0]).toContain("node-setup.sh");
+    expect(ds.spec.template.spec.volumes.find((v: any) => v.name === "ca").secret.items).toEqual([{ key: "ca.crt", path: "ca.crt" }]);
+  });
+});
+
+describe("docker-compose.yml", () => {
+  const compose = parse(readFileSync(path.resolve(__dirname, "../../../docker-compose.yml"), "utf8")) as any;
+  it("names the volumes and port the README promises", () => {
+    const svc = compose.services.regcache;
+    expect(svc.ports).toEqual(["3128:3128"]);
+    expect(svc.volumes).toEqual(["regcache-data:/data", "regcache-certs:/certs"]);
+    expect(Object.keys(compose.volumes)).toEqual(["regcache-data", "regcache-certs"]);
+    expect(svc.environment.REGCACHE_DATA_DIR).toBe("/data");
+    expect(svc.environment.REGCACHE_CERTS_DIR).toBe("/certs");
+    expect(svc.healthcheck.test.join(" ")).toContain("/readyz");
+  });
+});
