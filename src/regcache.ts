@@ -1,6 +1,6 @@
 import { access as checkAccess, mkdir } from "node:fs/promises";
 import { constants as fsConstants } from "node:fs";
-import type { AddressInfo } from "node:net";
+import { Server as NetServer, type AddressInfo } from "node:net";
 import { BlobStore } from "./cache/blob-store.js";
 import { CacheIndex } from "./cache/cache-index.js";
 import { acquireDataDirLock } from "./cache/data-dir-lock.js";
@@ -48,6 +48,8 @@ export interface RunningRegcache {
 }
 
 const LEAF_RENEWAL_CHECK_MS = 60 * 60 * 1000;
+/** On shutdown, a tunnel that wrote nothing for this long has delivered its last response. */
+const TUNNEL_QUIET_MS = 500;
 
 /** The composition root: builds every part from the config and starts listening. */
 export async function startRegcache(config: Config, logger: Logger): Promise<RunningRegcache> {
@@ -78,10 +80,10 @@ export async function startRegcache(config: Config, logger: Logger): Promise<Run
   const minter = new LeafMinter(ca);
   const startedAt = Date.now();
   const collector = new StatsCollector();
-  const metrics = new Metrics({ store, health, access, minter });
+  const lifecycle = new Lifecycle();
+  const metrics = new Metrics({ store, health, access, minter, lifecycle });
   upstream.observer = (host, status, failure) => metrics.observeUpstream(host, status, failure);
   const observers = [(rr: RegistryRequest, status: number, bytes: number, ms: number) => collector.observe(rr, status, bytes, ms), metrics.observeRequest.bind(metrics)];
-  const lifecycle = new Lifecycle();
   const interceptor = new MitmInterceptor(minter, paths.tmpDir, createInterceptedRequestHandler(registry, logger, lifecycle, observers), logger);
   await interceptor.start();
   const renewal = setInterval(() => interceptor.renewDueLeaves(), LEAF_RENEWAL_CHECK_MS);
@@ -110,6 +112,7 @@ export async function startRegcache(config: Config, logger: Logger): Promise<Run
       unpermittedHosts: config.unpermittedHosts,
       denyPrivateAddresses: config.denyPrivateAddresses,
     },
+    lifecycle,
     proxyAuth: config.proxyAuthFile ? new ProxyAuth(config.proxyAuthFile) : undefined,
     maxConnections: config.maxConnections,
     interceptor,
@@ -136,8 +139,11 @@ export async function startRegcache(config: Config, logger: Logger): Promise<Run
     async shutdown(drainDelayMs: number, graceMs: number) {
       lifecycle.draining = true;
       await new Promise((r) => setTimeout(r, drainDelayMs));
-      server.close();
-      const idle = await lifecycle.waitIdle(graceMs);
+      // http.Server#close also destroys connections it considers idle, and a CONNECT tunnel
+      // streaming a blob looks idle to it; net.Server#close only stops accepting.
+      NetServer.prototype.close.call(server);
+      const deadline = Date.now() + graceMs;
+      const idle = (await lifecycle.waitIdle(graceMs)) && (await lifecycle.waitTunnelsQuiet(TUNNEL_QUIET_MS, deadline));
       logger.info({ idle, activeRequests: lifecycle.activeRequests }, idle ? "in-flight requests finished" : "shutdown grace period over; closing open requests");
       clearInterval(renewal);
       health.stop();

@@ -5,11 +5,13 @@ import type { Dialer } from "../upstream/client.js";
 import { decideConnect, type ConnectPolicy } from "./connect-policy.js";
 import type { MitmInterceptor } from "./mitm-interceptor.js";
 import type { OwnEndpoints } from "./own-endpoints.js";
+import type { Lifecycle } from "./lifecycle.js";
 import type { ProxyAuth } from "./proxy-auth.js";
 import { openTunnel } from "./tunnel.js";
 
 export interface FrontServerDeps {
   policy: ConnectPolicy;
+  lifecycle: Lifecycle;
   proxyAuth?: ProxyAuth;
   maxConnections: number;
   interceptor: MitmInterceptor;
@@ -72,6 +74,7 @@ async function authorizeConnect(deps: FrontServerDeps, req: IncomingMessage, soc
 function onConnect(deps: FrontServerDeps, req: IncomingMessage, socket: Duplex, head: Buffer): void {
   const raw = req.socket;
   raw.setTimeout(TUNNEL_IDLE_MS, () => raw.destroy());
+  deps.lifecycle.trackTunnel(raw);
   const decision = decideConnect(req.url ?? "", deps.policy);
   const client = req.socket.remoteAddress;
   switch (decision.action) {

@@ -1,5 +1,6 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
 import type { BlobStore } from "../cache/blob-store.js";
+import type { Lifecycle } from "../proxy/lifecycle.js";
 import type { AccessControl } from "../registry/access-control.js";
 import type { RegistryRequest } from "../registry/request-context.js";
 import type { LeafMinter } from "../tls/leaf-minter.js";
@@ -9,6 +10,7 @@ import type { UpstreamHealth } from "../upstream/health.js";
 const MAX_HOST_LABELS = 50;
 
 export interface MetricsSources {
+  lifecycle: Lifecycle;
   store: BlobStore;
   health: UpstreamHealth;
   access: AccessControl;
@@ -46,7 +48,9 @@ export class Metrics {
       buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300],
       registers,
     });
-    const { store, health, access, minter } = sources;
+    const { store, health, access, minter, lifecycle } = sources;
+    new Gauge({ name: "regcache_active_requests", help: "Intercepted requests being answered now", registers, collect() { this.set(lifecycle.activeRequests); } });
+    new Gauge({ name: "regcache_draining", help: "1 after SIGTERM, while readiness is off and in-flight requests finish", registers, collect() { this.set(lifecycle.draining ? 1 : 0); } });
     new Gauge({
       name: "regcache_upstream_up",
       help: "1 while an upstream host is considered reachable, 0 while its circuit is open",

@@ -1,0 +1,73 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import { writeFileSync } from "node:fs";
+import { connect } from "node:net";
+import path from "node:path";
+import { freePort, waitFor } from "./ports.js";
+
+/**
+ * haproxy in TCP mode in front of regcache replicas, health-checking /readyz:
+ * what a Kubernetes Service with readiness probes does, on loopback.
+ */
+export class TestHaproxy {
+  private child: ChildProcess | undefined;
+  port = 0;
+
+  constructor(
+    private readonly dir: string,
+    private readonly backends: number[],
+  ) {}
+
+  get proxyUrl(): string {
+    return `http://127.0.0.1:${this.port}`;
+  }
+
+  async start(): Promise<void> {
+    this.port = await freePort();
+    const config = path.join(this.dir, "haproxy.cfg");
+    writeFileSync(
+      config,
+      [
+        "global",
+        "  maxconn 4096",
+        "defaults",
+        "  mode tcp",
+        "  timeout connect 2s",
+        "  timeout client 5m",
+        "  timeout server 5m",
+        "  retries 2",
+        "  option redispatch",
+        "frontend regcache_front",
+        `  bind 127.0.0.1:${this.port}`,
+        "  default_backend regcache_replicas",
+        "backend regcache_replicas",
+        "  balance roundrobin",
+        "  option httpchk GET /readyz",
+        "  http-check expect status 200",
+        "  default-server inter 300ms fall 1 rise 2",
+        ...this.backends.map((p, i) => `  server r${i} 127.0.0.1:${p} check`),
+        "",
+      ].join("\n"),
+    );
+    this.child = spawn("haproxy", ["-f", config, "-db"], { stdio: "ignore" });
+    await waitFor(
+      () =>
+        new Promise<boolean>((resolve) => {
+          const s = connect(this.port, "127.0.0.1", () => {
+            s.destroy();
+            resolve(true);
+          });
+          s.on("error", () => resolve(false));
+        }),
+      10_000,
+      "haproxy to listen",
+    );
+  }
+
+  async stop(): Promise<void> {
+    const child = this.child;
+    if (!child || child.exitCode !== null) return;
+    const exited = new Promise((r) => child.once("exit", r));
+    child.kill("SIGKILL");
+    await exited;
+  }
+}
