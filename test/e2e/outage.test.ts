@@ -134,7 +134,9 @@ describe.skipIf(missing.length > 0)("outage: 503, 429 and unresponsive upstreams
       const warm = await curlThrough(proxy, url, accept);
       expect(warm.status).toBe(200);
       expect(warm.headers["docker-content-digest"]).toBe(digest);
-      expect(upstream.requests.map((r) => r.method)).toEqual(["HEAD", "GET"]);
+      // A revalidation HEAD, then one GET of the manifest by digest (plus, maybe, the anonymous public probe: a HEAD).
+      expect(upstream.requests[0]!.method).toBe("HEAD");
+      expect(upstream.requests.filter((r) => r.method === "GET").length).toBe(1);
       mode = "fail";
       const stale = await curlThrough(proxy, url, accept);
       expect(stale.status).toBe(200);
@@ -162,11 +164,12 @@ describe.skipIf(missing.length > 0)("outage: 503, 429 and unresponsive upstreams
     await proxy.start();
     const url = "https://flaky.test/v2/app/manifests/latest";
     expect((await curlThrough(proxy, url)).status).toBe(200);
-    const before = upstream.requests.length;
+    const tagRequests = () => upstream.requests.filter((r) => r.url.endsWith("/manifests/latest")).length;
+    const before = tagRequests();
     const again = await curlThrough(proxy, url);
     expect(again.status).toBe(200);
     expect(again.headers["x-cache"]).toBe("HIT");
-    expect(upstream.requests.length).toBe(before);
+    expect(tagRequests()).toBe(before);
     await proxy.stop();
     await upstream.stop();
   });

@@ -1,9 +1,18 @@
 import { spawn, type ChildProcess } from "node:child_process";
+import { existsSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { waitFor } from "./ports.js";
 
-export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../..");
+/** The checkout's root: the nearest ancestor with package.json (the harness also runs compiled, from bench/.build). */
+export const REPO_ROOT = findRoot(path.dirname(fileURLToPath(import.meta.url)));
+
+function findRoot(start: string): string {
+  for (let dir = start; dir !== path.dirname(dir); dir = path.dirname(dir)) {
+    if (existsSync(path.join(dir, "package.json"))) return dir;
+  }
+  throw new Error(`no package.json above ${start}`);
+}
 export const CLI = path.join(REPO_ROOT, "dist/cli/main.js");
 
 export interface LogLine {
