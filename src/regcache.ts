@@ -47,7 +47,6 @@ export interface RunningRegcache {
   shutdown(drainDelayMs: number, graceMs: number): Promise<void>;
 }
 
-const LEAF_RENEWAL_CHECK_MS = 60 * 60 * 1000;
 /** On shutdown, a tunnel that wrote nothing for this long has delivered its last response. */
 const TUNNEL_QUIET_MS = 500;
 
@@ -86,8 +85,6 @@ export async function startRegcache(config: Config, logger: Logger): Promise<Run
   const observers = [(rr: RegistryRequest, status: number, bytes: number, ms: number) => collector.observe(rr, status, bytes, ms), metrics.observeRequest.bind(metrics)];
   const interceptor = new MitmInterceptor(minter, paths.tmpDir, createInterceptedRequestHandler(registry, logger, lifecycle, observers), logger);
   await interceptor.start();
-  const renewal = setInterval(() => interceptor.renewDueLeaves(), LEAF_RENEWAL_CHECK_MS);
-  renewal.unref();
 
   let port = config.listen.port;
   const statsSources = { collector, store, health, version: VERSION, startedAt };
@@ -145,7 +142,6 @@ export async function startRegcache(config: Config, logger: Logger): Promise<Run
       const deadline = Date.now() + graceMs;
       const idle = (await lifecycle.waitIdle(graceMs)) && (await lifecycle.waitTunnelsQuiet(TUNNEL_QUIET_MS, deadline));
       logger.info({ idle, activeRequests: lifecycle.activeRequests }, idle ? "in-flight requests finished" : "shutdown grace period over; closing open requests");
-      clearInterval(renewal);
       health.stop();
       server.closeAllConnections();
       interceptor.close();

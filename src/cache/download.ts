@@ -1,6 +1,6 @@
 import { createHash, type Hash } from "node:crypto";
 import { EventEmitter } from "node:events";
-import { close, fsync, open, read, write } from "node:fs";
+import { close, fsync, open, openSync, read, write } from "node:fs";
 import { rename, rm } from "node:fs/promises";
 import { Writable, pipeline, type Readable } from "node:stream";
 import type { Digest } from "../registry/digest.js";
@@ -103,7 +103,24 @@ export class Download extends EventEmitter {
 
   attachReader(): number {
     this.readers += 1;
+    // A reader can arrive after completion closed the temp file's descriptor (the index
+    // entry is written a moment later): the same bytes are in the final file by then.
+    if (this.fd < 0 && this.state === "complete") this.fd = openSync(this.spec.finalFile, "r");
     return this.fd;
+  }
+
+  /**
+   * Keeps the temp file's descriptor open while a request decides (asynchronously)
+   * whether to read: a small download can complete, and would otherwise close it, meanwhile.
+   */
+  hold(): () => void {
+    this.attachReader();
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      this.detachReader();
+    };
   }
 
   detachReader(): void {

@@ -90,7 +90,7 @@ function onConnect(deps: FrontServerDeps, req: IncomingMessage, socket: Duplex, 
       });
       return;
     case "intercept":
-      deps.interceptor.intercept(req, socket, head);
+      deps.interceptor.intercept(req, socket, head, decision.host);
       return;
   }
 }

@@ -1,19 +1,25 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { rm } from "node:fs/promises";
+import { isIP, type Socket } from "node:net";
 import path from "node:path";
 import type { Duplex } from "node:stream";
 import { Proxy, type IContext } from "http-mitm-proxy";
 import type { Logger } from "../log/logger.js";
-import type { LeafMinter } from "../tls/leaf-minter.js";
+import type { Leaf, LeafMinter } from "../tls/leaf-minter.js";
 
 export type InterceptedRequestHandler = (req: IncomingMessage, res: ServerResponse, connectTarget: string | undefined, isTls: boolean) => void;
 
 /** The parts of http-mitm-proxy's Proxy we drive, some of them internal (see class comment). */
 interface MitmInternals {
   _onHttpServerConnect(req: IncomingMessage, socket: Duplex, head: Buffer): void;
-  sslServers: Record<string, unknown>;
-  httpsServer?: { _contexts?: unknown[] };
+  httpsServer?: {
+    emit(event: "connection", socket: Duplex): boolean;
+    addContext(hostname: string, context: { key: string; cert: string }): void;
+  };
 }
+
+/** The CONNECT target of a raw client socket handed straight to the TLS server. */
+const connectTargets = new WeakMap<object, string>();
 
 /**
  * http-mitm-proxy, fenced in as DESIGN.md describes:
@@ -24,9 +30,17 @@ interface MitmInternals {
  *   half the time and block the event loop with RSA key generation);
  * - requests are answered in onRequest and never handed back to it, and no
  *   onRequestData/onResponseData filter is registered (no backpressure there).
+ *
+ * Its socket plumbing is replaced for named hosts: its CONNECT handling opens a second
+ * TCP connection over loopback to its own HTTPS server and pipes the two, which cost
+ * ~25% of warm-blob throughput here (bench/). Instead the client socket is handed to that
+ * same HTTPS server directly (`emit("connection")`), with the certificate registered as
+ * an SNI context. IP-literal targets, which send no SNI, still take its own path (one
+ * HTTPS server per address).
  */
 export class MitmInterceptor {
   private readonly mitm = new Proxy();
+  private readonly contexts = new Map<string, Leaf>();
 
   constructor(
     private readonly minter: LeafMinter,
@@ -55,7 +69,10 @@ export class MitmInterceptor {
       this.logger.debug({ kind, err: err?.message, path: ctx?.clientToProxyRequest?.url }, "http-mitm-proxy error");
     });
     mitm.onRequest((ctx) => {
-      this.onRequest(ctx.clientToProxyRequest, ctx.proxyToClientResponse, ctx.connectRequest?.url, ctx.isSSL);
+      const req = ctx.clientToProxyRequest;
+      const raw = (req.socket as Socket & { _parent?: object })._parent;
+      const target = ctx.connectRequest?.url ?? (raw ? connectTargets.get(raw) : undefined);
+      this.onRequest(req, ctx.proxyToClientResponse, target, ctx.isSSL);
     });
     // listen() insists on creating its own CA in sslCaDir before it starts; that CA is never
     // used (we supply every certificate), so it goes to scratch space and is deleted at once.
@@ -69,18 +86,36 @@ export class MitmInterceptor {
   }
 
   /** Takes a CONNECT the policy chose to intercept: answers 200, then terminates TLS with a leaf for the host. */
-  intercept(req: IncomingMessage, socket: Duplex, head: Buffer): void {
-    (this.mitm as unknown as MitmInternals)._onHttpServerConnect(req, socket, head);
+  intercept(req: IncomingMessage, socket: Duplex, head: Buffer, host: string): void {
+    const internals = this.mitm as unknown as MitmInternals;
+    // Bytes sent before our 200 (rare) and IP literals (no SNI) take the library's own path.
+    if (head.length > 0 || isIP(host) || !internals.httpsServer) {
+      internals._onHttpServerConnect(req, socket, head);
+      return;
+    }
+    try {
+      this.ensureContext(host);
+    } catch (err) {
+      this.logger.error({ err, host }, "cannot mint a certificate");
+      socket.destroy();
+      return;
+    }
+    connectTargets.set(socket, req.url ?? "");
+    socket.write("HTTP/1.1 200 Connection Established\r\n\r\n");
+    // No byte is read here: the TLS server must read the ClientHello from the socket itself.
+    // Anything that is not TLS fails the handshake and closes this connection only.
+    internals.httpsServer.emit("connection", socket);
   }
 
   /**
-   * http-mitm-proxy registers a host's certificate once and never asks again; to
-   * re-mint before expiry, forget hosts the minter wants renewed so their next
-   * CONNECT asks for a certificate again (the newest SNI context wins in Node).
+   * Registers the host's leaf as an SNI context, again once the minter re-mints it
+   * (Node's SNI lookup takes the most recently added match).
    */
-  renewDueLeaves(): void {
-    const internals = this.mitm as unknown as MitmInternals;
-    for (const host of this.minter.hostsDueForRenewal()) delete internals.sslServers[host];
+  private ensureContext(host: string): void {
+    const leaf = this.minter.leafFor(host);
+    if (this.contexts.get(host) === leaf) return;
+    (this.mitm as unknown as MitmInternals).httpsServer!.addContext(host, { key: leaf.keyPem, cert: leaf.certPem });
+    this.contexts.set(host, leaf);
   }
 
   close(): void {

@@ -89,13 +89,19 @@ export class ContentHandler {
       return;
     }
     switch (outcome.kind) {
-      case "download":
-        if (!outcome.coalesced) {
-          await this.access.recordConfirmation(rr, target.name);
-          this.access.learnPublic(rr, target.name, contentPath(target));
-        } else if (!(await this.authorized(rr, target))) return;
-        this.serveDownload(rr, outcome.download, outcome.coalesced ? "COALESCED" : "MISS");
+      case "download": {
+        const release = outcome.download.hold();
+        try {
+          if (!outcome.coalesced) {
+            await this.access.recordConfirmation(rr, target.name);
+            this.access.learnPublic(rr, target.name, contentPath(target));
+          } else if (!(await this.authorized(rr, target))) return;
+          this.serveDownload(rr, outcome.download, outcome.coalesced ? "COALESCED" : "MISS");
+        } finally {
+          release();
+        }
         return;
+      }
       case "refused":
         this.access.recordChallenge(rr.host, headerValue(outcome.response.headers["www-authenticate"]));
         rr.log.cache = "MISS";

@@ -62,12 +62,6 @@ export class LeafMinter {
     return leaf;
   }
 
-  /** Hosts whose leaf should be replaced by now; the TLS layer asks again for them. */
-  hostsDueForRenewal(): string[] {
-    const now = this.now();
-    return [...this.leaves.values()].filter((l) => now - l.mintedAt >= LEAF_RENEW_AFTER_MS).map((l) => l.host);
-  }
-
   private mint(host: string): Leaf {
     const now = this.now();
     const notBefore = new Date(now - CLOCK_SKEW_MS);
