@@ -10,6 +10,7 @@ import type { DataPaths } from "./data-paths.js";
 import { Download } from "./download.js";
 import { chooseEvictions } from "./eviction.js";
 import { GrowingFileReader } from "./growing-file-reader.js";
+import { CLIENT_READ_CHUNK } from "./read-chunk.js";
 
 /** Eviction goes below the bound, so that one new blob does not trigger another eviction at once. */
 const LOW_WATER_RATIO = 0.9;
@@ -64,7 +65,7 @@ export class BlobStore {
   readCached(entry: BlobEntry, digest: Digest, start: number, end: number, seenIn: string): Readable {
     this.index.touch(entry.digest, seenIn);
     this.pin(entry.digest);
-    const stream = createReadStream(this.paths.blobFile(digest), { start, end, highWaterMark: 1024 * 1024 });
+    const stream = createReadStream(this.paths.blobFile(digest), { start, end, highWaterMark: CLIENT_READ_CHUNK });
     stream.once("close", () => this.unpin(entry.digest));
     return stream;
   }

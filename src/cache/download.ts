@@ -34,7 +34,8 @@ export interface DownloadSpec {
   finalFile: string;
 }
 
-type State = "streaming" | "complete" | "failed";
+/** streaming → verified (digest checked: readers may have every byte) → complete (fsynced, renamed) | failed. */
+type State = "streaming" | "verified" | "complete" | "failed";
 
 /**
  * One upstream body being written to a temp file, hashed as it goes, then
@@ -96,7 +97,7 @@ export class Download extends EventEmitter {
 
   /** How many bytes from the start readers may have now. */
   get releasable(): number {
-    if (this.state === "complete") return this.written;
+    if (this.state === "verified" || this.state === "complete") return this.written;
     const cap = this.expectedSize === undefined ? this.written - 1 : Math.min(this.written, this.expectedSize - 1);
     return Math.max(0, cap);
   }
@@ -133,18 +134,20 @@ export class Download extends EventEmitter {
   }
 
   private run(): void {
+    const append = (chunk: Buffer, callback: (err?: Error | null) => void): void => {
+      this.hash.update(chunk);
+      writeFully(this.fd, chunk, this.written, (err) => {
+        if (err) return callback(err);
+        this.written += chunk.length;
+        this.emit("progress");
+        callback();
+      });
+    };
     const sink = new Writable({
       highWaterMark: 1024 * 1024,
-      write: (chunk: Buffer, _encoding, callback) => {
-        this.hash.update(chunk);
-        writeFully(this.fd, chunk, this.written, (err) => {
-          if (err) return callback(err);
-          this.written += chunk.length;
-          this.emit("progress");
-          callback();
-        });
-      },
-      final: (callback) => fsync(this.fd, callback),
+      write: (chunk: Buffer, _encoding, callback) => append(chunk, callback),
+      // Chunks that queued up while a write was in flight go to disk in one call.
+      writev: (chunks, callback) => append(chunks.length === 1 ? chunks[0]!.chunk : Buffer.concat(chunks.map((c) => c.chunk as Buffer)), callback),
     });
     pipeline(this.spec.body, sink, (err) => void this.finish(err ?? undefined));
   }
@@ -157,9 +160,12 @@ export class Download extends EventEmitter {
       }
       const actual = `${this.digest.algorithm}:${this.hash.digest("hex")}`;
       if (actual !== this.digest.value) throw new DigestMismatchError(this.digest.value, actual, this.host);
+      // The bytes are proven right: readers get the last of them now, not after the disk flush.
+      this.state = "verified";
+      this.emit("progress");
+      await new Promise<void>((resolve, reject) => fsync(this.fd, (err) => (err ? reject(err) : resolve())));
       await rename(this.spec.tempFile, this.spec.finalFile);
       this.state = "complete";
-      this.emit("verified");
     } catch (failure) {
       this.state = "failed";
       this.failure = failure as Error;

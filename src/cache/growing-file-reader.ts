@@ -1,7 +1,8 @@
 import { Readable } from "node:stream";
+import { CLIENT_READ_CHUNK } from "./read-chunk.js";
 import type { Download } from "./download.js";
 
-const READ_CHUNK = 1024 * 1024;
+const READ_CHUNK = CLIENT_READ_CHUNK;
 
 /**
  * Streams bytes [start, end] of a Download's temp file as they become releasable.

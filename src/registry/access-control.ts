@@ -54,13 +54,14 @@ export class AccessControl {
   }
 
   /** Upstream said yes to this client for this repository (e.g. a tag revalidation answered 200). */
-  async recordConfirmation(rr: RegistryRequest, name: string): Promise<void> {
+  recordConfirmation(rr: RegistryRequest, name: string): void {
     const key = `${this.credentialKey(rr)}:${rr.host}/${name}`;
     const now = Date.now();
     this.confirmations.set(key, now);
     if (now - (this.persistedAt.get(key) ?? 0) > PERSIST_EVERY_MS) {
       this.persistedAt.set(key, now);
-      await this.index.putMeta(`auth:${key}`, now).catch((err: unknown) => this.logger.warn({ err }, "cannot persist confirmation"));
+      // Durable only for --offline-grace after a restart: the response does not wait for the write.
+      void this.index.putMeta(`auth:${key}`, now).catch((err: unknown) => this.logger.warn({ err }, "cannot persist confirmation"));
     }
   }
 
@@ -139,7 +140,7 @@ export class AccessControl {
     }
     if (response.statusCode >= 500 || response.statusCode === 429) return this.offline(rr, facts);
     if (response.statusCode < 400) {
-      await this.recordConfirmation(rr, name);
+      this.recordConfirmation(rr, name);
       return this.allow("confirmed");
     }
     const challenge = headerValue(response.headers["www-authenticate"]);

@@ -93,7 +93,7 @@ export class ContentHandler {
         const release = outcome.download.hold();
         try {
           if (!outcome.coalesced) {
-            await this.access.recordConfirmation(rr, target.name);
+            this.access.recordConfirmation(rr, target.name);
             this.access.learnPublic(rr, target.name, contentPath(target));
           } else if (!(await this.authorized(rr, target))) return;
           this.serveDownload(rr, outcome.download, outcome.coalesced ? "COALESCED" : "MISS");

@@ -80,7 +80,7 @@ export class TagHandler {
     }
     rr.log.digest = digest.value;
     // Upstream just answered this client's own credentials for this repository: that is the access check.
-    await this.access.recordConfirmation(rr, target.name);
+    this.access.recordConfirmation(rr, target.name);
     rr.log.access = "confirmed";
     const manifest = { kind: "manifest" as const, name: target.name, digest };
     const entry = this.content.usableEntry(rr, manifest);

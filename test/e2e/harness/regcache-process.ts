@@ -46,7 +46,9 @@ export class RegcacheProcess {
 
   async start(port = 0): Promise<void> {
     this.logs.length = 0;
-    const args = [CLI, "serve", "--listen", `127.0.0.1:${port}`, "--data-dir", this.dataDir, "--certs-dir", this.certsDir, "--log-level", "debug", "--drain-delay", "0s", ...this.extraArgs];
+    // REGCACHE_NODE_ARGS lets benchmarks profile the proxy (e.g. "--cpu-prof --cpu-prof-dir=...").
+    const nodeArgs = (process.env.REGCACHE_NODE_ARGS ?? "").split(" ").filter(Boolean);
+    const args = [...nodeArgs, CLI, "serve", "--listen", `127.0.0.1:${port}`, "--data-dir", this.dataDir, "--certs-dir", this.certsDir, "--log-level", "debug", "--drain-delay", "0s", ...this.extraArgs];
     const child = spawn(process.execPath, args, { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, ...this.env } });
     this.child = child;
     let exitError = "";

@@ -1,0 +1,71 @@
+/**
+ * CPU profiles of regcache's cold path (empty cache) and hit path (warm cache) for one
+ * skopeo pull each, written to bench/results/profiles/*.cpuprofile (open them in Chrome
+ * DevTools or speedscope for flame graphs); prints the top functions by self time.
+ *
+ *   npm run bench:profile            (BENCH_SCALE=1: a 350 MB image)
+ */
+import { execFile } from "node:child_process";
+import { mkdirSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import path from "node:path";
+import { promisify } from "node:util";
+import { goClientEnv } from "../test/e2e/harness/clients.js";
+import { TestEnvironment } from "../test/e2e/harness/environment.js";
+import { REPO_ROOT } from "../test/e2e/harness/regcache-process.js";
+
+const exec = promisify(execFile);
+const SCALE = Number(process.env.BENCH_SCALE ?? 1);
+const MB = 1_000_000;
+
+interface ProfileNode {
+  id: number;
+  callFrame: { functionName: string; url: string; lineNumber: number };
+  hitCount: number;
+}
+
+function topSelfTime(file: string, count = 15): string[] {
+  const profile = JSON.parse(readFileSync(file, "utf8")) as { nodes: ProfileNode[] };
+  const totals = new Map<string, number>();
+  let all = 0;
+  for (const node of profile.nodes) {
+    const where = `${node.callFrame.functionName || "(anonymous)"} ${node.callFrame.url.replace(/^.*node_modules\//, "").replace(/^file:\/\/.*\/dist\//, "dist/")}:${node.callFrame.lineNumber}`;
+    totals.set(where, (totals.get(where) ?? 0) + node.hitCount);
+    all += node.hitCount;
+  }
+  return [...totals.entries()]
+    .sort((a, b) => b[1] - a[1])
+    .slice(0, count)
+    .map(([where, hits]) => `${((100 * hits) / all).toFixed(1).padStart(5)}%  ${where}`);
+}
+
+async function main(): Promise<void> {
+  const out = path.join(REPO_ROOT, "bench", "results", "profiles");
+  rmSync(out, { recursive: true, force: true });
+  mkdirSync(out, { recursive: true });
+  const env = new TestEnvironment("profile");
+  try {
+    await env.start();
+    const image = await env.pushImage("bench/big", "1", [150, 120, 80].map((m) => Math.round(m * MB * SCALE)));
+    for (const phase of ["cold", "warm"] as const) {
+      process.env.REGCACHE_NODE_ARGS = `--cpu-prof --cpu-prof-dir=${out} --cpu-prof-name=${phase}.cpuprofile`;
+      const proxy = env.regcache("profiled", ["--log-level", "info"]);
+      await proxy.start();
+      // The same data dir serves both phases: the "warm" process starts with the cache the "cold" one filled.
+      const dest = env.path(`dest-${phase}`);
+      await exec("skopeo", ["--insecure-policy", "copy", `docker://${image.ref}`, `dir:${dest}`], { env: goClientEnv(proxy), maxBuffer: 64 * MB });
+      await proxy.stop();
+      rmSync(dest, { recursive: true, force: true });
+    }
+    for (const file of readdirSync(out)) {
+      process.stdout.write(`\n${file}: top self time\n${topSelfTime(path.join(out, file)).join("\n")}\n`);
+    }
+  } finally {
+    delete process.env.REGCACHE_NODE_ARGS;
+    await env.cleanup();
+  }
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`profile failed: ${(err as Error).stack ?? String(err)}\n`);
+  process.exit(1);
+});
