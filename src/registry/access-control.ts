@@ -4,6 +4,7 @@ import type { Logger } from "../log/logger.js";
 import type { UpstreamClient, UpstreamResponse } from "../upstream/client.js";
 import { headerValue } from "../upstream/headers.js";
 import { UpstreamError } from "../upstream/upstream-error.js";
+import { requestRegistryToken } from "../upstream/token-request.js";
 import { parseWwwAuthenticate } from "../upstream/www-authenticate.js";
 import { offlineAllows, onlineStep, type AccessTimings, type OfflineAccess } from "./access-policy.js";
 import { registryErrorBody, type RegistryErrorCode } from "./errors.js";
@@ -211,9 +212,9 @@ export class AccessControl {
       this.recordChallenge(rr.host, challenge);
       const bearer = parseWwwAuthenticate(challenge).find((c) => c.scheme === "bearer");
       if (first.statusCode !== 401 || !bearer?.params.realm) return "private";
-      const token = await this.anonymousToken(bearer.params);
+      const token = await requestRegistryToken((req) => this.upstream.request(req), bearer.params);
       if (!token) return "private";
-      const second = await this.upstream.request({ host: rr.host, port: rr.port, method: "HEAD", path: probePath, headers: { ...base, authorization: `Bearer ${token}` }, anonymous: true });
+      const second = await this.upstream.request({ host: rr.host, port: rr.port, method: "HEAD", path: probePath, headers: { ...base, authorization: `Bearer ${token.token}` }, anonymous: true });
       await second.body.dump();
       if (second.statusCode >= 500 || second.statusCode === 429) return "unreachable";
       return second.statusCode < 400 ? "public" : "private";
@@ -221,32 +222,6 @@ export class AccessControl {
       if (err instanceof UpstreamError && err.failure === "refused-address") throw err;
       return "unreachable";
     }
-  }
-
-  private async anonymousToken(params: Record<string, string>): Promise<string | undefined> {
-    let realm: URL;
-    try {
-      realm = new URL(params.realm!);
-    } catch {
-      return undefined;
-    }
-    if (realm.protocol !== "https:") return undefined;
-    if (params.service) realm.searchParams.set("service", params.service);
-    if (params.scope) realm.searchParams.set("scope", params.scope);
-    const response = await this.upstream.request({
-      host: realm.hostname,
-      port: Number(realm.port) || 443,
-      method: "GET",
-      path: `${realm.pathname}${realm.search}`,
-      headers: {},
-      anonymous: true,
-    });
-    if (response.statusCode !== 200) {
-      await response.body.dump();
-      return undefined;
-    }
-    const body = (await response.body.json().catch(() => ({}))) as { token?: string; access_token?: string };
-    return body.token ?? body.access_token;
   }
 }
 

@@ -1,6 +1,7 @@
 import { readFileSync } from "node:fs";
 import type { UpstreamRequest, UpstreamResponse } from "./client.js";
 import { headerValue } from "./headers.js";
+import { requestRegistryToken } from "./token-request.js";
 import { parseWwwAuthenticate } from "./www-authenticate.js";
 
 export type HostCredential = { username: string; password: string } | { token: string };
@@ -64,7 +65,7 @@ export class ProxyCredentials {
     let lifetime = DEFAULT_TOKEN_SECONDS;
     if (challenge.scheme === "basic") header = basic;
     else if (challenge.scheme === "bearer" && challenge.params.realm) {
-      const token = await this.fetchToken(challenge.params, basic, send);
+      const token = await requestRegistryToken(send, challenge.params, basic);
       if (token) {
         header = `Bearer ${token.token}`;
         lifetime = token.expiresIn;
@@ -74,26 +75,6 @@ export class ProxyCredentials {
     await first.body.dump();
     this.tokens.set(cacheKey, { header, expires: Date.now() + Math.max(5, lifetime - 10) * 1000 });
     return send(withAuth(req, header));
-  }
-
-  private async fetchToken(params: Record<string, string>, basic: string, send: Send): Promise<{ token: string; expiresIn: number } | undefined> {
-    let realm: URL;
-    try {
-      realm = new URL(params.realm!);
-    } catch {
-      return undefined;
-    }
-    if (realm.protocol !== "https:") return undefined;
-    if (params.service) realm.searchParams.set("service", params.service);
-    if (params.scope) realm.searchParams.set("scope", params.scope);
-    const res = await send({ host: realm.hostname, port: Number(realm.port) || 443, method: "GET", path: `${realm.pathname}${realm.search}`, headers: { authorization: basic }, anonymous: true });
-    if (res.statusCode !== 200) {
-      await res.body.dump();
-      return undefined;
-    }
-    const body = (await res.body.json().catch(() => ({}))) as { token?: string; access_token?: string; expires_in?: number };
-    const token = body.token ?? body.access_token;
-    return token ? { token, expiresIn: typeof body.expires_in === "number" ? body.expires_in : DEFAULT_TOKEN_SECONDS } : undefined;
   }
 }
 

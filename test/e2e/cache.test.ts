@@ -175,7 +175,7 @@ describe.skipIf(missing.length > 0)("cache: coalescing, restarts and the size bo
     const layer = randomBytes(3_000_000);
     const digest = sha256(layer);
     let slow = true;
-    const upstream = new FakeUpstream(env.pki, (req, res) => {
+    const upstream = new FakeUpstream(env.pki, (_req, res) => {
       res.writeHead(200, { "content-type": "application/octet-stream", "content-length": layer.length, "docker-content-digest": digest });
       if (slow) drip(res, layer, 100, 100);
       else res.end(layer);
@@ -204,7 +204,7 @@ describe.skipIf(missing.length > 0)("cache: coalescing, restarts and the size bo
   it("answers Range on a blob still downloading, as the bytes arrive", async () => {
     const layer = randomBytes(2_000_000);
     const digest = sha256(layer);
-    const upstream = new FakeUpstream(env.pki, (req, res) => {
+    const upstream = new FakeUpstream(env.pki, (_req, res) => {
       res.writeHead(200, { "content-type": "application/octet-stream", "content-length": layer.length });
       drip(res, layer, 40, 50);
     });
@@ -228,7 +228,7 @@ describe.skipIf(missing.length > 0)("cache: coalescing, restarts and the size bo
   it("an upstream that serves wrong bytes for a digest never yields a cache entry or a complete body", async () => {
     const wrong = randomBytes(500_000);
     const claimed = sha256(randomBytes(16));
-    const upstream = new FakeUpstream(env.pki, (req, res) => {
+    const upstream = new FakeUpstream(env.pki, (_req, res) => {
       res.writeHead(200, { "content-type": "application/octet-stream", "content-length": wrong.length });
       drip(res, wrong, 5, 20);
     });
@@ -256,7 +256,7 @@ describe.skipIf(missing.length > 0)("cache: coalescing, restarts and the size bo
   it("a client that disconnects does not cancel the download", async () => {
     const layer = randomBytes(1_000_000);
     const digest = sha256(layer);
-    const upstream = new FakeUpstream(env.pki, (req, res) => {
+    const upstream = new FakeUpstream(env.pki, (_req, res) => {
       res.writeHead(200, { "content-length": layer.length });
       drip(res, layer, 20, 50);
     });

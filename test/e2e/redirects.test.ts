@@ -27,7 +27,7 @@ describe.skipIf(missing.length > 0)("blobs answered with a redirect to a CDN", (
       res.end(layer);
     });
     await cdn.start();
-    registry = new FakeUpstream(env.pki, (req, res) => {
+    registry = new FakeUpstream(env.pki, (_req, res) => {
       // Like Docker Hub: a 307 to a signed, expiring URL on another host.
       res.writeHead(307, { location: `https://cdn.test/blobs/signed?sig=${randomBytes(6).toString("hex")}&expires=${Date.now() + 60_000}` });
       res.end();

@@ -3,7 +3,7 @@ import { createHash } from "node:crypto";
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { promisify } from "node:util";
-import { waitFor } from "./ports.js";
+import { waitFor, stopProcess } from "./ports.js";
 
 const exec = promisify(execFile);
 
@@ -135,11 +135,7 @@ export class TestContainerd {
   }
 
   async stop(): Promise<void> {
-    const child = this.child;
-    if (!child || child.exitCode !== null) return;
-    const exited = new Promise((r) => child.once("exit", r));
-    child.kill("SIGTERM");
-    await exited;
+    await stopProcess(this.child, "SIGTERM");
   }
 }
 

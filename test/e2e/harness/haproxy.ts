@@ -2,7 +2,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { writeFileSync } from "node:fs";
 import { connect } from "node:net";
 import path from "node:path";
-import { freePort, waitFor } from "./ports.js";
+import { freePort, waitFor, stopProcess } from "./ports.js";
 
 /**
  * haproxy in TCP mode in front of regcache replicas, health-checking /readyz:
@@ -64,10 +64,6 @@ export class TestHaproxy {
   }
 
   async stop(): Promise<void> {
-    const child = this.child;
-    if (!child || child.exitCode !== null) return;
-    const exited = new Promise((r) => child.once("exit", r));
-    child.kill("SIGKILL");
-    await exited;
+    await stopProcess(this.child, "SIGKILL");
   }
 }

@@ -2,7 +2,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { waitFor } from "./ports.js";
+import { stopProcess, waitFor } from "./ports.js";
 
 /** The checkout's root: the nearest ancestor with package.json (the harness also runs compiled, from bench/.build). */
 export const REPO_ROOT = findRoot(path.dirname(fileURLToPath(import.meta.url)));
@@ -98,11 +98,7 @@ export class RegcacheProcess {
 
   /** SIGTERM and wait for exit; returns the exit code. */
   async stop(signal: NodeJS.Signals = "SIGTERM"): Promise<number | null> {
-    const child = this.child;
-    if (!child || child.exitCode !== null || child.signalCode !== null) return child?.exitCode ?? null;
-    const exited = new Promise<number | null>((r) => child.once("exit", (code) => r(code)));
-    child.kill(signal);
-    const code = await exited;
+    const code = await stopProcess(this.child, signal);
     this.child = undefined;
     return code;
   }

@@ -2,7 +2,7 @@ import { spawn, type ChildProcess, execFileSync } from "node:child_process";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { connect } from "node:tls";
 import path from "node:path";
-import { freePort, waitFor } from "./ports.js";
+import { freePort, waitFor, stopProcess } from "./ports.js";
 import type { TestPki } from "./test-ca.js";
 
 export interface RegistryOptions {
@@ -104,11 +104,7 @@ export class TestRegistry {
   }
 
   async stop(): Promise<void> {
-    const child = this.child;
-    if (!child || child.exitCode !== null) return;
-    const exited = new Promise((r) => child.once("exit", r));
-    child.kill("SIGKILL");
-    await exited;
+    await stopProcess(this.child, "SIGKILL");
     this.child = undefined;
   }
 }
