@@ -16,6 +16,7 @@ import { goClientEnv } from "../test/e2e/harness/clients.js";
 import { TestEnvironment } from "../test/e2e/harness/environment.js";
 import { REPO_ROOT, type RegcacheProcess } from "../test/e2e/harness/regcache-process.js";
 import { percentile, summarize, type Summary } from "./stats.js";
+import { head, tlsThroughProxy } from "./tunnel-client.js";
 
 const exec = promisify(execFile);
 const RUNS = Number(process.env.BENCH_RUNS ?? 5);
@@ -25,9 +26,21 @@ const IMAGE_LAYERS = [150, 120, 80].map((m) => Math.round(m * MB * SCALE));
 const BLOB_SIZE = Math.round(200 * MB * SCALE);
 const CONCURRENT = 8;
 
+
 interface Timed {
   seconds: number;
   bytes?: number;
+}
+
+/** Like Promise.all, but on a failure prints the proxy's warnings and errors before rethrowing. */
+async function settleAll(proxy: RegcacheProcess, work: Promise<unknown>[]): Promise<unknown[]> {
+  const results = await Promise.allSettled(work);
+  const failed = results.find((r) => r.status === "rejected");
+  if (failed) {
+    for (const line of proxy.rawOutput) if (/"level":(40|50)|"completed":false/.test(line)) log(line.slice(0, 600));
+    throw (failed as PromiseRejectedResult).reason;
+  }
+  return results;
 }
 
 async function timed(fn: () => Promise<unknown>): Promise<number> {
@@ -98,22 +111,78 @@ async function main(): Promise<void> {
     }
     await warmProxy.stop();
 
-    log(`peak RSS while ${CONCURRENT} clients pull the image at once (warm cache, fresh process)`);
-    const rssProxy = env.regcache("warm", ["--log-level", "info"]);
-    await rssProxy.start();
-    const dests = Array.from({ length: CONCURRENT }, (_, i) => env.path(`concurrent-${i}`));
-    const concurrentSeconds = await timed(() =>
-      Promise.all(
-        dests.map((d) => {
-          rmSync(d, { recursive: true, force: true });
-          return exec("skopeo", ["--insecure-policy", "copy", "--retry-times", "0", `docker://${image.ref}`, `dir:${d}`], { env: goClientEnv(rssProxy), maxBuffer: 64 * MB });
+    const concurrentWarm = async (clients: number) => {
+      log(`${clients} clients pull the image at once (warm cache, fresh process): aggregate throughput and peak RSS`);
+      const proxy = env.regcache("warm", ["--log-level", "info"]);
+      await proxy.start();
+      const dests = Array.from({ length: clients }, (_, i) => env.path(`concurrent-${i}`));
+      const seconds = await timed(() =>
+        Promise.all(
+          dests.map((d) => {
+            rmSync(d, { recursive: true, force: true });
+            return exec("skopeo", ["--insecure-policy", "copy", "--retry-times", "0", `docker://${image.ref}`, `dir:${d}`], { env: goClientEnv(proxy), maxBuffer: 64 * MB });
+          }),
+        ),
+      );
+      const peakRssMB = Number(/VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${proxy.pid}/status`, "utf8"))![1]) / 1024;
+      await proxy.stop();
+      for (const d of dests) rmSync(d, { recursive: true, force: true });
+      return { clients, seconds, aggregateMBps: (clients * imageMbTotal) / seconds, peakRssMB };
+    };
+    const imageMbTotal = IMAGE_LAYERS.reduce((a, b) => a + b, 0) / MB;
+    const warm8 = await concurrentWarm(CONCURRENT);
+    const warm32 = await concurrentWarm(32);
+
+    log("16 clients pull the image at once into an empty cache: wall time and upstream GETs per blob");
+    const coldProxy = quietProxy("cold-16");
+    await coldProxy.start();
+    env.registry.clearLog();
+    const cold16Seconds = await timed(() =>
+      settleAll(coldProxy,
+        Array.from({ length: 16 }, (_, i) => {
+          const d = env.path(`cold16-${i}`);
+          return exec("skopeo", ["--insecure-policy", "copy", "--retry-times", "0", `docker://${image.ref}`, `dir:${d}`], { env: goClientEnv(coldProxy), maxBuffer: 64 * MB });
         }),
       ),
     );
-    const status = readFileSync(`/proc/${rssProxy.pid}/status`, "utf8");
-    const peakRssMb = Number(/VmHWM:\s+(\d+) kB/.exec(status)![1]) / 1024;
-    await rssProxy.stop();
-    for (const d of dests) rmSync(d, { recursive: true, force: true });
+    const getsPerBlob = image.layerDigests.map((d) => env.registry.blobGets(d).length);
+    await coldProxy.stop();
+    for (let i = 0; i < 16; i++) rmSync(env.path(`cold16-${i}`), { recursive: true, force: true });
+
+    log("TLS handshakes through CONNECT: 200 new host names against one known host");
+    const handshakeProxy = quietProxy("handshakes");
+    await handshakeProxy.start();
+    const ca = readFileSync(handshakeProxy.caFile, "utf8");
+    const handshake = async (host: string): Promise<number> => {
+      const started = performance.now();
+      const tls = await tlsThroughProxy(handshakeProxy.port, host, ca);
+      const ms = performance.now() - started;
+      tls.destroy();
+      return ms;
+    };
+    await handshake("known.bench.test");
+    const knownMs: number[] = [];
+    const newMs: number[] = [];
+    for (let i = 0; i < 200; i++) {
+      knownMs.push(await handshake("known.bench.test"));
+      newMs.push(await handshake(`host-${i}.bench.test`));
+    }
+
+    log("manifest HEADs on one kept-alive connection (cached manifest)");
+    await skopeo(image.ref, handshakeProxy);
+    const tls = await tlsThroughProxy(handshakeProxy.port, "quay.test", ca);
+    const headPath = `/v2/bench/big/manifests/${image.topDigest}`;
+    if ((await head(tls, "quay.test", headPath)) !== 200) throw new Error("manifest HEAD did not answer 200");
+    const headMs: number[] = [];
+    const headsStarted = performance.now();
+    for (let i = 0; i < 2000; i++) {
+      const started = performance.now();
+      await head(tls, "quay.test", headPath);
+      headMs.push(performance.now() - started);
+    }
+    const headsPerSecond = 2000 / ((performance.now() - headsStarted) / 1000);
+    tls.destroy();
+    await handshakeProxy.stop();
 
     const imageMb = IMAGE_LAYERS.reduce((a, b) => a + b, 0) / MB;
     const summaries: Record<string, Summary> = {
@@ -136,12 +205,18 @@ async function main(): Promise<void> {
       blobMB: BLOB_SIZE / MB,
       summaries,
       ratios,
-      concurrent: { clients: CONCURRENT, seconds: concurrentSeconds, aggregateMBps: (CONCURRENT * imageMb) / concurrentSeconds, peakRssMB: peakRssMb },
+      concurrentWarm: [warm8, warm32],
+      concurrentCold: { clients: 16, seconds: cold16Seconds, upstreamGetsPerBlob: getsPerBlob },
+      handshakes: { knownP50Ms: percentile(knownMs, 50), knownP99Ms: percentile(knownMs, 99), newHostP50Ms: percentile(newMs, 50), newHostP99Ms: percentile(newMs, 99) },
+      manifestHeads: { perSecond: headsPerSecond, p50Ms: percentile(headMs, 50), p99Ms: percentile(headMs, 99) },
       targets: {
         warmPullVsDirect: { target: "<= 1.0", met: ratios.warmPullVsDirect <= 1.0 },
         coldPullVsDirect: { target: "<= 1.15", met: ratios.coldPullVsDirect <= 1.15 },
         warmBlobThroughputVsDirect: { target: ">= 1.3", met: ratios.warmBlobThroughputVsDirect >= 1.3 },
-        peakRssMB: { target: "< 150", met: peakRssMb < 150 },
+        peakRssMB8: { target: "< 150", met: warm8.peakRssMB < 150 },
+        peakRssMB32: { target: "<= 150", met: warm32.peakRssMB <= 150 },
+        oneUpstreamGetPerBlob: { target: "exactly 1", met: getsPerBlob.every((n) => n === 1) },
+        newHostHandshakeP50: { target: "<= 5 ms above a known host", met: percentile(newMs, 50) - percentile(knownMs, 50) <= 5 },
       },
     });
     const fmt = (s: Summary, digits = 2) => `${s.median.toFixed(digits)} (${s.min.toFixed(digits)}–${s.max.toFixed(digits)})`;
@@ -151,7 +226,10 @@ async function main(): Promise<void> {
       `| cold pull, ${imageMb} MB / 3 layers (s) | ${fmt(summaries.directPullSeconds!)} | ${fmt(summaries.coldPullSeconds!)} | ${ratios.coldPullVsDirect.toFixed(2)} | ≤ 1.15 |`,
       `| warm pull, ${imageMb} MB / 3 layers (s) | ${fmt(summaries.directPullSeconds!)} | ${fmt(summaries.warmPullSeconds!)} | ${ratios.warmPullVsDirect.toFixed(2)} | ≤ 1.0 |`,
       `| warm ${BLOB_SIZE / MB} MB blob, curl (MB/s) | ${fmt(summaries.directBlobMBps!, 0)} | ${fmt(summaries.warmBlobMBps!, 0)} | ${ratios.warmBlobThroughputVsDirect.toFixed(2)} | ≥ 1.3 |`,
-      `| ${CONCURRENT} concurrent warm pulls: aggregate MB/s, peak RSS | | ${((CONCURRENT * imageMb) / concurrentSeconds).toFixed(0)} MB/s, ${peakRssMb.toFixed(0)} MB RSS | | RSS < 150 MB |`,
+      ...[warm8, warm32].map((w) => `| ${w.clients} concurrent warm pulls: aggregate MB/s, peak RSS | | ${w.aggregateMBps.toFixed(0)} MB/s, ${w.peakRssMB.toFixed(0)} MB | | RSS ≤ 150 MB |`),
+      `| 16 concurrent cold pulls: wall time, upstream GETs per layer | | ${cold16Seconds.toFixed(1)} s, ${getsPerBlob.join("/")} | | exactly 1 |`,
+      `| TLS handshake via CONNECT, p50 / p99 (ms) | known host ${percentile(knownMs, 50).toFixed(1)} / ${percentile(knownMs, 99).toFixed(1)} | 200 new hosts ${percentile(newMs, 50).toFixed(1)} / ${percentile(newMs, 99).toFixed(1)} | +${(percentile(newMs, 50) - percentile(knownMs, 50)).toFixed(1)} ms | ≤ +5 ms |`,
+      `| cached manifest HEADs, one keep-alive connection | | ${headsPerSecond.toFixed(0)}/s, p99 ${percentile(headMs, 99).toFixed(2)} ms | | |`,
     ].join("\n");
     const dir = path.join(REPO_ROOT, "bench", "results");
     mkdirSync(dir, { recursive: true });

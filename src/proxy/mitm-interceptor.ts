@@ -18,6 +18,8 @@ interface MitmInternals {
   };
 }
 
+const KEEP_ALIVE_MS = 95_000;
+
 /** The CONNECT target of a raw client socket handed straight to the TLS server. */
 const connectTargets = new WeakMap<object, string>();
 
@@ -81,8 +83,15 @@ export class MitmInterceptor {
       mitm.listen({ host: "127.0.0.1", port: 0, forceSNI: true, sslCaDir, keepAlive: true }, (err?: unknown) => (err ? reject(err as Error) : resolve())),
     );
     await rm(sslCaDir, { recursive: true, force: true });
-    // Garbage inside a tunnel (bad TLS, bad HTTP) closes that connection only; the library logs but leaves it open.
-    for (const server of [mitm.httpsServer, mitm.httpServer]) server?.on("clientError", (_err: Error, socket: Duplex) => socket.destroy());
+    for (const server of [mitm.httpsServer, mitm.httpServer]) {
+      if (!server) continue;
+      // Garbage inside a tunnel (bad TLS, bad HTTP) closes that connection only; the library logs but leaves it open.
+      server.on("clientError", (_err: Error, socket: Duplex) => socket.destroy());
+      // Go clients keep idle connections 90 s; a server that closes first races their next
+      // request, which then fails with EOF instead of being retried.
+      server.keepAliveTimeout = KEEP_ALIVE_MS;
+      server.headersTimeout = KEEP_ALIVE_MS + 5_000;
+    }
   }
 
   /** Takes a CONNECT the policy chose to intercept: answers 200, then terminates TLS with a leaf for the host. */
