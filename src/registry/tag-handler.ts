@@ -92,6 +92,10 @@ export class TagHandler {
     if (rr.req.method === "HEAD") {
       relayUpstreamResponse(rr, head, "MISS");
       rr.log.cache = "MISS";
+      // containerd HEADs the tag and then GETs the digest: record the answer now, so that the
+      // tag resolves during an outage once that digest is cached (stale answers need both).
+      const length = Number(headerValue(head.headers["content-length"]));
+      await this.record(key, rr.host, target, { digest: digest.value, mediaType: headerValue(head.headers["content-type"]) ?? "", size: Number.isFinite(length) ? length : 0, recorded: Date.now() });
       return;
     }
     await this.content.handle(rr, manifest);

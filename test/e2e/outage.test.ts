@@ -193,3 +193,31 @@ describe.skipIf(missing.length > 0)("outage: 503, 429 and unresponsive upstreams
     blackhole.close();
   });
 });
+
+describe.skipIf(missing.length > 0 || noContainerd)("outage: a cache warmed by containerd alone", () => {
+  let env: TestEnvironment;
+  afterAll(async () => env?.cleanup());
+
+  it("ctr pulls by tag while the registry is down after one ctr pull warmed the cache (HEAD tag, then GET digest)", async () => {
+    env = new TestEnvironment("ctr-only");
+    await env.start();
+    const image = await env.pushImage("library/daemon", "7", [120_000, 40_000], 2);
+    const proxy = env.regcache("ctr-only");
+    await proxy.start();
+    const warm = new TestContainerd(env.path("containerd-warm"));
+    await warm.start();
+    expect((await warm.pull(proxy, image.ref, { allPlatforms: true })).ok).toBe(true);
+    await warm.stop();
+    expect(proxy.requestLogs().some((l) => l.kind === "tag" && l.method === "GET")).toBe(false);
+    await env.registry.stop();
+    const fresh = new TestContainerd(env.path("containerd-fresh"));
+    await fresh.start();
+    try {
+      const result = await fresh.pull(proxy, image.ref, { allPlatforms: true });
+      expect(result.ok, result.stderr).toBe(true);
+      expect((await fresh.contentDigests()).sort()).toEqual([...image.allDigests].sort());
+    } finally {
+      await fresh.stop();
+    }
+  });
+});
