@@ -59,8 +59,7 @@ describe.skipIf(missing.length > 0)("cache: blobs and manifests by digest agains
     expect(corruptBlobsInLayout(env.path("p2")).corrupt).toEqual([]);
     expect(env.registry.blobGets()).toEqual([]);
     expect(env.registry.accessLog.filter((e) => e.method === "GET" && e.path.includes("/manifests/sha256:"))).toEqual([]);
-    const hits = proxy.requestLogs().filter((l) => l.kind === "blob" && l.cache === "HIT");
-    expect(hits.length).toBeGreaterThan(0);
+    await proxy.waitForLog((l) => l.msg === "request" && l.kind === "blob" && l.cache === "HIT");
   });
 
   it("answers HEAD from the index with Content-Length and Docker-Content-Digest", async () => {
@@ -153,8 +152,7 @@ describe.skipIf(missing.length > 0)("cache: coalescing, restarts and the size bo
       expect(env.registry.blobGets(digest).length, digest).toBeLessThanOrEqual(1);
     }
     for (const layer of image.layerDigests) expect(env.registry.blobGets(layer).length).toBe(1);
-    const statuses = new Set(proxy.requestLogs().filter((l) => l.kind === "blob").map((l) => l.cache));
-    expect(statuses.has("MISS")).toBe(true);
+    await proxy.waitForLog((l) => l.msg === "request" && l.kind === "blob" && l.cache === "MISS");
     await proxy.stop();
   });
 
@@ -243,8 +241,8 @@ describe.skipIf(missing.length > 0)("cache: coalescing, restarts and the size bo
     }
     expect(filesUnder(path.join(proxy.dataDir, "blobs"))).toEqual([]);
     await waitFor(() => readdirSync(path.join(proxy.dataDir, "tmp")).length === 0, 5_000, "the temp file to go");
-    const error = proxy.logs.find((l) => l.msg === "download failed; nothing cached");
-    expect(error?.upstreamHost).toBe("bad.test");
+    const error = await proxy.waitForLog((l) => l.msg === "download failed; nothing cached");
+    expect(error.upstreamHost).toBe("bad.test");
     expect(JSON.stringify(error)).toContain("digest mismatch");
     const again = await curlThrough(proxy, url);
     expect(again.exitCode).not.toBe(0);
@@ -285,7 +283,7 @@ describe.skipIf(missing.length > 0)("cache: coalescing, restarts and the size bo
       expect(corruptBlobsInLayout(env.path(`bounded-${i}`)).corrupt).toEqual([]);
       expect(dirBytes(path.join(proxy.dataDir, "blobs"))).toBeLessThanOrEqual(bound);
     }
-    expect(proxy.logs.some((l) => l.msg === "evicted least recently used blobs")).toBe(true);
+    await proxy.waitForLog((l) => l.msg === "evicted least recently used blobs");
     const big = await env.pushImage("team/toolarge", "v1", [4_000_000]);
     const result = await skopeoPull(proxy, big.ref, env.path("toolarge"));
     expect(result.ok, result.stderr).toBe(true);

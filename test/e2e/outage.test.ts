@@ -41,8 +41,7 @@ describe.skipIf(missing.length > 0)("outage: cached images stay pullable while t
     const result = await skopeoPull(proxy, single.ref, env.path("down-tag"));
     expect(result.ok, result.stderr).toBe(true);
     expect(corruptBlobsInLayout(env.path("down-tag")).corrupt).toEqual([]);
-    const tagLine = proxy.requestLogs().filter((l) => l.kind === "tag" && l.repository === "library/tool").pop();
-    expect(tagLine?.cache).toBe("STALE");
+    await proxy.waitForLog((l) => l.msg === "request" && l.kind === "tag" && l.repository === "library/tool" && l.cache === "STALE");
     const res = await curlThrough(proxy, "https://quay.test/v2/library/tool/manifests/v2");
     expect(res.status).toBe(200);
     expect(res.headers.warning).toBe('110 - "Response is stale"');
@@ -84,10 +83,10 @@ describe.skipIf(missing.length > 0)("outage: cached images stay pullable while t
     expect(JSON.parse(res.body.toString()).errors[0].code).toBe("UNAVAILABLE");
   });
 
-  it("marks the host down and exposes it in the logs", () => {
-    const down = proxy.logs.find((l) => l.msg === "upstream marked down; serving from cache");
-    expect(down?.upstream).toBe("quay.test");
-    expect(down?.level).toBe(40);
+  it("marks the host down and exposes it in the logs", async () => {
+    const down = await proxy.waitForLog((l) => l.msg === "upstream marked down; serving from cache");
+    expect(down.upstream).toBe("quay.test");
+    expect(down.level).toBe(40);
   });
 
   it("after the registry comes back, a new image under the same tag is pulled with its new digest", async () => {
@@ -208,6 +207,7 @@ describe.skipIf(missing.length > 0 || noContainerd)("outage: a cache warmed by c
     await warm.start();
     expect((await warm.pull(proxy, image.ref, { allPlatforms: true })).ok).toBe(true);
     await warm.stop();
+    await proxy.waitForLog((l) => l.msg === "request" && l.kind === "tag" && l.method === "HEAD");
     expect(proxy.requestLogs().some((l) => l.kind === "tag" && l.method === "GET")).toBe(false);
     await env.registry.stop();
     const fresh = new TestContainerd(env.path("containerd-fresh"));

@@ -59,7 +59,7 @@ describe.skipIf(missing.length > 0)("private images stay private", () => {
     expect(blob.body.length).toBeLessThan(1000);
     expect((await skopeoPull(proxy, publicRef, env.path("online-public"))).ok).toBe(true);
     expect((await skopeoPull(proxy, publicRef, env.path("online-public-2"))).ok).toBe(true);
-    expect(proxy.requestLogs().some((l) => l.access === "public")).toBe(true);
+    await proxy.waitForLog((l) => l.msg === "request" && l.access === "public");
     await proxy.stop();
   });
 

@@ -36,6 +36,7 @@ describe.skipIf(missing.length > 0)("stats page, /api/stats and /metrics after r
     expect((await skopeoPull(proxy, image.ref, env.path("b"))).ok).toBe(true);
     expect((await curlThrough(proxy, `https://quay.test/v2/team/app/blobs/sha256:${"0".repeat(64)}`)).status).toBe(404);
     stats = JSON.parse((await exec("curl", ["-sf", `${proxy.proxyUrl}/api/stats`])).stdout);
+    await proxy.waitForRequestLogs(stats.totals.requests);
     metrics = parsePrometheusTextFormat((await exec("curl", ["-sf", `${proxy.proxyUrl}/metrics`])).stdout) as PromMetric[];
   });
   afterAll(async () => env?.cleanup());

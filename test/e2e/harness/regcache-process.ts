@@ -88,6 +88,22 @@ export class RegcacheProcess {
     ]);
   }
 
+  /**
+   * The first log line matching `predicate`, waiting for it: pino writes asynchronously,
+   * so a line can arrive a moment after the client saw the response.
+   */
+  async waitForLog(predicate: (line: LogLine) => boolean, timeoutMs = 5_000): Promise<LogLine> {
+    let found: LogLine | undefined;
+    await waitFor(() => (found = this.logs.find(predicate)) !== undefined, timeoutMs, "a log line");
+    return found!;
+  }
+
+  /** Waits until `count` request lines have arrived (see waitForLog). */
+  async waitForRequestLogs(count: number, timeoutMs = 5_000): Promise<LogLine[]> {
+    await waitFor(() => this.requestLogs().length >= count, timeoutMs, `${count} request log lines`);
+    return this.requestLogs();
+  }
+
   requestLogs(): LogLine[] {
     return this.logs.filter((l) => l.msg === "request");
   }
