@@ -145,7 +145,7 @@ export async function startRegcache(config: Config, logger: Logger): Promise<Run
       health.stop();
       server.closeAllConnections();
       interceptor.close();
-      await upstream.close().catch(() => undefined);
+      await upstream.destroy().catch(() => undefined);
       await index.close();
       await releaseLock();
     },

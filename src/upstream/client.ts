@@ -149,8 +149,9 @@ export class UpstreamClient {
     }
   }
 
-  async close(): Promise<void> {
-    await this.agent.close();
+  /** Aborts whatever is still in flight: called after the shutdown grace period, when waiting is over. */
+  async destroy(): Promise<void> {
+    await this.agent.destroy();
   }
 }
 
