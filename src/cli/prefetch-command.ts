@@ -3,6 +3,7 @@ import { Command, Option } from "commander";
 import { ProxyAgent, request } from "undici";
 import { ImagePuller, parsePlatform, type PullProgress } from "../prefetch/image-puller.js";
 import { parseImageReference, type ImageReference } from "../registry/image-reference.js";
+import { formatBytes } from "./format-bytes.js";
 
 interface PrefetchOptions {
   file?: string;
@@ -29,18 +30,6 @@ async function readStdin(): Promise<string> {
   const chunks: Buffer[] = [];
   for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
   return Buffer.concat(chunks).toString("utf8");
-}
-
-function formatBytes(n: number): string {
-  if (n < 1024) return `${n} B`;
-  const units = ["KiB", "MiB", "GiB", "TiB"];
-  let v = n / 1024;
-  let i = 0;
-  while (v >= 1024 && i < units.length - 1) {
-    v /= 1024;
-    i++;
-  }
-  return `${v.toFixed(1)} ${units[i]}`;
 }
 
 /** The proxy's CA: from --ca, else from the proxy's own /ca.crt (the proxy is what we trust anyway). */

@@ -1,17 +1,7 @@
 import { Command, Option } from "commander";
 import { request } from "undici";
 import type { StatsSnapshot } from "../stats/stats-snapshot.js";
-
-function bytes(n: number): string {
-  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
-  let v = n;
-  let i = 0;
-  while (v >= 1024 && i < units.length - 1) {
-    v /= 1024;
-    i++;
-  }
-  return `${i ? v.toFixed(1) : v} ${units[i]}`;
-}
+import { formatBytes } from "./format-bytes.js";
 
 const pct = (r: number | null): string => (r === null ? "-" : `${(r * 100).toFixed(1)}%`);
 
@@ -19,21 +9,21 @@ const pct = (r: number | null): string => (r === null ? "-" : `${(r * 100).toFix
 export function formatStats(s: StatsSnapshot): string {
   const lines = [
     `regcache ${s.version}, up ${s.uptimeSeconds}s`,
-    `hit ratio ${pct(s.totals.hitRatio)} of ${s.totals.contentRequests} registry requests, ${pct(s.totals.byteHitRatio)} of bytes; ${bytes(s.totals.bytesSaved)} served from cache`,
-    `cache ${bytes(s.cache.bytes)} of ${bytes(s.cache.maxBytes)} in ${s.cache.entries} entries, ${s.cache.evictions} evictions`,
+    `hit ratio ${pct(s.totals.hitRatio)} of ${s.totals.contentRequests} registry requests, ${pct(s.totals.byteHitRatio)} of bytes; ${formatBytes(s.totals.bytesSaved)} served from cache`,
+    `cache ${formatBytes(s.cache.bytes)} of ${formatBytes(s.cache.maxBytes)} in ${s.cache.entries} entries, ${s.cache.evictions} evictions`,
     "",
     "upstream                          state  requests      hits       bytes  errors",
   ];
   for (const u of s.upstreams) {
-    lines.push(`${u.host.padEnd(32).slice(0, 32)}  ${u.state.padEnd(5)}  ${String(u.requests).padStart(8)}  ${String(u.hits).padStart(8)}  ${bytes(u.bytes).padStart(10)}  ${String(u.errors).padStart(6)}`);
+    lines.push(`${u.host.padEnd(32).slice(0, 32)}  ${u.state.padEnd(5)}  ${String(u.requests).padStart(8)}  ${String(u.hits).padStart(8)}  ${formatBytes(u.bytes).padStart(10)}  ${String(u.errors).padStart(6)}`);
   }
   if (s.inFlight.length > 0) {
     lines.push("", "downloading:");
-    for (const d of s.inFlight) lines.push(`  ${d.host} ${d.digest.slice(0, 19)}… ${bytes(d.bytes)}${d.size ? ` / ${bytes(d.size)}` : ""}`);
+    for (const d of s.inFlight) lines.push(`  ${d.host} ${d.digest.slice(0, 19)}… ${formatBytes(d.bytes)}${d.size ? ` / ${formatBytes(d.size)}` : ""}`);
   }
   if (s.topRepositories.length > 0) {
     lines.push("", "top images:");
-    for (const r of s.topRepositories) lines.push(`  ${bytes(r.bytes).padStart(10)}  ${r.repository}`);
+    for (const r of s.topRepositories) lines.push(`  ${formatBytes(r.bytes).padStart(10)}  ${r.repository}`);
   }
   return `${lines.join("\n")}\n`;
 }

@@ -36,6 +36,11 @@ const CACHE_STATUS_FIELD: Record<CacheStatus, string> = {
   BYPASS: "regcache; fwd=bypass",
 };
 
+/** Answers that did not cost this request an upstream fetch (a coalesced request shares another's). */
+export function servedFromCache(cache: CacheStatus | undefined): boolean {
+  return cache === "HIT" || cache === "STALE" || cache === "COALESCED";
+}
+
 /** X-Cache for people and scripts, RFC 9211 Cache-Status for tools that know it. */
 export function cacheStatusHeaders(status: CacheStatus): Record<string, string> {
   return { "x-cache": status, "cache-status": CACHE_STATUS_FIELD[status] };

@@ -1,15 +1,20 @@
 import type { BlobStore } from "../cache/blob-store.js";
-import { tagKey, type CacheIndex, type TagEntry } from "../cache/cache-index.js";
+import { tagKey, type BlobEntry, type CacheIndex, type TagEntry } from "../cache/cache-index.js";
 import type { UpstreamClient, UpstreamResponse } from "../upstream/client.js";
 import { headerValue, upstreamRequestHeaders } from "../upstream/headers.js";
 import { normalizeAccept } from "./accept.js";
-import type { ContentHandler } from "./content-handler.js";
+import type { ContentHandler, ContentTarget } from "./content-handler.js";
 import { parseDigest } from "./digest.js";
 import { sendRegistryError } from "./errors.js";
 import { passThrough, relayUpstreamResponse } from "./pass-through.js";
 import type { RegistryRequest } from "./request-context.js";
 import type { AccessControl } from "./access-control.js";
 import { UpstreamError } from "../upstream/upstream-error.js";
+
+interface RecordedManifest {
+  manifest: ContentTarget;
+  entry: BlobEntry;
+}
 
 export interface TagTarget {
   name: string;
@@ -41,11 +46,12 @@ export class TagHandler {
     const key = tagKey(rr.host, target.name, target.tag, acceptSet);
     if (this.tagTtl > 0) {
       const fresh = await this.index.getTag(key);
-      if (fresh && Date.now() - fresh.recorded < this.tagTtl && this.usableRecord(rr, target, fresh)) {
+      const usable = fresh && Date.now() - fresh.recorded < this.tagTtl ? this.usableRecord(rr, target, fresh) : undefined;
+      if (usable) {
         const decision = await this.access.authorize(rr, target.name, tagPath(target));
         rr.log.access = decision.result;
         if (!decision.allowed) decision.refuse();
-        else this.serveRecorded(rr, target, fresh, "HIT");
+        else this.serveRecorded(rr, usable, "HIT");
         return;
       }
     }
@@ -104,28 +110,32 @@ export class TagHandler {
     else this.recordWhenStored(key, rr.host, target, digest.value);
   }
 
-  private usableRecord(rr: RegistryRequest, target: TagTarget, recorded: TagEntry): boolean {
+  /** The cached, acceptable manifest a recorded tag answer points to, if there is one. */
+  private usableRecord(rr: RegistryRequest, target: TagTarget, recorded: TagEntry): RecordedManifest | undefined {
     const digest = parseDigest(recorded.digest);
-    return digest !== undefined && this.content.usableEntry(rr, { kind: "manifest", name: target.name, digest }) !== undefined;
+    if (!digest) return undefined;
+    const manifest = { kind: "manifest" as const, name: target.name, digest };
+    const entry = this.content.usableEntry(rr, manifest);
+    return entry ? { manifest, entry } : undefined;
   }
 
-  /** Serves a recorded tag answer whose manifest usableRecord() found cached and acceptable. */
-  private serveRecorded(rr: RegistryRequest, target: TagTarget, recorded: TagEntry, cache: "HIT" | "STALE"): void {
-    const digest = parseDigest(recorded.digest)!;
-    const manifest = { kind: "manifest" as const, name: target.name, digest };
-    const entry = this.content.usableEntry(rr, manifest)!;
-    rr.log.digest = digest.value;
-    this.content.serveCached(rr, manifest, entry, cache, cache === "STALE" ? { warning: STALE_WARNING } : {});
+  private serveRecorded(rr: RegistryRequest, recorded: RecordedManifest, cache: "HIT" | "STALE"): void {
+    rr.log.digest = recorded.manifest.digest.value;
+    this.content.serveCached(rr, recorded.manifest, recorded.entry, cache, cache === "STALE" ? { warning: STALE_WARNING } : {});
   }
 
   private async serveStale(rr: RegistryRequest, target: TagTarget, key: string, reason: string, status: number): Promise<void> {
     const exact = await this.index.getTag(key);
-    const recorded = exact && this.usableRecord(rr, target, exact) ? exact : await this.index.getTag(anyAcceptKey(rr.host, target));
-    if (recorded && this.usableRecord(rr, target, recorded)) {
+    let usable = exact ? this.usableRecord(rr, target, exact) : undefined;
+    if (!usable) {
+      const latest = await this.index.getTag(anyAcceptKey(rr.host, target));
+      usable = latest ? this.usableRecord(rr, target, latest) : undefined;
+    }
+    if (usable) {
       const decision = await this.access.authorizeOffline(rr, target.name);
       rr.log.access = decision.result;
       if (!decision.allowed) decision.refuse();
-      else this.serveRecorded(rr, target, recorded, "STALE");
+      else this.serveRecorded(rr, usable, "STALE");
       return;
     }
     rr.log.cache = "STALE";

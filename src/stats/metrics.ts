@@ -2,7 +2,7 @@ import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom
 import type { BlobStore } from "../cache/blob-store.js";
 import type { Lifecycle } from "../proxy/lifecycle.js";
 import type { AccessControl } from "../registry/access-control.js";
-import type { RegistryRequest } from "../registry/request-context.js";
+import { servedFromCache, type RegistryRequest } from "../registry/request-context.js";
 import type { LeafMinter } from "../tls/leaf-minter.js";
 import type { UpstreamHealth } from "../upstream/health.js";
 
@@ -90,7 +90,7 @@ export class Metrics {
     const cache = rr.log.cache ?? "BYPASS";
     const kind = rr.log.kind ?? "other";
     this.requests.inc({ host: this.hostLabel(rr.log.host), kind, cache });
-    const source = cache === "HIT" || cache === "STALE" || cache === "COALESCED" ? "cache" : "upstream";
+    const source = servedFromCache(cache) ? "cache" : "upstream";
     if (bytes > 0) this.servedBytes.inc({ source }, bytes);
     if (cache === "STALE") this.stale.inc();
     if (cache === "COALESCED") this.coalesced.inc();

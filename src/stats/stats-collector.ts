@@ -1,4 +1,4 @@
-import type { RegistryRequest } from "../registry/request-context.js";
+import { servedFromCache, type RegistryRequest } from "../registry/request-context.js";
 
 export interface RequestRecord {
   time: number;
@@ -39,8 +39,6 @@ export interface Totals {
   bytesFromUpstream: number;
 }
 
-/** Cache statuses whose bytes did not cost this request an upstream fetch. */
-const SERVED_FROM_CACHE = new Set(["HIT", "STALE", "COALESCED"]);
 const CONTENT_KINDS = new Set(["blob", "manifest", "tag"]);
 const RECENT = 100;
 const MINUTES = 60;
@@ -62,7 +60,7 @@ export class StatsCollector {
     const log = rr.log;
     const cache = log.cache ?? "BYPASS";
     const kind = log.kind ?? "other";
-    const fromCache = SERVED_FROM_CACHE.has(cache);
+    const fromCache = servedFromCache(cache);
     const t = this.totals;
     t.requests += 1;
     t.bytesServed += bytes;
