@@ -10,7 +10,7 @@ export interface RegistryOptions {
   pki: TestPki;
   /** Basic auth from an htpasswd file with bcrypt entries (see writeHtpasswd). */
   htpasswdFile?: string;
-  /** Turns it into distribution's pull-through cache of this URL. */
+  /** Turns it into distribution's pull-through cache of this URL, trusting `pki`'s CA for it. */
   proxyRemoteUrl?: string;
   port?: number;
 }
@@ -66,7 +66,9 @@ export class TestRegistry {
     ].join("\n");
     const configFile = path.join(dir, "config.yml");
     writeFileSync(configFile, config);
-    const child = spawn("docker-registry", ["serve", configFile], { stdio: ["ignore", "pipe", "pipe"] });
+    // Go reads extra trust from SSL_CERT_FILE: a pull-through cache must verify its remote like regcache does.
+    const env = this.options.proxyRemoteUrl ? { ...process.env, SSL_CERT_FILE: pki.caCert } : process.env;
+    const child = spawn("docker-registry", ["serve", configFile], { stdio: ["ignore", "pipe", "pipe"], env });
     this.child = child;
     const onData = (chunk: Buffer) => {
       this.output += chunk.toString();
