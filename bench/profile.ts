@@ -20,22 +20,29 @@ const MB = 1_000_000;
 interface ProfileNode {
   id: number;
   callFrame: { functionName: string; url: string; lineNumber: number };
-  hitCount: number;
 }
 
-function topSelfTime(file: string, count = 15): string[] {
-  const profile = JSON.parse(readFileSync(file, "utf8")) as { nodes: ProfileNode[] };
-  const totals = new Map<string, number>();
-  let all = 0;
+function topSelfTime(file: string, count = 20): string[] {
+  const profile = JSON.parse(readFileSync(file, "utf8")) as { nodes: ProfileNode[]; samples: number[]; timeDeltas: number[] };
+  const where = new Map<number, string>();
   for (const node of profile.nodes) {
-    const where = `${node.callFrame.functionName || "(anonymous)"} ${node.callFrame.url.replace(/^.*node_modules\//, "").replace(/^file:\/\/.*\/dist\//, "dist/")}:${node.callFrame.lineNumber}`;
-    totals.set(where, (totals.get(where) ?? 0) + node.hitCount);
-    all += node.hitCount;
+    where.set(node.id, `${node.callFrame.functionName || "(anonymous)"} ${node.callFrame.url.replace(/^.*node_modules\//, "").replace(/^file:\/\/.*\/dist\//, "dist/")}:${node.callFrame.lineNumber}`);
   }
-  return [...totals.entries()]
-    .sort((a, b) => b[1] - a[1])
-    .slice(0, count)
-    .map(([where, hits]) => `${((100 * hits) / all).toFixed(1).padStart(5)}%  ${where}`);
+  // Each sample's time delta is the time spent where that sample landed.
+  const totals = new Map<string, number>();
+  profile.samples.forEach((id, i) => {
+    const key = where.get(id)!;
+    totals.set(key, (totals.get(key) ?? 0) + (profile.timeDeltas[i] ?? 0) / 1000);
+  });
+  const busy = [...totals.entries()].filter(([key]) => !key.startsWith("(idle)")).reduce((sum, [, ms]) => sum + ms, 0);
+  return [
+    `busy ${busy.toFixed(0)} ms (idle excluded)`,
+    ...[...totals.entries()]
+      .filter(([key]) => !key.startsWith("(idle)"))
+      .sort((a, b) => b[1] - a[1])
+      .slice(0, count)
+      .map(([key, ms]) => `${ms.toFixed(0).padStart(6)} ms ${((100 * ms) / busy).toFixed(1).padStart(5)}%  ${key}`),
+  ];
 }
 
 async function main(): Promise<void> {

@@ -177,7 +177,9 @@ export class Download extends EventEmitter {
   }
 
   private maybeCloseFd(): void {
-    if (this.state !== "streaming" && this.readers === 0 && this.fd >= 0) {
+    // Not while "verified": the fsync still needs the descriptor, and a reader arriving before
+    // the rename completes reads the temp file through it.
+    if ((this.state === "complete" || this.state === "failed") && this.readers === 0 && this.fd >= 0) {
       const fd = this.fd;
       this.fd = -1;
       close(fd, () => undefined);

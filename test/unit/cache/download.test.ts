@@ -69,4 +69,16 @@ describe("Download and GrowingFileReader", () => {
     body.end(data.subarray(120_000));
     expect((await ranged).equals(data.subarray(150_000))).toBe(true);
   });
+
+  it("serves a reader that arrives after every other reader left but before the file is in place", async () => {
+    const data = randomBytes(300_000);
+    const download = await start(data, Readable.from([data]));
+    const first = await buffer(new GrowingFileReader(download, 0, data.length - 1));
+    expect(first.equals(data)).toBe(true);
+    // The digest is verified (the first reader got the last byte); the fsync and rename are still pending.
+    expect(download.complete).toBe(false);
+    const second = await buffer(new GrowingFileReader(download, 0, data.length - 1));
+    expect(second.equals(data)).toBe(true);
+    await download.done;
+  });
 });
