@@ -58,12 +58,10 @@ export class MitmInterceptor {
     mitm.onCertificateRequired = (hostname, callback) =>
       callback(null, { keyFile: path.join(neverOnDisk, "leaf.key"), certFile: path.join(neverOnDisk, "leaf.crt"), hosts: [hostname] });
     mitm.onCertificateMissing = (ctx, _files, callback) => {
-      try {
-        const leaf = this.minter.leafFor(ctx.hostname);
-        callback(null, { keyFileData: leaf.keyPem, certFileData: leaf.certPem, hosts: [ctx.hostname] } as never);
-      } catch (err) {
-        callback(err as Error, undefined as never);
-      }
+      this.minter.leafFor(ctx.hostname).then(
+        (leaf) => callback(null, { keyFileData: leaf.keyPem, certFileData: leaf.certPem, hosts: [ctx.hostname] } as never),
+        (err: unknown) => callback(err as Error, undefined as never),
+      );
     };
     mitm.onError((ctx: IContext | null, err, kind) => {
       const code = (err as NodeJS.ErrnoException | undefined)?.code;
@@ -102,26 +100,38 @@ export class MitmInterceptor {
       internals._onHttpServerConnect(req, socket, head);
       return;
     }
-    try {
-      this.ensureContext(host);
-    } catch (err) {
-      this.logger.error({ err, host }, "cannot mint a certificate");
-      socket.destroy();
+    connectTargets.set(socket, req.url ?? "");
+    // The 200 goes out before the certificate exists: a new host's leaf is signed while the
+    // client reads it and sends its ClientHello, which waits in the socket until then.
+    socket.write("HTTP/1.1 200 Connection Established\r\n\r\n");
+    const handOver = (): void => {
+      if (socket.destroyed) return;
+      // No byte is read here: the TLS server must read the ClientHello from the socket itself.
+      // Anything that is not TLS fails the handshake and closes this connection only.
+      internals.httpsServer!.emit("connection", socket);
+    };
+    const leaf = this.minter.freshLeaf(host);
+    if (leaf && this.contexts.get(host) === leaf) {
+      handOver();
       return;
     }
-    connectTargets.set(socket, req.url ?? "");
-    socket.write("HTTP/1.1 200 Connection Established\r\n\r\n");
-    // No byte is read here: the TLS server must read the ClientHello from the socket itself.
-    // Anything that is not TLS fails the handshake and closes this connection only.
-    internals.httpsServer.emit("connection", socket);
+    this.minter.leafFor(host).then(
+      (minted) => {
+        this.registerContext(host, minted);
+        handOver();
+      },
+      (err: unknown) => {
+        this.logger.error({ err, host }, "cannot mint a certificate");
+        socket.destroy();
+      },
+    );
   }
 
   /**
    * Registers the host's leaf as an SNI context, again once the minter re-mints it
    * (Node's SNI lookup takes the most recently added match).
    */
-  private ensureContext(host: string): void {
-    const leaf = this.minter.leafFor(host);
+  private registerContext(host: string, leaf: Leaf): void {
     if (this.contexts.get(host) === leaf) return;
     (this.mitm as unknown as MitmInternals).httpsServer!.addContext(host, { key: leaf.keyPem, cert: leaf.certPem });
     this.contexts.set(host, leaf);

@@ -1,7 +1,7 @@
-import { generateKeyPairSync, type KeyObject } from "node:crypto";
+import { generateKeyPairSync } from "node:crypto";
 import { isIP } from "node:net";
 import type { CertificateAuthority } from "./ca.js";
-import { buildSignedCertificate, publicKeyPemOf } from "./certificate-builder.js";
+import { buildSignedCertificateAsync, publicKeyPemOf } from "./certificate-builder.js";
 
 /** Leaves live 90 days: long enough to never matter, short enough that a leaked leaf ages out. */
 const LEAF_VALIDITY_MS = 90 * 24 * 60 * 60 * 1000;
@@ -20,12 +20,13 @@ export interface Leaf {
 
 /**
  * Mints one leaf per host, all sharing one per-process RSA key, so the only
- * per-host cost is one native signature (well under a millisecond).
- * A bounded map in insertion order serves as the LRU.
+ * per-host cost is one native signature, made off the event loop.
+ * A bounded map in insertion order serves as the LRU; concurrent requests for
+ * a host share one mint.
  */
 export class LeafMinter {
   private readonly leaves = new Map<string, Leaf>();
-  private readonly leafKey: KeyObject;
+  private readonly minting = new Map<string, Promise<Leaf>>();
   private readonly leafKeyPem: string;
   private readonly leafPublicKeyPem: string;
   private readonly issuer: { name: string; value: string }[];
@@ -37,37 +38,41 @@ export class LeafMinter {
     private readonly capacity = 1000,
     private readonly now: () => number = Date.now,
   ) {
-    this.leafKey = generateKeyPairSync("rsa", { modulusLength: 2048 }).privateKey;
-    this.leafKeyPem = this.leafKey.export({ type: "pkcs8", format: "pem" }).toString();
-    this.leafPublicKeyPem = publicKeyPemOf(this.leafKey);
+    const leafKey = generateKeyPairSync("rsa", { modulusLength: 2048 }).privateKey;
+    this.leafKeyPem = leafKey.export({ type: "pkcs8", format: "pem" }).toString();
+    this.leafPublicKeyPem = publicKeyPemOf(leafKey);
     this.issuer = [{ name: "commonName", value: ca.subjectCommonName }];
     this.caNotAfter = new Date(ca.certificate.validTo).getTime();
   }
 
-  leafFor(host: string): Leaf {
+  /** The host's leaf if one is held and not yet due for renewal (marks it recently used). */
+  freshLeaf(host: string): Leaf | undefined {
     const key = host.toLowerCase();
     const cached = this.leaves.get(key);
-    if (cached && this.now() - cached.mintedAt < LEAF_RENEW_AFTER_MS) {
-      this.leaves.delete(key);
-      this.leaves.set(key, cached);
-      return cached;
-    }
-    const leaf = this.mint(key);
+    if (!cached || this.now() - cached.mintedAt >= LEAF_RENEW_AFTER_MS) return undefined;
     this.leaves.delete(key);
-    this.leaves.set(key, leaf);
-    while (this.leaves.size > this.capacity) {
-      const oldest = this.leaves.keys().next().value as string;
-      this.leaves.delete(oldest);
-    }
-    return leaf;
+    this.leaves.set(key, cached);
+    return cached;
   }
 
-  private mint(host: string): Leaf {
+  async leafFor(host: string): Promise<Leaf> {
+    const key = host.toLowerCase();
+    const fresh = this.freshLeaf(key);
+    if (fresh) return fresh;
+    let pending = this.minting.get(key);
+    if (!pending) {
+      pending = this.mint(key).finally(() => this.minting.delete(key));
+      this.minting.set(key, pending);
+    }
+    return pending;
+  }
+
+  private async mint(host: string): Promise<Leaf> {
     const now = this.now();
     const notBefore = new Date(now - CLOCK_SKEW_MS);
     const notAfterMs = Math.min(now + LEAF_VALIDITY_MS, this.caNotAfter);
     const altName = isIP(host) ? { type: 7, ip: host } : { type: 2, value: host };
-    const certPem = buildSignedCertificate(
+    const certPem = await buildSignedCertificateAsync(
       {
         commonName: host,
         publicKeyPem: this.leafPublicKeyPem,
@@ -84,6 +89,13 @@ export class LeafMinter {
       this.ca.key,
     );
     this.minted += 1;
-    return { host, certPem, keyPem: this.leafKeyPem, mintedAt: now, notAfter: notAfterMs };
+    const leaf = { host, certPem, keyPem: this.leafKeyPem, mintedAt: now, notAfter: notAfterMs };
+    this.leaves.delete(host);
+    this.leaves.set(host, leaf);
+    while (this.leaves.size > this.capacity) {
+      const oldest = this.leaves.keys().next().value as string;
+      this.leaves.delete(oldest);
+    }
+    return leaf;
   }
 }

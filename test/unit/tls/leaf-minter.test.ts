@@ -75,9 +75,9 @@ describe("root CA", () => {
   });
 
   describe("leaves", () => {
-    it("have a positive serial, the right SAN, serverAuth, and verify against the CA", () => {
+    it("have a positive serial, the right SAN, serverAuth, and verify against the CA", async () => {
       const minter = new LeafMinter(ca);
-      const leaf = new X509Certificate(minter.leafFor("registry-1.docker.io").certPem);
+      const leaf = new X509Certificate((await minter.leafFor("registry-1.docker.io")).certPem);
       expect(leaf.subjectAltName).toBe("DNS:registry-1.docker.io");
       expect(leaf.checkIssued(ca.certificate)).toBe(true);
       expect(leaf.verify(ca.certificate.publicKey)).toBe(true);
@@ -87,36 +87,45 @@ describe("root CA", () => {
       expect(leaf.checkHost("registry-1.docker.io")).toBe("registry-1.docker.io");
     });
 
-    it("use an IP SAN for IP literals", () => {
-      const leaf = new X509Certificate(new LeafMinter(ca).leafFor("10.1.2.3").certPem);
+    it("use an IP SAN for IP literals", async () => {
+      const leaf = new X509Certificate((await new LeafMinter(ca).leafFor("10.1.2.3")).certPem);
       expect(leaf.subjectAltName).toBe("IP Address:10.1.2.3");
       expect(leaf.checkIP("10.1.2.3")).toBe("10.1.2.3");
     });
 
-    it("live at most a year and are re-minted well before expiry", () => {
+    it("live at most a year and are re-minted well before expiry", async () => {
       let now = Date.now();
       const minter = new LeafMinter(ca, 10, () => now);
-      const first = minter.leafFor("quay.io");
+      const first = await minter.leafFor("quay.io");
       const cert = new X509Certificate(first.certPem);
       expect(new Date(cert.validTo).getTime() - now).toBeLessThanOrEqual(366 * 86400e3);
-      expect(minter.leafFor("quay.io")).toBe(first);
+      expect(await minter.leafFor("quay.io")).toBe(first);
+      expect(minter.freshLeaf("QUAY.io")).toBe(first);
       now += 61 * 86400e3;
-      const second = minter.leafFor("quay.io");
+      expect(minter.freshLeaf("quay.io")).toBeUndefined();
+      const second = await minter.leafFor("quay.io");
       expect(second).not.toBe(first);
       expect(second.notAfter).toBeGreaterThan(first.notAfter);
       expect(minter.minted).toBe(2);
     });
 
-    it("are kept in a bounded LRU", () => {
+    it("are kept in a bounded LRU", async () => {
       const minter = new LeafMinter(ca, 2);
-      const a = minter.leafFor("a.test");
-      minter.leafFor("b.test");
-      minter.leafFor("a.test");
-      minter.leafFor("c.test");
-      expect(minter.leafFor("a.test")).toBe(a);
+      const a = await minter.leafFor("a.test");
+      await minter.leafFor("b.test");
+      await minter.leafFor("a.test");
+      await minter.leafFor("c.test");
+      expect(await minter.leafFor("a.test")).toBe(a);
       expect(minter.minted).toBe(3);
-      minter.leafFor("b.test");
+      await minter.leafFor("b.test");
       expect(minter.minted).toBe(4);
+    });
+
+    it("are minted once for concurrent requests for a new host", async () => {
+      const minter = new LeafMinter(ca);
+      const leaves = await Promise.all(Array.from({ length: 5 }, () => minter.leafFor("burst.test")));
+      expect(new Set(leaves).size).toBe(1);
+      expect(minter.minted).toBe(1);
     });
   });
 
