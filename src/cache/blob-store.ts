@@ -1,5 +1,4 @@
 import { randomBytes } from "node:crypto";
-import { createReadStream } from "node:fs";
 import { mkdir, rm } from "node:fs/promises";
 import path from "node:path";
 import type { Readable } from "node:stream";
@@ -9,8 +8,8 @@ import { addSeenIn, type BlobEntry, type CacheIndex } from "./cache-index.js";
 import type { DataPaths } from "./data-paths.js";
 import { Download } from "./download.js";
 import { chooseEvictions } from "./eviction.js";
-import { GrowingFileReader } from "./growing-file-reader.js";
-import { CLIENT_READ_CHUNK } from "./read-chunk.js";
+import { OpenStreams } from "./read-chunk.js";
+import { CachedFileSource, DownloadSource, type RangeSource } from "./range-source.js";
 
 /** Eviction goes below the bound, so that one new blob does not trigger another eviction at once. */
 const LOW_WATER_RATIO = 0.9;
@@ -44,6 +43,7 @@ export class BlobStore {
   private readonly fetches = new Map<string, Promise<FillOutcome<unknown>>>();
   private readonly downloads = new Map<string, Download>();
   private readonly pins = new Map<string, number>();
+  private readonly openStreams = new OpenStreams();
   readonly stats: BlobStoreStats = { evictions: 0, evictedBytes: 0 };
 
   constructor(
@@ -61,17 +61,20 @@ export class BlobStore {
     return [...this.downloads.values()];
   }
 
-  /** A read stream over bytes [start, end] of a cached blob; the digest stays pinned until it closes. */
-  readCached(entry: BlobEntry, digest: Digest, start: number, end: number, seenIn: string): Readable {
+  /** The cached blob's file as a response source; the digest stays pinned until it closes. */
+  readCached(entry: BlobEntry, digest: Digest, seenIn: string): RangeSource {
     this.index.touch(entry.digest, seenIn);
     this.pin(entry.digest);
-    const stream = createReadStream(this.paths.blobFile(digest), { start, end, highWaterMark: CLIENT_READ_CHUNK });
-    stream.once("close", () => this.unpin(entry.digest));
-    return stream;
+    const slot = this.openStreams.open();
+    return new CachedFileSource(this.paths.blobFile(digest), entry.size, slot.chunkSize, () => {
+      slot.closed();
+      this.unpin(entry.digest);
+    });
   }
 
-  readDownload(download: Download, start: number, end: number): Readable {
-    return new GrowingFileReader(download, start, end);
+  readDownload(download: Download): RangeSource {
+    const slot = this.openStreams.open();
+    return new DownloadSource(download, slot.chunkSize, slot.closed);
   }
 
   /**

@@ -1,6 +1,37 @@
+const KIB = 1024;
+const LARGEST = 256 * KIB;
+const SMALLEST = 64 * KIB;
+/** What all client streams' read chunks may add up to before each gets a smaller one. */
+const BUDGET = 8 * 1024 * KIB;
+
 /**
- * Read size for serving clients: 64 KiB reads ran at half the TLS throughput of large ones,
- * but every concurrent stream holds about two chunks; 256 KiB keeps the throughput and
- * bounds memory (bench/: peak RSS with 8 concurrent pulls).
+ * Read size for a client stream opened while `openStreams` others are open. Large reads matter
+ * for one stream (64 KiB reads ran at half the TLS throughput of 256 KiB ones, bench/), but each
+ * stream holds about three chunks at a time; with many streams the CPU is the limit anyway, so
+ * chunks shrink (powers of two, never below 64 KiB) to keep their sum within the budget.
  */
-export const CLIENT_READ_CHUNK = 256 * 1024;
+export function readChunkSize(openStreams: number): number {
+  let size = LARGEST;
+  while (size > SMALLEST && size * (openStreams + 1) > BUDGET) size /= 2;
+  return size;
+}
+
+/** Counts the client read streams open right now, for readChunkSize. */
+export class OpenStreams {
+  private count = 0;
+
+  /** The chunk size for a stream opening now; `closed` must be called exactly once when it ends. */
+  open(): { chunkSize: number; closed: () => void } {
+    const chunkSize = readChunkSize(this.count);
+    this.count += 1;
+    let done = false;
+    return {
+      chunkSize,
+      closed: () => {
+        if (done) return;
+        done = true;
+        this.count -= 1;
+      },
+    };
+  }
+}

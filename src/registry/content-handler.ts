@@ -1,8 +1,10 @@
-import { pipeline, type Readable } from "node:stream";
+import { pipeline, Readable } from "node:stream";
 import type { BlobEntry } from "../cache/cache-index.js";
 import type { AccessControl } from "./access-control.js";
 import type { BlobStore, OpenResult } from "../cache/blob-store.js";
 import type { Download } from "../cache/download.js";
+import type { RangeSource } from "../cache/range-source.js";
+import { sendRange } from "../cache/range-sender.js";
 import type { UpstreamClient, UpstreamResponse } from "../upstream/client.js";
 import { headerValue, upstreamRequestHeaders } from "../upstream/headers.js";
 import { requestFollowingRedirects } from "../upstream/redirects.js";
@@ -77,7 +79,7 @@ export class ContentHandler {
   serveCached(rr: RegistryRequest, target: ContentTarget, entry: BlobEntry, cache: CacheStatus = "HIT", extraHeaders: Record<string, string> = {}): void {
     rr.log.cache = cache;
     const rep = { digest: target.digest, mediaType: entry.mediaType, size: entry.size };
-    this.respond(rr, rep, cache, extraHeaders, (start, end) => this.store.readCached(entry, target.digest, start, end, `${rr.host}/${target.name}`));
+    this.respond(rr, rep, cache, extraHeaders, () => this.store.readCached(entry, target.digest, `${rr.host}/${target.name}`));
   }
 
   private async fillAndServe(rr: RegistryRequest, target: ContentTarget): Promise<void> {
@@ -137,19 +139,20 @@ export class ContentHandler {
   private serveDownload(rr: RegistryRequest, download: Download, cache: CacheStatus): void {
     rr.log.cache = cache;
     const rep = { digest: download.digest, mediaType: download.mediaType, size: download.size };
-    this.respond(rr, rep, cache, {}, (start, end) => this.store.readDownload(download, start, end));
+    this.respond(rr, rep, cache, {}, () => this.store.readDownload(download));
   }
 
   /**
-   * Writes headers and the (ranged) body. `open` gets an inclusive byte range.
-   * Without a known size, ranges cannot be answered and the whole body streams.
+   * Writes headers and the (ranged) body from what `open` gives: the cache's source, or
+   * an upstream body streamed through. Without a known size, ranges cannot be answered
+   * and the whole body streams.
    */
   private respond(
     rr: RegistryRequest,
     rep: Representation,
     cache: CacheStatus,
     extraHeaders: Record<string, string>,
-    open: (start: number, end: number) => Readable,
+    open: () => RangeSource | Readable,
     wholeOnly = false,
   ): void {
     const headers: Record<string, string | number> = {
@@ -181,6 +184,8 @@ export class ContentHandler {
       rr.res.end();
       return;
     }
-    pipeline(open(start, end), rr.res, () => undefined);
+    const body = open();
+    if (body instanceof Readable) pipeline(body, rr.res, () => undefined);
+    else sendRange(body, start, end, rr.res);
   }
 }

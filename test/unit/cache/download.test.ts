@@ -2,16 +2,35 @@ import { createHash, randomBytes } from "node:crypto";
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { PassThrough, Readable } from "node:stream";
-import { buffer } from "node:stream/consumers";
+import { PassThrough, Readable, Writable } from "node:stream";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { Download } from "../../../src/cache/download.js";
-import { GrowingFileReader } from "../../../src/cache/growing-file-reader.js";
+import { sendRange } from "../../../src/cache/range-sender.js";
+import { DownloadSource } from "../../../src/cache/range-source.js";
 import { parseDigest } from "../../../src/registry/digest.js";
 
+const CHUNK = 64 * 1024;
+
+/** Sends bytes [start, end] of the download to a sink that keeps copies, as a socket would send them. */
+function read(download: Download, start: number, end: number) {
+  const chunks: Buffer[] = [];
+  const sink = new Writable({
+    write(chunk: Buffer, _encoding, callback) {
+      chunks.push(Buffer.from(chunk));
+      callback();
+    },
+  });
+  const result = new Promise<Buffer>((resolve, reject) => {
+    sink.on("finish", () => resolve(Buffer.concat(chunks)));
+    sink.on("error", reject);
+    sink.on("close", () => reject(new Error("closed before the end")));
+  });
+  sendRange(new DownloadSource(download, CHUNK, () => undefined), start, end, sink);
+  return { chunks, result };
+}
 const digestOf = (data: Buffer) => parseDigest(`sha256:${createHash("sha256").update(data).digest("hex")}`)!;
 
-describe("Download and GrowingFileReader", () => {
+describe("Download and its readers", () => {
   let dir: string;
   beforeEach(() => {
     dir = mkdtempSync(path.join(tmpdir(), "download-"));
@@ -26,7 +45,7 @@ describe("Download and GrowingFileReader", () => {
     const download = await start(data, Readable.from([data.subarray(0, 100_000), data.subarray(100_000)]));
     await download.done;
     expect(readFileSync(path.join(dir, "final")).equals(data)).toBe(true);
-    const late = await buffer(new GrowingFileReader(download, 0, data.length - 1));
+    const late = await read(download, 0, data.length - 1).result;
     expect(late.equals(data)).toBe(true);
   });
 
@@ -34,26 +53,20 @@ describe("Download and GrowingFileReader", () => {
     const data = randomBytes(50_000);
     const body = new PassThrough();
     const download = await start(data, body);
-    const reader = new GrowingFileReader(download, 0, data.length - 1);
-    const chunks: Buffer[] = [];
-    reader.on("data", (c: Buffer) => chunks.push(c));
+    const reader = read(download, 0, data.length - 1);
     body.write(data);
     await new Promise((r) => setTimeout(r, 100));
-    expect(Buffer.concat(chunks).length).toBe(data.length - 1);
+    expect(Buffer.concat(reader.chunks).length).toBe(data.length - 1);
     body.end();
-    await new Promise((r) => reader.on("end", r));
-    expect(Buffer.concat(chunks).equals(data)).toBe(true);
+    expect((await reader.result).equals(data)).toBe(true);
   });
 
   it("fails every reader of a body whose digest is wrong, before the last byte, and leaves no file", async () => {
     const data = randomBytes(50_000);
     const download = await start(data, Readable.from([data]), digestOf(randomBytes(8)));
-    const reader = new GrowingFileReader(download, 0, data.length - 1);
-    const chunks: Buffer[] = [];
-    reader.on("data", (c: Buffer) => chunks.push(c));
-    const error = await new Promise<Error>((resolve) => reader.on("error", resolve));
-    expect(error.message).toMatch(/digest mismatch from upstream up.test/);
-    expect(Buffer.concat(chunks).length).toBeLessThan(data.length);
+    const reader = read(download, 0, data.length - 1);
+    await expect(reader.result).rejects.toThrow(/digest mismatch from upstream up.test/);
+    expect(Buffer.concat(reader.chunks).length).toBeLessThan(data.length);
     await expect(download.done).rejects.toThrow(/digest mismatch/);
     expect(existsSync(path.join(dir, "final"))).toBe(false);
     expect(existsSync(path.join(dir, "tmp"))).toBe(false);
@@ -63,7 +76,7 @@ describe("Download and GrowingFileReader", () => {
     const data = randomBytes(200_000);
     const body = new PassThrough();
     const download = await start(data, body);
-    const ranged = buffer(new GrowingFileReader(download, 150_000, 199_999));
+    const ranged = read(download, 150_000, 199_999).result;
     body.write(data.subarray(0, 120_000));
     await new Promise((r) => setTimeout(r, 20));
     body.end(data.subarray(120_000));
@@ -73,12 +86,36 @@ describe("Download and GrowingFileReader", () => {
   it("serves a reader that arrives after every other reader left but before the file is in place", async () => {
     const data = randomBytes(300_000);
     const download = await start(data, Readable.from([data]));
-    const first = await buffer(new GrowingFileReader(download, 0, data.length - 1));
+    const first = await read(download, 0, data.length - 1).result;
     expect(first.equals(data)).toBe(true);
     // The digest is verified (the first reader got the last byte); the fsync and rename are still pending.
     expect(download.complete).toBe(false);
-    const second = await buffer(new GrowingFileReader(download, 0, data.length - 1));
+    const second = await read(download, 0, data.length - 1).result;
     expect(second.equals(data)).toBe(true);
     await download.done;
+  });
+
+  it("reuses a buffer only after the sink has written it out, however slowly", async () => {
+    const data = randomBytes(1_000_000);
+    const download = await start(data, Readable.from([data]));
+    await download.done;
+    const received: Buffer[] = [];
+    let closed = 0;
+    // Holds each chunk by reference for a while before copying it, as a socket with a full buffer does.
+    const sink = new Writable({
+      highWaterMark: 16 * 1024 * 1024,
+      write(chunk: Buffer, _encoding, callback) {
+        setTimeout(() => {
+          received.push(Buffer.from(chunk));
+          callback();
+        }, 2);
+      },
+    });
+    const finished = new Promise((resolve) => sink.on("finish", resolve));
+    sendRange(new DownloadSource(download, CHUNK, () => (closed += 1)), 0, data.length - 1, sink);
+    await finished;
+    expect(Buffer.concat(received).equals(data)).toBe(true);
+    await new Promise((r) => setTimeout(r, 10));
+    expect(closed).toBe(1);
   });
 });

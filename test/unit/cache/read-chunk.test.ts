@@ -1,0 +1,25 @@
+import { describe, expect, it } from "vitest";
+import { OpenStreams, readChunkSize } from "../../../src/cache/read-chunk.js";
+
+describe("client read chunks", () => {
+  it("are 256 KiB for up to 32 streams, then halve, never below 64 KiB", () => {
+    expect(readChunkSize(0)).toBe(256 * 1024);
+    expect(readChunkSize(31)).toBe(256 * 1024);
+    expect(readChunkSize(32)).toBe(128 * 1024);
+    expect(readChunkSize(63)).toBe(128 * 1024);
+    expect(readChunkSize(64)).toBe(64 * 1024);
+    expect(readChunkSize(10_000)).toBe(64 * 1024);
+  });
+
+  it("follow the streams open right now, each counted once however often it reports closing", () => {
+    const streams = new OpenStreams();
+    const slots = Array.from({ length: 40 }, () => streams.open());
+    expect(slots[0]!.chunkSize).toBe(256 * 1024);
+    expect(slots[39]!.chunkSize).toBe(128 * 1024);
+    for (const slot of slots) {
+      slot.closed();
+      slot.closed();
+    }
+    expect(streams.open().chunkSize).toBe(256 * 1024);
+  });
+});
