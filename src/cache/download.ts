@@ -39,7 +39,7 @@ type State = "streaming" | "verified" | "complete" | "failed";
 
 /**
  * One upstream body being written to a temp file, hashed as it goes, then
- * verified, fsynced and renamed into place. Readers (GrowingFileReader) read the
+ * verified, fsynced and renamed into place. Readers (DownloadSource, sendRange) read the
  * temp file through this object's descriptor as bytes land, so any number of
  * clients share one upstream fetch, each at its own pace, without per-client buffers.
  *
