@@ -1,6 +1,6 @@
 import { createHash, type Hash } from "node:crypto";
 import { EventEmitter } from "node:events";
-import { close, fsync, open, openSync, read, write } from "node:fs";
+import { close, fsync, open, openSync, read, writev } from "node:fs";
 import { rename, rm } from "node:fs/promises";
 import { Writable, pipeline, type Readable } from "node:stream";
 import type { Digest } from "../registry/digest.js";
@@ -134,20 +134,24 @@ export class Download extends EventEmitter {
   }
 
   private run(): void {
-    const append = (chunk: Buffer, callback: (err?: Error | null) => void): void => {
-      this.hash.update(chunk);
-      writeFully(this.fd, chunk, this.written, (err) => {
+    const append = (chunks: Buffer[], callback: (err?: Error | null) => void): void => {
+      let length = 0;
+      for (const chunk of chunks) {
+        this.hash.update(chunk);
+        length += chunk.length;
+      }
+      writeFully(this.fd, chunks, this.written, (err) => {
         if (err) return callback(err);
-        this.written += chunk.length;
+        this.written += length;
         this.emit("progress");
         callback();
       });
     };
     const sink = new Writable({
       highWaterMark: 1024 * 1024,
-      write: (chunk: Buffer, _encoding, callback) => append(chunk, callback),
-      // Chunks that queued up while a write was in flight go to disk in one call.
-      writev: (chunks, callback) => append(chunks.length === 1 ? chunks[0]!.chunk : Buffer.concat(chunks.map((c) => c.chunk as Buffer)), callback),
+      write: (chunk: Buffer, _encoding, callback) => append([chunk], callback),
+      // Chunks that queued up while a write was in flight go to disk in one call, without a copy.
+      writev: (chunks, callback) => append(chunks.map((c) => c.chunk as Buffer), callback),
     });
     pipeline(this.spec.body, sink, (err) => void this.finish(err ?? undefined));
   }
@@ -187,10 +191,13 @@ export class Download extends EventEmitter {
   }
 }
 
-function writeFully(fd: number, chunk: Buffer, position: number, callback: (err: Error | null) => void): void {
-  write(fd, chunk, 0, chunk.length, position, (err, n) => {
+function writeFully(fd: number, chunks: Buffer[], position: number, callback: (err: Error | null) => void): void {
+  writev(fd, chunks, position, (err, written) => {
     if (err) return callback(err);
-    if (n < chunk.length) return writeFully(fd, chunk.subarray(n), position + n, callback);
-    callback(null);
+    let rest = written;
+    while (chunks.length > 0 && rest >= chunks[0]!.length) rest -= chunks.shift()!.length;
+    if (chunks.length === 0) return callback(null);
+    chunks[0] = chunks[0]!.subarray(rest);
+    writeFully(fd, chunks, position + written, callback);
   });
 }
