@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs the Debian packages the end-to-end tests and benchmarks use, where missing.
+# Installs the Debian packages the end-to-end tests use, where missing; with --bench, also
+# what only the benchmark needs (squid with ssl-bump, a peer it is compared with).
 # Needs root (apt-get); a no-op when everything is already there.
 set -euo pipefail
 declare -A need=(
@@ -13,6 +14,9 @@ declare -A need=(
   [haproxy]=haproxy
   [chromium]=chromium
 )
+if [ "${1:-}" = "--bench" ]; then
+  need[/usr/lib/squid/security_file_certgen]=squid-openssl
+fi
 missing=()
 for cmd in "${!need[@]}"; do
   command -v "$cmd" >/dev/null 2>&1 || missing+=("${need[$cmd]}")

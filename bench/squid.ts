@@ -1,9 +1,8 @@
 import { spawn, execFileSync, type ChildProcess } from "node:child_process";
 import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { connect } from "node:net";
 import path from "node:path";
-import { freePort, stopProcess, waitFor } from "../test/e2e/harness/ports.js";
+import { freePort, stopProcess, waitForListening } from "../test/e2e/harness/ports.js";
 
 const SQUID = "/usr/sbin/squid";
 const CERTGEN = "/usr/lib/squid/security_file_certgen";
@@ -75,18 +74,7 @@ export class SquidSslBump {
     if (process.getuid?.() === 0) execFileSync("chown", ["-R", "proxy:proxy", dir]);
     execFileSync(SQUID, ["-N", "-z", "-f", configFile], { stdio: "pipe" });
     this.child = spawn(SQUID, ["-N", "-f", configFile], { stdio: "ignore" });
-    await waitFor(
-      () =>
-        new Promise<boolean>((resolve) => {
-          const socket = connect(this.port, "127.0.0.1", () => {
-            socket.end();
-            resolve(true);
-          });
-          socket.on("error", () => resolve(false));
-        }),
-      30_000,
-      "squid to listen",
-    );
+    await waitForListening(this.port, 30_000, "squid");
   }
 
   /** Squid's result codes (TCP_MISS, TCP_HIT, ...) for requests whose URL contains `fragment`. */

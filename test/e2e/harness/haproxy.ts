@@ -1,8 +1,7 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { writeFileSync } from "node:fs";
-import { connect } from "node:net";
 import path from "node:path";
-import { freePort, waitFor, stopProcess } from "./ports.js";
+import { freePort, stopProcess, waitForListening } from "./ports.js";
 
 /**
  * haproxy in TCP mode in front of regcache replicas, health-checking /readyz:
@@ -49,18 +48,7 @@ export class TestHaproxy {
       ].join("\n"),
     );
     this.child = spawn("haproxy", ["-f", config, "-db"], { stdio: "ignore" });
-    await waitFor(
-      () =>
-        new Promise<boolean>((resolve) => {
-          const s = connect(this.port, "127.0.0.1", () => {
-            s.destroy();
-            resolve(true);
-          });
-          s.on("error", () => resolve(false));
-        }),
-      10_000,
-      "haproxy to listen",
-    );
+    await waitForListening(this.port, 10_000, "haproxy");
   }
 
   async stop(): Promise<void> {

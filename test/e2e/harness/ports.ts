@@ -1,5 +1,5 @@
 import type { ChildProcess } from "node:child_process";
-import { createServer } from "node:net";
+import { connect, createServer } from "node:net";
 
 export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -24,6 +24,22 @@ export async function waitFor(check: () => Promise<boolean> | boolean, timeoutMs
     await new Promise((r) => setTimeout(r, 100));
   }
   throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+}
+
+/** Waits until something accepts TCP connections on 127.0.0.1:port. */
+export async function waitForListening(port: number, timeoutMs: number, what: string): Promise<void> {
+  await waitFor(
+    () =>
+      new Promise<boolean>((resolve) => {
+        const socket = connect(port, "127.0.0.1", () => {
+          socket.destroy();
+          resolve(true);
+        });
+        socket.on("error", () => resolve(false));
+      }),
+    timeoutMs,
+    `${what} to listen`,
+  );
 }
 
 /** Signals a child process and resolves with its exit code once it is gone (at once if it already is). */

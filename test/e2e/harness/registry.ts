@@ -1,8 +1,7 @@
 import { spawn, type ChildProcess, execFileSync } from "node:child_process";
 import { mkdirSync, writeFileSync } from "node:fs";
-import { connect } from "node:tls";
 import path from "node:path";
-import { freePort, waitFor, stopProcess } from "./ports.js";
+import { freePort, stopProcess, waitForListening } from "./ports.js";
 import type { TestPki } from "./test-ca.js";
 
 export interface RegistryOptions {
@@ -82,18 +81,7 @@ export class TestRegistry {
     };
     child.stdout!.on("data", onData);
     child.stderr!.on("data", onData);
-    await waitFor(
-      () =>
-        new Promise<boolean>((resolve) => {
-          const socket = connect({ host: "127.0.0.1", port: this.port, rejectUnauthorized: false }, () => {
-            socket.end();
-            resolve(true);
-          });
-          socket.on("error", () => resolve(false));
-        }),
-      15_000,
-      "docker-registry to listen",
-    );
+    await waitForListening(this.port, 15_000, "docker-registry");
   }
 
   /** Requests for blobs (GET only, or all methods) whose path contains `digest`. */
