@@ -95,9 +95,14 @@ export class Download extends EventEmitter {
     return this.state === "complete";
   }
 
+  /** The digest checked out: every byte is written and releasable (the fsync may be pending). */
+  get verified(): boolean {
+    return this.state === "verified" || this.state === "complete";
+  }
+
   /** How many bytes from the start readers may have now. */
   get releasable(): number {
-    if (this.state === "verified" || this.state === "complete") return this.written;
+    if (this.verified) return this.written;
     const cap = this.expectedSize === undefined ? this.written - 1 : Math.min(this.written, this.expectedSize - 1);
     return Math.max(0, cap);
   }

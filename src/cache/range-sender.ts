@@ -48,11 +48,12 @@ export function sendRange(source: RangeSource, start: number, end: number, sink:
   const step = (): void => {
     if (finished || reading || awaitingDrain) return;
     if (sink.destroyed) return finish();
-    if (position > end) {
+    const available = Math.min(source.readableEnd, end + 1);
+    // The end of a body whose length was unknown (no Content-Length upstream) is where the source ends.
+    if (position > end || (position >= available && source.complete)) {
       sink.end();
       return finish();
     }
-    const available = Math.min(source.readableEnd, end + 1);
     if (position >= available) {
       if (source.failure) return fail(source.failure);
       if (!cancelWait) {

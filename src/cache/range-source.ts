@@ -9,6 +9,8 @@ export interface RangeSource {
   readonly chunkSize: number;
   /** Bytes below this offset may be read now; a download still arriving holds back the rest. */
   readonly readableEnd: number;
+  /** readableEnd is final: every byte there is may be read. */
+  readonly complete: boolean;
   /** Why no more bytes will come, once the source has failed. */
   readonly failure: Error | undefined;
   /** Calls `listener` once, when readableEnd or failure may have changed; returns a canceller. */
@@ -20,6 +22,7 @@ export interface RangeSource {
 
 /** A complete file in the cache, opened on the first read. */
 export class CachedFileSource implements RangeSource {
+  readonly complete = true;
   readonly failure = undefined;
   private fd: number | undefined;
   private closed = false;
@@ -76,6 +79,10 @@ export class DownloadSource implements RangeSource {
 
   get readableEnd(): number {
     return this.download.releasable;
+  }
+
+  get complete(): boolean {
+    return this.download.verified;
   }
 
   get failure(): Error | undefined {

@@ -223,6 +223,31 @@ describe.skipIf(missing.length > 0)("cache: coalescing, restarts and the size bo
     await upstream.stop();
   });
 
+  it("a blob upstream sends without Content-Length (chunked) is delivered whole, then served from the cache", async () => {
+    const layer = randomBytes(1_500_000);
+    const digest = sha256(layer);
+    const upstream = new FakeUpstream(env.pki, (_req, res) => {
+      res.writeHead(200, { "content-type": "application/octet-stream" });
+      drip(res, layer, 10, 20);
+    });
+    await upstream.start();
+    const proxy = env.regcache("chunked", upstream.resolveArg("slow.test"));
+    await proxy.start();
+    const url = `https://slow.test/v2/x/blobs/${digest}`;
+    const first = await curlThrough(proxy, url, [], 20_000);
+    expect(first.exitCode).toBe(0);
+    expect(first.headers["x-cache"]).toBe("MISS");
+    expect(sha256(first.body)).toBe(digest);
+    await waitFor(() => filesUnder(path.join(proxy.dataDir, "blobs")).length === 1, 5_000, "the blob to be stored");
+    const second = await curlThrough(proxy, url);
+    expect(second.headers["x-cache"]).toBe("HIT");
+    expect(second.headers["content-length"]).toBe(String(layer.length));
+    expect(sha256(second.body)).toBe(digest);
+    expect(gets(upstream)).toBe(1);
+    await proxy.stop();
+    await upstream.stop();
+  });
+
   it("an upstream that serves wrong bytes for a digest never yields a cache entry or a complete body", async () => {
     const wrong = randomBytes(500_000);
     const claimed = sha256(randomBytes(16));

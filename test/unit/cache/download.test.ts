@@ -37,8 +37,8 @@ describe("Download and its readers", () => {
   });
   afterEach(() => rmSync(dir, { recursive: true, force: true }));
 
-  const start = (data: Buffer, body: Readable, digest = digestOf(data)) =>
-    Download.start({ digest, host: "up.test", size: data.length, mediaType: "application/octet-stream", body, tempFile: path.join(dir, "tmp"), finalFile: path.join(dir, "final") });
+  const start = (data: Buffer, body: Readable, digest = digestOf(data), size: number | null = data.length) =>
+    Download.start({ digest, host: "up.test", size: size ?? undefined, mediaType: "application/octet-stream", body, tempFile: path.join(dir, "tmp"), finalFile: path.join(dir, "final") });
 
   it("stores a verified body and serves readers that attach after completion", async () => {
     const data = randomBytes(300_000);
@@ -117,5 +117,17 @@ describe("Download and its readers", () => {
     expect(Buffer.concat(received).equals(data)).toBe(true);
     await new Promise((r) => setTimeout(r, 10));
     expect(closed).toBe(1);
+  });
+
+  it("ends a body of unknown length (no Content-Length upstream) where the verified download ends", async () => {
+    const data = randomBytes(200_000);
+    const body = new PassThrough();
+    const download = await start(data, body, digestOf(data), null);
+    const reader = read(download, 0, Number.MAX_SAFE_INTEGER - 1);
+    body.write(data.subarray(0, 150_000));
+    await new Promise((r) => setTimeout(r, 20));
+    expect(Buffer.concat(reader.chunks).length).toBe(149_999);
+    body.end(data.subarray(150_000));
+    expect((await reader.result).equals(data)).toBe(true);
   });
 });
