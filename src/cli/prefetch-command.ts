@@ -3,6 +3,7 @@ import { Command, Option } from "commander";
 import { ProxyAgent, request } from "undici";
 import { ImagePuller, parsePlatform, type PullProgress } from "../prefetch/image-puller.js";
 import { parseImageReference, type ImageReference } from "../registry/image-reference.js";
+import { loadCredentialsFile } from "../upstream/proxy-credentials.js";
 import { formatBytes } from "./format-bytes.js";
 
 interface PrefetchOptions {
@@ -11,6 +12,7 @@ interface PrefetchOptions {
   platform?: string;
   ca?: string;
   concurrency: string;
+  credentials?: string;
 }
 
 /** Image references from arguments and from a file (one per line, # comments, "-" for stdin). */
@@ -49,12 +51,14 @@ export function prefetchCommand(): Command {
     .option("--platform <os/arch>", "only this platform of multi-platform images (default: all platforms)")
     .option("--ca <file>", "regcache's CA certificate (default: fetched from the proxy's /ca.crt)")
     .option("--concurrency <n>", "blobs fetched at once per image", "3")
+    .addOption(new Option("--credentials <file>", "registry credentials for private images, the JSON file `serve --credentials` takes (host -> {username,password} or {token})").env("REGCACHE_CREDENTIALS"))
     .action(async (images: string[], opts: PrefetchOptions) => {
       const refs = await collectReferences(images, opts.file);
       if (refs.length === 0) throw new Error("no image references given (arguments or --file)");
+      const credentials = opts.credentials ? loadCredentialsFile(opts.credentials) : new Map();
       const ca = await proxyCa(opts.proxy, opts.ca);
       const dispatcher = new ProxyAgent({ uri: opts.proxy, requestTls: { ca: [ca] } });
-      const puller = new ImagePuller(dispatcher, opts.platform ? parsePlatform(opts.platform) : undefined, Math.max(1, Number(opts.concurrency) || 3));
+      const puller = new ImagePuller(dispatcher, opts.platform ? parsePlatform(opts.platform) : undefined, Math.max(1, Number(opts.concurrency) || 3), credentials);
       const tty = process.stderr.isTTY === true;
       const failures: string[] = [];
       let totalBytes = 0;

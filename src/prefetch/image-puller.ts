@@ -1,6 +1,7 @@
 import { createHash } from "node:crypto";
 import { request, type Dispatcher } from "undici";
 import type { ImageReference } from "../registry/image-reference.js";
+import type { HostCredential } from "../upstream/proxy-credentials.js";
 import { parseWwwAuthenticate } from "../upstream/www-authenticate.js";
 
 /** What containerd asks for: every manifest and index type, so the cache holds what nodes will request. */
@@ -64,12 +65,15 @@ export function parsePlatform(value: string): Platform {
  * discarding the bytes: what matters is that regcache now holds them.
  */
 export class ImagePuller {
-  private readonly tokens = new Map<string, string>();
+  /** The Authorization header that last worked, per registry and repository. */
+  private readonly authorizations = new Map<string, string>();
 
   constructor(
     private readonly dispatcher: Dispatcher,
     private readonly platform: Platform | undefined,
     private readonly concurrency = 3,
+    /** Per registry host (the --credentials file of `serve`): private images pull with them. */
+    private readonly credentials: ReadonlyMap<string, HostCredential> = new Map(),
   ) {}
 
   async pull(ref: ImageReference, onProgress: (p: PullProgress) => void): Promise<PullResult> {
@@ -140,32 +144,43 @@ export class ImagePuller {
     if (actual !== digest) throw new PullError(`${ref.original}: blob ${digest} arrived with digest ${actual}`);
   }
 
-  /** GET with the registry token flow: on a Bearer challenge, fetch an anonymous token from the realm and retry once. */
+  /**
+   * GET with the registry auth flow, as a client runs it: on a challenge, Basic with the host's
+   * credentials, or a token from the Bearer realm (with them, else anonymous), then one retry.
+   * regcache sees the client's Authorization, so what it caches stays as private as upstream has it.
+   */
   private async get(ref: ImageReference, path: string, headers: Record<string, string>): Promise<Dispatcher.ResponseData> {
     const origin = `https://${ref.host}${ref.port === 443 ? "" : `:${ref.port}`}`;
-    const tokenKey = `${origin}/${ref.name}`;
+    const authKey = `${origin}/${ref.name}`;
+    const credential = this.credentials.get(ref.host.toLowerCase());
+    if (credential && "token" in credential && !this.authorizations.has(authKey)) this.authorizations.set(authKey, `Bearer ${credential.token}`);
     for (let attempt = 0; attempt < 2; attempt++) {
-      const token = this.tokens.get(tokenKey);
-      const res = await request(`${origin}${path}`, { dispatcher: this.dispatcher, headers: { ...headers, ...(token ? { authorization: `Bearer ${token}` } : {}) } });
+      const authorization = this.authorizations.get(authKey);
+      const res = await request(`${origin}${path}`, { dispatcher: this.dispatcher, headers: { ...headers, ...(authorization ? { authorization } : {}) } });
       if (res.statusCode === 200) return res;
       const text = await res.body.text().catch(() => "");
       if (res.statusCode === 401 && attempt === 0) {
-        const bearer = parseWwwAuthenticate(String(res.headers["www-authenticate"] ?? "")).find((c) => c.scheme === "bearer");
-        if (bearer?.params.realm) {
-          this.tokens.set(tokenKey, await this.fetchToken(bearer.params, ref.name));
+        const challenge = parseWwwAuthenticate(String(res.headers["www-authenticate"] ?? ""))[0];
+        const basic = credential && "username" in credential ? `Basic ${Buffer.from(`${credential.username}:${credential.password}`).toString("base64")}` : undefined;
+        if (challenge?.scheme === "basic" && basic) {
+          this.authorizations.set(authKey, basic);
+          continue;
+        }
+        if (challenge?.scheme === "bearer" && challenge.params.realm) {
+          this.authorizations.set(authKey, `Bearer ${await this.fetchToken(challenge.params, ref.name, basic)}`);
           continue;
         }
       }
       throw new PullError(`${ref.original}: GET ${path} answered ${res.statusCode}: ${text.slice(0, 200)}`);
     }
-    throw new PullError(`${ref.original}: GET ${path} still unauthorized after a token`);
+    throw new PullError(`${ref.original}: GET ${path} still unauthorized after authenticating`);
   }
 
-  private async fetchToken(params: Record<string, string>, name: string): Promise<string> {
+  private async fetchToken(params: Record<string, string>, name: string, basic: string | undefined): Promise<string> {
     const url = new URL(params.realm!);
     if (params.service) url.searchParams.set("service", params.service);
     url.searchParams.set("scope", params.scope ?? `repository:${name}:pull`);
-    const res = await request(url, { dispatcher: this.dispatcher });
+    const res = await request(url, { dispatcher: this.dispatcher, headers: basic ? { authorization: basic } : {} });
     const body = (await res.body.json().catch(() => ({}))) as { token?: string; access_token?: string };
     const token = body.token ?? body.access_token;
     if (res.statusCode !== 200 || !token) throw new PullError(`token endpoint ${url.origin}${url.pathname} answered ${res.statusCode}`);

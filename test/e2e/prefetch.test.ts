@@ -1,24 +1,12 @@
-import { execFile } from "node:child_process";
 import { writeFileSync } from "node:fs";
-import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { layoutDigests, skopeoPull, TestContainerd } from "./harness/clients.js";
+import { layoutDigests, runPrefetch, skopeoPull, TestContainerd } from "./harness/clients.js";
 import { TestEnvironment, type PushedImage } from "./harness/environment.js";
-import { CLI, type RegcacheProcess } from "./harness/regcache-process.js";
+import type { RegcacheProcess } from "./harness/regcache-process.js";
 import { containerdUnavailable, missingTools } from "./harness/tools.js";
 
-const exec = promisify(execFile);
 const missing = missingTools("docker-registry", "skopeo", "openssl");
 
-async function prefetch(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await exec(process.execPath, [CLI, "prefetch", ...args], { timeout: 120_000 });
-    return { code: 0, stdout, stderr };
-  } catch (err) {
-    const e = err as { code: number; stdout: string; stderr: string };
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
-  }
-}
 
 describe.skipIf(missing.length > 0)("regcache prefetch", () => {
   let env: TestEnvironment;
@@ -37,7 +25,7 @@ describe.skipIf(missing.length > 0)("regcache prefetch", () => {
   afterAll(async () => env?.cleanup());
 
   it("fails with a non-zero exit and a summary when an image cannot be pulled", async () => {
-    const result = await prefetch(["--proxy", proxy.proxyUrl, "quay.test/org/missing:1", "not a ref!"]);
+    const result = await runPrefetch(["--proxy", proxy.proxyUrl, "quay.test/org/missing:1", "not a ref!"]);
     expect(result.code).toBe(1);
     expect(result.stdout).toContain("prefetched 0/2 images");
     expect(result.stderr).toMatch(/2 image\(s\) failed/);
@@ -47,7 +35,7 @@ describe.skipIf(missing.length > 0)("regcache prefetch", () => {
   it("pre-loads images from arguments and a file; every one pulls during an outage", async () => {
     const list = env.path("images.txt");
     writeFileSync(list, `# what the cluster runs\n${single.ref}\n`);
-    const result = await prefetch(["--proxy", proxy.proxyUrl, "--file", list, multi.ref]);
+    const result = await runPrefetch(["--proxy", proxy.proxyUrl, "--file", list, multi.ref]);
     expect(result.stderr).toBe("");
     expect(result.code).toBe(0);
     expect(result.stdout).toContain(`ok ${multi.ref} ${multi.topDigest} manifests=2`);

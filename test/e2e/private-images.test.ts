@@ -1,6 +1,6 @@
 import { writeFileSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { curlThrough, skopeoPull } from "./harness/clients.js";
+import { curlThrough, runPrefetch, skopeoPull } from "./harness/clients.js";
 import { TestEnvironment, type PushedImage } from "./harness/environment.js";
 import { writeOciImage } from "./harness/oci-image.js";
 import { skopeoPush } from "./harness/clients.js";
@@ -113,6 +113,26 @@ describe.skipIf(missing.length > 0)("private images stay private", () => {
     const allowed = await skopeoPull({ proxyUrl: proxy.proxyUrl, caFile: proxy.caFile, proxyUser: "node1:proxy-pw" }, privateImage.ref, env.path("pa-good"), { creds: GOOD });
     expect(allowed.ok, allowed.stderr).toBe(true);
     expect((await skopeoPull({ proxyUrl: proxy.proxyUrl, caFile: proxy.caFile, proxyUser: "node1:wrong" }, publicRef, env.path("pa-wrong"))).ok).toBe(false);
+    await proxy.stop();
+  });
+
+  it("prefetch --credentials caches a private image, which then pulls with no upstream blob GET; without them prefetch fails", async () => {
+    await env.registry.start().catch(() => undefined);
+    const credentials = env.path("prefetch-credentials.json");
+    writeFileSync(credentials, JSON.stringify({ "quay.test": { username: "alice", password: "s3cret-pass" } }));
+    const proxy = proxyWith("prefetch-creds", []);
+    await proxy.start();
+    const without = await runPrefetch(["--proxy", proxy.proxyUrl, privateImage.ref]);
+    expect(without.code).toBe(1);
+    expect(without.stdout).toMatch(/^failed quay\.test\/corp\/secret-app:1: .*answered 401/m);
+    const withCredentials = await runPrefetch(["--proxy", proxy.proxyUrl, "--credentials", credentials, privateImage.ref]);
+    expect(withCredentials.code, withCredentials.stdout + withCredentials.stderr).toBe(0);
+    expect(withCredentials.stdout).toContain(`ok ${privateImage.ref} ${privateImage.topDigest}`);
+    env.registry.clearLog();
+    const pulled = await skopeoPull(proxy, privateImage.ref, env.path("prefetched-good"), { creds: GOOD });
+    expect(pulled.ok, pulled.stderr).toBe(true);
+    expect(env.registry.blobGets()).toEqual([]);
+    expect((await skopeoPull(proxy, privateImage.ref, env.path("prefetched-anon"))).ok).toBe(false);
     await proxy.stop();
   });
 

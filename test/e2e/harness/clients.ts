@@ -4,6 +4,7 @@ import { mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { promisify } from "node:util";
 import { waitFor, stopProcess } from "./ports.js";
+import { CLI } from "./regcache-process.js";
 
 const exec = promisify(execFile);
 
@@ -185,4 +186,15 @@ export async function curlThrough(p: ProxyEnv, url: string, extra: string[] = []
   rmSync(dir, { recursive: true, force: true });
   const [connectStatus, status] = stdout.trim().split(" ").map((v) => Number(v) || 0);
   return { exitCode, status: status ?? 0, connectStatus: connectStatus ?? 0, headers, body };
+}
+
+/** Runs `regcache prefetch` with these arguments; resolves with its exit code and output, whatever the code. */
+export async function runPrefetch(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  try {
+    const { stdout, stderr } = await exec(process.execPath, [CLI, "prefetch", ...args], { timeout: 120_000 });
+    return { code: 0, stdout, stderr };
+  } catch (err) {
+    const e = err as { code: number; stdout: string; stderr: string };
+    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
+  }
 }
