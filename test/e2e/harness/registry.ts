@@ -3,12 +3,15 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { freePort, stopProcess, waitForListening } from "./ports.js";
 import type { TestPki } from "./test-ca.js";
+import { TOKEN_ISSUER, TOKEN_SERVICE } from "./token-server.js";
 
 export interface RegistryOptions {
   dir: string;
   pki: TestPki;
   /** Basic auth from an htpasswd file with bcrypt entries (see writeHtpasswd). */
   htpasswdFile?: string;
+  /** Token auth: clients get Bearer tokens from this realm (see TokenServer), signed by the test CA. */
+  tokenRealm?: string;
   /** Turns it into distribution's pull-through cache of this URL, trusting `pki`'s CA for it. */
   proxyRemoteUrl?: string;
   port?: number;
@@ -60,6 +63,9 @@ export class TestRegistry {
       `    certificate: ${pki.serverCert}`,
       `    key: ${pki.serverKey}`,
       ...(this.options.htpasswdFile ? ["auth:", "  htpasswd:", "    realm: regcache-test", `    path: ${this.options.htpasswdFile}`] : []),
+      ...(this.options.tokenRealm
+        ? ["auth:", "  token:", `    realm: ${this.options.tokenRealm}`, `    service: ${TOKEN_SERVICE}`, `    issuer: ${TOKEN_ISSUER}`, `    rootcertbundle: ${pki.caCert}`]
+        : []),
       ...(this.options.proxyRemoteUrl ? ["proxy:", `  remoteurl: ${this.options.proxyRemoteUrl}`] : []),
       "",
     ].join("\n");

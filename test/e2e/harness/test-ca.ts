@@ -5,6 +5,8 @@ import path from "node:path";
 export interface TestPki {
   dir: string;
   caCert: string;
+  /** The CA's key: the token server signs registry tokens with it. */
+  caKey: string;
   serverCert: string;
   serverKey: string;
   /** A directory with ca.crt, as skopeo's --dest-cert-dir wants it. */
@@ -32,5 +34,5 @@ export function createTestPki(dir: string, names: string[]): TestPki {
   const certDir = path.join(dir, "certdir");
   mkdirSync(certDir, { recursive: true });
   execFileSync("cp", [caCert, path.join(certDir, "ca.crt")]);
-  return { dir, caCert, serverCert, serverKey, certDir };
+  return { dir, caCert, caKey, serverCert, serverKey, certDir };
 }
