@@ -1,7 +1,9 @@
 import { createHash } from "node:crypto";
 import { request, type Dispatcher } from "undici";
 import type { ImageReference } from "../registry/image-reference.js";
-import type { HostCredential } from "../upstream/proxy-credentials.js";
+import { formatAuthority, type UpstreamRequest } from "../upstream/client.js";
+import { basicAuthorization, type HostCredential } from "../upstream/proxy-credentials.js";
+import { requestRegistryToken } from "../upstream/token-request.js";
 import { parseWwwAuthenticate } from "../upstream/www-authenticate.js";
 
 /** What containerd asks for: every manifest and index type, so the cache holds what nodes will request. */
@@ -161,7 +163,7 @@ export class ImagePuller {
       const text = await res.body.text().catch(() => "");
       if (res.statusCode === 401 && attempt === 0) {
         const challenge = parseWwwAuthenticate(String(res.headers["www-authenticate"] ?? ""))[0];
-        const basic = credential && "username" in credential ? `Basic ${Buffer.from(`${credential.username}:${credential.password}`).toString("base64")}` : undefined;
+        const basic = credential && "username" in credential ? basicAuthorization(credential) : undefined;
         if (challenge?.scheme === "basic" && basic) {
           this.authorizations.set(authKey, basic);
           continue;
@@ -176,14 +178,12 @@ export class ImagePuller {
     throw new PullError(`${ref.original}: GET ${path} still unauthorized after authenticating`);
   }
 
+  /** The proxy's own token flow (token-request.ts), sent through the prefetch dispatcher. */
   private async fetchToken(params: Record<string, string>, name: string, basic: string | undefined): Promise<string> {
-    const url = new URL(params.realm!);
-    if (params.service) url.searchParams.set("service", params.service);
-    url.searchParams.set("scope", params.scope ?? `repository:${name}:pull`);
-    const res = await request(url, { dispatcher: this.dispatcher, headers: basic ? { authorization: basic } : {} });
-    const body = (await res.body.json().catch(() => ({}))) as { token?: string; access_token?: string };
-    const token = body.token ?? body.access_token;
-    if (res.statusCode !== 200 || !token) throw new PullError(`token endpoint ${url.origin}${url.pathname} answered ${res.statusCode}`);
-    return token;
+    const send = (req: UpstreamRequest) =>
+      request(`https://${formatAuthority(req.host, req.port)}${req.path}`, { dispatcher: this.dispatcher, method: req.method as Dispatcher.HttpMethod, headers: req.headers });
+    const token = await requestRegistryToken(send, { ...params, scope: params.scope ?? `repository:${name}:pull` }, basic);
+    if (!token) throw new PullError(`token endpoint ${params.realm} gave no token`);
+    return token.token;
   }
 }

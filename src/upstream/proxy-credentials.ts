@@ -32,6 +32,11 @@ export function loadCredentialsFile(file: string): Map<string, HostCredential> {
   return out;
 }
 
+/** The Basic Authorization header for a username/password credential. */
+export function basicAuthorization(credential: { username: string; password: string }): string {
+  return `Basic ${Buffer.from(`${credential.username}:${credential.password}`).toString("base64")}`;
+}
+
 type Send = (req: UpstreamRequest) => Promise<UpstreamResponse>;
 
 /** Tokens are reused until shortly before they expire; registries default to 60 s (distribution token spec). */
@@ -60,7 +65,7 @@ export class ProxyCredentials {
     if (first.statusCode !== 401 || req.body) return first;
     const challenge = parseWwwAuthenticate(headerValue(first.headers["www-authenticate"]))[0];
     if (!challenge) return first;
-    const basic = `Basic ${Buffer.from(`${credential.username}:${credential.password}`).toString("base64")}`;
+    const basic = basicAuthorization(credential);
     let header: string | undefined;
     let lifetime = DEFAULT_TOKEN_SECONDS;
     if (challenge.scheme === "basic") header = basic;
