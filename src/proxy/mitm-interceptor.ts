@@ -111,7 +111,8 @@ export class MitmInterceptor {
       internals.httpsServer!.emit("connection", socket);
     };
     const leaf = this.minter.freshLeaf(host);
-    if (leaf && this.contexts.get(host) === leaf) {
+    if (leaf) {
+      this.registerContext(host, leaf);
       handOver();
       return;
     }
