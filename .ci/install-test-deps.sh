@@ -8,6 +8,8 @@ declare -A need=(
   [skopeo]=skopeo
   [containerd]=containerd
   [ctr]=containerd
+  # By path: the harness runs Debian's engine (20.10), not another dockerd on PATH (docker-ce puts one in /usr/bin).
+  [/usr/sbin/dockerd]=docker.io
   [curl]=curl
   [openssl]=openssl
   [htpasswd]=apache2-utils

@@ -44,7 +44,7 @@ type State = "streaming" | "verified" | "complete" | "failed";
  * clients share one upstream fetch, each at its own pace, without per-client buffers.
  *
  * The last byte is never released before the digest is verified: a reader can
- * never receive a complete body with a wrong digest (DESIGN.md, cache semantics).
+ * never receive a complete body with a wrong digest: a client that checks only the length would keep it.
  */
 export class Download extends EventEmitter {
   readonly digest: Digest;

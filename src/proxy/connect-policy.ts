@@ -23,7 +23,12 @@ const HOST = /^(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)(?:\.[a-z0-9](?:[a-z0-9-]
 const IPV4 = /^\d{1,3}(?:\.\d{1,3}){3}$/;
 
 /** Parses a CONNECT target (authority-form, RFC 9110 section 9.3.6). */
-export function parseConnectTarget(target: string): { host: string; port: number } | undefined {
+export interface ConnectTarget {
+  host: string;
+  port: number;
+}
+
+export function parseConnectTarget(target: string): ConnectTarget | undefined {
   const match = /^(?:\[([0-9a-f:.]+)\]|([^:[\]]+)):(\d{1,5})$/i.exec(target);
   if (!match) return undefined;
   const host = (match[1] ?? match[2])!.toLowerCase();

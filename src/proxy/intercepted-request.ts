@@ -4,7 +4,8 @@ import { sendRegistryError } from "../registry/errors.js";
 import type { RegistryHandler } from "../registry/registry-handler.js";
 import type { RegistryRequest } from "../registry/request-context.js";
 import type { Lifecycle } from "./lifecycle.js";
-import { parseConnectTarget } from "./connect-policy.js";
+import { parseConnectTarget, type ConnectTarget } from "./connect-policy.js";
+import { countBodyBytes } from "./response-bytes.js";
 
 /** Registry paths are a name (at most 255) plus a digest or tag; anything far longer is abuse. */
 const MAX_URL_LENGTH = 4096;
@@ -32,33 +33,49 @@ export function createInterceptedRequestHandler(registry: RegistryHandler, logge
       port: target?.port ?? 0,
       log: { host: target?.host ?? "", method: req.method ?? "", path: (req.url ?? "").slice(0, 512), client: req.socket.remoteAddress },
     };
-    const socketBytesAtStart = req.socket.bytesWritten;
+    const bodyBytes = countBodyBytes(res);
     res.on("close", () => {
       lifecycle.end();
       const durationMs = Date.now() - started;
-      const declared = Number(res.getHeader("content-length"));
-      // Body bytes when the response completed as declared; otherwise what actually left (headers included).
-      const bytes = res.writableFinished && Number.isFinite(declared) ? (req.method === "HEAD" ? 0 : declared) : req.socket.bytesWritten - socketBytesAtStart;
+      const bytes = bodyBytes();
+      // A client that goes away mid-response is ordinary (a cancelled pull): one info line, no stack.
       logger.info({ ...rr.log, status: res.statusCode, bytes, durationMs, completed: res.writableFinished }, "request");
-      for (const observe of observers) observe(rr, res.statusCode, bytes, durationMs);
+      try {
+        for (const observe of observers) observe(rr, res.statusCode, bytes, durationMs);
+      } catch (err) {
+        logger.error({ err }, "request observer failed");
+      }
     });
-    if ((req.url ?? "").length > MAX_URL_LENGTH) {
-      sendRegistryError(res, 414, "NAME_INVALID", `request target longer than ${MAX_URL_LENGTH} characters`);
-      return;
+    try {
+      route(rr, target, isTls, registry, logger);
+    } catch (err) {
+      failRequest(rr, err, logger);
     }
-    if (!isTls || !target) {
-      sendRegistryError(res, 400, "UNSUPPORTED", "regcache intercepts TLS only; send HTTPS inside CONNECT");
-      return;
-    }
-    const hostHeader = (req.headers.host ?? "").toLowerCase();
-    const expected = target.port === 443 ? [target.host, `${target.host}:443`] : [`${target.host}:${target.port}`];
-    if (!expected.includes(hostHeader) && !expected.includes(hostHeader.replace(/^\[(.*)\](:\d+)?$/, "$1$2"))) {
-      sendRegistryError(res, 421, "DENIED", `Host "${hostHeader.slice(0, 100)}" does not match the CONNECT target ${target.host}:${target.port}`);
-      return;
-    }
-    registry.handle(rr).catch((err: unknown) => {
-      logger.error({ err, host: rr.host, path: rr.log.path }, "request handling failed");
-      sendRegistryError(res, 500, "UNAVAILABLE", "internal error in regcache");
-    });
   };
+}
+
+/** Refuses what regcache cannot handle, then hands the request to the registry handler. */
+function route(rr: RegistryRequest, target: ConnectTarget | undefined, isTls: boolean, registry: RegistryHandler, logger: Logger): void {
+  const { req, res } = rr;
+  if ((req.url ?? "").length > MAX_URL_LENGTH) {
+    sendRegistryError(res, 414, "NAME_INVALID", `request target longer than ${MAX_URL_LENGTH} characters`);
+    return;
+  }
+  if (!isTls || !target) {
+    sendRegistryError(res, 400, "UNSUPPORTED", "regcache intercepts TLS only; send HTTPS inside CONNECT");
+    return;
+  }
+  const hostHeader = (req.headers.host ?? "").toLowerCase();
+  const expected = target.port === 443 ? [target.host, `${target.host}:443`] : [`${target.host}:${target.port}`];
+  if (!expected.includes(hostHeader) && !expected.includes(hostHeader.replace(/^\[(.*)\](:\d+)?$/, "$1$2"))) {
+    sendRegistryError(res, 421, "DENIED", `Host "${hostHeader.slice(0, 100)}" does not match the CONNECT target ${target.host}:${target.port}`);
+    return;
+  }
+  registry.handle(rr).catch((err: unknown) => failRequest(rr, err, logger));
+}
+
+/** A fault in one request's handling fails that request alone: an error if nothing was sent yet, else a cut connection. */
+function failRequest(rr: RegistryRequest, err: unknown, logger: Logger): void {
+  logger.error({ err, host: rr.host, path: rr.log.path }, "request handling failed");
+  sendRegistryError(rr.res, 500, "UNAVAILABLE", "internal error in regcache");
 }

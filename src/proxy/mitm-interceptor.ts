@@ -1,6 +1,7 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { rm } from "node:fs/promises";
 import { isIP, type Socket } from "node:net";
+import { createSecureContext, TLSSocket } from "node:tls";
 import path from "node:path";
 import type { Duplex } from "node:stream";
 import { Proxy, type IContext } from "http-mitm-proxy";
@@ -11,9 +12,9 @@ export type InterceptedRequestHandler = (req: IncomingMessage, res: ServerRespon
 
 /** The parts of http-mitm-proxy's Proxy we drive, some of them internal (see class comment). */
 interface MitmInternals {
-  _onHttpServerConnect(req: IncomingMessage, socket: Duplex, head: Buffer): void;
+  _onError(kind: string, ctx: IContext | null, err: Error | undefined): void;
   httpsServer?: {
-    emit(event: "connection", socket: Duplex): boolean;
+    emit(event: "connection" | "secureConnection", socket: Duplex): boolean;
     addContext(hostname: string, context: { key: string; cert: string }): void;
   };
 }
@@ -24,7 +25,7 @@ const KEEP_ALIVE_MS = 95_000;
 const connectTargets = new WeakMap<object, string>();
 
 /**
- * http-mitm-proxy, fenced in as DESIGN.md describes:
+ * http-mitm-proxy, fenced in:
  * - its servers listen on 127.0.0.1 only; the public port is ours (front-server.ts),
  *   which applies policy and hands it only the CONNECTs to intercept;
  * - forceSNI: one internal HTTPS server for all hosts, not one server and port per host;
@@ -37,8 +38,7 @@ const connectTargets = new WeakMap<object, string>();
  * TCP connection over loopback to its own HTTPS server and pipes the two, which cost
  * ~25% of warm-blob throughput here (bench/). Instead the client socket is handed to that
  * same HTTPS server directly (`emit("connection")`), with the certificate registered as
- * an SNI context. IP-literal targets, which send no SNI, still take its own path (one
- * HTTPS server per address).
+ * an SNI context; IP-literal targets get their TLS layer here (terminateWithoutSni).
  */
 export class MitmInterceptor {
   private readonly mitm = new Proxy();
@@ -63,11 +63,13 @@ export class MitmInterceptor {
         (err: unknown) => callback(err as Error, undefined as never),
       );
     };
-    mitm.onError((ctx: IContext | null, err, kind) => {
-      const code = (err as NodeJS.ErrnoException | undefined)?.code;
-      if (code === "ECONNRESET" || code === "EPIPE") return;
-      this.logger.debug({ kind, err: err?.message, path: ctx?.clientToProxyRequest?.url }, "http-mitm-proxy error");
-    });
+    // Its own error path prints stacks with console.error and writes "504 Proxy Error" into
+    // responses that are ours to answer. Errors it sees (a client gone mid-request or
+    // mid-response, bad TLS) end that exchange only: regcache's handlers see the same event
+    // on the request or response and answer or log it once.
+    (mitm as unknown as MitmInternals)._onError = (kind, ctx, err) => {
+      this.logger.debug({ kind, code: (err as NodeJS.ErrnoException | undefined)?.code, err: err?.message, path: ctx?.clientToProxyRequest?.url?.slice(0, 200) }, "http-mitm-proxy error");
+    };
     mitm.onRequest((ctx) => {
       const req = ctx.clientToProxyRequest;
       const raw = (req.socket as Socket & { _parent?: object })._parent;
@@ -94,47 +96,56 @@ export class MitmInterceptor {
 
   /** Takes a CONNECT the policy chose to intercept: answers 200, then terminates TLS with a leaf for the host. */
   intercept(req: IncomingMessage, socket: Duplex, head: Buffer, host: string): void {
-    const internals = this.mitm as unknown as MitmInternals;
-    // Bytes sent before our 200 (rare) and IP literals (no SNI) take the library's own path.
-    if (head.length > 0 || isIP(host) || !internals.httpsServer) {
-      internals._onHttpServerConnect(req, socket, head);
+    const server = (this.mitm as unknown as MitmInternals).httpsServer;
+    if (!server) {
+      socket.destroy();
       return;
     }
     connectTargets.set(socket, req.url ?? "");
+    // A client may send its ClientHello right behind the CONNECT; the TLS layer must read it first.
+    if (head.length > 0) socket.unshift(head);
     // The 200 goes out before the certificate exists: a new host's leaf is signed while the
     // client reads it and sends its ClientHello, which waits in the socket until then.
     socket.write("HTTP/1.1 200 Connection Established\r\n\r\n");
-    const handOver = (): void => {
+    const handOver = (leaf: Leaf): void => {
       if (socket.destroyed) return;
-      // No byte is read here: the TLS server must read the ClientHello from the socket itself.
+      // No byte is read here: the TLS layer must read the ClientHello from the socket itself.
       // Anything that is not TLS fails the handshake and closes this connection only.
-      internals.httpsServer!.emit("connection", socket);
+      if (isIP(host)) this.terminateWithoutSni(server, socket, leaf);
+      else {
+        this.registerContext(server, host, leaf);
+        server.emit("connection", socket);
+      }
     };
     const leaf = this.minter.freshLeaf(host);
     if (leaf) {
-      this.registerContext(host, leaf);
-      handOver();
+      handOver(leaf);
       return;
     }
-    this.minter.leafFor(host).then(
-      (minted) => {
-        this.registerContext(host, minted);
-        handOver();
-      },
-      (err: unknown) => {
-        this.logger.error({ err, host }, "cannot mint a certificate");
-        socket.destroy();
-      },
-    );
+    this.minter.leafFor(host).then(handOver, (err: unknown) => {
+      this.logger.error({ err, host }, "cannot mint a certificate");
+      socket.destroy();
+    });
+  }
+
+  /**
+   * Clients send no SNI for an IP literal (RFC 6066 section 3), so the server cannot pick
+   * the leaf by name: this connection gets a TLS layer with the address's leaf as its only
+   * certificate, and joins the same HTTPS server once the handshake is done.
+   */
+  private terminateWithoutSni(server: NonNullable<MitmInternals["httpsServer"]>, socket: Duplex, leaf: Leaf): void {
+    const tlsSocket = new TLSSocket(socket, { isServer: true, secureContext: createSecureContext({ key: leaf.keyPem, cert: leaf.certPem }), ALPNProtocols: ["http/1.1"] });
+    tlsSocket.on("error", () => tlsSocket.destroy());
+    tlsSocket.once("secure", () => server.emit("secureConnection", tlsSocket));
   }
 
   /**
    * Registers the host's leaf as an SNI context, again once the minter re-mints it
    * (Node's SNI lookup takes the most recently added match).
    */
-  private registerContext(host: string, leaf: Leaf): void {
+  private registerContext(server: NonNullable<MitmInternals["httpsServer"]>, host: string, leaf: Leaf): void {
     if (this.contexts.get(host) === leaf) return;
-    (this.mitm as unknown as MitmInternals).httpsServer!.addContext(host, { key: leaf.keyPem, cert: leaf.certPem });
+    server.addContext(host, { key: leaf.keyPem, cert: leaf.certPem });
     this.contexts.set(host, leaf);
   }
 

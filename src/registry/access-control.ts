@@ -3,7 +3,7 @@ import type { CacheIndex } from "../cache/cache-index.js";
 import type { Logger } from "../log/logger.js";
 import type { UpstreamClient, UpstreamResponse } from "../upstream/client.js";
 import { headerValue } from "../upstream/headers.js";
-import { UpstreamError } from "../upstream/upstream-error.js";
+import { isUnavailableStatus, UpstreamError } from "../upstream/upstream-error.js";
 import { requestRegistryToken } from "../upstream/token-request.js";
 import { parseWwwAuthenticate } from "../upstream/www-authenticate.js";
 import { offlineAllows, onlineStep, type AccessTimings, type OfflineAccess } from "./access-policy.js";
@@ -139,7 +139,7 @@ export class AccessControl {
       if (err instanceof UpstreamError && err.failure === "refused-address") throw err;
       return this.offline(rr, facts);
     }
-    if (response.statusCode >= 500 || response.statusCode === 429) return this.offline(rr, facts);
+    if (isUnavailableStatus(response.statusCode)) return this.offline(rr, facts);
     if (response.statusCode < 400) {
       this.recordConfirmation(rr, name);
       return this.allow("confirmed");
@@ -206,7 +206,7 @@ export class AccessControl {
       const base: Record<string, string> = accept ? { accept } : {};
       const first = await this.upstream.request({ host: rr.host, port: rr.port, method: "HEAD", path: probePath, headers: base, anonymous: true });
       await first.body.dump();
-      if (first.statusCode >= 500 || first.statusCode === 429) return "unreachable";
+      if (isUnavailableStatus(first.statusCode)) return "unreachable";
       if (first.statusCode < 400) return "public";
       const challenge = headerValue(first.headers["www-authenticate"]);
       this.recordChallenge(rr.host, challenge);
@@ -216,7 +216,7 @@ export class AccessControl {
       if (!token) return "private";
       const second = await this.upstream.request({ host: rr.host, port: rr.port, method: "HEAD", path: probePath, headers: { ...base, authorization: `Bearer ${token.token}` }, anonymous: true });
       await second.body.dump();
-      if (second.statusCode >= 500 || second.statusCode === 429) return "unreachable";
+      if (isUnavailableStatus(second.statusCode)) return "unreachable";
       return second.statusCode < 400 ? "public" : "private";
     } catch (err) {
       if (err instanceof UpstreamError && err.failure === "refused-address") throw err;

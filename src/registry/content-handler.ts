@@ -18,7 +18,7 @@ import { cacheStatusHeaders, type CacheStatus, type RegistryRequest } from "./re
 export const BLOB_MEDIA_TYPE = "application/octet-stream";
 
 /** Conditional and range headers describe the client's view; the cache fetches whole, unconditional bodies. */
-const NOT_FORWARDED_ON_FILL = ["range", "if-range", "if-none-match", "if-modified-since", "if-match", "if-unmodified-since"];
+const NOT_FORWARDED_ON_FILL = ["range", "if-range", "if-none-match", "if-modified-since", "if-match", "if-unmodified-since", "content-length"];
 
 export interface ContentTarget {
   kind: "blob" | "manifest";

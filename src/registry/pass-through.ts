@@ -1,7 +1,9 @@
+import type { IncomingHttpHeaders } from "node:http";
 import { pipeline } from "node:stream";
 import type { UpstreamClient, UpstreamResponse } from "../upstream/client.js";
 import { clientResponseHeaders, upstreamRequestHeaders } from "../upstream/headers.js";
 import { UpstreamError } from "../upstream/upstream-error.js";
+import { watchClientAbort } from "./client-abort.js";
 import { sendRegistryError } from "./errors.js";
 import { cacheStatusHeaders, type CacheStatus, type RegistryRequest } from "./request-context.js";
 
@@ -25,7 +27,16 @@ export function sendUpstreamFailure(rr: RegistryRequest, err: unknown): void {
     sendRegistryError(rr.res, 403, "DENIED", message, cacheStatusHeaders("BYPASS"));
     return;
   }
+  if (err instanceof UpstreamError && err.failure === "request") {
+    sendRegistryError(rr.res, 400, "UNSUPPORTED", message, cacheStatusHeaders("BYPASS"));
+    return;
+  }
   sendRegistryError(rr.res, 502, "UNAVAILABLE", message, cacheStatusHeaders("BYPASS"));
+}
+
+/** RFC 9112 section 6.1/6.2: a request has a body exactly when it is framed with a length or chunked. */
+export function hasRequestBody(headers: IncomingHttpHeaders): boolean {
+  return (headers["content-length"] !== undefined && headers["content-length"] !== "0") || headers["transfer-encoding"] !== undefined;
 }
 
 /**
@@ -33,7 +44,7 @@ export function sendUpstreamFailure(rr: RegistryRequest, err: unknown): void {
  * goes to the CONNECT target unchanged, request body included, and comes back unchanged.
  */
 export async function passThrough(client: UpstreamClient, rr: RegistryRequest, cache: CacheStatus = "BYPASS"): Promise<void> {
-  const hasBody = rr.req.headers["content-length"] !== undefined || rr.req.headers["transfer-encoding"] !== undefined;
+  const hasBody = hasRequestBody(rr.req.headers);
   let response: UpstreamResponse;
   try {
     response = await client.request({
@@ -43,6 +54,7 @@ export async function passThrough(client: UpstreamClient, rr: RegistryRequest, c
       path: rr.req.url ?? "/",
       headers: upstreamRequestHeaders(rr.req.headers),
       body: hasBody ? rr.req : null,
+      clientAborted: hasBody ? watchClientAbort(rr.req) : undefined,
     });
   } catch (err) {
     sendUpstreamFailure(rr, err);

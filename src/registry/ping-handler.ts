@@ -1,3 +1,4 @@
+import { isUnavailableStatus } from "../upstream/upstream-error.js";
 import type { UpstreamClient } from "../upstream/client.js";
 import { headerValue } from "../upstream/headers.js";
 import type { AccessControl } from "./access-control.js";
@@ -20,7 +21,7 @@ export class PingHandler {
   async handle(rr: RegistryRequest): Promise<void> {
     try {
       const response = await this.upstream.request({ host: rr.host, port: rr.port, method: rr.req.method ?? "GET", path: rr.req.url ?? "/v2/", headers: pingHeaders(rr) });
-      if (response.statusCode < 500 && response.statusCode !== 429) {
+      if (!isUnavailableStatus(response.statusCode)) {
         if (response.statusCode === 401) this.access.recordChallenge(rr.host, headerValue(response.headers["www-authenticate"]));
         rr.log.cache = "BYPASS";
         relayUpstreamResponse(rr, response, "BYPASS");

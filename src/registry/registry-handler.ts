@@ -2,7 +2,7 @@ import type { UpstreamClient } from "../upstream/client.js";
 import type { ContentHandler } from "./content-handler.js";
 import { sendRegistryError } from "./errors.js";
 import { UpstreamError } from "../upstream/upstream-error.js";
-import { passThrough, sendUpstreamFailure } from "./pass-through.js";
+import { hasRequestBody, passThrough, sendUpstreamFailure } from "./pass-through.js";
 import { cacheStatusHeaders, type RegistryRequest } from "./request-context.js";
 import { isCleanPath, parseRegistryPath } from "./routes.js";
 import type { TagHandler } from "./tag-handler.js";
@@ -35,7 +35,8 @@ export class RegistryHandler {
       sendRegistryError(rr.res, 400, "NAME_INVALID", "request path has dot segments, encoded dots or slashes, or NUL", cacheStatusHeaders("BYPASS"));
       return;
     }
-    const readOnly = rr.req.method === "GET" || rr.req.method === "HEAD";
+    // A GET or HEAD that carries a body is not a plain read: it streams through untouched, body included.
+    const readOnly = (rr.req.method === "GET" || rr.req.method === "HEAD") && !hasRequestBody(rr.req.headers);
     rr.log.kind = route.kind === "blob" || route.kind === "manifest" || route.kind === "tag" || route.kind === "ping" ? route.kind : "other";
     switch (route.kind) {
       case "invalid":
@@ -56,7 +57,7 @@ export class RegistryHandler {
         await this.tags.handle(rr, route);
         return;
       case "ping":
-        if (rr.req.method !== "GET" && rr.req.method !== "HEAD") break;
+        if (!readOnly) break;
         await this.ping.handle(rr);
         return;
       case "other":

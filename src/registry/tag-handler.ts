@@ -9,7 +9,7 @@ import { sendRegistryError } from "./errors.js";
 import { passThrough, relayUpstreamResponse } from "./pass-through.js";
 import type { RegistryRequest } from "./request-context.js";
 import type { AccessControl } from "./access-control.js";
-import { UpstreamError } from "../upstream/upstream-error.js";
+import { isUnavailableStatus, UpstreamError } from "../upstream/upstream-error.js";
 
 interface RecordedManifest {
   manifest: ContentTarget;
@@ -62,7 +62,7 @@ export class TagHandler {
         port: rr.port,
         method: "HEAD",
         path: tagPath(target),
-        headers: upstreamRequestHeaders(rr.req.headers, ["range", "if-none-match", "if-modified-since"]),
+        headers: upstreamRequestHeaders(rr.req.headers, ["range", "if-none-match", "if-modified-since", "content-length"]),
       });
     } catch (err) {
       if (err instanceof UpstreamError && err.failure === "refused-address") throw err;
@@ -71,7 +71,7 @@ export class TagHandler {
     }
     await head.body.dump();
     rr.log.upstreamStatus = head.statusCode;
-    if (head.statusCode >= 500 || head.statusCode === 429) {
+    if (isUnavailableStatus(head.statusCode)) {
       await this.serveStale(rr, target, key, `upstream answered ${head.statusCode}`, head.statusCode);
       return;
     }

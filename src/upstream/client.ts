@@ -7,7 +7,8 @@ import { checkDialAddress } from "./address-policy.js";
 import type { ResolveMap } from "./resolve-map.js";
 import type { UpstreamHealth } from "./health.js";
 import type { ProxyCredentials } from "./proxy-credentials.js";
-import { classifyUpstreamError, UpstreamError } from "./upstream-error.js";
+import { finishPausedParserOnEnd } from "./paused-parser-fix.js";
+import { classifyUpstreamError, isUnavailableStatus, isUpstreamFault, UpstreamError } from "./upstream-error.js";
 
 export interface UpstreamTimeouts {
   connect: number;
@@ -25,6 +26,8 @@ export interface UpstreamRequest {
   signal?: AbortSignal;
   /** Never add proxy-held credentials (public-access probes must be truly anonymous). */
   anonymous?: boolean;
+  /** Whether the client that sends `body` went away: a failure then is the client's, not the registry's. */
+  clientAborted?: () => boolean;
 }
 
 export type UpstreamResponse = Dispatcher.ResponseData;
@@ -92,7 +95,10 @@ export class UpstreamClient {
                 port: String(target.port),
                 servername: isIP(requested) ? undefined : requested,
               } as buildConnector.Options,
-              callback,
+              (...args) => {
+                if (args[1]) finishPausedParserOnEnd(args[1]);
+                callback(...args);
+              },
             ),
           (err: unknown) => callback(err as Error, null),
         );
@@ -116,13 +122,13 @@ export class UpstreamClient {
     try {
       response = this.credentials?.appliesTo(req) ? await this.credentials.send(req, (r) => this.send(r)) : await this.send(req);
     } catch (err) {
-      const failure = classifyUpstreamError(err, req.host);
-      if (failure.failure !== "refused-address") this.health?.recordFailure(authority, failure.message);
+      const failure = req.clientAborted?.() ? new UpstreamError("request", req.host, "the client went away while sending its request", { cause: err }) : classifyUpstreamError(err, req.host);
+      if (isUpstreamFault(failure.failure)) this.health?.recordFailure(authority, failure.message);
       this.observer?.(req.host, undefined, failure.failure);
       throw failure;
     }
     this.observer?.(req.host, response.statusCode, undefined);
-    if (response.statusCode >= 500) this.health?.recordFailure(authority, `HTTP ${response.statusCode}`);
+    if (isUnavailableStatus(response.statusCode)) this.health?.recordFailure(authority, `HTTP ${response.statusCode}`);
     else this.health?.recordSuccess(authority);
     return response;
   }

@@ -14,11 +14,17 @@ const HOP_BY_HOP = new Set([
   "host",
 ]);
 
+/**
+ * Answered here, not forwarded: Node's server already sent the client "100 Continue"
+ * (RFC 9110 section 10.1.1) and regcache streams the body on; undici refuses the header.
+ */
+const ANSWERED_LOCALLY = new Set(["expect"]);
+
 /** Request headers a client sent, as they go upstream (undici sets Host from the origin). */
 export function upstreamRequestHeaders(headers: IncomingHttpHeaders, drop: readonly string[] = []): Record<string, string | string[]> {
   const out: Record<string, string | string[]> = {};
   for (const [name, value] of Object.entries(headers)) {
-    if (value === undefined || HOP_BY_HOP.has(name) || drop.includes(name)) continue;
+    if (value === undefined || HOP_BY_HOP.has(name) || ANSWERED_LOCALLY.has(name) || drop.includes(name)) continue;
     out[name] = value;
   }
   return out;

@@ -1,5 +1,21 @@
-/** Why an upstream exchange failed, in categories that policy (stale answers, circuit breaker) acts on. */
-export type UpstreamFailure = "dns" | "connect" | "tls" | "timeout" | "refused-address" | "protocol" | "circuit-open";
+/**
+ * Why an upstream exchange failed, in categories that policy (stale answers, circuit breaker) acts on.
+ * "request" is the client's side: it went away mid-upload, or sent what cannot be forwarded.
+ */
+export type UpstreamFailure = "dns" | "connect" | "tls" | "timeout" | "refused-address" | "protocol" | "circuit-open" | "request";
+
+/**
+ * What says a host is failing, for the circuit breaker. A client's abort or bad request
+ * says nothing about the registry, and must never mark it down for every other client.
+ */
+export function isUpstreamFault(failure: UpstreamFailure): boolean {
+  return failure === "dns" || failure === "connect" || failure === "tls" || failure === "timeout" || failure === "protocol";
+}
+
+/** An upstream answer that says the registry cannot serve now: policy serves stale content instead. */
+export function isUnavailableStatus(status: number): boolean {
+  return status >= 500 || status === 429;
+}
 
 export class UpstreamError extends Error {
   constructor(
@@ -27,12 +43,16 @@ const TLS_CODES = new Set([
   "ERR_SSL_WRONG_VERSION_NUMBER",
 ]);
 
+/** undici's refusals of what it was asked to send: the request's fault, not the registry's. */
+const REQUEST_CODES = new Set(["UND_ERR_NOT_SUPPORTED", "UND_ERR_INVALID_ARG", "UND_ERR_REQ_CONTENT_LENGTH_MISMATCH", "UND_ERR_ABORTED"]);
+
 /** Maps errors from undici, net, dns and tls onto our categories. */
 export function classifyUpstreamError(err: unknown, host: string): UpstreamError {
   if (err instanceof UpstreamError) return err;
   const e = err as { code?: string; message?: string; cause?: { code?: string; message?: string } };
   const code = e.code ?? e.cause?.code ?? "";
   const message = e.cause?.message ?? e.message ?? String(err);
+  if (REQUEST_CODES.has(code)) return new UpstreamError("request", host, `request not forwarded (${code}): ${message}`, { cause: err });
   if (code === "ENOTFOUND" || code === "EAI_AGAIN" || code === "EAI_NONAME") return new UpstreamError("dns", host, `cannot resolve: ${message}`, { cause: err });
   if (TLS_CODES.has(code) || code.startsWith("ERR_SSL") || code.startsWith("ERR_TLS")) {
     return new UpstreamError("tls", host, `TLS verification failed (${code}): ${message}`, { cause: err });

@@ -10,7 +10,7 @@ import { createTestPki, type TestPki } from "./test-ca.js";
 /** The name clients use for the test registry; regcache maps it to loopback (Go clients never proxy loopback). */
 export const REGISTRY_HOST = "quay.test";
 /** Names the test PKI also certifies, for FakeUpstream servers. */
-export const FAKE_HOSTS = ["slow.test", "bad.test", "flaky.test", "cdn.test", "down.test", "open.test"];
+export const FAKE_HOSTS = ["slow.test", "bad.test", "flaky.test", "cdn.test", "down.test", "open.test", "close.test"];
 
 export interface PushedImage extends BuiltImage {
   repo: string;
@@ -32,7 +32,7 @@ export class TestEnvironment {
 
   constructor(name: string, registryOptions: Partial<RegistryOptions> = {}) {
     this.dir = mkdtempSync(path.join(tmpdir(), `regcache-${name}-`));
-    this.pki = createTestPki(path.join(this.dir, "pki"), [REGISTRY_HOST, ...FAKE_HOSTS, "localhost", "127.0.0.1"]);
+    this.pki = createTestPki(path.join(this.dir, "pki"), [REGISTRY_HOST, ...FAKE_HOSTS, "localhost", "127.0.0.1", "::1"]);
     this.registry = new TestRegistry({ dir: path.join(this.dir, "registry"), pki: this.pki, ...registryOptions });
   }
 

@@ -21,12 +21,13 @@ export class FakeUpstream {
     public handler: FakeHandler,
   ) {}
 
-  async start(): Promise<void> {
+  /** Listens on `host` (127.0.0.1, or ::1 for IPv6 tests), on any free port. */
+  async start(host = "127.0.0.1"): Promise<void> {
     this.server = createServer({ key: readFileSync(this.pki.serverKey), cert: readFileSync(this.pki.serverCert) }, (req, res) => {
       this.requests.push({ method: req.method ?? "", url: req.url ?? "", headers: req.headers });
       this.handler(req, res);
     });
-    await new Promise<void>((resolve) => this.server!.listen(0, "127.0.0.1", resolve));
+    await new Promise<void>((resolve) => this.server!.listen(0, host, resolve));
     this.port = (this.server.address() as AddressInfo).port;
   }
 

@@ -28,7 +28,7 @@ export function createTestPki(dir: string, names: string[]): TestPki {
   const run = (...args: string[]) => execFileSync("openssl", args, { stdio: "pipe" });
   run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", caKey, "-out", caCert, "-days", "30", "-subj", "/CN=regcache test upstream CA");
   run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", serverKey, "-out", serverCsr, "-subj", `/CN=${names[0]}`);
-  const alt = names.map((n, i) => (/^\d+\.\d+\.\d+\.\d+$/.test(n) ? `IP.${i + 1} = ${n}` : `DNS.${i + 1} = ${n}`)).join("\n");
+  const alt = names.map((n, i) => (/^\d+\.\d+\.\d+\.\d+$/.test(n) || n.includes(":") ? `IP.${i + 1} = ${n}` : `DNS.${i + 1} = ${n}`)).join("\n");
   writeFileSync(ext, `basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\nsubjectAltName=@alt\n[alt]\n${alt}\n`);
   run("x509", "-req", "-in", serverCsr, "-CA", caCert, "-CAkey", caKey, "-CAcreateserial", "-out", serverCert, "-days", "30", "-extfile", ext);
   const certDir = path.join(dir, "certdir");

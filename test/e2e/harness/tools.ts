@@ -37,3 +37,14 @@ export function containerdUnavailable(): boolean {
   }
   return false;
 }
+
+/** Docker Engine (Debian's docker.io, by absolute path: see docker-engine.ts) needs root like containerd. */
+export function dockerUnavailable(): boolean {
+  const missing = missingTools("/usr/sbin/dockerd", "/usr/bin/docker", "containerd", "ctr");
+  if (missing.length > 0) return true;
+  if (!isRoot()) {
+    if (IN_CI) throw new Error("CI=true but not running as root: Docker Engine tests cannot run");
+    return true;
+  }
+  return false;
+}
