@@ -4,7 +4,7 @@ import path from "node:path";
 import type { Readable } from "node:stream";
 import type { Logger } from "../log/logger.js";
 import type { Digest } from "../registry/digest.js";
-import { addSeenIn, type BlobEntry, type CacheIndex } from "./cache-index.js";
+import { addLink, type BlobEntry, type CacheIndex } from "./cache-index.js";
 import type { DataPaths } from "./data-paths.js";
 import { Download } from "./download.js";
 import { chooseEvictions } from "./eviction.js";
@@ -43,6 +43,8 @@ export class BlobStore {
   private readonly fetches = new Map<string, Promise<FillOutcome<unknown>>>();
   private readonly downloads = new Map<string, Download>();
   private readonly pins = new Map<string, number>();
+  /** Links of digests still downloading: the starter's repository and any confirmed while it runs. */
+  private readonly pendingLinks = new Map<string, string[]>();
   private readonly openStreams = new OpenStreams();
   readonly stats: BlobStoreStats = { evictions: 0, evictedBytes: 0 };
 
@@ -61,9 +63,21 @@ export class BlobStore {
     return [...this.downloads.values()];
   }
 
+  /** Whether upstream confirmed `digest` in this "host/repository" (cached, or downloading). */
+  isLinked(digest: Digest, hostRepository: string): boolean {
+    return (this.index.getBlob(digest.value)?.links ?? this.pendingLinks.get(digest.value) ?? []).includes(hostRepository);
+  }
+
+  /** Records that upstream confirmed `digest` in this "host/repository". */
+  link(digest: Digest, hostRepository: string): void {
+    const pending = this.pendingLinks.get(digest.value);
+    if (pending) addLink(pending, hostRepository);
+    this.index.link(digest.value, hostRepository);
+  }
+
   /** The cached blob's file as a response source; the digest stays pinned until it closes. */
-  readCached(entry: BlobEntry, digest: Digest, seenIn: string): RangeSource {
-    this.index.touch(entry.digest, seenIn);
+  readCached(entry: BlobEntry, digest: Digest): RangeSource {
+    this.index.touch(entry.digest);
     this.pin(entry.digest);
     const slot = this.openStreams.open();
     return new CachedFileSource(this.paths.blobFile(digest), entry.size, slot.chunkSize, () => {
@@ -78,17 +92,18 @@ export class BlobStore {
   }
 
   /**
-   * Joins the fetch of `digest` in progress, or starts one with `open`. Only the
-   * starter sees upstream's refusal; joiners are told to retry on their own, since
-   * a refusal of one client's credentials says nothing about another's.
+   * Joins the fetch of `digest` in progress, or starts one with `open` for `hostRepository`,
+   * which upstream's 200 links the digest to. Only the starter sees upstream's refusal;
+   * joiners are told to retry on their own, since a refusal of one client's credentials
+   * says nothing about another's. A joiner is not linked by joining (see isLinked).
    */
-  async fill<R>(digest: Digest, seenIn: string, open: () => Promise<OpenResult<R>>): Promise<FillOutcome<R>> {
+  async fill<R>(digest: Digest, hostRepository: string, open: () => Promise<OpenResult<R>>): Promise<FillOutcome<R>> {
     const pending = this.fetches.get(digest.value);
     if (pending) {
       const outcome = await pending;
       return outcome.kind === "download" ? { ...outcome, coalesced: true } : { kind: "retry" };
     }
-    const started = this.startFetch(digest, seenIn, open);
+    const started = this.startFetch(digest, hostRepository, open);
     this.fetches.set(digest.value, started);
     const outcome = await started.catch((err: unknown) => {
       this.fetches.delete(digest.value);
@@ -98,7 +113,7 @@ export class BlobStore {
     return outcome as FillOutcome<R>;
   }
 
-  private async startFetch<R>(digest: Digest, seenIn: string, open: () => Promise<OpenResult<R>>): Promise<FillOutcome<R>> {
+  private async startFetch<R>(digest: Digest, hostRepository: string, open: () => Promise<OpenResult<R>>): Promise<FillOutcome<R>> {
     const result = await open();
     if (result.kind === "refused") return result;
     if (result.size !== undefined && result.size > this.maxBytes) {
@@ -111,9 +126,10 @@ export class BlobStore {
     const tempFile = path.join(this.paths.tmpDir, `${digest.hex.slice(0, 16)}-${randomBytes(6).toString("hex")}`);
     const download = await Download.start({ digest, host: result.host, size: result.size, mediaType: result.mediaType, body: result.body, tempFile, finalFile });
     this.downloads.set(digest.value, download);
+    this.pendingLinks.set(digest.value, [hostRepository]);
     this.pin(digest.value);
     download.done.then(
-      () => this.commit(download, seenIn),
+      () => this.commit(download),
       (err: Error) => {
         this.logger.error({ err, digest: digest.value, upstreamHost: result.host }, "download failed; nothing cached");
         this.release(download);
@@ -122,7 +138,7 @@ export class BlobStore {
     return { kind: "download", download, coalesced: false };
   }
 
-  private async commit(download: Download, seenIn: string): Promise<void> {
+  private async commit(download: Download): Promise<void> {
     const now = Date.now();
     const entry: BlobEntry = this.index.getBlob(download.digest.value) ?? {
       digest: download.digest.value,
@@ -131,9 +147,9 @@ export class BlobStore {
       created: now,
       lastAccess: now,
       hits: 0,
-      seenIn: [],
+      links: [],
     };
-    addSeenIn(entry, seenIn);
+    for (const link of this.pendingLinks.get(download.digest.value) ?? []) addLink(entry.links, link);
     try {
       await this.index.putBlob(entry);
     } catch (err) {
@@ -145,6 +161,7 @@ export class BlobStore {
 
   private release(download: Download): void {
     this.downloads.delete(download.digest.value);
+    this.pendingLinks.delete(download.digest.value);
     this.fetches.delete(download.digest.value);
     this.unpin(download.digest.value);
   }

@@ -10,8 +10,13 @@ export interface BlobEntry {
   created: number;
   lastAccess: number;
   hits: number;
-  /** "host/repository" pairs the digest was fetched under (bounded), for authorization and stats. */
-  seenIn: string[];
+  /**
+   * "host/repository" pairs where upstream confirmed this digest (a 200 or redirect to a
+   * fetch, or to a HEAD, with the client's own credentials). The content is served from the
+   * cache only in these repositories: knowing a digest is not permission to read it.
+   * Most recent last; bounded, since a link dropped costs one upstream HEAD to re-confirm.
+   */
+  links: string[];
 }
 
 export interface TagEntry {
@@ -24,7 +29,7 @@ export interface TagEntry {
 const BLOB_PREFIX = "blob:";
 const TAG_PREFIX = "tag:";
 const META_PREFIX = "meta:";
-const MAX_SEEN_IN = 32;
+const MAX_LINKS = 256;
 /** Access times are batched: a sqlite write per cache hit would cost more than the hit. */
 const FLUSH_INTERVAL_MS = 5_000;
 
@@ -66,7 +71,13 @@ export class CacheIndex {
     for await (const [key, value] of this.keyv.iterator(undefined)) {
       const k = String(key);
       if (k.startsWith(BLOB_PREFIX)) {
-        const entry = value as BlobEntry;
+        const entry = value as BlobEntry & { seenIn?: string[] };
+        // Rows written before links existed named repositories a hit was merely allowed in,
+        // not ones upstream confirmed: they start with no links and re-confirm on first use.
+        if (!Array.isArray(entry.links)) {
+          entry.links = [];
+          delete entry.seenIn;
+        }
         this.blobs.set(entry.digest, entry);
         this.totalBytes += entry.size;
       }
@@ -105,13 +116,19 @@ export class CacheIndex {
     await this.keyv.delete(BLOB_PREFIX + digest);
   }
 
-  /** Records a hit (and where it was seen) in memory; persisted by the next flush. */
-  touch(digest: string, seenIn?: string): void {
+  /** Records a hit in memory; persisted by the next flush. */
+  touch(digest: string): void {
     const entry = this.blobs.get(digest);
     if (!entry) return;
     entry.lastAccess = Date.now();
     entry.hits += 1;
-    if (seenIn) addSeenIn(entry, seenIn);
+    this.dirty.add(digest);
+  }
+
+  /** Links a cached digest to a repository upstream confirmed it in; persisted by the next flush. */
+  link(digest: string, hostRepository: string): void {
+    const entry = this.blobs.get(digest);
+    if (!entry || !addLink(entry.links, hostRepository)) return;
     this.dirty.add(digest);
   }
 
@@ -148,8 +165,10 @@ export class CacheIndex {
   }
 }
 
-export function addSeenIn(entry: BlobEntry, seenIn: string): void {
-  if (entry.seenIn.includes(seenIn)) return;
-  entry.seenIn.push(seenIn);
-  if (entry.seenIn.length > MAX_SEEN_IN) entry.seenIn.shift();
+/** Adds a link (most recent last), dropping the oldest past the bound; false when it was there. */
+export function addLink(links: string[], hostRepository: string): boolean {
+  if (links.includes(hostRepository)) return false;
+  links.push(hostRepository);
+  if (links.length > MAX_LINKS) links.shift();
+  return true;
 }

@@ -44,7 +44,7 @@ export async function recoverDataDir(paths: DataPaths, index: CacheIndex, logger
     const actual = digest ? await hashFile(file.path, digest.algorithm) : undefined;
     if (digest && actual === digest.hex && file.prefix === digest.hex.slice(0, 2)) {
       const now = Date.now();
-      await index.putBlob({ digest: digest.value, size: file.size, mediaType: await sniffMediaType(file.path, file.size), created: now, lastAccess: now, hits: 0, seenIn: [] });
+      await index.putBlob({ digest: digest.value, size: file.size, mediaType: await sniffMediaType(file.path, file.size), created: now, lastAccess: now, hits: 0, links: [] });
       report.filesReindexed += 1;
     } else {
       await rm(file.path, { force: true });

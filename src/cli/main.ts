@@ -19,6 +19,7 @@ serve.action(async (raw: RawServeOptions) => {
   const config = toConfig(raw);
   const logger = createLogger(config.logLevel);
   routeConsoleToLogger(logger);
+  exitOnEscapedErrors(logger);
   const running = await startRegcache(config, logger);
   let stopping = false;
   const stop = (signal: string): void => {
@@ -40,6 +41,22 @@ serve.action(async (raw: RawServeOptions) => {
   process.on("SIGTERM", () => stop("SIGTERM"));
   process.on("SIGINT", () => stop("SIGINT"));
 });
+
+/**
+ * Every request's faults are caught where they happen; an error that still escapes is a bug
+ * whose damage cannot be bounded (a half-updated index, a leaked descriptor). The process logs it
+ * and exits with 70 (EX_SOFTWARE) so the orchestrator restarts it clean, rather than serve on
+ * in an unknown state; replicas carry the traffic meanwhile.
+ */
+function exitOnEscapedErrors(logger: ReturnType<typeof createLogger>): void {
+  const die = (err: unknown, kind: string): void => {
+    logger.fatal({ err, kind }, "error escaped every handler; exiting for a clean restart");
+    setTimeout(() => process.exit(70), 1_000).unref();
+    logger.flush(() => process.exit(70));
+  };
+  process.on("uncaughtException", (err) => die(err, "uncaughtException"));
+  process.on("unhandledRejection", (err) => die(err, "unhandledRejection"));
+}
 
 const ca = program.command("ca").description("manage the root CA");
 const certsDirOption = (): Option => new Option("--certs-dir <dir>", "directory of ca.crt and ca.key").env("REGCACHE_CERTS_DIR").default(DEFAULTS.certsDir);

@@ -7,10 +7,11 @@ import { isUnavailableStatus, UpstreamError } from "../upstream/upstream-error.j
 import { requestRegistryToken } from "../upstream/token-request.js";
 import { parseWwwAuthenticate } from "../upstream/www-authenticate.js";
 import { offlineAllows, onlineStep, type AccessTimings, type OfflineAccess } from "./access-policy.js";
+import { classifyConfirmation } from "./link-policy.js";
 import { registryErrorBody, type RegistryErrorCode } from "./errors.js";
 import { cacheStatusHeaders, type RegistryRequest } from "./request-context.js";
 
-export type AccessResult = "public" | "confirmed" | "offline-allowed" | "denied" | "offline-denied";
+export type AccessResult = "public" | "confirmed" | "offline-allowed" | "denied" | "offline-denied" | "unlinked-unavailable";
 
 export interface AccessDecision {
   allowed: boolean;
@@ -38,7 +39,7 @@ export class AccessControl {
   private readonly confirmations = new Map<string, number>();
   private readonly persistedAt = new Map<string, number>();
   private readonly challenges = new Map<string, string>();
-  readonly counts: Record<AccessResult, number> = { public: 0, confirmed: 0, "offline-allowed": 0, denied: 0, "offline-denied": 0 };
+  readonly counts: Record<AccessResult, number> = { public: 0, confirmed: 0, "offline-allowed": 0, denied: 0, "offline-denied": 0, "unlinked-unavailable": 0 };
 
   constructor(
     private readonly upstream: UpstreamClient,
@@ -154,6 +155,41 @@ export class AccessControl {
     };
   }
 
+  /**
+   * For content cached from elsewhere: asks upstream whether this repository has the digest,
+   * with the client's own credentials (a HEAD: no body is fetched again). Yes links it and
+   * confirms the client; no is relayed; no answer refuses, whatever --offline-access says,
+   * since nothing says this repository has it.
+   */
+  async confirmInRepository(rr: RegistryRequest, name: string, probePath: string, unknownCode: RegistryErrorCode): Promise<AccessDecision> {
+    let status: number | "unreachable";
+    let challenge: string | undefined;
+    try {
+      const response = await this.upstream.request({ host: rr.host, port: rr.port, method: "HEAD", path: probePath, headers: checkHeaders(rr) });
+      await response.body.dump();
+      status = response.statusCode;
+      challenge = headerValue(response.headers["www-authenticate"]);
+      rr.log.upstreamStatus = status;
+    } catch (err) {
+      if (err instanceof UpstreamError && err.failure === "refused-address") throw err;
+      status = "unreachable";
+    }
+    const verdict = classifyConfirmation(status);
+    if (verdict === "linked") {
+      this.recordConfirmation(rr, name);
+      return this.allow("confirmed");
+    }
+    if (verdict === "unavailable") {
+      this.counts["unlinked-unavailable"] += 1;
+      const reason = status === "unreachable" ? "unreachable" : `answering ${status}`;
+      return { allowed: false, result: "unlinked-unavailable", refuse: () => this.sendRefusal(rr, 503, undefined, `upstream ${rr.host} is ${reason}, and this content is not known to be in ${rr.host}/${name}`, "UNAVAILABLE") };
+    }
+    if (status === 401) this.recordChallenge(rr.host, challenge);
+    this.counts.denied += 1;
+    const refusal = status as number;
+    return { allowed: false, result: "denied", refuse: () => this.sendRefusal(rr, refusal, challenge, `upstream refused this request for ${rr.host}/${name}`, refusal === 404 ? unknownCode : undefined) };
+  }
+
   private allow(result: "public" | "confirmed" | "offline-allowed"): AccessDecision {
     this.counts[result] += 1;
     return { allowed: true, result, refuse: () => undefined };
@@ -170,8 +206,8 @@ export class AccessControl {
     };
   }
 
-  private sendRefusal(rr: RegistryRequest, status: number, challenge: string | undefined, message: string): void {
-    const body = registryErrorBody(REFUSAL_CODES[status] ?? "DENIED", message);
+  private sendRefusal(rr: RegistryRequest, status: number, challenge: string | undefined, message: string, code?: RegistryErrorCode): void {
+    const body = registryErrorBody(code ?? REFUSAL_CODES[status] ?? "DENIED", message);
     rr.log.cache = "BYPASS";
     rr.res.writeHead(status, {
       "content-type": "application/json; charset=utf-8",

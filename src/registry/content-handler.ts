@@ -9,6 +9,7 @@ import type { UpstreamClient, UpstreamResponse } from "../upstream/client.js";
 import { headerValue, upstreamRequestHeaders } from "../upstream/headers.js";
 import { requestFollowingRedirects } from "../upstream/redirects.js";
 import { acceptAllows, normalizeAccept } from "./accept.js";
+import { cachedContentStep } from "./link-policy.js";
 import type { Digest } from "./digest.js";
 import { sendRegistryError } from "./errors.js";
 import { passThrough, relayUpstreamResponse, sendUpstreamFailure } from "./pass-through.js";
@@ -50,7 +51,7 @@ export class ContentHandler {
   async handle(rr: RegistryRequest, target: ContentTarget): Promise<void> {
     const entry = this.usableEntry(rr, target);
     if (entry) {
-      if (await this.authorized(rr, target)) this.serveCached(rr, target, entry);
+      if (await this.mayServe(rr, target)) this.serveCached(rr, target, entry);
       return;
     }
     if (rr.req.method !== "GET") {
@@ -60,12 +61,25 @@ export class ContentHandler {
     await this.fillAndServe(rr, target);
   }
 
-  /** Content fetched under another client's credentials reaches this client only if upstream would serve it. */
-  private async authorized(rr: RegistryRequest, target: ContentTarget): Promise<boolean> {
-    const decision = await this.access.authorize(rr, target.name, contentPath(target));
+  /**
+   * Content cached (or downloading) for one client reaches this one only in a repository
+   * upstream confirmed it in, and only if upstream would serve this client there
+   * (link-policy.ts). When it refuses, the refusal has been sent.
+   */
+  private async mayServe(rr: RegistryRequest, target: ContentTarget): Promise<boolean> {
+    const hostRepository = `${rr.host}/${target.name}`;
+    const step = cachedContentStep(this.store.isLinked(target.digest, hostRepository));
+    const decision =
+      step === "authorize"
+        ? await this.access.authorize(rr, target.name, contentPath(target))
+        : await this.access.confirmInRepository(rr, target.name, contentPath(target), target.kind === "blob" ? "BLOB_UNKNOWN" : "MANIFEST_UNKNOWN");
     rr.log.access = decision.result;
-    if (!decision.allowed) decision.refuse();
-    return decision.allowed;
+    if (!decision.allowed) {
+      decision.refuse();
+      return false;
+    }
+    if (step === "confirm") this.store.link(target.digest, hostRepository);
+    return true;
   }
 
   /** A cached manifest answers only a client whose Accept allows its media type. */
@@ -79,7 +93,7 @@ export class ContentHandler {
   serveCached(rr: RegistryRequest, target: ContentTarget, entry: BlobEntry, cache: CacheStatus = "HIT", extraHeaders: Record<string, string> = {}): void {
     rr.log.cache = cache;
     const rep = { digest: target.digest, mediaType: entry.mediaType, size: entry.size };
-    this.respond(rr, rep, cache, extraHeaders, () => this.store.readCached(entry, target.digest, `${rr.host}/${target.name}`));
+    this.respond(rr, rep, cache, extraHeaders, () => this.store.readCached(entry, target.digest));
   }
 
   private async fillAndServe(rr: RegistryRequest, target: ContentTarget): Promise<void> {
@@ -97,7 +111,7 @@ export class ContentHandler {
           if (!outcome.coalesced) {
             this.access.recordConfirmation(rr, target.name);
             this.access.learnPublic(rr, target.name, contentPath(target));
-          } else if (!(await this.authorized(rr, target))) return;
+          } else if (!(await this.mayServe(rr, target))) return;
           this.serveDownload(rr, outcome.download, outcome.coalesced ? "COALESCED" : "MISS");
         } finally {
           release();

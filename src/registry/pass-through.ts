@@ -10,6 +10,7 @@ import { cacheStatusHeaders, type CacheStatus, type RegistryRequest } from "./re
 /** Sends an upstream answer to the client as it is, streaming the body with backpressure. */
 export function relayUpstreamResponse(rr: RegistryRequest, response: UpstreamResponse, cache: CacheStatus): void {
   rr.log.upstreamStatus = response.statusCode;
+  rr.log.cache = cache;
   rr.res.writeHead(response.statusCode, { ...clientResponseHeaders(response.headers), ...cacheStatusHeaders(cache) });
   if (rr.req.method === "HEAD") {
     response.body.dump().catch(() => undefined);

@@ -66,7 +66,7 @@ export class TagHandler {
       });
     } catch (err) {
       if (err instanceof UpstreamError && err.failure === "refused-address") throw err;
-      await this.serveStale(rr, target, key, (err as Error).message, 503);
+      await this.serveStale(rr, target, key, (err as Error).message, err instanceof UpstreamError && err.rateLimited ? 429 : 503);
       return;
     }
     await head.body.dump();
@@ -91,6 +91,8 @@ export class TagHandler {
     const manifest = { kind: "manifest" as const, name: target.name, digest };
     const entry = this.content.usableEntry(rr, manifest);
     if (entry) {
+      // Upstream named this digest for this repository's tag, to this client: the repository has it.
+      this.store.link(digest, `${rr.host}/${target.name}`);
       this.content.serveCached(rr, manifest, entry, "HIT");
       await this.record(key, rr.host, target, { digest: digest.value, mediaType: entry.mediaType, size: entry.size, recorded: Date.now() });
       return;

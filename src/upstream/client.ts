@@ -116,7 +116,8 @@ export class UpstreamClient {
   async request(req: UpstreamRequest): Promise<UpstreamResponse> {
     const authority = formatAuthority(req.host, req.port);
     if (this.health?.isDown(authority)) {
-      throw new UpstreamError("circuit-open", req.host, "marked down after repeated failures; waiting for the background probe");
+      const rateLimited = this.health.isRateLimited(authority);
+      throw new UpstreamError("circuit-open", req.host, `marked down after repeated ${rateLimited ? "429 answers" : "failures"}; waiting for the background probe`, { rateLimited });
     }
     let response: UpstreamResponse;
     try {
@@ -128,7 +129,7 @@ export class UpstreamClient {
       throw failure;
     }
     this.observer?.(req.host, response.statusCode, undefined);
-    if (isUnavailableStatus(response.statusCode)) this.health?.recordFailure(authority, `HTTP ${response.statusCode}`);
+    if (isUnavailableStatus(response.statusCode)) this.health?.recordFailure(authority, `HTTP ${response.statusCode}`, response.statusCode);
     else this.health?.recordSuccess(authority);
     return response;
   }

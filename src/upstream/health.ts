@@ -8,6 +8,8 @@ export interface HostHealth {
   since: number;
   consecutiveFailures: number;
   lastError?: string;
+  /** The last failure was a 429: the host is rate-limiting, not broken, and clients are told so. */
+  rateLimited?: boolean;
 }
 
 /**
@@ -31,6 +33,10 @@ export class UpstreamHealth {
     return this.hosts.get(authority)?.state === "down";
   }
 
+  isRateLimited(authority: string): boolean {
+    return this.hosts.get(authority)?.rateLimited === true;
+  }
+
   recordSuccess(authority: string): void {
     const health = this.hosts.get(authority);
     if (!health) {
@@ -41,7 +47,7 @@ export class UpstreamHealth {
     if (health.state === "down") this.transition(health, "up");
   }
 
-  recordFailure(authority: string, reason: string): void {
+  recordFailure(authority: string, reason: string, status?: number): void {
     let health = this.hosts.get(authority);
     if (!health) {
       health = { host: authority, state: "up", since: Date.now(), consecutiveFailures: 0 };
@@ -49,6 +55,7 @@ export class UpstreamHealth {
     }
     health.consecutiveFailures += 1;
     health.lastError = reason;
+    health.rateLimited = status === 429;
     if (health.state === "up" && health.consecutiveFailures >= this.threshold) {
       this.transition(health, "down");
     }

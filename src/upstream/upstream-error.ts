@@ -18,13 +18,17 @@ export function isUnavailableStatus(status: number): boolean {
 }
 
 export class UpstreamError extends Error {
+  /** The host answers 429: clients should be told to slow down rather than that it is down. */
+  readonly rateLimited: boolean;
+
   constructor(
     readonly failure: UpstreamFailure,
     readonly host: string,
     message: string,
-    options?: { cause?: unknown },
+    options?: { cause?: unknown; rateLimited?: boolean },
   ) {
     super(`upstream ${host}: ${message}`, options);
+    this.rateLimited = options?.rateLimited === true;
     this.name = "UpstreamError";
   }
 }

@@ -141,6 +141,30 @@ describe.skipIf(missing.length > 0 || dockerUnavailable())("Docker Engine (Debia
     expect(env.registry.blobGets()).toEqual([]);
   });
 
+  it("docker push into another repository, with every blob cached from the first, lands intact", async () => {
+    const sourceLayout = env.path("copy-source");
+    writeOciImage(sourceLayout, "1.0", [1_500_000, 700_000]);
+    await skopeoPush(sourceLayout, "1.0", env.registry.url, "team/source", env.pki.certDir);
+    // A pull from team/copy first makes regcache know team/copy as public: the source's blobs,
+    // cached by the pull below, must still not appear there before they are pushed.
+    const earlierLayout = env.path("copy-earlier");
+    writeOciImage(earlierLayout, "0.9", [300_000]);
+    await skopeoPush(earlierLayout, "0.9", env.registry.url, "team/copy", env.pki.certDir);
+    const earlier = await engine.pull("quay.test/team/copy:0.9");
+    expect(earlier.ok, why(earlier)).toBe(true);
+    const source = "quay.test/team/source:1.0";
+    expect((await engine.pull(source)).ok).toBe(true);
+    expect((await engine.tag(source, "quay.test/team/copy:1.0")).ok).toBe(true);
+    const push = await engine.push("quay.test/team/copy:1.0");
+    expect(push.ok, why(push)).toBe(true);
+    const direct = env.path("copy-direct");
+    await exec("skopeo", ["--insecure-policy", "copy", "--src-cert-dir", env.pki.certDir, `docker://${env.registry.url}/team/copy:1.0`, `oci:${direct}:1.0`], {
+      env: { ...process.env, HTTPS_PROXY: "", https_proxy: "" },
+    });
+    expect(corruptBlobsInLayout(direct).corrupt).toEqual([]);
+    expect(pushedDigest(push.stdout)).toBe((await engine.inspect(source)).repoDigests[0]!.split("@")[1]);
+  });
+
   it("docker pull of a tag the registry does not have fails with the registry's answer", async () => {
     const result = await engine.pull("quay.test/team/pulled:no-such-tag");
     expect(result.ok).toBe(false);

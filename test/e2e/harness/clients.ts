@@ -198,3 +198,83 @@ export async function runPrefetch(args: string[]): Promise<{ code: number; stdou
     return { code: e.code, stdout: e.stdout, stderr: e.stderr };
   }
 }
+
+export interface PushThroughOptions {
+  /** Copy every instance of an index (skopeo --all). */
+  all?: boolean;
+  /** "user:password" for --dest-creds; without it the push is anonymous (--dest-no-creds). */
+  creds?: string;
+  /**
+   * A directory to stand in for skopeo's blob info cache (the known locations of blobs,
+   * from which containers/image decides on cross-repository mounts). Without it skopeo
+   * uses the machine's: /var/lib/containers/cache for root, shared by every run.
+   */
+  blobInfoCacheDir?: string;
+  timeoutMs?: number;
+}
+
+/**
+ * skopeo copy of an OCI layout to the registry THROUGH regcache: `destRef` is
+ * "quay.test/<repo>:<tag>". As root, containers/image keeps its blob info cache at the
+ * fixed /var/lib/containers/cache, so a private one is bind-mounted there in a
+ * mount namespace of skopeo's own; otherwise XDG_DATA_HOME points at it.
+ */
+export async function skopeoPushThrough(p: ProxyEnv, layoutDir: string, tag: string, destRef: string, opts: PushThroughOptions = {}): Promise<SkopeoResult> {
+  const args = ["--insecure-policy", "copy", "--retry-times", "0"];
+  if (opts.all) args.push("--all");
+  if (opts.creds) args.push("--dest-creds", opts.creds);
+  else args.push("--dest-no-creds");
+  args.push(`oci:${layoutDir}:${tag}`, `docker://${destRef}`);
+  let command = "skopeo";
+  let env = goClientEnv(p);
+  if (opts.blobInfoCacheDir) {
+    mkdirSync(opts.blobInfoCacheDir, { recursive: true });
+    if (process.getuid?.() === 0) {
+      const systemCache = "/var/lib/containers/cache";
+      command = "unshare";
+      args.unshift("--mount", "--propagation", "private", "sh", "-c", `mkdir -p ${systemCache} && mount --bind "$0" ${systemCache} && exec skopeo "$@"`, opts.blobInfoCacheDir);
+    } else {
+      env = { ...env, XDG_DATA_HOME: opts.blobInfoCacheDir };
+    }
+  }
+  const started = Date.now();
+  try {
+    const { stdout, stderr } = await exec(command, args, { env, timeout: opts.timeoutMs ?? 300_000, maxBuffer: 16 * 1024 * 1024 });
+    return { ok: true, stdout, stderr, durationMs: Date.now() - started };
+  } catch (err) {
+    const e = err as { stdout?: string; stderr?: string };
+    return { ok: false, stdout: e.stdout ?? "", stderr: e.stderr ?? String(err), durationMs: Date.now() - started };
+  }
+}
+
+/**
+ * skopeo copy from the registry straight into an OCI layout at `dest` (tag "latest"), not
+ * through regcache: `image` is "<host:port>/<repo>:<tag>", trust comes from `certDir`.
+ */
+export async function skopeoPullDirect(image: string, dest: string, certDir: string, opts: { all?: boolean; creds?: string; timeoutMs?: number } = {}): Promise<SkopeoResult> {
+  const args = ["--insecure-policy", "copy", "--retry-times", "0", "--src-cert-dir", certDir];
+  if (opts.all) args.push("--all");
+  if (opts.creds) args.push("--src-creds", opts.creds);
+  else args.push("--src-no-creds");
+  args.push(`docker://${image}`, `oci:${dest}:latest`);
+  const started = Date.now();
+  try {
+    const { stdout, stderr } = await exec("skopeo", args, {
+      env: { ...process.env, HTTPS_PROXY: "", https_proxy: "", HTTP_PROXY: "", http_proxy: "" },
+      timeout: opts.timeoutMs ?? 300_000,
+      maxBuffer: 16 * 1024 * 1024,
+    });
+    return { ok: true, stdout, stderr, durationMs: Date.now() - started };
+  } catch (err) {
+    const e = err as { stdout?: string; stderr?: string };
+    return { ok: false, stdout: e.stdout ?? "", stderr: e.stderr ?? String(err), durationMs: Date.now() - started };
+  }
+}
+
+/** The digest an OCI layout's index.json points to for `tag` (or its only entry). */
+export function layoutTopDigest(dir: string, tag?: string): string {
+  const index = JSON.parse(readFileSync(path.join(dir, "index.json"), "utf8")) as { manifests: { digest: string; annotations?: Record<string, string> }[] };
+  const entry = tag === undefined && index.manifests.length === 1 ? index.manifests[0] : index.manifests.find((m) => m.annotations?.["org.opencontainers.image.ref.name"] === tag);
+  if (!entry) throw new Error(`${dir}/index.json has no entry for ${tag ?? "its only image"}: ${JSON.stringify(index.manifests)}`);
+  return entry.digest;
+}
