@@ -1,6 +1,8 @@
-import { access as checkAccess, mkdir } from "node:fs/promises";
+import { access as checkAccess, mkdir, mkdtemp, rm } from "node:fs/promises";
 import { constants as fsConstants } from "node:fs";
 import { Server as NetServer, type AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import path from "node:path";
 import { BlobStore } from "./cache/blob-store.js";
 import { CacheIndex } from "./cache/cache-index.js";
 import { acquireDataDirLock } from "./cache/data-dir-lock.js";
@@ -58,9 +60,16 @@ export async function startRegcache(config: Config, logger: Logger): Promise<Run
   const paths = new DataPaths(config.dataDir);
   await mkdir(paths.root, { recursive: true });
   const releaseLock = await acquireDataDirLock(paths.lockFile);
-  const index = await CacheIndex.open(paths.indexFile);
+  const index = await CacheIndex.open(paths.indexFile, logger);
   await recoverDataDir(paths, index, logger);
-  const store = new BlobStore(paths, index, config.maxCacheSize, logger);
+  const store = new BlobStore(
+    paths,
+    index,
+    { maxBytes: config.maxCacheSize, maxBlobSize: config.maxBlobSize, minDownloadRate: config.minDownloadRate, abandonedAfterMs: config.abandonAfter, verifyIntervalMs: config.verifyInterval },
+    logger,
+  );
+  await store.fitBoundToDisk();
+  store.startScrub();
 
   const dialer = new Dialer(new ResolveMap(config.resolve), config.denyPrivateAddresses);
   const upstream = new UpstreamClient(dialer, loadUpstreamTrust(config.upstreamCaFiles), {
@@ -72,7 +81,7 @@ export async function startRegcache(config: Config, logger: Logger): Promise<Run
   upstream.health = health;
   if (config.credentialsFile) upstream.credentials = new ProxyCredentials(loadCredentialsFile(config.credentialsFile));
 
-  const access = new AccessControl(upstream, index, await loadInstanceSecret(paths.secretFile), config, logger);
+  const access = new AccessControl(upstream, index, await loadInstanceSecret(paths.secretFile, logger), config, logger);
   const content = new ContentHandler(store, upstream, access);
   const registry = new RegistryHandler(upstream, content, new TagHandler(upstream, store, index, content, access, config.tagTtl), new PingHandler(upstream, access));
 
@@ -83,8 +92,11 @@ export async function startRegcache(config: Config, logger: Logger): Promise<Run
   const metrics = new Metrics({ store, health, access, minter, lifecycle });
   upstream.observer = (host, status, failure) => metrics.observeUpstream(host, status, failure);
   const observers = [(rr: RegistryRequest, status: number, bytes: number, ms: number) => collector.observe(rr, status, bytes, ms), metrics.observeRequest.bind(metrics)];
-  const interceptor = new MitmInterceptor(minter, paths.tmpDir, createInterceptedRequestHandler(registry, logger, lifecycle, observers), logger);
+  // The library's throwaway CA (see MitmInterceptor.start) is written outside the data disk: that disk may be full.
+  const mitmScratch = await mkdtemp(path.join(tmpdir(), "regcache-mitm-"));
+  const interceptor = new MitmInterceptor(minter, mitmScratch, createInterceptedRequestHandler(registry, logger, lifecycle, observers), logger);
   await interceptor.start();
+  await rm(mitmScratch, { recursive: true, force: true });
 
   let port = config.listen.port;
   const statsSources = { collector, store, health, version: VERSION, startedAt };
@@ -143,6 +155,7 @@ export async function startRegcache(config: Config, logger: Logger): Promise<Run
       const idle = (await lifecycle.waitIdle(graceMs)) && (await lifecycle.waitTunnelsQuiet(TUNNEL_QUIET_MS, deadline));
       logger.info({ idle, activeRequests: lifecycle.activeRequests }, idle ? "in-flight requests finished" : "shutdown grace period over; closing open requests");
       health.stop();
+      store.stopScrub();
       server.closeAllConnections();
       interceptor.close();
       await upstream.destroy().catch(() => undefined);

@@ -1,43 +1,80 @@
 import { randomBytes } from "node:crypto";
-import { mkdir, rm } from "node:fs/promises";
+import { openSync } from "node:fs";
+import { mkdir, readdir, rename, rm, stat } from "node:fs/promises";
 import path from "node:path";
 import type { Readable } from "node:stream";
 import type { Logger } from "../log/logger.js";
-import type { Digest } from "../registry/digest.js";
+import { parseDigest, type Digest } from "../registry/digest.js";
 import { addLink, type BlobEntry, type CacheIndex } from "./cache-index.js";
 import type { DataPaths } from "./data-paths.js";
+import { DISK_HEADROOM, effectiveCacheBound, freeBytes } from "./disk-space.js";
 import { Download } from "./download.js";
 import { chooseEvictions } from "./eviction.js";
+import { hashFile } from "./file-hash.js";
 import { OpenStreams } from "./read-chunk.js";
 import { CachedFileSource, DownloadSource, type RangeSource } from "./range-source.js";
 
 /** Eviction goes below the bound, so that one new blob does not trigger another eviction at once. */
 const LOW_WATER_RATIO = 0.9;
+/**
+ * Files up to this size (every manifest: the distribution spec caps them at 4 MiB) are hashed
+ * before every response: it costs little, and a manifest served wrong is accepted by clients
+ * that pull by tag (they cannot know its digest).
+ */
+const ALWAYS_CHECKED_BYTES = 4 * 1024 * 1024;
+/** The background scrub hashes at most this fast, so it never competes with clients for the disk. */
+const SCRUB_BYTES_PER_SECOND = 64 * 1024 * 1024;
+const SCRUB_IDLE_MS = 60_000;
+/** A drip-feeding upstream is judged over a minute: long enough for a congested link to recover. */
+const RATE_WINDOW_MS = 60_000;
+/** Damaged files kept for inspection; older ones are deleted. */
+const QUARANTINE_KEEP = 3;
+
+export interface BlobStoreOptions {
+  /** --max-cache-size: the bound regcache may fill, when the disk can hold it. */
+  maxBytes: number;
+  /** Cap on a body whose size upstream did not declare. */
+  maxBlobSize: number;
+  /** Download limits (download.ts). */
+  minDownloadRate: number;
+  abandonedAfterMs: number;
+  /** A cached file is re-hashed when served if it was not verified this run, or not for this long. */
+  verifyIntervalMs: number;
+}
 
 /** What an upstream open produced: a body to cache, or an answer that must not be cached. */
 export type OpenResult<R> =
-  | { kind: "body"; body: Readable; size: number | undefined; mediaType: string; host: string }
+  | { kind: "body"; body: Readable; size: number | undefined; mediaType: string; host: string; maxSize?: number }
   | { kind: "refused"; response: R };
 
 /**
- * For the request that started a fetch: its download, or upstream's own (uncacheable) answer.
+ * For the request that started a fetch: its download, upstream's own (uncacheable) answer, or a
+ * body to stream through uncached (larger than the cache, or no room on the disk).
  * For requests that joined: the download, or "retry" (ask upstream with their own credentials).
  */
 export type FillOutcome<R> =
   | { kind: "download"; download: Download; coalesced: boolean }
   | { kind: "refused"; response: R }
-  | { kind: "too-large"; body: Readable; size: number; mediaType: string }
+  | { kind: "uncached"; reason: "too-large" | "no-space"; body: Readable; size: number | undefined; mediaType: string }
   | { kind: "retry" };
 
 export interface BlobStoreStats {
   evictions: number;
   evictedBytes: number;
+  /** Cached files found not to match their digest (quarantined, refetched on the next request). */
+  damaged: number;
+  /** Index rows whose file was gone or the wrong size (dropped: a miss). */
+  missing: number;
+  /** Bodies streamed through uncached because the disk had no room, even after eviction. */
+  uncachedForSpace: number;
+  /** When the disk last had no room (ms since the epoch). */
+  noSpaceAt: number | undefined;
 }
 
 /**
  * Content-addressed store: one file per digest under DataPaths, rows in CacheIndex,
  * one upstream fetch per digest at a time, LRU eviction that never touches a
- * digest being read or written.
+ * digest being read or written, and files re-checked against their digest when served.
  */
 export class BlobStore {
   private readonly fetches = new Map<string, Promise<FillOutcome<unknown>>>();
@@ -45,15 +82,43 @@ export class BlobStore {
   private readonly pins = new Map<string, number>();
   /** Links of digests still downloading: the starter's repository and any confirmed while it runs. */
   private readonly pendingLinks = new Map<string, string[]>();
+  /** Digests whose file matched its digest since this process started. */
+  private readonly verifiedThisRun = new Set<string>();
   private readonly openStreams = new OpenStreams();
-  readonly stats: BlobStoreStats = { evictions: 0, evictedBytes: 0 };
+  private scrubTimer: NodeJS.Timeout | undefined;
+  /** Bytes each admitted download may still write: room on the disk promised to it. */
+  private readonly reservations = new Map<string, number>();
+  /** The bound in force: --max-cache-size, or less while the disk cannot hold that (disk-space.ts). */
+  private bound: number;
+  readonly stats: BlobStoreStats = { evictions: 0, evictedBytes: 0, damaged: 0, missing: 0, uncachedForSpace: 0, noSpaceAt: undefined };
 
   constructor(
     private readonly paths: DataPaths,
     readonly index: CacheIndex,
-    readonly maxBytes: number,
+    private readonly options: BlobStoreOptions,
     private readonly logger: Logger,
-  ) {}
+  ) {
+    this.bound = options.maxBytes;
+  }
+
+  get maxBytes(): number {
+    return this.bound;
+  }
+
+  /**
+   * Lowers the bound to what the disk holds (what is cached plus what is free), or raises it back
+   * towards --max-cache-size when space returns; says so when it changes much.
+   */
+  async fitBoundToDisk(): Promise<void> {
+    const free = await freeBytes(this.paths.root);
+    let written = 0;
+    for (const d of this.downloads.values()) written += d.written;
+    const fitted = effectiveCacheBound(this.options.maxBytes, this.index.size + written, free);
+    if (fitted < this.options.maxBytes && Math.abs(fitted - this.bound) > this.options.maxBytes / 100) {
+      this.logger.warn({ maxCacheSize: this.options.maxBytes, effectiveBytes: fitted, dataDir: this.paths.root }, "the disk holds less than --max-cache-size; the cache is bounded to what fits");
+    }
+    this.bound = fitted;
+  }
 
   lookup(digest: Digest): BlobEntry | undefined {
     return this.index.getBlob(digest.value);
@@ -75,15 +140,89 @@ export class BlobStore {
     this.index.link(digest.value, hostRepository);
   }
 
-  /** The cached blob's file as a response source; the digest stays pinned until it closes. */
-  readCached(entry: BlobEntry, digest: Digest): RangeSource {
+  /**
+   * Whether the row's file is on disk, with its size, and (for a small file: every manifest) its
+   * digest. A file deleted, truncated or damaged behind regcache's back is a miss: the row is
+   * dropped and the fill refetches it, so the client never notices. Large files are checked while
+   * they are served instead (readCached), where a mismatch can only cut the response.
+   */
+  async present(entry: BlobEntry, digest: Digest): Promise<boolean> {
+    const file = this.paths.blobFile(digest);
+    const size = await stat(file).then(
+      (s) => s.size,
+      () => undefined,
+    );
+    if (size !== entry.size) {
+      if (this.pins.has(entry.digest)) return false;
+      this.stats.missing += 1;
+      this.logger.warn({ digest: entry.digest, expectedBytes: entry.size, foundBytes: size ?? null }, "cached file missing or resized; dropped from the index");
+      await this.index.deleteBlob(entry.digest).catch((err: unknown) => this.logger.warn({ err }, "cannot drop index row"));
+      return false;
+    }
+    if (entry.size > ALWAYS_CHECKED_BYTES) return true;
+    const actual = await hashFile(file, digest.algorithm).catch(() => undefined);
+    if (actual === digest.hex) return true;
+    await this.quarantine(entry, digest, `${digest.algorithm}:${actual ?? "unreadable"}`);
+    return false;
+  }
+
+  /**
+   * Bytes [start, end] of the cached file as a response source; the digest stays pinned until it
+   * closes. Large files not verified this run (or within --verify-interval) are hashed as they are
+   * served, and their last byte is released only if they still match.
+   */
+  readCached(entry: BlobEntry, digest: Digest, start: number, end: number): RangeSource {
     this.index.touch(entry.digest);
+    const fd = openSync(this.paths.blobFile(digest), "r");
     this.pin(entry.digest);
     const slot = this.openStreams.open();
-    return new CachedFileSource(this.paths.blobFile(digest), entry.size, slot.chunkSize, () => {
-      slot.closed();
-      this.unpin(entry.digest);
-    });
+    const check = this.needsCheck(entry)
+      ? {
+          algorithm: digest.algorithm,
+          hex: digest.hex,
+          mode: start === 0 && end === entry.size - 1 ? ("inline" as const) : ("whole" as const),
+          onResult: (matched: boolean, actual: string) => (matched ? this.markVerified(entry) : void this.quarantine(entry, digest, actual)),
+        }
+      : undefined;
+    return new CachedFileSource(
+      fd,
+      entry.size,
+      slot.chunkSize,
+      () => {
+        slot.closed();
+        this.unpin(entry.digest);
+      },
+      check,
+    );
+  }
+
+  /** Small files were just checked whole by present(); large ones when not verified this run or lately. */
+  private needsCheck(entry: BlobEntry): boolean {
+    if (entry.size <= ALWAYS_CHECKED_BYTES) return false;
+    return !this.verifiedThisRun.has(entry.digest) || Date.now() - (entry.verifiedAt ?? 0) >= this.options.verifyIntervalMs;
+  }
+
+  private markVerified(entry: BlobEntry): void {
+    this.verifiedThisRun.add(entry.digest);
+    this.index.markVerified(entry.digest, Date.now());
+  }
+
+  /** A file that no longer matches its digest leaves the cache (kept aside for inspection); the next request refetches it. */
+  private async quarantine(entry: BlobEntry, digest: Digest, actual: string): Promise<void> {
+    if (this.index.getBlob(entry.digest) !== entry) return;
+    this.stats.damaged += 1;
+    this.verifiedThisRun.delete(entry.digest);
+    this.logger.error({ digest: entry.digest, actual, bytes: entry.size }, "cached file does not match its digest; quarantined, will be refetched");
+    try {
+      await this.index.deleteBlob(entry.digest);
+      await mkdir(this.paths.quarantineDir, { recursive: true });
+      await rename(this.paths.blobFile(digest), path.join(this.paths.quarantineDir, `${digest.hex}.${Date.now()}`));
+      const kept = (await readdir(this.paths.quarantineDir)).sort((a, b) => Number(b.split(".")[1]) - Number(a.split(".")[1]));
+      for (const old of kept.slice(QUARANTINE_KEEP)) await rm(path.join(this.paths.quarantineDir, old), { force: true });
+    } catch (err) {
+      this.logger.error({ err, digest: entry.digest }, "cannot quarantine damaged file");
+      await rm(this.paths.blobFile(digest), { force: true }).catch(() => undefined);
+    }
   }
 
   readDownload(download: Download): RangeSource {
@@ -116,15 +255,26 @@ export class BlobStore {
   private async startFetch<R>(digest: Digest, hostRepository: string, open: () => Promise<OpenResult<R>>): Promise<FillOutcome<R>> {
     const result = await open();
     if (result.kind === "refused") return result;
-    if (result.size !== undefined && result.size > this.maxBytes) {
-      return { kind: "too-large", body: result.body, size: result.size, mediaType: result.mediaType };
-    }
+    const uncached = (reason: "too-large" | "no-space"): FillOutcome<R> => ({ kind: "uncached", reason, body: result.body, size: result.size, mediaType: result.mediaType });
+    if (result.size !== undefined && result.size > this.options.maxBytes) return uncached("too-large");
     await this.evictFor(result.size ?? 0);
+    if (!(await this.reserveDisk(digest.value, result.size ?? 0))) {
+      this.stats.uncachedForSpace += 1;
+      this.logger.warn({ digest: digest.value, bytes: result.size ?? null }, "no room on the cache disk, even after eviction; streaming through uncached");
+      return uncached("no-space");
+    }
     const finalFile = this.paths.blobFile(digest);
-    await mkdir(path.dirname(finalFile), { recursive: true });
-    await mkdir(this.paths.tmpDir, { recursive: true });
     const tempFile = path.join(this.paths.tmpDir, `${digest.hex.slice(0, 16)}-${randomBytes(6).toString("hex")}`);
-    const download = await Download.start({ digest, host: result.host, size: result.size, mediaType: result.mediaType, body: result.body, tempFile, finalFile });
+    let download: Download;
+    try {
+      await mkdir(path.dirname(finalFile), { recursive: true });
+      await mkdir(this.paths.tmpDir, { recursive: true });
+      download = await this.startDownload(digest, result, tempFile, finalFile);
+    } catch (err) {
+      this.reservations.delete(digest.value);
+      result.body.destroy();
+      throw err;
+    }
     this.downloads.set(digest.value, download);
     this.pendingLinks.set(digest.value, [hostRepository]);
     this.pin(digest.value);
@@ -136,6 +286,25 @@ export class BlobStore {
       },
     );
     return { kind: "download", download, coalesced: false };
+  }
+
+  private startDownload(digest: Digest, result: Extract<OpenResult<unknown>, { kind: "body" }>, tempFile: string, finalFile: string): Promise<Download> {
+    return Download.start({
+      digest,
+      host: result.host,
+      size: result.size,
+      mediaType: result.mediaType,
+      body: result.body,
+      tempFile,
+      finalFile,
+      limits: {
+        maxBytes: result.size ?? Math.min(result.maxSize ?? Infinity, this.options.maxBlobSize),
+        minRate: this.options.minDownloadRate,
+        rateWindowMs: RATE_WINDOW_MS,
+        abandonedAfterMs: this.options.abandonedAfterMs,
+      },
+      makeRoom: (bytes) => this.makeRoom(bytes),
+    });
   }
 
   private async commit(download: Download): Promise<void> {
@@ -150,6 +319,9 @@ export class BlobStore {
       links: [],
     };
     for (const link of this.pendingLinks.get(download.digest.value) ?? []) addLink(entry.links, link);
+    // Its bytes were hashed on the way in: as verified as a file can be.
+    entry.verifiedAt = now;
+    this.verifiedThisRun.add(entry.digest);
     try {
       await this.index.putBlob(entry);
     } catch (err) {
@@ -161,6 +333,7 @@ export class BlobStore {
 
   private release(download: Download): void {
     this.downloads.delete(download.digest.value);
+    this.reservations.delete(download.digest.value);
     this.pendingLinks.delete(download.digest.value);
     this.fetches.delete(download.digest.value);
     this.unpin(download.digest.value);
@@ -181,22 +354,119 @@ export class BlobStore {
     let inProgress = incoming;
     for (const d of this.downloads.values()) inProgress += d.expectedSize ?? d.written;
     const total = this.index.size + inProgress;
-    if (total <= this.maxBytes) return;
-    const target = Math.max(0, Math.floor(this.maxBytes * LOW_WATER_RATIO));
+    if (total <= this.bound) return;
+    await this.evictDownTo(total, Math.max(0, Math.floor(this.bound * LOW_WATER_RATIO)));
+  }
+
+  /** Evicts least recently used blobs until `total` (what the cache would hold) is at most `target`. */
+  private async evictDownTo(total: number, target: number): Promise<number> {
     const victims = chooseEvictions(this.index.allBlobs(), total, target, (d) => this.pins.has(d));
+    let freed = 0;
     for (const digest of victims) {
       const entry = this.index.getBlob(digest);
       if (!entry) continue;
       await this.remove(entry);
+      freed += entry.size;
       this.stats.evictions += 1;
       this.stats.evictedBytes += entry.size;
     }
-    if (victims.length > 0) this.logger.info({ evicted: victims.length, cacheBytes: this.index.size }, "evicted least recently used blobs");
+    if (victims.length > 0) this.logger.info({ evicted: victims.length, freedBytes: freed, cacheBytes: this.index.size }, "evicted least recently used blobs");
+    return freed;
+  }
+
+  /**
+   * Promises `digest` room for `size` more bytes on the disk, beside what admitted downloads may
+   * still write: the cache bound says how much regcache may keep, the disk how much it can
+   * (another tenant, or a disk smaller than --max-cache-size). Evicts when that makes the room;
+   * false when even eviction cannot (the body then streams through uncached).
+   */
+  private async reserveDisk(digest: string, size: number): Promise<boolean> {
+    const promised = (): number => {
+      let bytes = DISK_HEADROOM + size;
+      for (const [d, reserved] of this.reservations) bytes += Math.max(0, reserved - (this.downloads.get(d)?.written ?? 0));
+      return bytes;
+    };
+    await this.fitBoundToDisk();
+    let free = await freeBytes(this.paths.root);
+    if (free < promised()) {
+      let evictable = 0;
+      for (const entry of this.index.allBlobs()) if (!this.pins.has(entry.digest)) evictable += entry.size;
+      // Evicting what cannot make the room would only empty the cache for nothing.
+      if (free + evictable < promised()) return this.noRoom();
+      await this.evictDownTo(this.index.size, this.index.size - (promised() - free));
+      free = await freeBytes(this.paths.root);
+    }
+    // No await between this check and the reservation: concurrent fills see each other's.
+    if (free < promised()) return this.noRoom();
+    this.reservations.set(digest, size);
+    return true;
+  }
+
+  private noRoom(): false {
+    this.stats.noSpaceAt = Date.now();
+    return false;
+  }
+
+  /** A write hit ENOSPC: evict enough for it and the headroom, so the download can retry once. */
+  private async makeRoom(bytes: number): Promise<void> {
+    this.stats.noSpaceAt = Date.now();
+    await this.evictDownTo(this.index.size, this.index.size - bytes - DISK_HEADROOM);
   }
 
   async remove(entry: BlobEntry): Promise<void> {
     await this.index.deleteBlob(entry.digest);
+    this.verifiedThisRun.delete(entry.digest);
     const [algorithm, hex] = entry.digest.split(":");
     await rm(path.join(this.paths.blobsDir, algorithm!, hex!.slice(0, 2), hex!), { force: true });
+  }
+
+  /**
+   * Walks the cache in the background, oldest verification first, re-hashing files not verified
+   * within --verify-interval, at a pace that leaves the disk to clients. A damaged file is found
+   * even if nobody asks for it.
+   */
+  startScrub(): void {
+    this.scheduleScrub(Math.min(SCRUB_IDLE_MS, this.options.verifyIntervalMs));
+  }
+
+  stopScrub(): void {
+    clearTimeout(this.scrubTimer);
+  }
+
+  private scheduleScrub(delayMs: number): void {
+    this.scrubTimer = setTimeout(() => {
+      this.scrubOne().then(
+        (next) => this.scheduleScrub(next),
+        (err: unknown) => {
+          this.logger.warn({ err }, "cache scrub failed; retrying later");
+          this.scheduleScrub(SCRUB_IDLE_MS);
+        },
+      );
+    }, delayMs);
+    this.scrubTimer.unref();
+  }
+
+  /** Verifies the most overdue file, if any; returns how long to wait before the next. */
+  private async scrubOne(): Promise<number> {
+    const now = Date.now();
+    let due: BlobEntry | undefined;
+    for (const entry of this.index.allBlobs()) {
+      if (this.pins.has(entry.digest) || now - (entry.verifiedAt ?? 0) < this.options.verifyIntervalMs) continue;
+      if (!due || (entry.verifiedAt ?? 0) < (due.verifiedAt ?? 0)) due = entry;
+    }
+    const idle = Math.min(SCRUB_IDLE_MS, this.options.verifyIntervalMs);
+    if (!due) return idle;
+    const digest = parseDigest(due.digest);
+    if (!digest) return idle;
+    this.pin(due.digest);
+    try {
+      if (!(await this.present(due, digest))) return 0;
+      const actual = await hashFile(this.paths.blobFile(digest), digest.algorithm);
+      if (actual === digest.hex) this.markVerified(due);
+      else await this.quarantine(due, digest, `${digest.algorithm}:${actual}`);
+    } finally {
+      this.unpin(due.digest);
+    }
+    return Math.ceil((due.size * 1000) / SCRUB_BYTES_PER_SECOND);
   }
 }

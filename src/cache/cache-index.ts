@@ -1,6 +1,10 @@
 import { createHash } from "node:crypto";
+import { rename, rm, stat } from "node:fs/promises";
+import { pathToFileURL } from "node:url";
 import KeyvSqlite from "@keyv/sqlite";
 import Keyv from "keyv";
+import sqlite3 from "sqlite3";
+import type { Logger } from "../log/logger.js";
 
 export interface BlobEntry {
   digest: string;
@@ -17,6 +21,8 @@ export interface BlobEntry {
    * Most recent last; bounded, since a link dropped costs one upstream HEAD to re-confirm.
    */
   links: string[];
+  /** When the file last matched its digest (ms since the epoch); absent: never checked since it was indexed. */
+  verifiedAt?: number;
 }
 
 export interface TagEntry {
@@ -26,62 +32,162 @@ export interface TagEntry {
   recorded: number;
 }
 
+/** Why the index is not recording durably: sqlite's result code (or "DAMAGED") and message. */
+export interface IndexWriteError {
+  code: string;
+  message: string;
+  /** ms since the epoch */
+  at: number;
+}
+
+const TABLE = "regcache";
 const BLOB_PREFIX = "blob:";
 const TAG_PREFIX = "tag:";
 const META_PREFIX = "meta:";
 const MAX_LINKS = 256;
 /** Access times are batched: a sqlite write per cache hit would cost more than the hit. */
 const FLUSH_INTERVAL_MS = 5_000;
+/** On a full disk every write fails: one warning per kind of failure per minute says it. */
+const WARN_EVERY_MS = 60_000;
+/**
+ * Tag and meta records whose write failed are kept for reading back and retrying; past this
+ * many the oldest go (they are hints: a lost one costs an upstream round trip).
+ */
+const MAX_PENDING_RECORDS = 10_000;
+/** sqlite result codes (node-sqlite3 reports the primary one) meaning the file cannot be trusted. */
+const DAMAGE_CODES = new Set(["SQLITE_CORRUPT", "SQLITE_NOTADB"]);
+/** ...meaning it cannot be created or written here: a full disk, read-only or failing storage. */
+const UNWRITABLE_CODES = new Set(["SQLITE_FULL", "SQLITE_IOERR", "SQLITE_CANTOPEN", "SQLITE_READONLY"]);
 
 export function tagKey(host: string, name: string, tag: string, acceptSet: readonly string[]): string {
   const accept = createHash("sha256").update(acceptSet.join(",")).digest("hex").slice(0, 16);
   return `${host}/${name}:${tag}@${accept}`;
 }
 
+class DamagedIndexError extends Error {
+  readonly code = "DAMAGED";
+}
+
 /**
  * The cache index: blob rows and tag answers, persisted through keyv + @keyv/sqlite.
  * Blob rows are also held in memory (they are small and the hot path reads them on
  * every request); sqlite is the durable copy, written through on change.
+ *
+ * The index is an accelerator, never a reason to stop serving: every file it describes can be
+ * re-admitted by hash (recovery.ts). So a damaged index is set aside and replaced at start-up,
+ * an unwritable one is replaced by an in-memory copy for the run, and no method rejects: a
+ * failed write is logged, kept in memory and retried by the next flush.
  */
 export class CacheIndex {
-  private readonly blobs = new Map<string, BlobEntry>();
   private readonly dirty = new Set<string>();
+  private readonly pendingRecords = new Map<string, unknown>();
+  private readonly warnedAt = new Map<string, { at: number; since: number }>();
   private readonly flushTimer: NodeJS.Timeout;
-  private totalBytes = 0;
+  private flushing: Promise<void> | undefined;
+  private lastFailure: IndexWriteError | undefined;
 
-  private constructor(private readonly keyv: Keyv) {
+  private constructor(
+    private readonly keyv: Keyv,
+    private readonly blobs: Map<string, BlobEntry>,
+    private totalBytes: number,
+    private readonly logger: Logger,
+    /** Set when this run's index lives in memory only. */
+    private readonly volatileCause?: IndexWriteError,
+  ) {
     this.flushTimer = setInterval(() => void this.flush(), FLUSH_INTERVAL_MS);
     this.flushTimer.unref();
   }
 
-  static async open(file: string): Promise<CacheIndex> {
-    const store = new KeyvSqlite({ uri: `sqlite://${file}`, table: "regcache", busyTimeout: 10_000, keySize: 1024, iterationLimit: 1000 });
-    // WAL lets readers proceed during writes; NORMAL sync is durable across process crashes,
-    // and files on disk are re-verified at start-up anyway.
-    await store.query("PRAGMA journal_mode=WAL");
-    await store.query("PRAGMA synchronous=NORMAL");
-    const keyv = new Keyv({ store, namespace: "regcache", throwOnErrors: true });
-    const index = new CacheIndex(keyv);
-    await index.load();
-    return index;
-  }
-
-  private async load(): Promise<void> {
-    if (!this.keyv.iterator) return;
-    for await (const [key, value] of this.keyv.iterator(undefined)) {
-      const k = String(key);
-      if (k.startsWith(BLOB_PREFIX)) {
-        const entry = value as BlobEntry & { seenIn?: string[] };
-        // Rows written before links existed named repositories a hit was merely allowed in,
-        // not ones upstream confirmed: they start with no links and re-confirm on first use.
-        if (!Array.isArray(entry.links)) {
-          entry.links = [];
-          delete entry.seenIn;
-        }
-        this.blobs.set(entry.digest, entry);
-        this.totalBytes += entry.size;
+  static async open(file: string, logger: Logger): Promise<CacheIndex> {
+    let created = (await fileSize(file)) === undefined;
+    let failure: unknown;
+    try {
+      return await CacheIndex.openFile(file, logger);
+    } catch (err) {
+      failure = err;
+    }
+    if (isDamage(failure)) {
+      const movedTo = await moveAside(file);
+      logger.warn(
+        { file, movedTo, reason: messageOf(failure) },
+        "cache index damaged: moved aside and replaced by an empty one; its tag records and access verdicts are lost, cached files are re-admitted by hash",
+      );
+      created = true;
+      try {
+        return await CacheIndex.openFile(file, logger);
+      } catch (err) {
+        failure = err;
       }
     }
+    if (!UNWRITABLE_CODES.has(errorCode(failure))) throw failure;
+    // What sqlite began on a disk that refused it is no index: left behind, the next start would take it for a damaged one.
+    if (created) await removeIndexFiles(file);
+    return CacheIndex.openInMemory(file, created, failure, logger);
+  }
+
+  private static async openFile(file: string, logger: Logger): Promise<CacheIndex> {
+    // sqlite takes an empty file for a new database, but it wrote a header when this one was made: it was truncated.
+    if ((await fileSize(file)) === 0) throw new DamagedIndexError("the file is empty");
+    const store = newStore(`sqlite://${file}`);
+    try {
+      // WAL lets readers proceed during writes; NORMAL sync is durable across process crashes,
+      // and files on disk are re-verified at start-up anyway.
+      await store.query("PRAGMA journal_mode=WAL");
+      await store.query("PRAGMA synchronous=NORMAL");
+      // Loading reads every table page; quick_check also walks the key index every lookup uses
+      // (and the free list), for about 7 ms per 10k rows with a warm page cache, 60 ms cold.
+      const check = (await store.query("PRAGMA quick_check")) as { quick_check: string }[];
+      if (check[0]?.quick_check !== "ok") throw new DamagedIndexError(`quick_check: ${check.slice(0, 3).map((r) => r.quick_check).join("; ")}`);
+      const keyv = newKeyv(store);
+      const { blobs, bytes } = await loadBlobs(keyv);
+      return new CacheIndex(keyv, blobs, bytes, logger);
+    } catch (err) {
+      // An open connection would keep the file's locks and shared memory past a rename.
+      await store.close().catch(() => undefined);
+      throw err;
+    }
+  }
+
+  private static async openInMemory(file: string, created: boolean, cause: unknown, logger: Logger): Promise<CacheIndex> {
+    let store = newStore("sqlite://:memory:");
+    let rowsRead = 0;
+    let unread: string | undefined;
+    let loaded: { keyv: Keyv; blobs: Map<string, BlobEntry>; bytes: number };
+    try {
+      if (!created) {
+        const rows = await readRowsWithoutWriting(file);
+        await store.query(
+          `INSERT INTO ${TABLE} (key, value) SELECT json_extract(j.value, '$[0]'), json_extract(j.value, '$[1]') FROM json_each(?) AS j`,
+          JSON.stringify(rows.map((r) => [r.key, r.value])),
+        );
+        rowsRead = rows.length;
+      }
+      const keyv = newKeyv(store);
+      loaded = { keyv, ...(await loadBlobs(keyv)) };
+    } catch (err) {
+      // Unreadable (damaged too, say): start empty, as for a new index; recovery re-admits the files.
+      unread = messageOf(err);
+      rowsRead = 0;
+      await store.close().catch(() => undefined);
+      store = newStore("sqlite://:memory:");
+      const keyv = newKeyv(store);
+      loaded = { keyv, ...(await loadBlobs(keyv)) };
+    }
+    logger.warn(
+      { file, reason: messageOf(cause), rowsRead, ...(unread ? { unread } : {}) },
+      "cache index cannot be written (disk full or read-only): this run keeps it in memory and loses what it records at exit; the next start re-admits files by hash",
+    );
+    return new CacheIndex(loaded.keyv, loaded.blobs, loaded.bytes, logger, indexError(cause));
+  }
+
+  /** True while the index cannot record durably: its last write failed, or it lives in memory for this run. */
+  get writeFailing(): boolean {
+    return this.writeError !== undefined;
+  }
+
+  /** Why writeFailing, for readiness and stats; undefined while writes succeed. */
+  get writeError(): IndexWriteError | undefined {
+    return this.volatileCause ?? this.lastFailure;
   }
 
   get size(): number {
@@ -100,20 +206,21 @@ export class CacheIndex {
     return this.blobs.values();
   }
 
+  /** Never rejects: memory is updated at once, and a row sqlite refuses is retried by the next flush. */
   async putBlob(entry: BlobEntry): Promise<void> {
     const previous = this.blobs.get(entry.digest);
     if (previous) this.totalBytes -= previous.size;
     this.blobs.set(entry.digest, entry);
     this.totalBytes += entry.size;
-    await this.keyv.set(BLOB_PREFIX + entry.digest, entry);
+    await this.persistBlob(entry.digest);
   }
 
+  /** Never rejects, like putBlob. */
   async deleteBlob(digest: string): Promise<void> {
     const previous = this.blobs.get(digest);
     if (previous) this.totalBytes -= previous.size;
     this.blobs.delete(digest);
-    this.dirty.delete(digest);
-    await this.keyv.delete(BLOB_PREFIX + digest);
+    await this.persistBlob(digest);
   }
 
   /** Records a hit in memory; persisted by the next flush. */
@@ -125,6 +232,14 @@ export class CacheIndex {
     this.dirty.add(digest);
   }
 
+  /** Records that the file matched its digest at `at`; persisted by the next flush. */
+  markVerified(digest: string, at: number): void {
+    const entry = this.blobs.get(digest);
+    if (!entry) return;
+    entry.verifiedAt = at;
+    this.dirty.add(digest);
+  }
+
   /** Links a cached digest to a repository upstream confirmed it in; persisted by the next flush. */
   link(digest: string, hostRepository: string): void {
     const entry = this.blobs.get(digest);
@@ -132,36 +247,115 @@ export class CacheIndex {
     this.dirty.add(digest);
   }
 
+  /** Never rejects: an index that cannot be read answers "not recorded". */
   async getTag(key: string): Promise<TagEntry | undefined> {
-    return (await this.keyv.get<TagEntry>(TAG_PREFIX + key)) ?? undefined;
+    return this.getRecord<TagEntry>(TAG_PREFIX + key);
   }
 
+  /** Never rejects, like putBlob. */
   async putTag(key: string, entry: TagEntry): Promise<void> {
-    await this.keyv.set(TAG_PREFIX + key, entry);
+    await this.putRecord(TAG_PREFIX + key, entry);
   }
 
-  /** Small records other parts keep durable (access verdicts, last challenges), under a "meta:" prefix. */
+  /** Small records other parts keep durable (access verdicts, last challenges), under a "meta:" prefix. Never rejects. */
   async getMeta<T>(key: string): Promise<T | undefined> {
-    return (await this.keyv.get<T>(META_PREFIX + key)) ?? undefined;
+    return this.getRecord<T>(META_PREFIX + key);
   }
 
+  /** Never rejects, like putBlob. */
   async putMeta(key: string, value: unknown): Promise<void> {
-    await this.keyv.set(META_PREFIX + key, value);
+    await this.putRecord(META_PREFIX + key, value);
   }
 
-  async flush(): Promise<void> {
-    const digests = [...this.dirty];
-    this.dirty.clear();
-    for (const digest of digests) {
-      const entry = this.blobs.get(digest);
-      if (entry) await this.keyv.set(BLOB_PREFIX + digest, entry);
-    }
+  /** Writes what sqlite does not have yet. Never rejects: what it refuses waits for the next flush. */
+  flush(): Promise<void> {
+    this.flushing ??= this.writePending().finally(() => {
+      this.flushing = undefined;
+    });
+    return this.flushing;
   }
 
   async close(): Promise<void> {
     clearInterval(this.flushTimer);
+    await this.flushing;
     await this.flush();
-    await this.keyv.disconnect();
+    const unwritten = this.dirty.size + this.pendingRecords.size;
+    if (unwritten > 0) this.logger.warn({ unwritten, reason: this.lastFailure?.message }, "cache index rows left unwritten at exit; the next start re-admits their files by hash");
+    try {
+      await this.keyv.disconnect();
+    } catch (err) {
+      this.logger.warn({ reason: messageOf(err) }, "cannot close the cache index");
+    }
+  }
+
+  private async writePending(): Promise<void> {
+    // One refusal (a full disk) ends the pass: the other rows would fail the same way.
+    for (const digest of [...this.dirty]) {
+      if (!(await this.persistBlob(digest))) return;
+    }
+    for (const [key, value] of [...this.pendingRecords]) {
+      if (!(await this.persistRecord(key, value))) return;
+    }
+  }
+
+  /** Makes sqlite's row for `digest` what memory holds now: that entry, or none. */
+  private async persistBlob(digest: string): Promise<boolean> {
+    this.dirty.delete(digest);
+    const entry = this.blobs.get(digest);
+    const written = await this.attempt(() => (entry ? this.keyv.set(BLOB_PREFIX + digest, entry) : this.keyv.delete(BLOB_PREFIX + digest)));
+    if (!written) this.dirty.add(digest);
+    return written;
+  }
+
+  private async putRecord(key: string, value: unknown): Promise<void> {
+    // Held until sqlite has it, so that reads see it meanwhile; re-inserted so the newest are last.
+    this.pendingRecords.delete(key);
+    this.pendingRecords.set(key, value);
+    if (this.pendingRecords.size > MAX_PENDING_RECORDS) this.pendingRecords.delete(this.pendingRecords.keys().next().value!);
+    await this.persistRecord(key, value);
+  }
+
+  private async persistRecord(key: string, value: unknown): Promise<boolean> {
+    const written = await this.attempt(() => this.keyv.set(key, value));
+    if (written && this.pendingRecords.get(key) === value) this.pendingRecords.delete(key);
+    return written;
+  }
+
+  private async getRecord<T>(key: string): Promise<T | undefined> {
+    if (this.pendingRecords.has(key)) return this.pendingRecords.get(key) as T;
+    try {
+      return (await this.keyv.get<T>(key)) ?? undefined;
+    } catch (err) {
+      this.warnRateLimited("read", err, "cache index read failed; answered as not recorded");
+      return undefined;
+    }
+  }
+
+  private async attempt(write: () => Promise<unknown>): Promise<boolean> {
+    try {
+      await write();
+    } catch (err) {
+      this.lastFailure = indexError(err);
+      this.warnRateLimited("write", err, "cache index write failed; the rows stay in memory and are retried every 5 s");
+      return false;
+    }
+    if (this.lastFailure) {
+      this.logger.info({ reason: this.lastFailure.message, pendingRows: this.dirty.size + this.pendingRecords.size }, "cache index writes succeed again");
+      this.lastFailure = undefined;
+    }
+    return true;
+  }
+
+  private warnRateLimited(kind: string, err: unknown, msg: string): void {
+    const key = `${kind}:${errorCode(err)}`;
+    const now = Date.now();
+    const last = this.warnedAt.get(key);
+    if (last && now - last.at < WARN_EVERY_MS) {
+      last.since += 1;
+      return;
+    }
+    this.warnedAt.set(key, { at: now, since: 0 });
+    this.logger.warn({ code: errorCode(err), reason: messageOf(err), pendingRows: this.dirty.size + this.pendingRecords.size, repeatsSinceLastWarning: last?.since ?? 0 }, msg);
   }
 }
 
@@ -171,4 +365,97 @@ export function addLink(links: string[], hostRepository: string): boolean {
   links.push(hostRepository);
   if (links.length > MAX_LINKS) links.shift();
   return true;
+}
+
+function newStore(uri: string): KeyvSqlite {
+  return new KeyvSqlite({ uri, table: TABLE, busyTimeout: 10_000, keySize: 1024, iterationLimit: 1000 });
+}
+
+function newKeyv(store: KeyvSqlite): Keyv {
+  return new Keyv({ store, namespace: "regcache", throwOnErrors: true });
+}
+
+async function loadBlobs(keyv: Keyv): Promise<{ blobs: Map<string, BlobEntry>; bytes: number }> {
+  const blobs = new Map<string, BlobEntry>();
+  let bytes = 0;
+  if (!keyv.iterator) return { blobs, bytes };
+  try {
+    for await (const [key, value] of keyv.iterator(undefined)) {
+      if (!String(key).startsWith(BLOB_PREFIX)) continue;
+      const entry = value as BlobEntry & { seenIn?: string[] };
+      // Rows written before links existed named repositories a hit was merely allowed in,
+      // not ones upstream confirmed: they start with no links and re-confirm on first use.
+      if (!Array.isArray(entry.links)) {
+        entry.links = [];
+        delete entry.seenIn;
+      }
+      blobs.set(entry.digest, entry);
+      bytes += entry.size;
+    }
+  } catch (err) {
+    // sqlite checks pages, not the JSON inside a row: a damaged value only shows here.
+    if (err instanceof SyntaxError) throw new DamagedIndexError(`a row is not JSON: ${err.message}`);
+    throw err;
+  }
+  return { blobs, bytes };
+}
+
+/**
+ * Every row of an index that cannot be written, read with SQLite's immutable flag: no lock,
+ * no -shm and no WAL, which a full disk refuses to create. Rows only in an uncheckpointed WAL
+ * are missed; recovery re-admits their files by hash.
+ */
+function readRowsWithoutWriting(file: string): Promise<{ key: string; value: string }[]> {
+  return new Promise((resolve, reject) => {
+    const db = new sqlite3.Database(`${pathToFileURL(file).href}?immutable=1`, sqlite3.OPEN_READONLY | sqlite3.OPEN_URI, (openErr) => {
+      if (openErr) {
+        reject(openErr);
+        return;
+      }
+      db.all<{ key: string; value: string }>(`SELECT key, value FROM ${TABLE}`, (err, rows) => {
+        db.close();
+        if (err) reject(err);
+        else resolve(rows);
+      });
+    });
+  });
+}
+
+/** Moves the index and its -wal and -shm aside as <file>.corrupt-<time>, for inspection. */
+async function moveAside(file: string): Promise<string> {
+  const target = `${file}.corrupt-${new Date().toISOString()}`;
+  for (const suffix of ["", "-wal", "-shm"]) {
+    await rename(file + suffix, target + suffix).catch((err: NodeJS.ErrnoException) => {
+      if (err.code !== "ENOENT") throw err;
+    });
+  }
+  return target;
+}
+
+async function removeIndexFiles(file: string): Promise<void> {
+  for (const suffix of ["", "-wal", "-shm"]) await rm(file + suffix, { force: true });
+}
+
+async function fileSize(file: string): Promise<number | undefined> {
+  try {
+    return (await stat(file)).size;
+  } catch {
+    return undefined;
+  }
+}
+
+function errorCode(err: unknown): string {
+  return String((err as { code?: unknown } | undefined)?.code ?? "UNKNOWN");
+}
+
+function isDamage(err: unknown): boolean {
+  return err instanceof DamagedIndexError || DAMAGE_CODES.has(errorCode(err));
+}
+
+function messageOf(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+function indexError(err: unknown): IndexWriteError {
+  return { code: errorCode(err), message: messageOf(err), at: Date.now() };
 }

@@ -1,4 +1,4 @@
-import { open, readFile, rm } from "node:fs/promises";
+import { open, readFile, readlink, rm, symlink } from "node:fs/promises";
 
 export class DataDirLockedError extends Error {
   constructor(
@@ -9,6 +9,9 @@ export class DataDirLockedError extends Error {
     this.name = "DataDirLockedError";
   }
 }
+
+/** Errors of filesystems that have no symbolic links (vfat, SMB mounted without mfsymlinks). */
+const NO_SYMLINKS = new Set(["EPERM", "ENOTSUP", "EOPNOTSUPP", "ENOSYS"]);
 
 function isAlive(pid: number): boolean {
   try {
@@ -23,19 +26,23 @@ function isAlive(pid: number): boolean {
  * A pid lock: two processes writing one index and one tmp dir would corrupt both.
  * A lock left by a killed process (its pid gone, or our own pid reused after a
  * container restart) is taken over.
+ *
+ * The lock is a symbolic link whose target is the owner's pid. Creating it is atomic, and a
+ * short target is kept in the inode, so the lock is taken on a full disk too: a restart on a
+ * full disk must not crash-loop, and writing the pid into a file needs a data block that a full
+ * disk refuses. An empty lock file cannot stand in for it: after a crash it would be held by
+ * nobody, yet look held forever (or, read as free, would let a second process in).
  */
 export async function acquireDataDirLock(lockFile: string): Promise<() => Promise<void>> {
   for (let attempt = 0; attempt < 2; attempt++) {
     try {
-      const handle = await open(lockFile, "wx", 0o644);
-      await handle.writeFile(`${process.pid}\n`);
-      await handle.close();
+      await createLock(lockFile);
       return async () => {
         await rm(lockFile, { force: true });
       };
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
-      const pid = Number((await readFile(lockFile, "utf8").catch(() => "")).trim());
+      const pid = await lockOwner(lockFile);
       if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && isAlive(pid)) {
         throw new DataDirLockedError(lockFile, pid);
       }
@@ -43,4 +50,26 @@ export async function acquireDataDirLock(lockFile: string): Promise<() => Promis
     }
   }
   throw new Error(`cannot acquire ${lockFile}`);
+}
+
+async function createLock(lockFile: string): Promise<void> {
+  try {
+    await symlink(String(process.pid), lockFile);
+  } catch (err) {
+    if (!NO_SYMLINKS.has((err as NodeJS.ErrnoException).code ?? "")) throw err;
+    const handle = await open(lockFile, "wx", 0o644);
+    try {
+      await handle.writeFile(`${process.pid}\n`);
+    } finally {
+      await handle.close();
+    }
+  }
+}
+
+/** The pid in a lock: a link's target, or the content of a lock file (older versions, filesystems without links). */
+async function lockOwner(lockFile: string): Promise<number> {
+  const text = await readlink(lockFile)
+    .catch(async (err: NodeJS.ErrnoException) => (err.code === "EINVAL" ? readFile(lockFile, "utf8") : ""))
+    .catch(() => "");
+  return Number(text.trim());
 }

@@ -5,10 +5,11 @@ import type { Digest } from "../registry/digest.js";
  * Layout of the data directory:
  *
  *   <data>/
- *   ├── lock                      pid of the process that owns this directory
+ *   ├── lock                      symbolic link to the pid of the process that owns this directory
  *   ├── index.sqlite              keyv + @keyv/sqlite: blob rows, tag answers, access verdicts
  *   ├── instance-secret           key of credential HMACs (mode 0600)
  *   ├── tmp/                      downloads in progress (same filesystem, so rename is atomic)
+ *   ├── quarantine/               the last few files found not to match their digest, for inspection
  *   └── blobs/
  *       └── sha256/
  *           └── ab/
@@ -19,6 +20,7 @@ import type { Digest } from "../registry/digest.js";
 export class DataPaths {
   readonly root: string;
   readonly tmpDir: string;
+  readonly quarantineDir: string;
   readonly blobsDir: string;
   readonly indexFile: string;
   readonly lockFile: string;
@@ -27,6 +29,7 @@ export class DataPaths {
   constructor(root: string) {
     this.root = path.resolve(root);
     this.tmpDir = path.join(this.root, "tmp");
+    this.quarantineDir = path.join(this.root, "quarantine");
     this.blobsDir = path.join(this.root, "blobs");
     this.indexFile = path.join(this.root, "index.sqlite");
     this.lockFile = path.join(this.root, "lock");

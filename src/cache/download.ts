@@ -23,6 +23,29 @@ export class SizeMismatchError extends Error {
   }
 }
 
+/** Why a download was given up before upstream finished: too much, too slow, or nobody waiting. */
+export class DownloadAbortedError extends Error {
+  constructor(host: string, reason: string) {
+    super(`download from upstream ${host} aborted: ${reason}`);
+    this.name = "DownloadAbortedError";
+  }
+}
+
+/** Bounds on what an upstream may make a download do. */
+export interface DownloadLimits {
+  /** Bytes beyond this end the download: the declared length, or a cap when none was declared. */
+  maxBytes: number;
+  /** Bytes per second below which, sustained over `rateWindowMs`, the download is aborted. */
+  minRate: number;
+  /** How long the rate is judged over: long enough for a congested link to recover (ms). */
+  rateWindowMs: number;
+  /** With no reader left this long, a download far from done is aborted (ms). */
+  abandonedAfterMs: number;
+}
+
+/** The rate is sampled this many times per window. */
+const RATE_SAMPLES_PER_WINDOW = 12;
+
 export interface DownloadSpec {
   digest: Digest;
   host: string;
@@ -32,6 +55,9 @@ export interface DownloadSpec {
   body: Readable;
   tempFile: string;
   finalFile: string;
+  limits: DownloadLimits;
+  /** Asked once when a write fails with ENOSPC, to free at least this many bytes before the write is retried. */
+  makeRoom: (bytes: number) => Promise<void>;
 }
 
 /** streaming → verified (digest checked: readers may have every byte) → complete (fsynced, renamed) | failed. */
@@ -57,6 +83,9 @@ export class Download extends EventEmitter {
   private fd = -1;
   private readers = 0;
   private readonly hash: Hash;
+  private readonly rateSamples: { at: number; written: number }[] = [];
+  private rateTimer: NodeJS.Timeout | undefined;
+  private abandonTimer: NodeJS.Timeout | undefined;
   readonly done: Promise<void>;
 
   private constructor(private readonly spec: DownloadSpec) {
@@ -109,6 +138,8 @@ export class Download extends EventEmitter {
 
   attachReader(): number {
     this.readers += 1;
+    clearTimeout(this.abandonTimer);
+    this.abandonTimer = undefined;
     // A reader can arrive after completion closed the temp file's descriptor (the index
     // entry is written a moment later): the same bytes are in the final file by then.
     if (this.fd < 0 && this.state === "complete") this.fd = openSync(this.spec.finalFile, "r");
@@ -131,7 +162,36 @@ export class Download extends EventEmitter {
 
   detachReader(): void {
     this.readers -= 1;
+    if (this.readers === 0 && this.state === "streaming") this.watchAbandoned();
     this.maybeCloseFd();
+  }
+
+  /**
+   * The cache fill outlives the client that started it, so the next one finds it warm; but a
+   * fill nobody waits for that is far from done only holds a connection and disk for no one.
+   */
+  private watchAbandoned(): void {
+    clearTimeout(this.abandonTimer);
+    this.abandonTimer = setTimeout(() => {
+      const farFromDone = this.expectedSize === undefined || this.written < this.expectedSize / 2;
+      if (this.readers === 0 && this.state === "streaming" && farFromDone) this.abort("no client is waiting for it");
+    }, this.spec.limits.abandonedAfterMs);
+    this.abandonTimer.unref();
+  }
+
+  private abort(reason: string): void {
+    this.spec.body.destroy(new DownloadAbortedError(this.host, reason));
+  }
+
+  private checkRate(): void {
+    const now = Date.now();
+    this.rateSamples.push({ at: now, written: this.written });
+    const window = this.spec.limits.rateWindowMs;
+    while (this.rateSamples.length > 1 && now - this.rateSamples[1]!.at >= window) this.rateSamples.shift();
+    const oldest = this.rateSamples[0]!;
+    if (now - oldest.at < window) return;
+    const rate = ((this.written - oldest.written) * 1000) / (now - oldest.at);
+    if (rate < this.spec.limits.minRate) this.abort(`${Math.round(rate)} bytes/s over ${window / 1000} s, below the minimum of ${this.spec.limits.minRate}`);
   }
 
   readAt(buffer: Buffer, length: number, position: number, callback: (err: Error | null, bytesRead: number) => void): void {
@@ -139,17 +199,28 @@ export class Download extends EventEmitter {
   }
 
   private run(): void {
+    this.rateSamples.push({ at: Date.now(), written: 0 });
+    this.rateTimer = setInterval(() => this.checkRate(), this.spec.limits.rateWindowMs / RATE_SAMPLES_PER_WINDOW);
+    this.rateTimer.unref();
     const append = (chunks: Buffer[], callback: (err?: Error | null) => void): void => {
       let length = 0;
-      for (const chunk of chunks) {
-        this.hash.update(chunk);
-        length += chunk.length;
+      for (const chunk of chunks) length += chunk.length;
+      if (this.written + length > this.spec.limits.maxBytes) {
+        return callback(new DownloadAbortedError(this.host, `more than ${this.spec.limits.maxBytes} bytes (${this.expectedSize === undefined ? "the size cap" : "the declared length"})`));
       }
-      writeFully(this.fd, chunks, this.written, (err) => {
+      for (const chunk of chunks) this.hash.update(chunk);
+      const written = (err: Error | null): void => {
         if (err) return callback(err);
         this.written += length;
         this.emit("progress");
         callback();
+      };
+      writeFully(this.fd, [...chunks], this.written, (err) => {
+        if ((err as NodeJS.ErrnoException | null)?.code !== "ENOSPC") return written(err);
+        this.spec.makeRoom(length).then(
+          () => writeFully(this.fd, chunks, this.written, written),
+          () => written(err),
+        );
       });
     };
     const sink = new Writable({
@@ -162,6 +233,8 @@ export class Download extends EventEmitter {
   }
 
   private async finish(err: Error | undefined): Promise<void> {
+    clearInterval(this.rateTimer);
+    clearTimeout(this.abandonTimer);
     try {
       if (err) throw err;
       if (this.expectedSize !== undefined && this.written !== this.expectedSize) {

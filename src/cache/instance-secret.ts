@@ -1,12 +1,13 @@
 import { randomBytes } from "node:crypto";
-import { open, readFile } from "node:fs/promises";
+import { open, readFile, rm } from "node:fs/promises";
+import type { Logger } from "../log/logger.js";
 
 /**
  * The per-instance secret that keys credential HMACs. It lives in the data dir
  * (mode 0600) so that confirmations survive a restart for --offline-grace, and
  * differs per replica, so a stolen index from one replica says nothing about another.
  */
-export async function loadInstanceSecret(file: string): Promise<Buffer> {
+export async function loadInstanceSecret(file: string, logger: Logger): Promise<Buffer> {
   try {
     const existing = await readFile(file);
     if (existing.length >= 32) return existing;
@@ -14,12 +15,22 @@ export async function loadInstanceSecret(file: string): Promise<Buffer> {
     if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
   }
   const secret = randomBytes(32);
-  const handle = await open(file, "w", 0o600);
   try {
-    await handle.writeFile(secret);
-    await handle.sync();
-  } finally {
-    await handle.close();
+    const handle = await open(file, "w", 0o600);
+    try {
+      await handle.writeFile(secret);
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code !== "ENOSPC" && code !== "EDQUOT") throw err;
+    // Serving matters more than the offline grace of confirmations: a secret kept in memory only
+    // costs clients one upstream check each after the next restart. The partial file goes, so
+    // that start makes a whole one.
+    await rm(file, { force: true });
+    logger.warn({ file, code }, "disk full: the instance secret is kept in memory for this run; confirmations recorded now do not outlive it");
   }
   return secret;
 }

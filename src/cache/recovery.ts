@@ -1,12 +1,10 @@
-import { createHash } from "node:crypto";
-import { createReadStream } from "node:fs";
 import { mkdir, readdir, readFile, rm, stat } from "node:fs/promises";
 import path from "node:path";
-import { pipeline } from "node:stream/promises";
 import type { Logger } from "../log/logger.js";
 import { parseDigest } from "../registry/digest.js";
 import type { CacheIndex } from "./cache-index.js";
 import type { DataPaths } from "./data-paths.js";
+import { hashFile } from "./file-hash.js";
 
 export interface RecoveryReport {
   tempFilesRemoved: number;
@@ -44,7 +42,7 @@ export async function recoverDataDir(paths: DataPaths, index: CacheIndex, logger
     const actual = digest ? await hashFile(file.path, digest.algorithm) : undefined;
     if (digest && actual === digest.hex && file.prefix === digest.hex.slice(0, 2)) {
       const now = Date.now();
-      await index.putBlob({ digest: digest.value, size: file.size, mediaType: await sniffMediaType(file.path, file.size), created: now, lastAccess: now, hits: 0, links: [] });
+      await index.putBlob({ digest: digest.value, size: file.size, mediaType: await sniffMediaType(file.path, file.size), created: now, lastAccess: now, hits: 0, links: [], verifiedAt: now });
       report.filesReindexed += 1;
     } else {
       await rm(file.path, { force: true });
@@ -93,12 +91,6 @@ async function listBlobFiles(blobsDir: string): Promise<BlobFile[]> {
     }
   }
   return files;
-}
-
-async function hashFile(file: string, algorithm: string): Promise<string> {
-  const hash = createHash(algorithm);
-  await pipeline(createReadStream(file), hash);
-  return hash.digest("hex");
 }
 
 /**

@@ -24,6 +24,10 @@ export function serveOptions(): Option[] {
     listOption("--no-intercept <pattern>", "hosts (name or *.domain) tunnelled as plain TCP, TLS untouched; repeatable", "REGCACHE_NO_INTERCEPT"),
     new Option("--log-level <level>", "log level").env("REGCACHE_LOG_LEVEL").choices(LOG_LEVELS).default(DEFAULTS.logLevel),
     new Option("--max-cache-size <size>", "size bound of the cache, e.g. 50GiB; least recently used blobs are evicted").env("REGCACHE_MAX_CACHE_SIZE").default(DEFAULTS.maxCacheSize),
+    new Option("--max-blob-size <size>", "cap on a body whose size upstream does not declare (default: --max-cache-size); larger bodies are cut and not cached").env("REGCACHE_MAX_BLOB_SIZE"),
+    new Option("--min-download-rate <size>", "bytes per second below which a download, sustained over a minute, is aborted").env("REGCACHE_MIN_DOWNLOAD_RATE").default(DEFAULTS.minDownloadRate),
+    new Option("--abandon-after <duration>", "a download no client reads any more is aborted after this long, unless it is half done").env("REGCACHE_ABANDON_AFTER").default(DEFAULTS.abandonAfter),
+    new Option("--verify-interval <duration>", "cached files are re-hashed when served (and by a background scrub) if not verified for this long, and once after each start").env("REGCACHE_VERIFY_INTERVAL").default(DEFAULTS.verifyInterval),
     new Option("--tag-ttl <duration>", "answer tags from the cache without asking upstream for this long; 0 = always revalidate").env("REGCACHE_TAG_TTL").default(DEFAULTS.tagTtl),
     new Option("--connect-timeout <duration>", "upstream connect timeout").env("REGCACHE_CONNECT_TIMEOUT").default(DEFAULTS.connectTimeout),
     new Option("--headers-timeout <duration>", "upstream response-header timeout").env("REGCACHE_HEADERS_TIMEOUT").default(DEFAULTS.headersTimeout),
@@ -57,6 +61,10 @@ export interface RawServeOptions {
   intercept?: string[] | boolean;
   logLevel: LogLevel;
   maxCacheSize: string;
+  maxBlobSize?: string;
+  minDownloadRate: string;
+  abandonAfter: string;
+  verifyInterval: string;
   tagTtl: string;
   connectTimeout: string;
   headersTimeout: string;
@@ -104,6 +112,10 @@ export function toConfig(raw: RawServeOptions): Config {
     noIntercept: (Array.isArray(raw.intercept) ? raw.intercept : []).map((p) => parseHostPattern(p, "--no-intercept")),
     logLevel: raw.logLevel,
     maxCacheSize,
+    maxBlobSize: raw.maxBlobSize === undefined ? maxCacheSize : parseSize(raw.maxBlobSize, "--max-blob-size"),
+    minDownloadRate: parseSize(raw.minDownloadRate, "--min-download-rate"),
+    abandonAfter: positive(raw.abandonAfter, "--abandon-after"),
+    verifyInterval: positive(raw.verifyInterval, "--verify-interval"),
     tagTtl: parseDuration(raw.tagTtl, "--tag-ttl"),
     connectTimeout: positive(raw.connectTimeout, "--connect-timeout"),
     headersTimeout: positive(raw.headersTimeout, "--headers-timeout"),

@@ -14,6 +14,14 @@ export interface Config {
   noIntercept: string[];
   logLevel: LogLevel;
   maxCacheSize: number;
+  /** Cap on a body whose size upstream does not declare (bytes). */
+  maxBlobSize: number;
+  /** Downloads slower than this (bytes per second) over a minute are aborted. */
+  minDownloadRate: number;
+  /** A download nobody reads any more is aborted after this long (ms) when far from done. */
+  abandonAfter: number;
+  /** A cached file is re-hashed when served, and by the background scrub, when not verified for this long (ms). */
+  verifyInterval: number;
   /** Tags are answered from the cache without asking upstream for this long (ms); 0 = always revalidate. */
   tagTtl: number;
   connectTimeout: number;
@@ -49,6 +57,9 @@ export const DEFAULTS = {
   allowPorts: [443],
   logLevel: "info" as LogLevel,
   maxCacheSize: "20GiB",
+  minDownloadRate: "10KiB",
+  abandonAfter: "30s",
+  verifyInterval: "24h",
   tagTtl: "0",
   connectTimeout: "5s",
   headersTimeout: "30s",

@@ -8,6 +8,7 @@ import { sendRange } from "../cache/range-sender.js";
 import type { UpstreamClient, UpstreamResponse } from "../upstream/client.js";
 import { headerValue, upstreamRequestHeaders } from "../upstream/headers.js";
 import { requestFollowingRedirects } from "../upstream/redirects.js";
+import { UpstreamError } from "../upstream/upstream-error.js";
 import { acceptAllows, normalizeAccept } from "./accept.js";
 import { cachedContentStep } from "./link-policy.js";
 import type { Digest } from "./digest.js";
@@ -17,6 +18,8 @@ import { contentRange, parseRange } from "./range.js";
 import { cacheStatusHeaders, type CacheStatus, type RegistryRequest } from "./request-context.js";
 
 export const BLOB_MEDIA_TYPE = "application/octet-stream";
+/** The distribution spec lets registries refuse manifests over 4 MiB; nothing larger is a manifest worth holding. */
+const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
 
 /** Conditional and range headers describe the client's view; the cache fetches whole, unconditional bodies. */
 const NOT_FORWARDED_ON_FILL = ["range", "if-range", "if-none-match", "if-modified-since", "if-match", "if-unmodified-since", "content-length"];
@@ -49,7 +52,7 @@ export class ContentHandler {
   ) {}
 
   async handle(rr: RegistryRequest, target: ContentTarget): Promise<void> {
-    const entry = this.usableEntry(rr, target);
+    const entry = await this.usableEntry(rr, target);
     if (entry) {
       if (await this.mayServe(rr, target)) this.serveCached(rr, target, entry);
       return;
@@ -82,18 +85,18 @@ export class ContentHandler {
     return true;
   }
 
-  /** A cached manifest answers only a client whose Accept allows its media type. */
-  usableEntry(rr: RegistryRequest, target: ContentTarget): BlobEntry | undefined {
+  /** The cached entry for this request, if its file is on disk and (for a manifest) the client's Accept allows its media type. */
+  async usableEntry(rr: RegistryRequest, target: ContentTarget): Promise<BlobEntry | undefined> {
     const entry = this.store.lookup(target.digest);
     if (!entry) return undefined;
     if (target.kind === "manifest" && !acceptAllows(normalizeAccept(rr.req.headers.accept), entry.mediaType)) return undefined;
-    return entry;
+    return (await this.store.present(entry, target.digest)) ? entry : undefined;
   }
 
   serveCached(rr: RegistryRequest, target: ContentTarget, entry: BlobEntry, cache: CacheStatus = "HIT", extraHeaders: Record<string, string> = {}): void {
     rr.log.cache = cache;
     const rep = { digest: target.digest, mediaType: entry.mediaType, size: entry.size };
-    this.respond(rr, rep, cache, extraHeaders, () => this.store.readCached(entry, target.digest));
+    this.respond(rr, rep, cache, extraHeaders, (start, end) => this.store.readCached(entry, target.digest, start, end));
   }
 
   private async fillAndServe(rr: RegistryRequest, target: ContentTarget): Promise<void> {
@@ -123,8 +126,9 @@ export class ContentHandler {
         rr.log.cache = "MISS";
         relayUpstreamResponse(rr, outcome.response, "MISS");
         return;
-      case "too-large":
+      case "uncached":
         rr.log.cache = "BYPASS";
+        rr.log.uncached = outcome.reason;
         this.respond(rr, { digest: target.digest, mediaType: outcome.mediaType, size: outcome.size }, "BYPASS", {}, () => outcome.body, true);
         return;
       case "retry":
@@ -147,7 +151,12 @@ export class ContentHandler {
     const length = headerValue(response.headers["content-length"]);
     const size = length !== undefined && /^\d+$/.test(length) ? Number(length) : undefined;
     const mediaType = target.kind === "blob" ? BLOB_MEDIA_TYPE : (headerValue(response.headers["content-type"]) ?? BLOB_MEDIA_TYPE);
-    return { kind: "body", body: response.body, size, mediaType, host };
+    if (target.kind === "blob") return { kind: "body", body: response.body, size, mediaType, host };
+    if (size !== undefined && size > MAX_MANIFEST_BYTES) {
+      response.body.destroy();
+      throw new UpstreamError("protocol", host, `manifest of ${size} bytes is over the ${MAX_MANIFEST_BYTES}-byte limit`);
+    }
+    return { kind: "body", body: response.body, size, mediaType, host, maxSize: MAX_MANIFEST_BYTES };
   }
 
   private serveDownload(rr: RegistryRequest, download: Download, cache: CacheStatus): void {
@@ -166,7 +175,7 @@ export class ContentHandler {
     rep: Representation,
     cache: CacheStatus,
     extraHeaders: Record<string, string>,
-    open: () => RangeSource | Readable,
+    open: (start: number, end: number) => RangeSource | Readable,
     wholeOnly = false,
   ): void {
     const headers: Record<string, string | number> = {
@@ -198,7 +207,7 @@ export class ContentHandler {
       rr.res.end();
       return;
     }
-    const body = open();
+    const body = open(start, end);
     if (body instanceof Readable) pipeline(body, rr.res, () => undefined);
     else sendRange(body, start, end, rr.res);
   }

@@ -12,6 +12,8 @@ export interface RequestLogFields {
   tag?: string;
   kind?: "blob" | "manifest" | "tag" | "ping" | "other";
   cache?: CacheStatus;
+  /** Why a body was streamed through without being cached. */
+  uncached?: "too-large" | "no-space";
   upstreamStatus?: number;
   upstreamHost?: string;
   client?: string;

@@ -7,6 +7,7 @@ import type { ContentHandler, ContentTarget } from "./content-handler.js";
 import { parseDigest } from "./digest.js";
 import { sendRegistryError } from "./errors.js";
 import { passThrough, relayUpstreamResponse } from "./pass-through.js";
+import { requestFollowingRedirects } from "../upstream/redirects.js";
 import type { RegistryRequest } from "./request-context.js";
 import type { AccessControl } from "./access-control.js";
 import { isUnavailableStatus, UpstreamError } from "../upstream/upstream-error.js";
@@ -46,7 +47,7 @@ export class TagHandler {
     const key = tagKey(rr.host, target.name, target.tag, acceptSet);
     if (this.tagTtl > 0) {
       const fresh = await this.index.getTag(key);
-      const usable = fresh && Date.now() - fresh.recorded < this.tagTtl ? this.usableRecord(rr, target, fresh) : undefined;
+      const usable = fresh && Date.now() - fresh.recorded < this.tagTtl ? await this.usableRecord(rr, target, fresh) : undefined;
       if (usable) {
         const decision = await this.access.authorize(rr, target.name, tagPath(target));
         rr.log.access = decision.result;
@@ -57,16 +58,18 @@ export class TagHandler {
     }
     let head: UpstreamResponse;
     try {
-      head = await this.upstream.request({
+      // Redirects are followed here too: relayed, a redirect loop would send the client round it.
+      ({ response: head } = await requestFollowingRedirects(this.upstream, {
         host: rr.host,
         port: rr.port,
         method: "HEAD",
         path: tagPath(target),
         headers: upstreamRequestHeaders(rr.req.headers, ["range", "if-none-match", "if-modified-since", "content-length"]),
-      });
+      }));
     } catch (err) {
       if (err instanceof UpstreamError && err.failure === "refused-address") throw err;
-      await this.serveStale(rr, target, key, (err as Error).message, err instanceof UpstreamError && err.rateLimited ? 429 : 503);
+      const status = err instanceof UpstreamError && err.rateLimited ? 429 : err instanceof UpstreamError && err.failure === "protocol" ? 502 : 503;
+      await this.serveStale(rr, target, key, (err as Error).message, status);
       return;
     }
     await head.body.dump();
@@ -89,7 +92,7 @@ export class TagHandler {
     this.access.recordConfirmation(rr, target.name);
     rr.log.access = "confirmed";
     const manifest = { kind: "manifest" as const, name: target.name, digest };
-    const entry = this.content.usableEntry(rr, manifest);
+    const entry = await this.content.usableEntry(rr, manifest);
     if (entry) {
       // Upstream named this digest for this repository's tag, to this client: the repository has it.
       this.store.link(digest, `${rr.host}/${target.name}`);
@@ -113,11 +116,11 @@ export class TagHandler {
   }
 
   /** The cached, acceptable manifest a recorded tag answer points to, if there is one. */
-  private usableRecord(rr: RegistryRequest, target: TagTarget, recorded: TagEntry): RecordedManifest | undefined {
+  private async usableRecord(rr: RegistryRequest, target: TagTarget, recorded: TagEntry): Promise<RecordedManifest | undefined> {
     const digest = parseDigest(recorded.digest);
     if (!digest) return undefined;
     const manifest = { kind: "manifest" as const, name: target.name, digest };
-    const entry = this.content.usableEntry(rr, manifest);
+    const entry = await this.content.usableEntry(rr, manifest);
     return entry ? { manifest, entry } : undefined;
   }
 
@@ -128,10 +131,10 @@ export class TagHandler {
 
   private async serveStale(rr: RegistryRequest, target: TagTarget, key: string, reason: string, status: number): Promise<void> {
     const exact = await this.index.getTag(key);
-    let usable = exact ? this.usableRecord(rr, target, exact) : undefined;
+    let usable = exact ? await this.usableRecord(rr, target, exact) : undefined;
     if (!usable) {
       const latest = await this.index.getTag(anyAcceptKey(rr.host, target));
-      usable = latest ? this.usableRecord(rr, target, latest) : undefined;
+      usable = latest ? await this.usableRecord(rr, target, latest) : undefined;
     }
     if (usable) {
       const decision = await this.access.authorizeOffline(rr, target.name);
@@ -141,8 +144,9 @@ export class TagHandler {
       return;
     }
     rr.log.cache = "STALE";
+    // 429: the registry asks clients to slow down; 502: it answered, wrongly; 503: no usable answer.
     const code = status === 429 ? "TOOMANYREQUESTS" : "UNAVAILABLE";
-    sendRegistryError(rr.res, status === 429 ? 429 : 503, code, `${rr.host}/${target.name}:${target.tag} is not cached and upstream is unavailable: ${reason}`);
+    sendRegistryError(rr.res, status === 429 || status === 502 ? status : 503, code, `${rr.host}/${target.name}:${target.tag} is not cached and upstream is unavailable: ${reason}`);
   }
 
   private async record(key: string, host: string, target: TagTarget, entry: TagEntry): Promise<void> {

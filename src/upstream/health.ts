@@ -1,4 +1,5 @@
 import type { Logger } from "../log/logger.js";
+import { LruMap } from "../util/lru-map.js";
 
 export type HealthState = "up" | "down";
 
@@ -12,14 +13,20 @@ export interface HostHealth {
   rateLimited?: boolean;
 }
 
+/** Hosts remembered at once: a registry client talks to a handful, whatever names CONNECTs carry. */
+const MAX_HOSTS = 1000;
+
 /**
  * A circuit breaker per upstream host. After `threshold` consecutive failures a
  * host is down: requests stop waiting on connect timeouts and go straight to the
  * cache, while a background probe checks the host every `probeInterval` and
  * closes the circuit when it answers again.
+ *
+ * Hosts are remembered least recently used first out, up ones before down ones: forgetting
+ * an up host costs nothing, forgetting a down one makes its next requests wait on it again.
  */
 export class UpstreamHealth {
-  private readonly hosts = new Map<string, HostHealth>();
+  private readonly hosts: LruMap<string, HostHealth>;
   private readonly probes = new Map<string, NodeJS.Timeout>();
 
   constructor(
@@ -27,14 +34,17 @@ export class UpstreamHealth {
     private readonly probeInterval: number,
     private readonly probe: (authority: string) => Promise<boolean>,
     private readonly logger: Logger,
-  ) {}
+    capacity = MAX_HOSTS,
+  ) {
+    this.hosts = new LruMap(capacity, { evictable: (h) => h.state === "up", onEvict: (host) => this.cancelProbe(host) });
+  }
 
   isDown(authority: string): boolean {
-    return this.hosts.get(authority)?.state === "down";
+    return this.hosts.peek(authority)?.state === "down";
   }
 
   isRateLimited(authority: string): boolean {
-    return this.hosts.get(authority)?.rateLimited === true;
+    return this.hosts.peek(authority)?.rateLimited === true;
   }
 
   recordSuccess(authority: string): void {
@@ -79,10 +89,13 @@ export class UpstreamHealth {
       this.scheduleProbe(health.host);
     } else {
       this.logger.warn(fields, "upstream recovered");
-      const timer = this.probes.get(health.host);
-      if (timer) clearTimeout(timer);
-      this.probes.delete(health.host);
+      this.cancelProbe(health.host);
     }
+  }
+
+  private cancelProbe(authority: string): void {
+    clearTimeout(this.probes.get(authority));
+    this.probes.delete(authority);
   }
 
   private scheduleProbe(authority: string): void {

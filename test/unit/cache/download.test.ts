@@ -37,8 +37,19 @@ describe("Download and its readers", () => {
   });
   afterEach(() => rmSync(dir, { recursive: true, force: true }));
 
-  const start = (data: Buffer, body: Readable, digest = digestOf(data), size: number | null = data.length) =>
-    Download.start({ digest, host: "up.test", size: size ?? undefined, mediaType: "application/octet-stream", body, tempFile: path.join(dir, "tmp"), finalFile: path.join(dir, "final") });
+  const LIMITS = { maxBytes: 64 * 1024 * 1024, minRate: 0, rateWindowMs: 60_000, abandonedAfterMs: 60_000 };
+  const start = (data: Buffer, body: Readable, digest = digestOf(data), size: number | null = data.length, limits = LIMITS) =>
+    Download.start({
+      digest,
+      host: "up.test",
+      size: size ?? undefined,
+      mediaType: "application/octet-stream",
+      body,
+      tempFile: path.join(dir, "tmp"),
+      finalFile: path.join(dir, "final"),
+      limits: { ...limits, maxBytes: size ?? limits.maxBytes },
+      makeRoom: async () => undefined,
+    });
 
   it("stores a verified body and serves readers that attach after completion", async () => {
     const data = randomBytes(300_000);
@@ -129,5 +140,66 @@ describe("Download and its readers", () => {
     expect(Buffer.concat(reader.chunks).length).toBe(149_999);
     body.end(data.subarray(150_000));
     expect((await reader.result).equals(data)).toBe(true);
+  });
+
+  it("cuts a body that sends more than its declared length, and keeps nothing", async () => {
+    const data = randomBytes(100_000);
+    const body = new PassThrough();
+    const download = await start(data, body);
+    const reader = read(download, 0, data.length - 1);
+    const outcome = reader.result.then(() => "whole", () => "cut");
+    body.write(data);
+    body.write(randomBytes(10));
+    await expect(download.done).rejects.toThrow(/more than 100000 bytes \(the declared length\)/);
+    expect(await outcome).toBe("cut");
+    expect(existsSync(path.join(dir, "final"))).toBe(false);
+    expect(existsSync(path.join(dir, "tmp"))).toBe(false);
+  });
+
+  it("cuts an endless body of undeclared length at the size cap", async () => {
+    const data = randomBytes(10);
+    let sent = 0;
+    const endless = new Readable({
+      read() {
+        sent += 64 * 1024;
+        this.push(randomBytes(64 * 1024));
+      },
+    });
+    const download = await start(data, endless, digestOf(data), null, { ...LIMITS, maxBytes: 1024 * 1024 });
+    await expect(download.done).rejects.toThrow(/the size cap/);
+    expect(download.written).toBeLessThanOrEqual(1024 * 1024);
+    expect(sent).toBeLessThan(4 * 1024 * 1024);
+  });
+
+  it("aborts a download slower than the minimum rate over the window", async () => {
+    const data = randomBytes(1_000_000);
+    const body = new PassThrough();
+    const download = await start(data, body, digestOf(data), data.length, { ...LIMITS, minRate: 100_000, rateWindowMs: 600 });
+    body.write(data.subarray(0, 1000));
+    await expect(download.done).rejects.toThrow(/bytes\/s over 0.6 s, below the minimum of 100000/);
+  });
+
+  it("aborts a download nobody reads any more when it is far from done, and keeps one that is half done", async () => {
+    const data = randomBytes(1_000_000);
+    const farBody = new PassThrough();
+    const far = await start(data, farBody, digestOf(data), data.length, { ...LIMITS, abandonedAfterMs: 100 });
+    farBody.write(data.subarray(0, 100_000));
+    far.hold()();
+    await expect(far.done).rejects.toThrow(/no client is waiting for it/);
+
+    rmSync(path.join(dir, "tmp"), { force: true });
+    const nearBody = new PassThrough();
+    const near = await start(data, nearBody, digestOf(data), data.length, { ...LIMITS, abandonedAfterMs: 100 });
+    nearBody.write(data.subarray(0, 900_000));
+    await new Promise<void>((resolve) => {
+      const check = (): void => void (near.written >= 900_000 ? resolve() : near.once("progress", check));
+      check();
+    });
+    near.hold()();
+    const settled = near.done.then(() => "done", () => "failed");
+    const abandonTimer = new Promise((r) => setTimeout(() => r("still running"), 300));
+    expect(await Promise.race([settled, abandonTimer])).toBe("still running");
+    nearBody.end(data.subarray(900_000));
+    expect(await settled).toBe("done");
   });
 });
