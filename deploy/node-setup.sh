@@ -2,15 +2,19 @@
 # regcache node setup: trust regcache's root CA and point a container runtime at the proxy.
 # Idempotent: running it twice changes nothing the second time. POSIX sh, no bashisms.
 #
-#   node-setup.sh --proxy http://10.96.0.50:3128 --ca /path/ca.crt [--runtime containerd|docker|crio]
-#                 [--no-proxy LIST] [--restart] [--uninstall] [--root DIR] [--os debian|rhel]
+#   node-setup.sh --proxy http://10.96.0.50:3128 --ca /path/ca.crt [--ca-sha256 FINGERPRINT]
+#                 [--runtime containerd|docker|crio] [--no-proxy LIST] [--restart] [--uninstall]
+#                 [--root DIR] [--os debian|rhel]
 #
-# --root DIR writes below DIR instead of / and runs no system command (for tests and image builds).
+# --ca-sha256 refuses a CA whose SHA-256 fingerprint differs (`regcache ca fingerprint` prints it;
+# hex, colons optional, any case). --root DIR writes below DIR instead of / and runs no system
+# command (for tests and image builds).
 set -eu
 
 # @regcache-defaults@
 PROXY="${DEFAULT_PROXY:-}"
 CA="${DEFAULT_CA:-}"
+CA_SHA256="${DEFAULT_CA_SHA256:-}"
 RUNTIME=containerd
 NO_PROXY_LIST="localhost,127.0.0.1,::1,.svc,.cluster.local,10.96.0.0/12,10.244.0.0/16"
 RESTART=0
@@ -19,7 +23,7 @@ ROOT=""
 OS=""
 
 usage() {
-  sed -n '2,9p' "$0" 2>/dev/null | sed 's/^# \{0,1\}//'
+  sed -n '2,11p' "$0" 2>/dev/null | sed 's/^# \{0,1\}//'
   exit "${1:-0}"
 }
 
@@ -32,6 +36,7 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --proxy) PROXY="${2:?--proxy needs a URL}"; shift 2 ;;
     --ca) CA="${2:?--ca needs a file or URL}"; shift 2 ;;
+    --ca-sha256) CA_SHA256="${2:?--ca-sha256 needs a fingerprint}"; shift 2 ;;
     --runtime) RUNTIME="${2:?--runtime needs a name}"; shift 2 ;;
     --no-proxy) NO_PROXY_LIST="${2?--no-proxy needs a list}"; shift 2 ;;
     --restart) RESTART=1; shift ;;
@@ -45,6 +50,10 @@ done
 
 case "$RUNTIME" in containerd|docker|crio) ;; *) die "--runtime must be containerd, docker or crio" ;; esac
 case "$PROXY" in http://*|https://*|"") ;; *) die "--proxy must be an http:// or https:// URL" ;; esac
+# Compared as lowercase hex without colons, the form sha256sum prints.
+WANT_SHA256="$(printf '%s' "$CA_SHA256" | tr -d ':' | tr 'A-F' 'a-f')"
+case "$WANT_SHA256" in *[!0-9a-f]*) die "--ca-sha256 must be a SHA-256 fingerprint in hex, got $CA_SHA256" ;; esac
+[ -z "$WANT_SHA256" ] || [ ${#WANT_SHA256} -eq 64 ] || die "--ca-sha256 must be 64 hex digits (colons optional), got $CA_SHA256"
 
 if [ -z "$OS" ]; then
   if [ -e "$ROOT/etc/debian_version" ] || command -v update-ca-certificates >/dev/null 2>&1; then OS=debian
@@ -119,6 +128,20 @@ case "$CA" in
     ;;
 esac
 case "$CA_PEM" in *"BEGIN CERTIFICATE"*) ;; *) die "$CA is not a PEM certificate" ;; esac
+
+# Hex as openssl and `regcache ca fingerprint` print it: uppercase pairs joined by colons.
+colons() {
+  printf '%s' "$1" | tr 'a-f' 'A-F' | sed 's/../&:/g; s/:$//'
+}
+
+if [ -n "$WANT_SHA256" ]; then
+  command -v sha256sum >/dev/null 2>&1 && command -v base64 >/dev/null 2>&1 || die "sha256sum and base64 are needed for --ca-sha256"
+  # A second certificate would be installed beside the pinned one without being checked.
+  [ "$(printf '%s\n' "$CA_PEM" | grep -c 'BEGIN CERTIFICATE')" -eq 1 ] || die "$CA holds more than one certificate; --ca-sha256 pins exactly one"
+  # The fingerprint is SHA-256 over the certificate's DER: the base64 between the PEM markers, decoded.
+  HAVE_SHA256="$(printf '%s\n' "$CA_PEM" | tr -d '\r' | awk '/-----END CERTIFICATE-----/ { exit } inside { print } /-----BEGIN CERTIFICATE-----/ { inside = 1 }' | base64 -d | sha256sum | cut -d' ' -f1)"
+  [ "$HAVE_SHA256" = "$WANT_SHA256" ] || die "$CA has SHA-256 fingerprint $(colons "$HAVE_SHA256"), not $(colons "$WANT_SHA256") as --ca-sha256 requires: nothing installed"
+fi
 
 # A here-document, not a pipe: put must run in this shell to update CHANGED.
 put "$ANCHOR" <<CA_PEM

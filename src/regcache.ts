@@ -16,7 +16,10 @@ import { Lifecycle } from "./proxy/lifecycle.js";
 import { MitmInterceptor } from "./proxy/mitm-interceptor.js";
 import { loadSetupScript, setupScriptRoute } from "./proxy/setup-script.js";
 import { OwnEndpoints } from "./proxy/own-endpoints.js";
+import { createCluster } from "./cluster/start-cluster.js";
+import { peerServices } from "./registry/peer-services.js";
 import { ContentHandler } from "./registry/content-handler.js";
+import { ContentSources } from "./registry/content-sources.js";
 import { PingHandler } from "./registry/ping-handler.js";
 import { RegistryHandler } from "./registry/registry-handler.js";
 import { TagHandler } from "./registry/tag-handler.js";
@@ -55,7 +58,7 @@ const TUNNEL_QUIET_MS = 500;
 /** The composition root: builds every part from the config and starts listening. */
 export async function startRegcache(config: Config, logger: Logger): Promise<RunningRegcache> {
   const ca = await loadOrCreateCa(config.certsDir);
-  logger.info({ caCert: ca.certPath, created: ca.created, subject: ca.subjectCommonName, nameConstraints: ca.permittedDomains }, "root CA loaded");
+  logger.info({ caCert: ca.certPath, created: ca.created, subject: ca.subjectCommonName, nameConstraints: ca.permittedDomains, sha256Fingerprint: ca.certificate.fingerprint256 }, "root CA loaded");
 
   const paths = new DataPaths(config.dataDir);
   await mkdir(paths.root, { recursive: true });
@@ -82,14 +85,17 @@ export async function startRegcache(config: Config, logger: Logger): Promise<Run
   if (config.credentialsFile) upstream.credentials = new ProxyCredentials(loadCredentialsFile(config.credentialsFile));
 
   const access = new AccessControl(upstream, index, await loadInstanceSecret(paths.secretFile, logger), config, logger);
-  const content = new ContentHandler(store, upstream, access);
-  const registry = new RegistryHandler(upstream, content, new TagHandler(upstream, store, index, content, access, config.tagTtl), new PingHandler(upstream, access));
+  const peers = config.cluster ? createCluster(config.cluster, ca, logger) : undefined;
+  const content = new ContentHandler(store, upstream, access, new ContentSources(upstream, peers?.cluster));
+  const tags = new TagHandler(upstream, store, index, content, access, config.tagTtl, peers?.cluster);
+  const registry = new RegistryHandler(upstream, content, tags, new PingHandler(upstream, access));
+  await peers?.listen(peerServices(content, tags));
 
   const minter = new LeafMinter(ca);
   const startedAt = Date.now();
   const collector = new StatsCollector();
   const lifecycle = new Lifecycle();
-  const metrics = new Metrics({ store, health, access, minter, lifecycle });
+  const metrics = new Metrics({ store, health, access, minter, lifecycle, cluster: peers?.cluster });
   upstream.observer = (host, status, failure) => metrics.observeUpstream(host, status, failure);
   const observers = [(rr: RegistryRequest, status: number, bytes: number, ms: number) => collector.observe(rr, status, bytes, ms), metrics.observeRequest.bind(metrics)];
   // The library's throwaway CA (see MitmInterceptor.start) is written outside the data disk: that disk may be full.
@@ -99,7 +105,7 @@ export async function startRegcache(config: Config, logger: Logger): Promise<Run
   await rm(mitmScratch, { recursive: true, force: true });
 
   let port = config.listen.port;
-  const statsSources = { collector, store, health, version: VERSION, startedAt };
+  const statsSources = { collector, store, health, version: VERSION, startedAt, cluster: peers?.cluster };
   const endpoints = new OwnEndpoints(ca.certPem, {
     async notReadyReason() {
       if (lifecycle.draining) return "shutting down";
@@ -110,7 +116,7 @@ export async function startRegcache(config: Config, logger: Logger): Promise<Run
         return `data dir ${paths.root} is not writable`;
       }
     },
-  }, [statsRoutes(statsSources, metrics), setupScriptRoute(loadSetupScript(), () => `${config.listen.host === "0.0.0.0" ? "127.0.0.1" : config.listen.host}:${port}`)]);
+  }, [statsRoutes(statsSources, metrics), setupScriptRoute(loadSetupScript(), ca.certificate.fingerprint256, () => `${config.listen.host === "0.0.0.0" ? "127.0.0.1" : config.listen.host}:${port}`)]);
   const server = createFrontServer({
     policy: {
       allowPorts: config.allowPorts,
@@ -158,6 +164,7 @@ export async function startRegcache(config: Config, logger: Logger): Promise<Run
       store.stopScrub();
       server.closeAllConnections();
       interceptor.close();
+      await peers?.close();
       await upstream.destroy().catch(() => undefined);
       await index.close();
       await releaseLock();

@@ -1,11 +1,12 @@
 import { open, readFile, readlink, rm, symlink } from "node:fs/promises";
+import { RegcacheError } from "../errors.js";
 
-export class DataDirLockedError extends Error {
+export class DataDirLockedError extends RegcacheError {
   constructor(
     readonly lockFile: string,
     readonly pid: number,
   ) {
-    super(`data dir is in use: ${lockFile} is held by running process ${pid}; give each regcache process its own --data-dir`);
+    super("DATA_DIR_LOCKED", `data dir is in use: ${lockFile} is held by running process ${pid}; give each regcache process its own --data-dir`);
     this.name = "DataDirLockedError";
   }
 }

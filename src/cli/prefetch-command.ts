@@ -1,10 +1,12 @@
 import { readFile } from "node:fs/promises";
 import { Command, Option } from "commander";
-import { ProxyAgent, request } from "undici";
+import { ProxyAgent } from "undici";
+import { RegcacheError, systemReason } from "../errors.js";
 import { ImagePuller, parsePlatform, type PullProgress } from "../prefetch/image-puller.js";
 import { parseImageReference, type ImageReference } from "../registry/image-reference.js";
 import { loadCredentialsFile } from "../upstream/proxy-credentials.js";
 import { formatBytes } from "./format-bytes.js";
+import { fetchFromProxy, proxyOption } from "./proxy-client.js";
 
 interface PrefetchOptions {
   file?: string;
@@ -19,7 +21,7 @@ interface PrefetchOptions {
 async function collectReferences(args: string[], file: string | undefined): Promise<string[]> {
   const refs = [...args];
   if (file) {
-    const text = file === "-" ? await readStdin() : await readFile(file, "utf8");
+    const text = file === "-" ? await readStdin() : await readOptionFile(file, "--file");
     for (const line of text.split("\n")) {
       const ref = line.replace(/#.*/, "").trim();
       if (ref) refs.push(ref);
@@ -34,12 +36,20 @@ async function readStdin(): Promise<string> {
   return Buffer.concat(chunks).toString("utf8");
 }
 
+async function readOptionFile(file: string, flag: string): Promise<string> {
+  try {
+    return await readFile(file, "utf8");
+  } catch (err) {
+    throw new RegcacheError("CONFIG", `cannot read ${flag} ${file}: ${systemReason(err)}`, { cause: err });
+  }
+}
+
 /** The proxy's CA: from --ca, else from the proxy's own /ca.crt (the proxy is what we trust anyway). */
 async function proxyCa(proxy: string, caFile: string | undefined): Promise<string> {
-  if (caFile) return readFile(caFile, "utf8");
-  const res = await request(new URL("/ca.crt", proxy));
-  if (res.statusCode !== 200) throw new Error(`cannot fetch the CA from ${proxy}/ca.crt: HTTP ${res.statusCode}`);
-  return res.body.text();
+  if (!caFile) return fetchFromProxy(proxy, "/ca.crt");
+  // Without this, a proxy that is not there fails every image in turn instead of the run at once.
+  await fetchFromProxy(proxy, "/healthz");
+  return readOptionFile(caFile, "--ca");
 }
 
 export function prefetchCommand(): Command {
@@ -47,14 +57,14 @@ export function prefetchCommand(): Command {
     .description("pull images through a running regcache so that an outage finds them cached")
     .argument("[images...]", "image references, e.g. nginx:1.27, quay.io/org/app@sha256:...")
     .option("-f, --file <file>", "read references from a file, one per line ('-' for stdin)")
-    .addOption(new Option("--proxy <url>", "the regcache to pull through").env("REGCACHE_PROXY").default("http://127.0.0.1:3128"))
+    .addOption(proxyOption("the regcache to pull through"))
     .option("--platform <os/arch>", "only this platform of multi-platform images (default: all platforms)")
     .option("--ca <file>", "regcache's CA certificate (default: fetched from the proxy's /ca.crt)")
     .option("--concurrency <n>", "blobs fetched at once per image", "3")
     .addOption(new Option("--credentials <file>", "registry credentials for private images, the JSON file `serve --credentials` takes (host -> {username,password} or {token})").env("REGCACHE_CREDENTIALS"))
     .action(async (images: string[], opts: PrefetchOptions) => {
       const refs = await collectReferences(images, opts.file);
-      if (refs.length === 0) throw new Error("no image references given (arguments or --file)");
+      if (refs.length === 0) throw new RegcacheError("USAGE", "no image references given (arguments or --file)");
       const credentials = opts.credentials ? loadCredentialsFile(opts.credentials) : new Map();
       const ca = await proxyCa(opts.proxy, opts.ca);
       const dispatcher = new ProxyAgent({ uri: opts.proxy, requestTls: { ca: [ca] } });

@@ -1,7 +1,8 @@
 import { Option } from "commander";
-import { DEFAULTS, type Config, type LogLevel } from "../config/config.js";
+import { DEFAULTS, type ClusterConfig, type Config, type LogLevel } from "../config/config.js";
+import { peerAddress } from "../cluster/membership.js";
 import type { OfflineAccess } from "../registry/access-policy.js";
-import { OptionError, parseDuration, parseHostPattern, parseHostPort, parsePort, parseResolve, parseSize, splitList } from "../config/parse.js";
+import { OptionError, parseDuration, parseHostPattern, parseHostPort, parsePort, parseResolve, parseSize, splitList, type HostPort } from "../config/parse.js";
 
 /** Repeatable option whose environment variable holds a comma-separated list. */
 function listOption(flags: string, description: string, env?: string): Option {
@@ -47,6 +48,10 @@ export function serveOptions(): Option[] {
     new Option("--deny-private-addresses", "refuse upstreams that resolve to private, loopback or CGNAT addresses (link-local and metadata are always refused)").env("REGCACHE_DENY_PRIVATE_ADDRESSES"),
     new Option("--unpermitted-hosts <action>", "hosts outside the CA's name constraints: tunnel (TLS untouched) or deny").env("REGCACHE_UNPERMITTED_HOSTS").choices(["tunnel", "deny"]).default(DEFAULTS.unpermittedHosts),
     new Option("--max-connections <n>", "client connections accepted at once").env("REGCACHE_MAX_CONNECTIONS").default(String(DEFAULTS.maxConnections)),
+    listOption("--peer <host:port>", "another replica's peer address: replicas form one cache; repeatable", "REGCACHE_PEER"),
+    new Option("--peers-dns <name>", "a headless Service name whose addresses are the replicas (peer port from --peer-listen)").env("REGCACHE_PEERS_DNS"),
+    new Option("--advertise <host:port>", "this replica's peer address as the others reach it (the pod IP); required with --peer or --peers-dns").env("REGCACHE_ADVERTISE"),
+    new Option("--peer-listen <host:port>", "address of the peer channel (mutual TLS), used with --peer or --peers-dns").env("REGCACHE_PEER_LISTEN").default(DEFAULTS.peerListen),
   ];
 }
 
@@ -84,6 +89,10 @@ export interface RawServeOptions {
   denyPrivateAddresses?: boolean;
   unpermittedHosts: "tunnel" | "deny";
   maxConnections: string;
+  peer?: string[];
+  peersDns?: string;
+  advertise?: string;
+  peerListen: string;
 }
 
 function wholeNumber(value: string, flag: string): number {
@@ -135,5 +144,17 @@ export function toConfig(raw: RawServeOptions): Config {
     denyPrivateAddresses: raw.denyPrivateAddresses === true,
     unpermittedHosts: raw.unpermittedHosts,
     maxConnections: wholeNumber(raw.maxConnections, "--max-connections"),
+    cluster: clusterConfig(raw),
   };
+}
+
+function clusterConfig(raw: RawServeOptions): ClusterConfig | undefined {
+  const peers = (raw.peer ?? []).map((p) => formatPeer(parseHostPort(p, "--peer")));
+  if (peers.length === 0 && !raw.peersDns) return undefined;
+  if (!raw.advertise) throw new OptionError("--advertise HOST:PORT is required with --peer or --peers-dns: it is how the other replicas reach this one (the pod IP)");
+  return { peers, peersDns: raw.peersDns, advertise: formatPeer(parseHostPort(raw.advertise, "--advertise")), listen: parseHostPort(raw.peerListen, "--peer-listen", true) };
+}
+
+function formatPeer(hp: HostPort): string {
+  return peerAddress(hp.host, hp.port);
 }

@@ -1,7 +1,7 @@
-import { Command, Option } from "commander";
-import { request } from "undici";
+import { Command } from "commander";
 import type { StatsSnapshot } from "../stats/stats-snapshot.js";
 import { formatBytes } from "./format-bytes.js";
+import { fetchFromProxy, proxyOption } from "./proxy-client.js";
 
 const pct = (r: number | null): string => (r === null ? "-" : `${(r * 100).toFixed(1)}%`);
 
@@ -17,6 +17,7 @@ export function formatStats(s: StatsSnapshot): string {
   for (const u of s.upstreams) {
     lines.push(`${u.host.padEnd(32).slice(0, 32)}  ${u.state.padEnd(5)}  ${String(u.requests).padStart(8)}  ${String(u.hits).padStart(8)}  ${formatBytes(u.bytes).padStart(10)}  ${String(u.errors).padStart(6)}`);
   }
+  if (s.upstreamsOmitted > 0) lines.push(`${s.upstreamsOmitted} more hosts, less active, not listed`);
   if (s.inFlight.length > 0) {
     lines.push("", "downloading:");
     for (const d of s.inFlight) lines.push(`  ${d.host} ${d.digest.slice(0, 19)}… ${formatBytes(d.bytes)}${d.size ? ` / ${formatBytes(d.size)}` : ""}`);
@@ -31,12 +32,10 @@ export function formatStats(s: StatsSnapshot): string {
 export function statsCommand(): Command {
   return new Command("stats")
     .description("show a running regcache's statistics")
-    .addOption(new Option("--proxy <url>", "the regcache to ask").env("REGCACHE_PROXY").default("http://127.0.0.1:3128"))
+    .addOption(proxyOption("the regcache to ask"))
     .option("--json", "print the raw JSON of /api/stats")
     .action(async (opts: { proxy: string; json?: boolean }) => {
-      const res = await request(new URL("/api/stats", opts.proxy));
-      if (res.statusCode !== 200) throw new Error(`cannot fetch stats: ${opts.proxy}/api/stats answered ${res.statusCode}`);
-      const snapshot = (await res.body.json()) as StatsSnapshot;
+      const snapshot = JSON.parse(await fetchFromProxy(opts.proxy, "/api/stats")) as StatsSnapshot;
       process.stdout.write(opts.json ? `${JSON.stringify(snapshot, null, 2)}\n` : formatStats(snapshot));
     });
 }

@@ -48,6 +48,19 @@ export interface Config {
   /** What to do with hosts outside the CA's name constraints. */
   unpermittedHosts: "tunnel" | "deny";
   maxConnections: number;
+  /** Replicas forming one cache (src/cluster/); absent: this process is the whole cache. */
+  cluster?: ClusterConfig;
+}
+
+export interface ClusterConfig {
+  /** --peer: other replicas' peer addresses, "host:port". */
+  peers: string[];
+  /** --peers-dns: a headless Service whose addresses are the replicas. */
+  peersDns?: string;
+  /** --advertise: this replica's peer address as the others reach it. */
+  advertise: string;
+  /** --peer-listen: where the peer channel listens. */
+  listen: HostPort;
 }
 
 export const DEFAULTS = {
@@ -74,4 +87,5 @@ export const DEFAULTS = {
   offlineGrace: "7d",
   unpermittedHosts: "tunnel" as const,
   maxConnections: 4096,
+  peerListen: "0.0.0.0:3129",
 };

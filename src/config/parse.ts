@@ -1,10 +1,10 @@
 import { isIP } from "node:net";
+import { RegcacheError } from "../errors.js";
 
 /** Raised for a malformed option value; the message names the option and the value. */
-export class OptionError extends Error {
+export class OptionError extends RegcacheError {
   constructor(message: string) {
-    super(message);
-    this.name = "OptionError";
+    super("USAGE", message);
   }
 }
 
@@ -30,6 +30,12 @@ export function parseHostPort(value: string, what: string, allowZero = false): H
   return { host, port: parsePort(match[3]!, `${what} port`) };
 }
 
+/** An http:// or https:// URL with a host; "127.0.0.1:3128" without a scheme is refused, not guessed at. */
+export function parseHttpUrl(value: string, what: string): string {
+  if (!/^https?:\/\/[^/]/i.test(value) || !URL.canParse(value)) throw new OptionError(`${what} must be a URL such as http://127.0.0.1:3128, got "${value}"`);
+  return value;
+}
+
 export interface ResolveRule {
   from: HostPort;
   to: HostPort;
@@ -44,7 +50,6 @@ export function parseResolve(value: string): ResolveRule {
 }
 
 const SIZE_UNITS: Record<string, number> = {
-  "": 1,
   b: 1,
   k: 1e3,
   kb: 1e3,
@@ -60,12 +65,18 @@ const SIZE_UNITS: Record<string, number> = {
   tib: 2 ** 40,
 };
 
-/** "50GiB", "512MB", "1000" (bytes). */
+const SIZE_UNIT_NAMES = "B, KB, MB, GB, TB, KiB, MiB, GiB, TiB";
+
+/**
+ * "50GiB", "512MB", "4096B". A bare number is refused: an operator who writes
+ * `--max-cache-size 20` means gigabytes far more often than the 20 bytes it would be.
+ */
 export function parseSize(value: string, what = "size"): number {
   const match = /^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$/.exec(value);
+  if (match?.[2] === "") throw new OptionError(`${what} needs a unit, e.g. ${match[1]}GiB (${SIZE_UNIT_NAMES})`);
   const unit = match ? SIZE_UNITS[match[2]!.toLowerCase()] : undefined;
   if (!match || unit === undefined) {
-    throw new OptionError(`${what} must be a number with an optional unit (B, KB, MB, GB, TB, KiB, MiB, GiB, TiB), got "${value}"`);
+    throw new OptionError(`${what} must be a number with a unit (${SIZE_UNIT_NAMES}), got "${value}"`);
   }
   return Math.floor(Number(match[1]) * unit);
 }

@@ -1,5 +1,6 @@
 import { createHash } from "node:crypto";
 import { request, type Dispatcher } from "undici";
+import { RegcacheError } from "../errors.js";
 import type { ImageReference } from "../registry/image-reference.js";
 import { formatAuthority, type UpstreamRequest } from "../upstream/client.js";
 import { basicAuthorization, type HostCredential } from "../upstream/proxy-credentials.js";
@@ -48,10 +49,9 @@ interface ManifestDoc {
   layers?: Descriptor[];
 }
 
-export class PullError extends Error {
+export class PullError extends RegcacheError {
   constructor(message: string) {
-    super(message);
-    this.name = "PullError";
+    super("PULL", message);
   }
 }
 

@@ -1,12 +1,13 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { rm } from "node:fs/promises";
-import { isIP, type Socket } from "node:net";
-import { createSecureContext, TLSSocket } from "node:tls";
+import type { Socket } from "node:net";
+import { createSecureContext, TLSSocket, type SecureContext } from "node:tls";
 import path from "node:path";
 import type { Duplex } from "node:stream";
 import { Proxy, type IContext } from "http-mitm-proxy";
 import type { Logger } from "../log/logger.js";
 import type { Leaf, LeafMinter } from "../tls/leaf-minter.js";
+import { LruMap } from "../util/lru-map.js";
 
 export type InterceptedRequestHandler = (req: IncomingMessage, res: ServerResponse, connectTarget: string | undefined, isTls: boolean) => void;
 
@@ -14,8 +15,7 @@ export type InterceptedRequestHandler = (req: IncomingMessage, res: ServerRespon
 interface MitmInternals {
   _onError(kind: string, ctx: IContext | null, err: Error | undefined): void;
   httpsServer?: {
-    emit(event: "connection" | "secureConnection", socket: Duplex): boolean;
-    addContext(hostname: string, context: { key: string; cert: string }): void;
+    emit(event: "secureConnection", socket: Duplex): boolean;
   };
 }
 
@@ -34,22 +34,27 @@ const connectTargets = new WeakMap<object, string>();
  * - requests are answered in onRequest and never handed back to it, and no
  *   onRequestData/onResponseData filter is registered (no backpressure there).
  *
- * Its socket plumbing is replaced for named hosts: its CONNECT handling opens a second
- * TCP connection over loopback to its own HTTPS server and pipes the two, which cost
- * ~25% of warm-blob throughput here (bench/). Instead the client socket is handed to that
- * same HTTPS server directly (`emit("connection")`), with the certificate registered as
- * an SNI context; IP-literal targets get their TLS layer here (terminateWithoutSni).
+ * Its socket plumbing is replaced: its CONNECT handling opens a second TCP connection over
+ * loopback to its own HTTPS server and pipes the two, which cost ~25% of warm-blob
+ * throughput here (bench/). Instead the client socket gets its TLS layer here (terminate)
+ * and joins that same HTTPS server once the handshake is done.
  */
 export class MitmInterceptor {
   private readonly mitm = new Proxy();
-  private readonly contexts = new Map<string, Leaf>();
+  /**
+   * A TLS context per host, built once per leaf (parsing key and certificate costs about as
+   * much CPU as the handshake). ~28 KB each, so bounded like the minter's leaves.
+   */
+  private readonly contexts: LruMap<string, { leaf: Leaf; context: SecureContext }>;
 
   constructor(
     private readonly minter: LeafMinter,
     private readonly scratchDir: string,
     private readonly onRequest: InterceptedRequestHandler,
     private readonly logger: Logger,
-  ) {}
+  ) {
+    this.contexts = new LruMap(minter.capacity);
+  }
 
   async start(): Promise<void> {
     const mitm = this.mitm;
@@ -108,14 +113,9 @@ export class MitmInterceptor {
     // client reads it and sends its ClientHello, which waits in the socket until then.
     socket.write("HTTP/1.1 200 Connection Established\r\n\r\n");
     const handOver = (leaf: Leaf): void => {
-      if (socket.destroyed) return;
       // No byte is read here: the TLS layer must read the ClientHello from the socket itself.
       // Anything that is not TLS fails the handshake and closes this connection only.
-      if (isIP(host)) this.terminateWithoutSni(server, socket, leaf);
-      else {
-        this.registerContext(server, host, leaf);
-        server.emit("connection", socket);
-      }
+      if (!socket.destroyed) this.terminate(server, socket, this.contextFor(leaf));
     };
     const leaf = this.minter.freshLeaf(host);
     if (leaf) {
@@ -129,24 +129,26 @@ export class MitmInterceptor {
   }
 
   /**
-   * Clients send no SNI for an IP literal (RFC 6066 section 3), so the server cannot pick
-   * the leaf by name: this connection gets a TLS layer with the address's leaf as its only
-   * certificate, and joins the same HTTPS server once the handshake is done.
+   * The CONNECT target names the host before the ClientHello arrives, so the connection's
+   * TLS layer gets that host's leaf as its only certificate: no SNI lookup, which also
+   * serves IP literals (clients send no SNI for them, RFC 6066 section 3). Node's
+   * alternative, tls.Server#addContext, keeps every context it is given for the life of
+   * the server and scans them all on each handshake; an SNICallback can only be given when
+   * the server is constructed, which http-mitm-proxy does.
    */
-  private terminateWithoutSni(server: NonNullable<MitmInternals["httpsServer"]>, socket: Duplex, leaf: Leaf): void {
-    const tlsSocket = new TLSSocket(socket, { isServer: true, secureContext: createSecureContext({ key: leaf.keyPem, cert: leaf.certPem }), ALPNProtocols: ["http/1.1"] });
+  private terminate(server: NonNullable<MitmInternals["httpsServer"]>, socket: Duplex, secureContext: SecureContext): void {
+    const tlsSocket = new TLSSocket(socket, { isServer: true, secureContext, ALPNProtocols: ["http/1.1"] });
     tlsSocket.on("error", () => tlsSocket.destroy());
     tlsSocket.once("secure", () => server.emit("secureConnection", tlsSocket));
   }
 
-  /**
-   * Registers the host's leaf as an SNI context, again once the minter re-mints it
-   * (Node's SNI lookup takes the most recently added match).
-   */
-  private registerContext(server: NonNullable<MitmInternals["httpsServer"]>, host: string, leaf: Leaf): void {
-    if (this.contexts.get(host) === leaf) return;
-    server.addContext(host, { key: leaf.keyPem, cert: leaf.certPem });
-    this.contexts.set(host, leaf);
+  /** The host's TLS context for this leaf; a re-minted leaf replaces its host's context. */
+  private contextFor(leaf: Leaf): SecureContext {
+    const known = this.contexts.get(leaf.host);
+    if (known?.leaf === leaf) return known.context;
+    const context = createSecureContext({ key: leaf.keyPem, cert: leaf.certPem });
+    this.contexts.set(leaf.host, { leaf, context });
+    return context;
   }
 
   close(): void {

@@ -1,16 +1,18 @@
 import { createHmac, randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import bcrypt from "bcryptjs";
+import { RegcacheError } from "../errors.js";
+import { LruMap } from "../util/lru-map.js";
 
-export class ProxyAuthFileError extends Error {
+export class ProxyAuthFileError extends RegcacheError {
   constructor(message: string) {
-    super(message);
-    this.name = "ProxyAuthFileError";
+    super("CONFIG", message);
   }
 }
 
 /** bcrypt costs ~100 ms a check by design; a verified header is remembered (as an HMAC) this long. */
 const VERIFIED_TTL_MS = 5 * 60 * 1000;
+const MAX_VERIFIED = 1000;
 
 /**
  * Proxy authentication (RFC 9110 section 11.7): Proxy-Authorization: Basic, checked
@@ -19,7 +21,8 @@ const VERIFIED_TTL_MS = 5 * 60 * 1000;
  */
 export class ProxyAuth {
   private readonly users = new Map<string, string>();
-  private readonly verified = new Map<string, number>();
+  /** Keyed by header: a user can spell one credential many ways, so it is bounded. */
+  private readonly verified = new LruMap<string, number>(MAX_VERIFIED);
   private readonly secret = randomBytes(32);
 
   constructor(file: string) {

@@ -10,6 +10,7 @@ import { offlineAllows, onlineStep, type AccessTimings, type OfflineAccess } fro
 import { classifyConfirmation } from "./link-policy.js";
 import { registryErrorBody, type RegistryErrorCode } from "./errors.js";
 import { cacheStatusHeaders, type RegistryRequest } from "./request-context.js";
+import { LruMap } from "../util/lru-map.js";
 
 export type AccessResult = "public" | "confirmed" | "offline-allowed" | "denied" | "offline-denied" | "unlinked-unavailable";
 
@@ -27,6 +28,8 @@ export interface AccessOptions extends AccessTimings {
 const REFUSAL_CODES: Record<number, RegistryErrorCode> = { 401: "UNAUTHORIZED", 403: "DENIED", 404: "NAME_UNKNOWN" };
 /** A confirmation is persisted (for the offline grace period) at most this often per key. */
 const PERSIST_EVERY_MS = 60_000;
+/** Entries in each in-memory cache of verdicts, confirmations and challenges. */
+const MAX_CACHED = 10_000;
 
 /**
  * Decides whether a client may have cached content of (host, repository): the
@@ -35,10 +38,12 @@ const PERSIST_EVERY_MS = 60_000;
  * anonymous probe; otherwise upstream is asked with the client's own Authorization.
  */
 export class AccessControl {
-  private readonly publicVerdicts = new Map<string, { isPublic: boolean; checkedAt: number }>();
-  private readonly confirmations = new Map<string, number>();
-  private readonly persistedAt = new Map<string, number>();
-  private readonly challenges = new Map<string, string>();
+  // Memory caches of rows in the index, keyed by repository, credential or host: bounded,
+  // since clients choose those, and an evicted entry costs one index read when next needed.
+  private readonly publicVerdicts = new LruMap<string, { isPublic: boolean; checkedAt: number }>(MAX_CACHED);
+  private readonly confirmations = new LruMap<string, number>(MAX_CACHED);
+  private readonly persistedAt = new LruMap<string, number>(MAX_CACHED);
+  private readonly challenges = new LruMap<string, string>(MAX_CACHED);
   readonly counts: Record<AccessResult, number> = { public: 0, confirmed: 0, "offline-allowed": 0, denied: 0, "offline-denied": 0, "unlinked-unavailable": 0 };
 
   constructor(
@@ -93,6 +98,21 @@ export class AccessControl {
       const verdict = await this.probePublic(rr, probePath);
       if (verdict !== "unreachable") await this.storeVerdict(repoKey, verdict === "public");
     }).catch((err: unknown) => this.logger.debug({ err, repository: repoKey }, "public probe failed"));
+  }
+
+  /** When a repository was last found public, for a peer that copies its content (cluster). */
+  async publicSince(host: string, name: string): Promise<number | undefined> {
+    const verdict = await this.publicVerdict(`${host}/${name}`);
+    return verdict?.isPublic ? verdict.checkedAt : undefined;
+  }
+
+  /** A peer found this repository public: while upstream is down, that is the best knowledge there is. */
+  async adoptPublicVerdict(host: string, name: string, checkedAt: number): Promise<void> {
+    const known = await this.publicVerdict(`${host}/${name}`);
+    if (known && known.checkedAt >= checkedAt) return;
+    const verdict = { isPublic: true, checkedAt };
+    this.publicVerdicts.set(`${host}/${name}`, verdict);
+    await this.index.putMeta(`public:${host}/${name}`, verdict).catch(() => undefined);
   }
 
   private async storeVerdict(repoKey: string, isPublic: boolean): Promise<void> {

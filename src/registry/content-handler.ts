@@ -1,15 +1,17 @@
 import { pipeline, Readable } from "node:stream";
 import type { BlobEntry } from "../cache/cache-index.js";
 import type { AccessControl } from "./access-control.js";
-import type { BlobStore, OpenResult } from "../cache/blob-store.js";
+import type { BlobStore } from "../cache/blob-store.js";
 import type { Download } from "../cache/download.js";
 import type { RangeSource } from "../cache/range-source.js";
 import { sendRange } from "../cache/range-sender.js";
 import type { UpstreamClient, UpstreamResponse } from "../upstream/client.js";
 import { headerValue, upstreamRequestHeaders } from "../upstream/headers.js";
-import { requestFollowingRedirects } from "../upstream/redirects.js";
-import { UpstreamError } from "../upstream/upstream-error.js";
+import { isUnavailableStatus, UpstreamError } from "../upstream/upstream-error.js";
 import { acceptAllows, normalizeAccept } from "./accept.js";
+import type { AccessDecision } from "./access-control.js";
+import type { ContentSources, SourcedResult } from "./content-sources.js";
+import { contentPath, type ContentTarget } from "./content-target.js";
 import { cachedContentStep } from "./link-policy.js";
 import type { Digest } from "./digest.js";
 import { sendRegistryError } from "./errors.js";
@@ -17,22 +19,8 @@ import { passThrough, relayUpstreamResponse, sendUpstreamFailure } from "./pass-
 import { contentRange, parseRange } from "./range.js";
 import { cacheStatusHeaders, type CacheStatus, type RegistryRequest } from "./request-context.js";
 
-export const BLOB_MEDIA_TYPE = "application/octet-stream";
-/** The distribution spec lets registries refuse manifests over 4 MiB; nothing larger is a manifest worth holding. */
-const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
-
-/** Conditional and range headers describe the client's view; the cache fetches whole, unconditional bodies. */
-const NOT_FORWARDED_ON_FILL = ["range", "if-range", "if-none-match", "if-modified-since", "if-match", "if-unmodified-since", "content-length"];
-
-export interface ContentTarget {
-  kind: "blob" | "manifest";
-  name: string;
-  digest: Digest;
-}
-
-export function contentPath(target: ContentTarget): string {
-  return `/v2/${target.name}/${target.kind === "blob" ? "blobs" : "manifests"}/${target.digest.value}`;
-}
+/** What a peer's X-Cache says when the bytes came from the cluster's cache rather than upstream. */
+const PEER_CACHED = new Set(["HIT", "STALE", "COALESCED", "PEER"]);
 
 interface Representation {
   digest: Digest;
@@ -49,6 +37,7 @@ export class ContentHandler {
     private readonly store: BlobStore,
     private readonly upstream: UpstreamClient,
     private readonly access: AccessControl,
+    private readonly sources: ContentSources,
   ) {}
 
   async handle(rr: RegistryRequest, target: ContentTarget): Promise<void> {
@@ -57,11 +46,47 @@ export class ContentHandler {
       if (await this.mayServe(rr, target)) this.serveCached(rr, target, entry);
       return;
     }
-    if (rr.req.method !== "GET") {
+    if (rr.req.method === "GET") await this.fillAndServe(rr, target);
+    else await this.headMiss(rr, target);
+  }
+
+  /**
+   * HEAD of content not cached here: upstream's answer, or with peers, while upstream cannot
+   * answer, the headers of a peer's copy for a client the offline policy allows.
+   */
+  private async headMiss(rr: RegistryRequest, target: ContentTarget): Promise<void> {
+    if (!this.sources.clustered || rr.fromPeer) {
       await passThrough(this.upstream, rr, "MISS");
       return;
     }
-    await this.fillAndServe(rr, target);
+    let response: UpstreamResponse | undefined;
+    try {
+      response = await this.upstream.request({ host: rr.host, port: rr.port, method: "HEAD", path: contentPath(target), headers: upstreamRequestHeaders(rr.req.headers) });
+    } catch (err) {
+      if (err instanceof UpstreamError && err.failure === "refused-address") throw err;
+    }
+    if (response && !isUnavailableStatus(response.statusCode)) {
+      relayUpstreamResponse(rr, response, "MISS");
+      return;
+    }
+    await response?.body.dump();
+    const copy = await this.sources.headFromPeers(rr, target);
+    if (!copy) {
+      sendUpstreamFailure(rr, new UpstreamError("connect", rr.host, "unavailable, and no replica holds this content"));
+      return;
+    }
+    await copy.body.dump();
+    if (await this.allowedOffline(rr, target)) relayUpstreamResponse(rr, copy, "PEER");
+  }
+
+  private async allowedOffline(rr: RegistryRequest, target: ContentTarget): Promise<boolean> {
+    return this.settle(rr, await this.access.authorizeOffline(rr, target.name));
+  }
+
+  private settle(rr: RegistryRequest, decision: AccessDecision): boolean {
+    rr.log.access = decision.result;
+    if (!decision.allowed) decision.refuse();
+    return decision.allowed;
   }
 
   /**
@@ -76,13 +101,40 @@ export class ContentHandler {
       step === "authorize"
         ? await this.access.authorize(rr, target.name, contentPath(target))
         : await this.access.confirmInRepository(rr, target.name, contentPath(target), target.kind === "blob" ? "BLOB_UNKNOWN" : "MANIFEST_UNKNOWN");
-    rr.log.access = decision.result;
-    if (!decision.allowed) {
-      decision.refuse();
-      return false;
-    }
+    if (!this.settle(rr, decision)) return false;
     if (step === "confirm") this.store.link(target.digest, hostRepository);
     return true;
+  }
+
+  /** For a peer: what this replica holds for the repository (linked), or 404; nothing is fetched. */
+  async servePeerCopy(rr: RegistryRequest, target: ContentTarget): Promise<void> {
+    const entry = await this.usableEntry(rr, target);
+    if (!entry || !this.store.isLinked(target.digest, `${rr.host}/${target.name}`)) {
+      sendRegistryError(rr.res, 404, target.kind === "blob" ? "BLOB_UNKNOWN" : "MANIFEST_UNKNOWN", "not held by this replica for this repository");
+      return;
+    }
+    const publicSince = await this.access.publicSince(rr.host, target.name);
+    this.serveCached(rr, target, entry, "HIT", publicSince ? { "x-regcache-public-since": String(publicSince) } : {});
+  }
+
+  /**
+   * Keeps a copy of content a peer holds, without a client waiting (replication), or for a
+   * client that is then served it (a manifest named by a recorded tag). Resolves with the entry
+   * once stored; undefined when no peer has it.
+   */
+  async keepCopy(rr: RegistryRequest, target: ContentTarget, from?: string): Promise<BlobEntry | undefined> {
+    const cached = await this.usableEntry(rr, target);
+    if (cached) return cached;
+    let opened: SourcedResult | undefined;
+    const outcome = await this.store
+      .fill<UpstreamResponse>(target.digest, `${rr.host}/${target.name}`, async () => (opened = await this.sources.openCopy(rr, target, from)))
+      .catch(() => undefined);
+    if (outcome?.kind === "refused") await outcome.response.body.dump();
+    if (outcome?.kind === "uncached") outcome.body.destroy();
+    if (outcome?.kind !== "download") return undefined;
+    if (opened?.publicSince) await this.access.adoptPublicVerdict(rr.host, target.name, opened.publicSince);
+    await outcome.download.done.catch(() => undefined);
+    return this.store.lookup(target.digest);
   }
 
   /** The cached entry for this request, if its file is on disk and (for a manifest) the client's Accept allows its media type. */
@@ -100,9 +152,10 @@ export class ContentHandler {
   }
 
   private async fillAndServe(rr: RegistryRequest, target: ContentTarget): Promise<void> {
+    let opened: SourcedResult | undefined;
     let outcome;
     try {
-      outcome = await this.store.fill<UpstreamResponse>(target.digest, `${rr.host}/${target.name}`, () => this.openUpstream(rr, target));
+      outcome = await this.store.fill<UpstreamResponse>(target.digest, `${rr.host}/${target.name}`, async () => (opened = await this.sources.open(rr, target)));
     } catch (err) {
       sendUpstreamFailure(rr, err);
       return;
@@ -111,11 +164,20 @@ export class ContentHandler {
       case "download": {
         const release = outcome.download.hold();
         try {
-          if (!outcome.coalesced) {
-            this.access.recordConfirmation(rr, target.name);
-            this.access.learnPublic(rr, target.name, contentPath(target));
-          } else if (!(await this.mayServe(rr, target))) return;
-          this.serveDownload(rr, outcome.download, outcome.coalesced ? "COALESCED" : "MISS");
+          if (outcome.coalesced) {
+            if (await this.mayServe(rr, target)) this.serveDownload(rr, outcome.download, "COALESCED");
+            return;
+          }
+          if (opened?.via === "copy") {
+            // A peer's copy, taken because upstream cannot answer: the offline policy decides.
+            if (opened.publicSince) await this.access.adoptPublicVerdict(rr.host, target.name, opened.publicSince);
+            if (await this.allowedOffline(rr, target)) this.serveDownload(rr, outcome.download, "PEER");
+            return;
+          }
+          this.access.recordConfirmation(rr, target.name);
+          this.access.learnPublic(rr, target.name, contentPath(target));
+          if (opened?.via === "upstream") outcome.download.done.then(() => this.sources.replicate(rr, target), () => undefined);
+          this.serveDownload(rr, outcome.download, opened?.via === "owner" && PEER_CACHED.has(opened.peerCache ?? "") ? "PEER" : "MISS");
         } finally {
           release();
         }
@@ -135,28 +197,6 @@ export class ContentHandler {
         await passThrough(this.upstream, rr, "MISS");
         return;
     }
-  }
-
-  private async openUpstream(rr: RegistryRequest, target: ContentTarget): Promise<OpenResult<UpstreamResponse>> {
-    const { response, host } = await requestFollowingRedirects(this.upstream, {
-      host: rr.host,
-      port: rr.port,
-      method: "GET",
-      path: contentPath(target),
-      headers: upstreamRequestHeaders(rr.req.headers, NOT_FORWARDED_ON_FILL),
-    });
-    rr.log.upstreamStatus = response.statusCode;
-    if (host !== rr.host) rr.log.upstreamHost = host;
-    if (response.statusCode !== 200) return { kind: "refused", response };
-    const length = headerValue(response.headers["content-length"]);
-    const size = length !== undefined && /^\d+$/.test(length) ? Number(length) : undefined;
-    const mediaType = target.kind === "blob" ? BLOB_MEDIA_TYPE : (headerValue(response.headers["content-type"]) ?? BLOB_MEDIA_TYPE);
-    if (target.kind === "blob") return { kind: "body", body: response.body, size, mediaType, host };
-    if (size !== undefined && size > MAX_MANIFEST_BYTES) {
-      response.body.destroy();
-      throw new UpstreamError("protocol", host, `manifest of ${size} bytes is over the ${MAX_MANIFEST_BYTES}-byte limit`);
-    }
-    return { kind: "body", body: response.body, size, mediaType, host, maxSize: MAX_MANIFEST_BYTES };
   }
 
   private serveDownload(rr: RegistryRequest, download: Download, cache: CacheStatus): void {

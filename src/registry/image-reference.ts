@@ -1,3 +1,5 @@
+import { RegcacheError } from "../errors.js";
+
 /** An image reference as a user writes it, resolved to where a registry client fetches it from. */
 export interface ImageReference {
   /** Registry host as dialled (docker.io becomes registry-1.docker.io). */
@@ -15,9 +17,9 @@ const DIGEST = /^(sha256:[0-9a-f]{64}|sha512:[0-9a-f]{128})$/;
 const TAG = /^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}$/;
 const NAME = /^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*(?:\/[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*)*$/;
 
-export class ImageReferenceError extends Error {
+export class ImageReferenceError extends RegcacheError {
   constructor(reference: string, why: string) {
-    super(`invalid image reference "${reference}": ${why}`);
+    super("IMAGE_REFERENCE", `invalid image reference "${reference}": ${why}`);
     this.name = "ImageReferenceError";
   }
 }

@@ -1,6 +1,7 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 
-export type CacheStatus = "HIT" | "MISS" | "COALESCED" | "STALE" | "BYPASS";
+/** PEER: this replica lacked it, and another replica's cache supplied it. */
+export type CacheStatus = "HIT" | "MISS" | "COALESCED" | "STALE" | "BYPASS" | "PEER";
 
 /** What the one log line per completed request says, filled in as the request is handled. */
 export interface RequestLogFields {
@@ -28,6 +29,8 @@ export interface RegistryRequest {
   host: string;
   port: number;
   log: RequestLogFields;
+  /** Asked by another replica over the peer channel: answered here, never forwarded to peers again. */
+  fromPeer?: boolean;
 }
 
 const CACHE_STATUS_FIELD: Record<CacheStatus, string> = {
@@ -36,11 +39,12 @@ const CACHE_STATUS_FIELD: Record<CacheStatus, string> = {
   COALESCED: "regcache; fwd=miss; collapsed",
   STALE: "regcache; hit; detail=stale",
   BYPASS: "regcache; fwd=bypass",
+  PEER: "regcache; fwd=peer; stored",
 };
 
 /** Answers that did not cost this request an upstream fetch (a coalesced request shares another's). */
 export function servedFromCache(cache: CacheStatus | undefined): boolean {
-  return cache === "HIT" || cache === "STALE" || cache === "COALESCED";
+  return cache === "HIT" || cache === "STALE" || cache === "COALESCED" || cache === "PEER";
 }
 
 /** X-Cache for people and scripts, RFC 9211 Cache-Status for tools that know it. */

@@ -3,13 +3,15 @@ import { tagKey, type BlobEntry, type CacheIndex, type TagEntry } from "../cache
 import type { UpstreamClient, UpstreamResponse } from "../upstream/client.js";
 import { headerValue, upstreamRequestHeaders } from "../upstream/headers.js";
 import { normalizeAccept } from "./accept.js";
-import type { ContentHandler, ContentTarget } from "./content-handler.js";
+import type { ContentHandler } from "./content-handler.js";
+import type { ContentTarget } from "./content-target.js";
 import { parseDigest } from "./digest.js";
 import { sendRegistryError } from "./errors.js";
 import { passThrough, relayUpstreamResponse } from "./pass-through.js";
 import { requestFollowingRedirects } from "../upstream/redirects.js";
 import type { RegistryRequest } from "./request-context.js";
 import type { AccessControl } from "./access-control.js";
+import type { Cluster } from "../cluster/cluster.js";
 import { isUnavailableStatus, UpstreamError } from "../upstream/upstream-error.js";
 
 interface RecordedManifest {
@@ -40,7 +42,13 @@ export class TagHandler {
     private readonly content: ContentHandler,
     private readonly access: AccessControl,
     private readonly tagTtl: number,
+    private readonly cluster?: Cluster,
   ) {}
+
+  /** For a peer: the answer recorded for a tag and Accept set, or for any Accept set. */
+  async recordedAnswer(host: string, target: TagTarget, acceptSet: readonly string[]): Promise<TagEntry | undefined> {
+    return (await this.index.getTag(tagKey(host, target.name, target.tag, acceptSet))) ?? (await this.index.getTag(anyAcceptKey(host, target)));
+  }
 
   async handle(rr: RegistryRequest, target: TagTarget): Promise<void> {
     const acceptSet = normalizeAccept(rr.req.headers.accept);
@@ -136,6 +144,7 @@ export class TagHandler {
       const latest = await this.index.getTag(anyAcceptKey(rr.host, target));
       usable = latest ? await this.usableRecord(rr, target, latest) : undefined;
     }
+    if (!usable && this.cluster && !rr.fromPeer) usable = await this.fromPeers(rr, target, key);
     if (usable) {
       const decision = await this.access.authorizeOffline(rr, target.name);
       rr.log.access = decision.result;
@@ -143,10 +152,28 @@ export class TagHandler {
       else this.serveRecorded(rr, usable, "STALE");
       return;
     }
-    rr.log.cache = "STALE";
+    // Nothing was served from the cache: a miss, whatever upstream's trouble was.
+    rr.log.cache = "MISS";
     // 429: the registry asks clients to slow down; 502: it answered, wrongly; 503: no usable answer.
     const code = status === 429 ? "TOOMANYREQUESTS" : "UNAVAILABLE";
-    sendRegistryError(rr.res, status === 429 || status === 502 ? status : 503, code, `${rr.host}/${target.name}:${target.tag} is not cached and upstream is unavailable: ${reason}`);
+    sendRegistryError(rr.res, status === 429 || status === 502 ? status : 503, code, `${rr.host}/${target.name}:${target.tag} is not cached and upstream is unavailable: ${reason}`, {
+      "x-cache": "MISS",
+      "cache-status": `regcache; fwd=miss; detail=upstream-${status === 429 ? "rate-limited" : status === 502 ? "invalid" : "unavailable"}`,
+    });
+  }
+
+  /**
+   * Upstream cannot answer and this replica never recorded the tag: the newest answer a peer
+   * recorded, with its manifest copied from a peer that holds it for this repository.
+   */
+  private async fromPeers(rr: RegistryRequest, target: TagTarget, key: string): Promise<RecordedManifest | undefined> {
+    const answer = await this.cluster!.tagFromPeers({ host: rr.host, port: rr.port, name: target.name, tag: target.tag, acceptSet: normalizeAccept(rr.req.headers.accept) });
+    const digest = answer ? parseDigest(answer.digest) : undefined;
+    if (!answer || !digest) return undefined;
+    const manifest = { kind: "manifest" as const, name: target.name, digest };
+    if (!(await this.content.keepCopy(rr, manifest))) return undefined;
+    await this.index.putTag(key, answer);
+    return this.usableRecord(rr, target, answer);
   }
 
   private async record(key: string, host: string, target: TagTarget, entry: TagEntry): Promise<void> {

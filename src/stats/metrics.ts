@@ -1,12 +1,18 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
 import type { BlobStore } from "../cache/blob-store.js";
+import type { Cluster } from "../cluster/cluster.js";
 import type { Lifecycle } from "../proxy/lifecycle.js";
 import type { AccessControl } from "../registry/access-control.js";
 import { servedFromCache, type RegistryRequest } from "../registry/request-context.js";
 import type { LeafMinter } from "../tls/leaf-minter.js";
 import type { UpstreamHealth } from "../upstream/health.js";
+import { parseAuthority } from "../upstream/client.js";
 
-/** Host labels are bounded: past this many distinct hosts, the rest count as "other". */
+/**
+ * Host labels are bounded: the first hosts whose upstream answered get their own label, up
+ * to this many; every other host counts as "other". Counters are cumulative, so a label,
+ * once given, stays with its host; names that never answer (typos, scans) never take one.
+ */
 const MAX_HOST_LABELS = 50;
 
 export interface MetricsSources {
@@ -15,6 +21,7 @@ export interface MetricsSources {
   health: UpstreamHealth;
   access: AccessControl;
   minter: LeafMinter;
+  cluster?: Cluster;
 }
 
 /**
@@ -51,22 +58,52 @@ export class Metrics {
     const { store, health, access, minter, lifecycle } = sources;
     new Gauge({ name: "regcache_active_requests", help: "Intercepted requests being answered now", registers, collect() { this.set(lifecycle.activeRequests); } });
     new Gauge({ name: "regcache_draining", help: "1 after SIGTERM, while readiness is off and in-flight requests finish", registers, collect() { this.set(lifecycle.draining ? 1 : 0); } });
+    const hostLabel = (host: string): string => this.hostLabel(host);
     new Gauge({
       name: "regcache_upstream_up",
-      help: "1 while an upstream host is considered reachable, 0 while its circuit is open",
+      help: 'Per upstream host, 1 while it is considered reachable, 0 while its circuit is open; host="other", every host without its own label, is 0 while any of them is down',
       labelNames: ["host"],
       registers,
       collect() {
         this.reset();
-        for (const h of health.snapshot()) this.set({ host: h.host }, h.state === "up" ? 1 : 0);
+        const up = new Map<string, number>();
+        for (const h of health.snapshot()) {
+          const label = hostLabel(parseAuthority(h.host).host);
+          up.set(label, Math.min(up.get(label) ?? 1, h.state === "up" ? 1 : 0));
+        }
+        for (const [host, value] of up) this.set({ host }, value);
       },
     });
     new Gauge({ name: "regcache_inflight_downloads", help: "Upstream downloads in progress", registers, collect() { this.set(store.inFlight().length); } });
     new Gauge({ name: "regcache_cache_size_bytes", help: "Bytes held in the cache", registers, collect() { this.set(store.index.size); } });
     new Gauge({ name: "regcache_cache_max_bytes", help: "Configured cache bound (--max-cache-size)", registers, collect() { this.set(store.maxBytes); } });
     new Gauge({ name: "regcache_cache_entries", help: "Blobs and manifests held in the cache", registers, collect() { this.set(store.index.count); } });
+    new Gauge({ name: "regcache_index_write_failing", help: "1 while the cache index cannot record durably (its last write failed, or it is in memory for this run)", registers, collect() { this.set(store.index.writeFailing ? 1 : 0); } });
     new Counter({ name: "regcache_cache_evictions_total", help: "Blobs evicted to stay under the bound", registers, collect() { this.reset(); this.inc(store.stats.evictions); } });
     new Counter({ name: "regcache_certificates_minted_total", help: "Leaf certificates minted", registers, collect() { this.reset(); this.inc(minter.minted); } });
+    const count = (name: string, help: string, value: () => number): void =>
+      void new Counter({ name, help, registers, collect() { this.reset(); this.inc(value()); } });
+    count("regcache_cache_damaged_files_total", "Cached files found not to match their digest (quarantined and refetched)", () => store.stats.damaged);
+    count("regcache_cache_missing_files_total", "Index rows whose file was gone or resized (dropped: a miss)", () => store.stats.missing);
+    count("regcache_cache_uncached_no_space_total", "Bodies streamed through uncached because the disk had no room", () => store.stats.uncachedForSpace);
+    const cluster = sources.cluster;
+    if (cluster) {
+      new Gauge({ name: "regcache_peers_live", help: "Other replicas answering on the peer channel", registers, collect() { this.set(cluster.membership.live().length); } });
+      count("regcache_peer_fills_total", "Content the owner replica served or filled for this one", () => cluster.stats.peerFills);
+      count("regcache_peer_copies_total", "Content copied from a peer while upstream could not be reached", () => cluster.stats.peerCopies);
+      count("regcache_peer_tag_answers_total", "Tag answers learnt from a peer while upstream could not be reached", () => cluster.stats.peerTags);
+      count("regcache_peer_replications_total", "Copies this replica asked a peer to keep", () => cluster.stats.replications);
+      new Counter({
+        name: "regcache_peer_errors_total",
+        help: "Requests to peers that failed, by reason",
+        labelNames: ["reason"],
+        registers,
+        collect() {
+          this.reset();
+          for (const [reason, n] of Object.entries(cluster.stats.peerErrors)) this.inc({ reason }, n);
+        },
+      });
+    }
     new Counter({
       name: "regcache_authorization_checks_total",
       help: "Access decisions on cached content, by result",
@@ -80,10 +117,7 @@ export class Metrics {
   }
 
   private hostLabel(host: string): string {
-    if (this.hosts.has(host)) return host;
-    if (this.hosts.size >= MAX_HOST_LABELS) return "other";
-    this.hosts.add(host);
-    return host;
+    return this.hosts.has(host) ? host : "other";
   }
 
   observeRequest(rr: RegistryRequest, _status: number, bytes: number, durationMs: number): void {
@@ -98,6 +132,7 @@ export class Metrics {
   }
 
   observeUpstream(host: string, status: number | undefined, failure: string | undefined): void {
+    if (status !== undefined && this.hosts.size < MAX_HOST_LABELS) this.hosts.add(host);
     const label = this.hostLabel(host);
     if (status !== undefined) this.upstreamRequests.inc({ host: label, status: String(status) });
     else this.upstreamErrors.inc({ host: label, reason: failure ?? "unknown" });

@@ -1,4 +1,5 @@
 import { servedFromCache, type RegistryRequest } from "../registry/request-context.js";
+import { LruMap } from "../util/lru-map.js";
 
 export interface RequestRecord {
   time: number;
@@ -13,7 +14,7 @@ export interface RequestRecord {
   durationMs: number;
 }
 
-interface UpstreamTotals {
+export interface UpstreamTotals {
   requests: number;
   hits: number;
   bytes: number;
@@ -42,18 +43,28 @@ export interface Totals {
 const CONTENT_KINDS = new Set(["blob", "manifest", "tag"]);
 const RECENT = 100;
 const MINUTES = 60;
-/** Bounds memory whatever clients ask for: beyond it, repositories fall out of the top list. */
-const MAX_TRACKED_REPOSITORIES = 2000;
+/**
+ * Rows kept per upstream host and per repository: clients choose the names, so memory is
+ * bounded whatever they send; the least recently used row goes first. `totals` counts every
+ * request whatever rows are kept.
+ */
+const MAX_ROWS = 1000;
 
 /** In-memory aggregates behind /api/stats and the stats page; fed one completed request at a time. */
 export class StatsCollector {
   readonly totals: Totals = { requests: 0, contentRequests: 0, hits: 0, misses: 0, stale: 0, coalesced: 0, bytesServed: 0, bytesFromCache: 0, bytesFromUpstream: 0 };
-  private readonly upstreams = new Map<string, UpstreamTotals>();
-  private readonly repositories = new Map<string, number>();
+  private readonly upstreams: LruMap<string, UpstreamTotals>;
+  private readonly repositories: LruMap<string, number>;
   private readonly recent: RequestRecord[] = [];
   private readonly buckets: Bucket[] = [];
 
-  constructor(private readonly now: () => number = Date.now) {}
+  constructor(
+    private readonly now: () => number = Date.now,
+    maxRows = MAX_ROWS,
+  ) {
+    this.upstreams = new LruMap(maxRows);
+    this.repositories = new LruMap(maxRows);
+  }
 
   observe(rr: RegistryRequest, status: number, bytes: number, durationMs: number): void {
     const time = this.now();
@@ -81,7 +92,7 @@ export class StatsCollector {
     this.upstreams.set(log.host, up);
     if (log.repository && bytes > 0) {
       const key = `${log.host}/${log.repository}`;
-      if (this.repositories.has(key) || this.repositories.size < MAX_TRACKED_REPOSITORIES) this.repositories.set(key, (this.repositories.get(key) ?? 0) + bytes);
+      this.repositories.set(key, (this.repositories.get(key) ?? 0) + bytes);
     }
     this.recent.push({ time, host: log.host, method: log.method, repository: log.repository, reference: log.digest ?? log.tag, kind, cache, status, bytes, durationMs });
     if (this.recent.length > RECENT) this.recent.shift();
@@ -99,8 +110,9 @@ export class StatsCollector {
     bucket.bytes += bytes;
   }
 
-  upstreamTotals(): Map<string, UpstreamTotals> {
-    return this.upstreams;
+  /** The hosts with a row, least recently active first. */
+  upstreamTotals(): IterableIterator<[string, UpstreamTotals]> {
+    return this.upstreams.entries();
   }
 
   topRepositories(limit = 10): { repository: string; bytes: number }[] {

@@ -65,6 +65,14 @@ svg text { fill:var(--muted); font-size:10px; }
     <div id="inflight" class="muted">none</div>
   </section>
   <section class="half">
+    <h2>Cache health</h2>
+    <div id="health" class="muted">–</div>
+  </section>
+  <section class="half" id="peersSection" hidden>
+    <h2>Replicas (peers)</h2>
+    <div class="scroll"><table id="peers"><thead><tr><th>peer</th><th>state</th><th>since</th><th>last error</th></tr></thead><tbody></tbody></table></div>
+  </section>
+  <section class="half">
     <h2>Top images</h2>
     <div class="scroll"><table id="top"><thead><tr><th>repository</th><th class="n">bytes served</th></tr></thead><tbody></tbody></table></div>
   </section>
@@ -122,10 +130,19 @@ async function refresh() {
     const state = u.state === "down" ? '<span class="badge down">down</span> <span class="badge stale">serving stale</span>' : '<span class="badge up">up</span>';
     return '<tr data-host="' + esc(u.host) + '"><td>' + esc(u.host) + "</td><td>" + state + '</td><td class="n">' + u.requests + '</td><td class="n">' + u.hits + '</td><td class="n">' + bytes(u.bytes) + '</td><td class="n">' + u.errors + "</td></tr>";
   });
+  if (s.upstreamsOmitted > 0) $("upstreams").tBodies[0].insertAdjacentHTML("beforeend", '<tr id="upstreamsOmitted"><td class="muted" colspan="6">' + s.upstreamsOmitted + " more hosts, less active, not listed</td></tr>");
   $("inflight").innerHTML = s.inFlight.length ? s.inFlight.map((d) => {
     const p = d.size ? Math.min(100, (100 * d.bytes) / d.size) : 0;
     return '<div style="margin:.3rem 0"><div class="muted" style="font-size:.8rem">' + esc(d.host) + " " + esc(d.digest.slice(0, 19)) + "… " + bytes(d.bytes) + (d.size ? " / " + bytes(d.size) : "") + '</div><div class="bar"><div style="width:' + p.toFixed(1) + '%"></div></div></div>';
   }).join("") : "none";
+  const c = s.cache;
+  $("health").innerHTML = [
+    c.diskFull ? '<span class="badge down">disk full</span> downloads stream through uncached (' + c.uncachedForSpace + " so far)" : '<span class="badge up">disk ok</span>',
+    c.indexWriteError ? '<span class="badge down">index not durable</span> ' + esc(c.indexWriteError) : "",
+    c.damagedFiles + " damaged files found and refetched, " + c.missingFiles + " missing",
+  ].filter(Boolean).join("<br>");
+  $("peersSection").hidden = !s.peers;
+  if (s.peers) rows($("peers").tBodies[0], s.peers.members, (p) => "<tr><td>" + esc(p.address) + "</td><td>" + (p.live ? '<span class="badge up">live</span>' : '<span class="badge down">not answering</span>') + "</td><td>" + new Date(p.since).toLocaleTimeString() + "</td><td>" + esc(p.lastError ?? "") + "</td></tr>");
   rows($("top").tBodies[0], s.topRepositories, (r) => "<tr><td>" + esc(r.repository) + '</td><td class="n">' + bytes(r.bytes) + "</td></tr>");
   rows($("recent").tBodies[0], s.recentRequests.slice(0, 20), (r) => "<tr><td>" + new Date(r.time).toLocaleTimeString() + "</td><td>" + esc(r.host) + "</td><td>" + esc(r.repository ?? "") + "</td><td>" + esc(r.kind) + "</td><td>" + esc(r.cache) + '</td><td class="n">' + r.status + '</td><td class="n">' + bytes(r.bytes) + '</td><td class="n">' + r.durationMs + "</td></tr>");
   chart(s.series);

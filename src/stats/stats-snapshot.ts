@@ -1,6 +1,7 @@
 import type { BlobStore } from "../cache/blob-store.js";
-import type { UpstreamHealth } from "../upstream/health.js";
-import type { StatsCollector } from "./stats-collector.js";
+import type { Cluster } from "../cluster/cluster.js";
+import type { HostHealth, UpstreamHealth } from "../upstream/health.js";
+import type { StatsCollector, UpstreamTotals } from "./stats-collector.js";
 
 export interface StatsSources {
   collector: StatsCollector;
@@ -8,27 +9,53 @@ export interface StatsSources {
   health: UpstreamHealth;
   version: string;
   startedAt: number;
+  cluster?: Cluster;
 }
 
+/** A disk that refused a download this recently still counts as full: the cache is degraded. */
+const DISK_FULL_RECENT_MS = 10 * 60_000;
+
 export type StatsSnapshot = ReturnType<typeof statsSnapshot>;
+
+/**
+ * Upstreams listed, most active first: a cluster pulls from a handful of registries, and
+ * the stats page polls every 2 s, so the list stays short however many hosts were seen.
+ */
+const TOP_UPSTREAMS = 25;
+/** Down hosts are what an operator looks for: listed beyond the top ones, up to this many. */
+const MAX_DOWN_LISTED = 100;
 
 function ratio(part: number, whole: number): number | null {
   return whole > 0 ? part / whole : null;
 }
 
+interface UpstreamRow extends UpstreamTotals {
+  host: string;
+  state: HostHealth["state"];
+  since: number | null;
+  lastError: string | null;
+}
+
+/** The listed upstream rows, and how many known hosts were left out of the list. */
+function upstreamRows(s: StatsSources): { upstreams: UpstreamRow[]; upstreamsOmitted: number } {
+  const health = new Map(s.health.snapshot().map((h) => [h.host, h]));
+  const row = (host: string, totals: UpstreamTotals, h: HostHealth | undefined): UpstreamRow => ({ host, ...totals, state: h?.state ?? "up", since: h?.since ?? null, lastError: h?.lastError ?? null });
+  const rows: UpstreamRow[] = [];
+  for (const [host, totals] of s.collector.upstreamTotals()) {
+    rows.push(row(host, totals, health.get(host)));
+    health.delete(host);
+  }
+  for (const h of health.values()) rows.push(row(h.host, { requests: 0, hits: 0, bytes: 0, errors: 0 }, h));
+  rows.sort((a, b) => b.bytes - a.bytes || b.requests - a.requests || (b.since ?? 0) - (a.since ?? 0));
+  let downListed = 0;
+  const upstreams = rows.filter((r, i) => i < TOP_UPSTREAMS || (r.state === "down" && downListed++ < MAX_DOWN_LISTED));
+  return { upstreams, upstreamsOmitted: rows.length - upstreams.length };
+}
+
 /** The JSON behind /api/stats, the stats page and `regcache stats`. */
 export function statsSnapshot(s: StatsSources) {
   const t = s.collector.totals;
-  const health = new Map(s.health.snapshot().map((h) => [h.host, h]));
-  const upstreams = [...s.collector.upstreamTotals().entries()]
-    .map(([host, totals]) => {
-      const h = health.get(host);
-      return { host, ...totals, state: h?.state ?? "up", since: h?.since ?? null, lastError: h?.lastError ?? null };
-    })
-    .sort((a, b) => b.bytes - a.bytes);
-  for (const [host, h] of health) {
-    if (!upstreams.some((u) => u.host === host)) upstreams.push({ host, requests: 0, hits: 0, bytes: 0, errors: 0, state: h.state, since: h.since, lastError: h.lastError ?? null });
-  }
+  const { upstreams, upstreamsOmitted } = upstreamRows(s);
   return {
     version: s.version,
     uptimeSeconds: Math.round((Date.now() - s.startedAt) / 1000),
@@ -44,8 +71,17 @@ export function statsSnapshot(s: StatsSources) {
       maxBytes: s.store.maxBytes,
       evictions: s.store.stats.evictions,
       evictedBytes: s.store.stats.evictedBytes,
+      /** Why the index cannot record durably (disk full, in memory for this run); null while it can. */
+      indexWriteError: s.store.index.writeError?.message ?? null,
+      /** The disk had no room for a download lately: bodies stream through uncached meanwhile. */
+      diskFull: s.store.stats.noSpaceAt !== undefined && Date.now() - s.store.stats.noSpaceAt < DISK_FULL_RECENT_MS,
+      uncachedForSpace: s.store.stats.uncachedForSpace,
+      damagedFiles: s.store.stats.damaged,
+      missingFiles: s.store.stats.missing,
     },
+    peers: s.cluster ? { self: s.cluster.self, members: s.cluster.membership.snapshot(), ...s.cluster.stats } : null,
     upstreams,
+    upstreamsOmitted,
     inFlight: s.store.inFlight().map((d) => ({ digest: d.digest.value, host: d.host, bytes: d.written, size: d.expectedSize ?? null })),
     topRepositories: s.collector.topRepositories(),
     recentRequests: s.collector.recentRequests(),

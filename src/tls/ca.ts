@@ -1,8 +1,10 @@
 import { createPrivateKey, generateKeyPairSync, X509Certificate, type KeyObject } from "node:crypto";
 import { constants as fsConstants } from "node:fs";
-import { access, mkdir, open, readFile, rename, rm } from "node:fs/promises";
+import { access, open, readFile, rename, rm } from "node:fs/promises";
 import path from "node:path";
 import forge from "node-forge";
+import { RegcacheError, systemReason } from "../errors.js";
+import { makeDirectory } from "../util/make-directory.js";
 import { buildSignedCertificate, publicKeyPemOf } from "./certificate-builder.js";
 import { permittedDnsNameConstraints } from "./name-constraints.js";
 
@@ -25,10 +27,9 @@ export interface CertificateAuthority {
   created: boolean;
 }
 
-export class CaError extends Error {
+export class CaError extends RegcacheError {
   constructor(message: string, options?: { cause?: unknown }) {
-    super(message, options);
-    this.name = "CaError";
+    super("CA", message, options);
   }
 }
 
@@ -38,6 +39,24 @@ export interface CaInitOptions {
 }
 
 export async function loadOrCreateCa(certsDir: string, init: CaInitOptions = {}): Promise<CertificateAuthority> {
+  const { certPath, keyPath, present } = await locateCa(certsDir);
+  if (present) return loadCa(certPath, keyPath);
+  await createCa(certsDir, certPath, keyPath, init);
+  return { ...(await loadCa(certPath, keyPath)), created: true };
+}
+
+/**
+ * The CA that is already in `certsDir`. Commands that only show the CA use this: a mistyped
+ * --certs-dir must fail, not mint a new CA that no node trusts.
+ */
+export async function loadExistingCa(certsDir: string): Promise<CertificateAuthority> {
+  const { certPath, keyPath, present } = await locateCa(certsDir);
+  if (!present) throw new CaError(`no CA in ${path.resolve(certsDir)} (no ${CA_CERT_FILE}): pass the --certs-dir that serve uses, or create a CA with: regcache ca init --certs-dir ${certsDir}`);
+  return loadCa(certPath, keyPath);
+}
+
+/** Where the CA's files are, and whether they exist; one without the other is an error, never replaced. */
+async function locateCa(certsDir: string): Promise<{ certPath: string; keyPath: string; present: boolean }> {
   const certPath = path.join(certsDir, CA_CERT_FILE);
   const keyPath = path.join(certsDir, CA_KEY_FILE);
   const [certExists, keyExists] = await Promise.all([exists(certPath), exists(keyPath)]);
@@ -46,19 +65,19 @@ export async function loadOrCreateCa(certsDir: string, init: CaInitOptions = {})
       `CA incomplete in ${certsDir}: ${certExists ? CA_KEY_FILE : CA_CERT_FILE} is missing while ${certExists ? CA_CERT_FILE : CA_KEY_FILE} exists; restore it or remove both to create a new CA`,
     );
   }
-  if (certExists) return loadCa(certPath, keyPath);
-  await createCa(certsDir, certPath, keyPath, init);
-  return { ...(await loadCa(certPath, keyPath)), created: true };
+  return { certPath, keyPath, present: certExists };
+}
+
+async function readCaFile(file: string): Promise<string> {
+  try {
+    return await readFile(file, "utf8");
+  } catch (err) {
+    throw new CaError(`cannot read ${file}: ${systemReason(err)}`, { cause: err });
+  }
 }
 
 async function loadCa(certPath: string, keyPath: string): Promise<CertificateAuthority> {
-  let certPem: string;
-  let keyPem: string;
-  try {
-    [certPem, keyPem] = await Promise.all([readFile(certPath, "utf8"), readFile(keyPath, "utf8")]);
-  } catch (err) {
-    throw new CaError(`cannot read CA files ${certPath} / ${keyPath}: ${(err as Error).message}`, { cause: err });
-  }
+  const [certPem, keyPem] = await Promise.all([readCaFile(certPath), readCaFile(keyPath)]);
   let certificate: X509Certificate;
   let key: KeyObject;
   try {
@@ -86,9 +105,9 @@ async function loadCa(certPath: string, keyPath: string): Promise<CertificateAut
 
 async function createCa(certsDir: string, certPath: string, keyPath: string, init: CaInitOptions): Promise<void> {
   try {
-    await mkdir(certsDir, { recursive: true });
+    await makeDirectory(certsDir);
   } catch (err) {
-    throw new CaError(`cannot create certs dir ${certsDir}: ${(err as Error).message}`, { cause: err });
+    throw new CaError(`cannot create certs dir ${certsDir}: ${systemReason(err)}`, { cause: err });
   }
   const { privateKey } = generateKeyPairSync("rsa", { modulusLength: CA_KEY_BITS });
   const keyPem = privateKey.export({ type: "pkcs8", format: "pem" }).toString();
@@ -132,7 +151,7 @@ async function writeAtomically(target: string, contents: string, mode: number): 
     await rename(temp, target);
   } catch (err) {
     await rm(temp, { force: true });
-    throw new CaError(`cannot write ${target}: ${(err as Error).message}`, { cause: err });
+    throw new CaError(`cannot write ${target}: ${systemReason(err)}`, { cause: err });
   }
 }
 

@@ -2,6 +2,7 @@ import { generateKeyPairSync } from "node:crypto";
 import { isIP } from "node:net";
 import type { CertificateAuthority } from "./ca.js";
 import { buildSignedCertificateAsync, publicKeyPemOf } from "./certificate-builder.js";
+import { LruMap } from "../util/lru-map.js";
 
 /** Leaves live 90 days: long enough to never matter, short enough that a leaked leaf ages out. */
 const LEAF_VALIDITY_MS = 90 * 24 * 60 * 60 * 1000;
@@ -21,11 +22,11 @@ export interface Leaf {
 /**
  * Mints one leaf per host, all sharing one per-process RSA key, so the only
  * per-host cost is one native signature, made off the event loop.
- * A bounded map in insertion order serves as the LRU; concurrent requests for
+ * The `capacity` most recently used leaves are kept; concurrent requests for
  * a host share one mint.
  */
 export class LeafMinter {
-  private readonly leaves = new Map<string, Leaf>();
+  private readonly leaves: LruMap<string, Leaf>;
   private readonly minting = new Map<string, Promise<Leaf>>();
   private readonly leafKeyPem: string;
   private readonly leafPublicKeyPem: string;
@@ -35,9 +36,10 @@ export class LeafMinter {
 
   constructor(
     private readonly ca: CertificateAuthority,
-    private readonly capacity = 1000,
+    readonly capacity = 1000,
     private readonly now: () => number = Date.now,
   ) {
+    this.leaves = new LruMap(capacity);
     const leafKey = generateKeyPairSync("rsa", { modulusLength: 2048 }).privateKey;
     this.leafKeyPem = leafKey.export({ type: "pkcs8", format: "pem" }).toString();
     this.leafPublicKeyPem = publicKeyPemOf(leafKey);
@@ -50,8 +52,6 @@ export class LeafMinter {
     const key = host.toLowerCase();
     const cached = this.leaves.get(key);
     if (!cached || this.now() - cached.mintedAt >= LEAF_RENEW_AFTER_MS) return undefined;
-    this.leaves.delete(key);
-    this.leaves.set(key, cached);
     return cached;
   }
 
@@ -90,12 +90,7 @@ export class LeafMinter {
     );
     this.minted += 1;
     const leaf = { host, certPem, keyPem: this.leafKeyPem, mintedAt: now, notAfter: notAfterMs };
-    this.leaves.delete(host);
     this.leaves.set(host, leaf);
-    while (this.leaves.size > this.capacity) {
-      const oldest = this.leaves.keys().next().value as string;
-      this.leaves.delete(oldest);
-    }
     return leaf;
   }
 }

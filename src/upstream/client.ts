@@ -136,8 +136,7 @@ export class UpstreamClient {
 
   /** Background health probe: any answer below 500 to GET /v2/ means the registry is back. */
   async probe(authority: string): Promise<boolean> {
-    const url = new URL(`https://${authority}`);
-    const response = await this.send({ host: url.hostname.replace(/^\[|\]$/g, ""), port: Number(url.port) || 443, method: "GET", path: "/v2/", headers: {} });
+    const response = await this.send({ ...parseAuthority(authority), method: "GET", path: "/v2/", headers: {} });
     await response.body.dump();
     return response.statusCode < 500;
   }
@@ -169,4 +168,10 @@ export class UpstreamClient {
 export function formatAuthority(host: string, port: number): string {
   const h = isIP(host) === 6 ? `[${host}]` : host;
   return port === 443 ? h : `${h}:${port}`;
+}
+
+/** The inverse of formatAuthority. */
+export function parseAuthority(authority: string): { host: string; port: number } {
+  const url = new URL(`https://${authority}`);
+  return { host: url.hostname.replace(/^\[|\]$/g, ""), port: Number(url.port) || 443 };
 }

@@ -86,7 +86,7 @@ export class UpstreamHealth {
     const fields = { upstream: health.host, state, consecutiveFailures: health.consecutiveFailures, lastError: health.lastError };
     if (state === "down") {
       this.logger.warn(fields, "upstream marked down; serving from cache");
-      this.scheduleProbe(health.host);
+      this.scheduleProbe(health);
     } else {
       this.logger.warn(fields, "upstream recovered");
       this.cancelProbe(health.host);
@@ -98,15 +98,16 @@ export class UpstreamHealth {
     this.probes.delete(authority);
   }
 
-  private scheduleProbe(authority: string): void {
+  private scheduleProbe(health: HostHealth): void {
+    const authority = health.host;
     const timer = setTimeout(() => {
-      this.probe(authority).then(
-        (ok) => {
-          if (ok) this.recordSuccess(authority);
-          else this.scheduleProbe(authority);
-        },
-        () => this.scheduleProbe(authority),
-      );
+      const settle = (ok: boolean): void => {
+        // Forgotten while the probe ran (evicted, perhaps tracked anew since): this chain ends.
+        if (this.hosts.peek(authority) !== health || health.state !== "down") return;
+        if (ok) this.recordSuccess(authority);
+        else this.scheduleProbe(health);
+      };
+      this.probe(authority).then(settle, () => settle(false));
     }, this.probeInterval);
     timer.unref();
     this.probes.set(authority, timer);

@@ -1,15 +1,16 @@
 import { readFileSync } from "node:fs";
+import { RegcacheError } from "../errors.js";
 import type { UpstreamRequest, UpstreamResponse } from "./client.js";
 import { headerValue } from "./headers.js";
 import { requestRegistryToken } from "./token-request.js";
 import { parseWwwAuthenticate } from "./www-authenticate.js";
+import { LruMap } from "../util/lru-map.js";
 
 export type HostCredential = { username: string; password: string } | { token: string };
 
-export class CredentialsFileError extends Error {
+export class CredentialsFileError extends RegcacheError {
   constructor(message: string) {
-    super(message);
-    this.name = "CredentialsFileError";
+    super("CONFIG", message);
   }
 }
 
@@ -41,6 +42,7 @@ type Send = (req: UpstreamRequest) => Promise<UpstreamResponse>;
 
 /** Tokens are reused until shortly before they expire; registries default to 60 s (distribution token spec). */
 const DEFAULT_TOKEN_SECONDS = 60;
+const MAX_TOKENS = 1000;
 
 /**
  * Runs the registry auth flow with proxy-held credentials for requests whose
@@ -48,7 +50,8 @@ const DEFAULT_TOKEN_SECONDS = 60;
  * Only bodiless requests are retried after a challenge.
  */
 export class ProxyCredentials {
-  private readonly tokens = new Map<string, { header: string; expires: number }>();
+  /** Keyed by host and repository, which clients choose: bounded; an evicted token is fetched again. */
+  private readonly tokens = new LruMap<string, { header: string; expires: number }>(MAX_TOKENS);
 
   constructor(private readonly credentials: Map<string, HostCredential>) {}
 

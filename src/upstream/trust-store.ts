@@ -1,13 +1,13 @@
 import { readFileSync } from "node:fs";
 import { rootCertificates } from "node:tls";
+import { RegcacheError } from "../errors.js";
 
 /** Where Debian, Ubuntu, Alpine (and RHEL, through the second path) keep the system bundle. */
 const SYSTEM_BUNDLES = ["/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt"];
 
-export class TrustStoreError extends Error {
+export class TrustStoreError extends RegcacheError {
   constructor(message: string, options?: { cause?: unknown }) {
-    super(message, options);
-    this.name = "TrustStoreError";
+    super("CONFIG", message, options);
   }
 }
 

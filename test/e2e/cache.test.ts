@@ -299,7 +299,7 @@ describe.skipIf(missing.length > 0)("cache: coalescing, restarts and the size bo
 
   it("under a small --max-cache-size the data dir stays under the bound and pulls keep succeeding", async () => {
     const bound = 3_000_000;
-    const proxy = env.regcache("bounded", ["--max-cache-size", String(bound)]);
+    const proxy = env.regcache("bounded", ["--max-cache-size", `${bound}B`]);
     await proxy.start();
     for (let i = 0; i < 4; i++) {
       const image = await env.pushImage(`team/bounded${i}`, "v1", [900_000, 600_000]);

@@ -29,15 +29,25 @@ export interface SkopeoResult {
 }
 
 /** skopeo copy from the registry (through the proxy) into an OCI layout. */
-export async function skopeoPull(p: ProxyEnv, image: string, dest: string, opts: { all?: boolean; creds?: string; timeoutMs?: number } = {}): Promise<SkopeoResult> {
-  const args = ["--insecure-policy", "copy", "--retry-times", "0"];
-  if (opts.all) args.push("--all");
-  if (opts.creds) args.push("--src-creds", opts.creds);
-  else args.push("--src-no-creds");
-  args.push(`docker://${image}`, `oci:${dest}:latest`);
+export async function skopeoPull(p: ProxyEnv, image: string, dest: string, opts: PullOptions = {}): Promise<SkopeoResult> {
+  return runTool("skopeo", pullArgs([], image, dest, opts), goClientEnv(p), opts.timeoutMs ?? 120_000);
+}
+
+interface PullOptions {
+  all?: boolean;
+  creds?: string;
+  timeoutMs?: number;
+}
+
+function pullArgs(extra: string[], image: string, dest: string, opts: PullOptions): string[] {
+  return ["--insecure-policy", "copy", "--retry-times", "0", ...extra, ...(opts.all ? ["--all"] : []), ...(opts.creds ? ["--src-creds", opts.creds] : ["--src-no-creds"]), `docker://${image}`, `oci:${dest}:latest`];
+}
+
+/** Runs a client to completion; its outcome, whatever the exit code, for tests to assert on. */
+export async function runTool(command: string, args: string[], env: NodeJS.ProcessEnv, timeoutMs: number): Promise<SkopeoResult> {
   const started = Date.now();
   try {
-    const { stdout, stderr } = await exec("skopeo", args, { env: goClientEnv(p), timeout: opts.timeoutMs ?? 120_000, maxBuffer: 16 * 1024 * 1024 });
+    const { stdout, stderr } = await exec(command, args, { env, timeout: timeoutMs, maxBuffer: 16 * 1024 * 1024 });
     return { ok: true, stdout, stderr, durationMs: Date.now() - started };
   } catch (err) {
     const e = err as { stdout?: string; stderr?: string };
@@ -103,19 +113,13 @@ export class TestContainerd {
   }
 
   /** `ctr images pull` (the fetch runs in the ctr process, which reads HTTPS_PROXY). */
-  async pull(p: ProxyEnv, image: string, opts: { allPlatforms?: boolean; user?: string } = {}): Promise<SkopeoResult> {
-    const args = ["--address", this.socket, "--namespace", "regcache-test", "images", "pull", "--snapshotter", "native"];
+  /** `namespace`: containerd keeps content per namespace, so a new one pulls as a fresh node would. */
+  async pull(p: ProxyEnv, image: string, opts: { allPlatforms?: boolean; user?: string; namespace?: string } = {}): Promise<SkopeoResult> {
+    const args = ["--address", this.socket, "--namespace", opts.namespace ?? "regcache-test", "images", "pull", "--snapshotter", "native"];
     if (opts.allPlatforms) args.push("--all-platforms");
     if (opts.user) args.push("--user", opts.user);
     args.push(image);
-    const started = Date.now();
-    try {
-      const { stdout, stderr } = await exec("ctr", args, { env: goClientEnv(p), timeout: 180_000, maxBuffer: 16 * 1024 * 1024 });
-      return { ok: true, stdout, stderr, durationMs: Date.now() - started };
-    } catch (err) {
-      const e = err as { stdout?: string; stderr?: string };
-      return { ok: false, stdout: e.stdout ?? "", stderr: e.stderr ?? String(err), durationMs: Date.now() - started };
-    }
+    return runTool("ctr", args, goClientEnv(p), 180_000);
   }
 
   /** Digests of every content blob containerd holds, after verifying each against its name. */
@@ -237,38 +241,15 @@ export async function skopeoPushThrough(p: ProxyEnv, layoutDir: string, tag: str
       env = { ...env, XDG_DATA_HOME: opts.blobInfoCacheDir };
     }
   }
-  const started = Date.now();
-  try {
-    const { stdout, stderr } = await exec(command, args, { env, timeout: opts.timeoutMs ?? 300_000, maxBuffer: 16 * 1024 * 1024 });
-    return { ok: true, stdout, stderr, durationMs: Date.now() - started };
-  } catch (err) {
-    const e = err as { stdout?: string; stderr?: string };
-    return { ok: false, stdout: e.stdout ?? "", stderr: e.stderr ?? String(err), durationMs: Date.now() - started };
-  }
+  return runTool(command, args, env, opts.timeoutMs ?? 300_000);
 }
 
 /**
  * skopeo copy from the registry straight into an OCI layout at `dest` (tag "latest"), not
  * through regcache: `image` is "<host:port>/<repo>:<tag>", trust comes from `certDir`.
  */
-export async function skopeoPullDirect(image: string, dest: string, certDir: string, opts: { all?: boolean; creds?: string; timeoutMs?: number } = {}): Promise<SkopeoResult> {
-  const args = ["--insecure-policy", "copy", "--retry-times", "0", "--src-cert-dir", certDir];
-  if (opts.all) args.push("--all");
-  if (opts.creds) args.push("--src-creds", opts.creds);
-  else args.push("--src-no-creds");
-  args.push(`docker://${image}`, `oci:${dest}:latest`);
-  const started = Date.now();
-  try {
-    const { stdout, stderr } = await exec("skopeo", args, {
-      env: { ...process.env, HTTPS_PROXY: "", https_proxy: "", HTTP_PROXY: "", http_proxy: "" },
-      timeout: opts.timeoutMs ?? 300_000,
-      maxBuffer: 16 * 1024 * 1024,
-    });
-    return { ok: true, stdout, stderr, durationMs: Date.now() - started };
-  } catch (err) {
-    const e = err as { stdout?: string; stderr?: string };
-    return { ok: false, stdout: e.stdout ?? "", stderr: e.stderr ?? String(err), durationMs: Date.now() - started };
-  }
+export async function skopeoPullDirect(image: string, dest: string, certDir: string, opts: PullOptions = {}): Promise<SkopeoResult> {
+  return runTool("skopeo", pullArgs(["--src-cert-dir", certDir], image, dest, opts), { ...process.env, HTTPS_PROXY: "", https_proxy: "", HTTP_PROXY: "", http_proxy: "" }, opts.timeoutMs ?? 300_000);
 }
 
 /** The digest an OCI layout's index.json points to for `tag` (or its only entry). */

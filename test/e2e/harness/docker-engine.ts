@@ -23,6 +23,15 @@ export interface DockerImageInfo {
   diffIds: string[];
 }
 
+export interface DockerEngineOptions {
+  /**
+   * vfs (the default) needs nothing from the host's filesystem; overlay2 (ext4 or xfs under the
+   * data root) shares layers instead of copying the whole root filesystem into each one, which
+   * an image build of a dozen layers needs to stay within minutes.
+   */
+  storageDriver?: "vfs" | "overlay2";
+}
+
 /** Runs a command to its end; never rejects, like skopeoPull: the result says what the user would see. */
 function run(cmd: string, args: string[], opts: { env?: NodeJS.ProcessEnv; input?: string; timeoutMs?: number } = {}): Promise<SkopeoResult> {
   const started = Date.now();
@@ -58,8 +67,8 @@ export async function dockerArchiveFromLayout(layoutDir: string, tag: string, re
 /**
  * A throwaway dockerd (root only): its own data root, exec root, socket, daemon.json, trust key
  * and containerd, so it shares nothing with a system Docker or with TestContainerd in other tests.
- * Pulls and pushes run inside dockerd, so dockerd gets HTTPS_PROXY and trusts regcache's CA
- * through SSL_CERT_FILE (Go's system pool; dockerd 20.10 has no flag to move
+ * Pulls and pushes run inside dockerd, so dockerd started with a proxy gets HTTPS_PROXY and
+ * trusts regcache's CA through SSL_CERT_FILE (Go's system pool; dockerd 20.10 has no flag to move
  * /etc/docker/certs.d, and a missing certs.d/<host> directory means "system pool").
  */
 export class TestDockerEngine {
@@ -80,27 +89,24 @@ export class TestDockerEngine {
     this.containerd = new TestContainerd(path.join(dir, "containerd"));
   }
 
-  async start(proxy: ProxyEnv): Promise<void> {
+  /** Without `proxy`, dockerd pulls nothing through regcache (for building images from local ones). */
+  async start(proxy?: ProxyEnv, options: DockerEngineOptions = {}): Promise<void> {
     mkdirSync(this.configDir, { recursive: true });
     // Without its own containerd, dockerd would attach to /run/containerd/containerd.sock whenever a system one runs.
     await this.containerd.start();
     const daemonJson = path.join(this.dir, "daemon.json");
     // Its own daemon.json (not /etc/docker's); the key path, or dockerd writes /etc/docker/key.json (no flag for it in 20.10).
     writeFileSync(daemonJson, `${JSON.stringify({ "deprecated-key-path": path.join(this.dir, "key.json") })}\n`);
-    const bundle = path.join(this.dir, "ca-bundle.crt");
-    // The system CAs too (when ca-certificates is installed; docker.io only recommends it): SSL_CERT_FILE replaces that file.
-    const system = existsSync(SYSTEM_BUNDLE) ? readFileSync(SYSTEM_BUNDLE, "utf8") : "";
-    writeFileSync(bundle, `${system}\n${readFileSync(proxy.caFile, "utf8")}`);
     const args = [
       "--config-file", daemonJson,
       "--containerd", this.containerd.socket,
-      "--storage-driver=vfs", "--iptables=false", "--ip6tables=false", "--bridge=none",
+      `--storage-driver=${options.storageDriver ?? "vfs"}`, "--iptables=false", "--ip6tables=false", "--bridge=none",
       "--data-root", this.dataRoot,
       "--exec-root", this.execRoot,
       "--pidfile", path.join(this.dir, "docker.pid"),
       "-H", `unix://${this.socket}`,
     ];
-    const child = spawn(DOCKERD, args, { stdio: ["ignore", "pipe", "pipe"], env: { ...goClientEnv(proxy), SSL_CERT_FILE: bundle } });
+    const child = spawn(DOCKERD, args, { stdio: ["ignore", "pipe", "pipe"], env: proxy ? this.proxiedEnv(proxy) : process.env });
     this.child = child;
     child.stdout!.on("data", (c: Buffer) => (this.output += c.toString()));
     child.stderr!.on("data", (c: Buffer) => (this.output += c.toString()));
@@ -112,10 +118,29 @@ export class TestDockerEngine {
     ]);
   }
 
+  /** HTTPS_PROXY to regcache, and SSL_CERT_FILE with its CA beside the system ones. */
+  private proxiedEnv(proxy: ProxyEnv): NodeJS.ProcessEnv {
+    const bundle = path.join(this.dir, "ca-bundle.crt");
+    // The system CAs too (when ca-certificates is installed; docker.io only recommends it): SSL_CERT_FILE replaces that file.
+    const system = existsSync(SYSTEM_BUNDLE) ? readFileSync(SYSTEM_BUNDLE, "utf8") : "";
+    writeFileSync(bundle, `${system}\n${readFileSync(proxy.caFile, "utf8")}`);
+    return { ...goClientEnv(proxy), SSL_CERT_FILE: bundle };
+  }
+
   /** The Debian docker client against this daemon, with its own credential store (--config). */
-  docker(args: string[], timeoutMs = 300_000, input?: string): Promise<SkopeoResult> {
-    const env = { ...process.env, DOCKER_HOST: undefined, DOCKER_CONTEXT: undefined, DOCKER_CONFIG: undefined };
+  docker(args: string[], timeoutMs = 300_000, input?: string, extraEnv: NodeJS.ProcessEnv = {}): Promise<SkopeoResult> {
+    const env = { ...process.env, DOCKER_HOST: undefined, DOCKER_CONTEXT: undefined, DOCKER_CONFIG: undefined, ...extraEnv };
     return run(DOCKER, ["--config", this.configDir, "-H", `unix://${this.socket}`, ...args], { env, timeoutMs, input });
+  }
+
+  /**
+   * `docker build` with the classic builder, which this engine's client uses unless told
+   * otherwise, and whose "Using cache" lines tell which steps were reused. RUN steps share the
+   * host's network: the engine has no bridge (--bridge=none), and they reach the package
+   * registries directly, not through any proxy.
+   */
+  build(contextDir: string, tag: string, timeoutMs: number): Promise<SkopeoResult> {
+    return this.docker(["build", "--network", "host", "-t", tag, contextDir], timeoutMs, undefined, { DOCKER_BUILDKIT: "0" });
   }
 
   load(tarFile: string): Promise<SkopeoResult> {
@@ -177,7 +202,7 @@ export class TestDockerEngine {
 }
 
 /** Unmounts whatever is still mounted under `dir` (a SIGKILLed dockerd leaves its data-root bind mount), deepest first. */
-async function unmountUnder(dir: string): Promise<void> {
+export async function unmountUnder(dir: string): Promise<void> {
   const mounts = readFileSync("/proc/self/mountinfo", "utf8")
     .split("\n")
     .map((line) => line.split(" ")[4])

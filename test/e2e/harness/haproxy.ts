@@ -11,9 +11,11 @@ export class TestHaproxy {
   private child: ChildProcess | undefined;
   port = 0;
 
+  /** `balance`: roundrobin, or random: a replica picked at random per connection, as kube-proxy does. */
   constructor(
     private readonly dir: string,
     private readonly backends: number[],
+    private readonly balance: "roundrobin" | "random" = "roundrobin",
   ) {}
 
   get proxyUrl(): string {
@@ -22,7 +24,7 @@ export class TestHaproxy {
 
   async start(): Promise<void> {
     this.port = await freePort();
-    const config = path.join(this.dir, "haproxy.cfg");
+    const config = path.join(this.dir, `haproxy-${this.port}.cfg`);
     writeFileSync(
       config,
       [
@@ -39,7 +41,7 @@ export class TestHaproxy {
         `  bind 127.0.0.1:${this.port}`,
         "  default_backend regcache_replicas",
         "backend regcache_replicas",
-        "  balance roundrobin",
+        `  balance ${this.balance}`,
         "  option httpchk GET /readyz",
         "  http-check expect status 200",
         "  default-server inter 300ms fall 1 rise 2",

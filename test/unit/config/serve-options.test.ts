@@ -1,7 +1,7 @@
 import { Command } from "commander";
 import { describe, expect, it } from "vitest";
 import { serveOptions, toConfig, type RawServeOptions } from "../../../src/cli/serve-options.js";
-import { hostMatches, OptionError, parseDuration, parseHostPattern, parseHostPort, parseResolve, parseSize } from "../../../src/config/parse.js";
+import { hostMatches, OptionError, parseDuration, parseHostPattern, parseHostPort, parseHttpUrl, parseResolve, parseSize } from "../../../src/config/parse.js";
 
 function parse(args: string[], env: Record<string, string> = {}) {
   const saved = { ...process.env };
@@ -60,14 +60,40 @@ describe("serve options", () => {
     expect(() => parse(["--no-intercept", "bad host!"])).toThrow(/--no-intercept/);
     expect(() => parse(["--failure-threshold", "0"])).toThrow(/--failure-threshold/);
   });
+
+  it("refuses a size without a unit, in every size option and its variable, with a hint", () => {
+    const sizeOptions = serveOptions().filter((o) => o.flags.endsWith("<size>"));
+    expect(sizeOptions.map((o) => o.long)).toContain("--max-cache-size");
+    for (const option of sizeOptions) {
+      expect(() => parse([option.long!, "20"]), option.long).toThrow(`${option.long} needs a unit, e.g. 20GiB (B, KB, MB, GB, TB, KiB, MiB, GiB, TiB)`);
+      expect(() => parse([], { [option.envVar!]: "20" }), option.envVar).toThrow(`${option.long} needs a unit`);
+      expect(() => parse([option.long!, "20MiB"]), option.long).not.toThrow();
+    }
+  });
 });
 
 describe("value parsers", () => {
   it("sizes", () => {
-    expect(parseSize("1000")).toBe(1000);
+    expect(parseSize("1000B")).toBe(1000);
     expect(parseSize("1.5GB")).toBe(1.5e9);
     expect(parseSize("2MiB")).toBe(2 * 2 ** 20);
+    expect(parseSize(" 3 kib ")).toBe(3 * 2 ** 10);
     expect(() => parseSize("-1GB")).toThrow(OptionError);
+    expect(() => parseSize("5 parsecs", "--max-blob-size")).toThrow('--max-blob-size must be a number with a unit (B, KB, MB, GB, TB, KiB, MiB, GiB, TiB), got "5 parsecs"');
+  });
+
+  it("sizes need a unit: a bare number is more likely meant as gigabytes than bytes", () => {
+    expect(() => parseSize("1000", "--max-cache-size")).toThrow(OptionError);
+    expect(() => parseSize("1000", "--max-cache-size")).toThrow("--max-cache-size needs a unit, e.g. 1000GiB");
+    expect(() => parseSize("0", "--max-blob-size")).toThrow("--max-blob-size needs a unit");
+  });
+
+  it("proxy URLs need a scheme", () => {
+    expect(parseHttpUrl("http://127.0.0.1:3128", "--proxy")).toBe("http://127.0.0.1:3128");
+    expect(parseHttpUrl("HTTPS://regcache.example", "--proxy")).toBe("HTTPS://regcache.example");
+    for (const bad of ["127.0.0.1:3128", "localhost:3128", "ftp://x", "http://", "http:///path"]) {
+      expect(() => parseHttpUrl(bad, "--proxy"), bad).toThrow(`--proxy must be a URL such as http://127.0.0.1:3128, got "${bad}"`);
+    }
   });
 
   it("durations", () => {

@@ -29,7 +29,7 @@ const byKind = (kind: string): any => load().find((o) => o.kind === kind);
 describe("deploy/kubernetes", () => {
   it("every resource listed in kustomization.yaml validates against the Kubernetes schema", () => {
     const objects = load();
-    expect(objects.map((o) => o.kind).sort()).toEqual(["DaemonSet", "Deployment", "Namespace", "NetworkPolicy", "PodDisruptionBudget", "Service"]);
+    expect(objects.map((o) => o.kind).sort()).toEqual(["DaemonSet", "Deployment", "Namespace", "NetworkPolicy", "PodDisruptionBudget", "Service", "Service"]);
     for (const object of objects) {
       const Model = MODELS[`${object.apiVersion}/${object.kind}`];
       expect(Model, `${object.apiVersion}/${object.kind}`).toBeDefined();
@@ -85,11 +85,25 @@ describe("docker-compose.yml", () => {
   const compose = parse(readFileSync(path.resolve(__dirname, "../../../docker-compose.yml"), "utf8")) as any;
   it("names the volumes and port the README promises", () => {
     const svc = compose.services.regcache;
-    expect(svc.ports).toEqual(["3128:3128"]);
+    expect(svc.ports).toEqual(["127.0.0.1:3128:3128"]);
     expect(svc.volumes).toEqual(["regcache-data:/data", "regcache-certs:/certs"]);
     expect(Object.keys(compose.volumes)).toEqual(["regcache-data", "regcache-certs"]);
     expect(svc.environment.REGCACHE_DATA_DIR).toBe("/data");
     expect(svc.environment.REGCACHE_CERTS_DIR).toBe("/certs");
-    expect(svc.healthcheck.test.join(" ")).toContain("/readyz");
+    expect(svc.healthcheck.test).toEqual(["CMD", "regcache", "health", "--ready"]);
+  });
+
+  it("the replicas find each other through a headless Service of ready pods, advertise their pod IP, and only they reach the peer port", () => {
+    const peers = load().find((o) => o.kind === "Service" && o.spec.clusterIP === "None");
+    expect(peers.spec.publishNotReadyAddresses).toBe(false);
+    expect(peers.spec.ports).toEqual([expect.objectContaining({ port: 3129, targetPort: "peer" })]);
+    const c = byKind("Deployment").spec.template.spec.containers[0];
+    const env = Object.fromEntries(c.env.map((e: { name: string; value?: string; valueFrom?: unknown }) => [e.name, e.value ?? e.valueFrom]));
+    expect(env.REGCACHE_PEERS_DNS).toBe(`${peers.metadata.name}.regcache.svc.cluster.local`);
+    expect(env.POD_IP).toEqual({ fieldRef: { fieldPath: "status.podIP" } });
+    expect(env.REGCACHE_ADVERTISE).toBe("$(POD_IP):3129");
+    expect(c.ports).toEqual(expect.arrayContaining([expect.objectContaining({ name: "peer", containerPort: 3129 })]));
+    const rule = byKind("NetworkPolicy").spec.ingress.find((r: { ports: { port: number }[] }) => r.ports.some((p) => p.port === 3129));
+    expect(rule.from).toEqual([{ podSelector: { matchLabels: { "app.kubernetes.io/name": "regcache" } } }]);
   });
 });

@@ -1,0 +1,151 @@
+import { constants as fsConstants } from "node:fs";
+import { access } from "node:fs/promises";
+import { constants as osConstants } from "node:os";
+import path from "node:path";
+import { inspect } from "node:util";
+import { Command, Option } from "commander";
+import { DEFAULTS } from "../config/config.js";
+import { parseHostPattern } from "../config/parse.js";
+import { RegcacheError, systemReason } from "../errors.js";
+import { createLogger, routeConsoleToLogger } from "../log/logger.js";
+import { startRegcache } from "../regcache.js";
+import { loadExistingCa, loadOrCreateCa } from "../tls/ca.js";
+import { makeDirectory } from "../util/make-directory.js";
+import { VERSION } from "../version.js";
+import { healthCommand } from "./health-command.js";
+import { prefetchCommand } from "./prefetch-command.js";
+import { serveOptions, toConfig, type RawServeOptions } from "./serve-options.js";
+import { statsCommand } from "./stats-command.js";
+
+/** Exit codes (README "Exit codes"): the command line was wrong, or running failed. */
+const EXIT_USAGE = 2;
+const EXIT_RUNTIME = 1;
+/** Log levels at which an error is shown with its stack, as --debug does. */
+const DEBUG_LEVELS: unknown[] = ["debug", "trace"];
+
+const program = new Command("regcache")
+  .description("HTTPS man-in-the-middle caching proxy for container image registries")
+  .version(VERSION)
+  .option("--debug", "show where an error came from (stack trace); so does --log-level debug or REGCACHE_LOG_LEVEL=debug");
+
+const serve = program.command("serve").description("run the proxy");
+for (const option of serveOptions()) serve.addOption(option);
+serve.action(async (raw: RawServeOptions) => {
+  const config = toConfig(raw);
+  await checkDataDir(config.dataDir);
+  const logger = createLogger(config.logLevel);
+  routeConsoleToLogger(logger);
+  exitOnEscapedErrors(logger);
+  const running = await startRegcache(config, logger).catch((err: unknown) => {
+    // Node's "listen EADDRINUSE: address already in use 0.0.0.0:3128" does not say it is regcache's own port.
+    throw (err as NodeJS.ErrnoException).syscall === "listen" ? new RegcacheError("LISTEN", `cannot listen on ${raw.listen}: ${systemReason(err)}`, { cause: err }) : err;
+  });
+  let stopping = false;
+  const stop = (signal: NodeJS.Signals): void => {
+    if (stopping) {
+      // A second Ctrl-C means the operator will not wait out the grace period for in-flight responses.
+      logger.warn({ signal }, "second signal during shutdown; exiting at once");
+      logger.flush();
+      process.exit(128 + osConstants.signals[signal]);
+    }
+    stopping = true;
+    logger.info({ signal, drainDelayMs: config.drainDelay, graceMs: config.shutdownGrace }, "shutting down");
+    running.shutdown(config.drainDelay, config.shutdownGrace).then(
+      () => {
+        logger.flush();
+        process.exit(0);
+      },
+      (err: unknown) => {
+        logger.error({ err }, "shutdown failed");
+        logger.flush();
+        process.exit(1);
+      },
+    );
+  };
+  process.on("SIGTERM", () => stop("SIGTERM"));
+  process.on("SIGINT", () => stop("SIGINT"));
+});
+
+/**
+ * Checked before start-up touches it, so that a read-only volume or a directory owned by another
+ * user is reported as such, naming the option, rather than as whichever write failed first.
+ */
+async function checkDataDir(dir: string): Promise<void> {
+  try {
+    await makeDirectory(dir);
+    await access(dir, fsConstants.W_OK);
+  } catch (err) {
+    throw new RegcacheError("DATA_DIR", `cannot write to --data-dir ${path.resolve(dir)}: ${systemReason(err)}`, { cause: err });
+  }
+}
+
+/**
+ * Every request's faults are caught where they happen; an error that still escapes is a bug
+ * whose damage cannot be bounded (a half-updated index, a leaked descriptor). The process logs it
+ * and exits with 70 (EX_SOFTWARE) so the orchestrator restarts it clean, rather than serve on
+ * in an unknown state; replicas carry the traffic meanwhile.
+ */
+function exitOnEscapedErrors(logger: ReturnType<typeof createLogger>): void {
+  const die = (err: unknown, kind: string): void => {
+    logger.fatal({ err, kind }, "error escaped every handler; exiting for a clean restart");
+    setTimeout(() => process.exit(70), 1_000).unref();
+    logger.flush(() => process.exit(70));
+  };
+  process.on("uncaughtException", (err) => die(err, "uncaughtException"));
+  process.on("unhandledRejection", (err) => die(err, "unhandledRejection"));
+}
+
+const ca = program.command("ca").description("manage the root CA");
+const certsDirOption = (): Option => new Option("--certs-dir <dir>", "directory of ca.crt and ca.key").env("REGCACHE_CERTS_DIR").default(DEFAULTS.certsDir);
+ca.command("init")
+  .description("create the root CA if it is missing, and print where it is")
+  .addOption(certsDirOption())
+  .addOption(
+    new Option("--name-constraint <domain>", "only allow the CA to issue for this DNS subtree (X.509 Name Constraints); repeatable").argParser(
+      (value: string, previous: string[] | undefined) => [...(previous ?? []), parseHostPattern(value, "--name-constraint")],
+    ),
+  )
+  .option("--common-name <cn>", "subject common name of a new CA")
+  .action(async (opts: { certsDir: string; nameConstraint?: string[]; commonName?: string }) => {
+    const authority = await loadOrCreateCa(opts.certsDir, { nameConstraints: opts.nameConstraint, commonName: opts.commonName });
+    if (!authority.created && opts.nameConstraint) {
+      process.stderr.write(`note: a CA already exists in ${opts.certsDir}; --name-constraint applies to new CAs only\n`);
+    }
+    process.stdout.write(`${authority.created ? "created" : "exists"}: ${authority.certPath}\n`);
+  });
+ca.command("cert")
+  .description("print the root CA certificate (PEM); never creates one")
+  .addOption(certsDirOption())
+  .action(async (opts: { certsDir: string }) => {
+    process.stdout.write((await loadExistingCa(opts.certsDir)).certPem);
+  });
+ca.command("fingerprint")
+  .description("print the root CA certificate's SHA-256 fingerprint as uppercase hex pairs joined by colons, the form of `openssl x509 -noout -fingerprint -sha256` (node-setup.sh --ca-sha256 takes it)")
+  .addOption(certsDirOption())
+  .action(async (opts: { certsDir: string }) => {
+    process.stdout.write(`${(await loadExistingCa(opts.certsDir)).certificate.fingerprint256}\n`);
+  });
+
+program.addCommand(prefetchCommand());
+program.addCommand(statsCommand());
+program.addCommand(healthCommand());
+
+/**
+ * Commander's own usage errors (unknown option or command, missing or invalid value) read like
+ * every other error, on one line with where to look, and exit 2 like a malformed value does.
+ */
+function reportUsageErrors(command: Command, name: string): void {
+  command
+    .exitOverride((err) => process.exit(err.exitCode === 0 ? 0 : EXIT_USAGE))
+    .configureOutput({ outputError: (text, write) => write(`regcache: ${text.trim().replace(/^error: /, "").replace(/\s*\n\s*/g, " ")} (see ${name} --help)\n`) });
+  for (const sub of command.commands) reportUsageErrors(sub, `${name} ${sub.name()}`);
+}
+reportUsageErrors(program, program.name());
+
+program.parseAsync(process.argv).catch((err: unknown) => {
+  const anticipated = err instanceof RegcacheError;
+  const summary = anticipated ? err.message : `${String(err)} (--debug shows where it came from)`;
+  const debug = program.opts<{ debug?: boolean }>().debug === true || [serve.getOptionValue("logLevel"), process.env.REGCACHE_LOG_LEVEL].some((level) => DEBUG_LEVELS.includes(level));
+  process.stderr.write(`regcache: ${summary}\n${debug ? `${inspect(err)}\n` : ""}`);
+  process.exit(anticipated && err.code === "USAGE" ? EXIT_USAGE : EXIT_RUNTIME);
+});

@@ -1,0 +1,121 @@
+import type { OpenResult } from "../cache/blob-store.js";
+import type { Cluster } from "../cluster/cluster.js";
+import type { UpstreamClient, UpstreamResponse } from "../upstream/client.js";
+import { headerValue, upstreamRequestHeaders } from "../upstream/headers.js";
+import { requestFollowingRedirects } from "../upstream/redirects.js";
+import { isUnavailableStatus, UpstreamError } from "../upstream/upstream-error.js";
+import { contentPath, type ContentTarget } from "./content-target.js";
+import type { RegistryRequest } from "./request-context.js";
+
+export const BLOB_MEDIA_TYPE = "application/octet-stream";
+/** The distribution spec lets registries refuse manifests over 4 MiB; nothing larger is a manifest worth holding. */
+const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
+/** Conditional and range headers describe the client's view; the cache fetches whole, unconditional bodies. */
+const NOT_FORWARDED_ON_FILL = ["range", "if-range", "if-none-match", "if-modified-since", "if-match", "if-unmodified-since", "content-length"];
+/** What a peer may pass on from the client: its credentials and what it accepts, nothing else. */
+const FORWARDED_TO_PEERS = ["authorization", "accept", "user-agent"];
+
+/**
+ * Where the bytes of a digest this replica lacks come from, in order:
+ * - owner: the replica that owns the digest (cluster.ts) serves or fills it, once for the cluster;
+ * - upstream: the registry itself, with the client's credentials (when there is no owner to ask,
+ *   or it cannot be reached);
+ * - copy: while upstream cannot be reached, any live peer that holds it for this repository.
+ */
+export type ContentVia = "owner" | "upstream" | "copy";
+
+/** peerCache: the owner's X-Cache, or the peer a copy came from; publicSince: when that peer last found the repository public. */
+export type SourcedResult = OpenResult<UpstreamResponse> & { via?: ContentVia; peerCache?: string; publicSince?: number };
+
+export class ContentSources {
+  constructor(
+    private readonly upstream: UpstreamClient,
+    private readonly cluster: Cluster | undefined,
+  ) {}
+
+  /** Opens the first source that answers; a refusal (401/403/404) from the owner or upstream is final. */
+  async open(rr: RegistryRequest, target: ContentTarget): Promise<SourcedResult> {
+    // A request from a peer is answered from here: forwarding it again could go round in circles.
+    const cluster = rr.fromPeer ? undefined : this.cluster;
+    if (cluster) {
+      const owner = cluster.ranking(target.digest.value)[0]!;
+      if (owner !== cluster.self) {
+        const response = await cluster.fillFromOwner(owner, this.peerRequest(rr, target));
+        if (response?.statusCode === 200) return { ...this.body(target, response, rr.host), via: "owner", peerCache: headerValue(response.headers["x-cache"]) };
+        if (response && !isUnavailableStatus(response.statusCode)) return { kind: "refused", response };
+        await response?.body.dump();
+      }
+    }
+    let failure: unknown;
+    try {
+      const result = await this.fromUpstream(rr, target);
+      if (!cluster || result.kind !== "refused" || !isUnavailableStatus(result.response.statusCode)) return { ...result, via: "upstream" };
+      failure = result;
+    } catch (err) {
+      if (!cluster || !(err instanceof UpstreamError) || err.failure === "refused-address") throw err;
+      failure = err;
+    }
+    const copy = await cluster.copyFromPeers(this.peerRequest(rr, target));
+    if (copy) return { ...this.body(target, copy.response, rr.host), via: "copy", peerCache: copy.peer, publicSince: Number(headerValue(copy.response.headers["x-regcache-public-since"])) || undefined };
+    if (failure instanceof Error) throw failure;
+    return { ...(failure as SourcedResult), via: "upstream" };
+  }
+
+  /** HEAD of content nobody here holds, while upstream cannot answer: a peer's copy, if any holds it. */
+  /** A copy of what one peer holds (replication, or a manifest a recorded tag names): never upstream. */
+  async openCopy(rr: RegistryRequest, target: ContentTarget, from?: string): Promise<SourcedResult> {
+    const request = this.peerRequest(rr, target);
+    const copy = from ? await this.cluster?.copyFrom(from, request).then((response) => response && { response, peer: from }) : await this.cluster?.copyFromPeers(request);
+    if (!copy) throw new UpstreamError("connect", rr.host, "no replica holds this content");
+    if (copy.response.statusCode !== 200) return { kind: "refused", response: copy.response, via: "copy" };
+    return { ...this.body(target, copy.response, rr.host), via: "copy", peerCache: copy.peer, publicSince: Number(headerValue(copy.response.headers["x-regcache-public-since"])) || undefined };
+  }
+
+  get clustered(): boolean {
+    return this.cluster !== undefined;
+  }
+
+  /** After a fill from upstream, a second replica keeps a copy (cluster.ts). */
+  replicate(rr: RegistryRequest, target: ContentTarget): void {
+    this.cluster?.replicate({ kind: target.kind, host: rr.host, port: rr.port, name: target.name, digest: target.digest.value });
+  }
+
+  async headFromPeers(rr: RegistryRequest, target: ContentTarget): Promise<UpstreamResponse | undefined> {
+    return (await this.cluster?.copyFromPeers(this.peerRequest(rr, target), "HEAD"))?.response;
+  }
+
+  peerRequest(rr: RegistryRequest, target: ContentTarget) {
+    const headers: Record<string, string> = {};
+    for (const name of FORWARDED_TO_PEERS) {
+      const value = headerValue(rr.req.headers[name]);
+      if (value) headers[name] = value;
+    }
+    return { kind: target.kind, host: rr.host, port: rr.port, name: target.name, digest: target.digest.value, headers };
+  }
+
+  private async fromUpstream(rr: RegistryRequest, target: ContentTarget): Promise<OpenResult<UpstreamResponse>> {
+    const { response, host } = await requestFollowingRedirects(this.upstream, {
+      host: rr.host,
+      port: rr.port,
+      method: "GET",
+      path: contentPath(target),
+      headers: upstreamRequestHeaders(rr.req.headers, NOT_FORWARDED_ON_FILL),
+    });
+    rr.log.upstreamStatus = response.statusCode;
+    if (host !== rr.host) rr.log.upstreamHost = host;
+    if (response.statusCode !== 200) return { kind: "refused", response };
+    return this.body(target, response, host);
+  }
+
+  private body(target: ContentTarget, response: UpstreamResponse, host: string): OpenResult<UpstreamResponse> {
+    const length = headerValue(response.headers["content-length"]);
+    const size = length !== undefined && /^\d+$/.test(length) ? Number(length) : undefined;
+    const mediaType = target.kind === "blob" ? BLOB_MEDIA_TYPE : (headerValue(response.headers["content-type"]) ?? BLOB_MEDIA_TYPE);
+    if (target.kind === "blob") return { kind: "body", body: response.body, size, mediaType, host };
+    if (size !== undefined && size > MAX_MANIFEST_BYTES) {
+      response.body.destroy();
+      throw new UpstreamError("protocol", host, `manifest of ${size} bytes is over the ${MAX_MANIFEST_BYTES}-byte limit`);
+    }
+    return { kind: "body", body: response.body, size, mediaType, host, maxSize: MAX_MANIFEST_BYTES };
+  }
+}

@@ -1,0 +1,226 @@
+import { execFile } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { connect as netConnect } from "node:net";
+import { connect } from "node:tls";
+import path from "node:path";
+import { promisify } from "node:util";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { corruptBlobsInLayout, curlThrough, runPrefetch, skopeoPull, TestContainerd, type SkopeoResult } from "./harness/clients.js";
+import { TestEnvironment, type PushedImage } from "./harness/environment.js";
+import { TestHaproxy } from "./harness/haproxy.js";
+import { freePort, waitFor } from "./harness/ports.js";
+import { CLI, type RegcacheProcess } from "./harness/regcache-process.js";
+import { writeHtpasswd } from "./harness/registry.js";
+import { containerdUnavailable, missingTools } from "./harness/tools.js";
+
+const exec = promisify(execFile);
+const missing = missingTools("docker-registry", "skopeo", "openssl", "curl", "haproxy");
+
+/** Kubelet retries a failed pull; so does this. */
+async function withRetries(attempt: () => Promise<SkopeoResult>, tries = 4): Promise<SkopeoResult> {
+  let last: SkopeoResult = { ok: false, stdout: "", stderr: "not tried", durationMs: 0 };
+  for (let i = 0; i < tries && !last.ok; i++) last = await attempt();
+  return last;
+}
+
+/**
+ * Three replicas with peer lists, behind haproxy picking a replica at random per connection (what a
+ * Kubernetes Service does), sharing one CA as replicas share a Secret.
+ */
+describe.skipIf(missing.length > 0)("replicas act as one cache", () => {
+  let env: TestEnvironment;
+  let replicas: RegcacheProcess[];
+  let peerPorts: number[];
+  let haproxy: TestHaproxy;
+  let single: PushedImage;
+  let multi: PushedImage;
+  let warmByPull: PushedImage;
+  let cold: PushedImage;
+
+  const replicaArgs = (i: number, ports: number[]): string[] => [
+    "--peer-listen", `127.0.0.1:${ports[i]}`,
+    "--advertise", `127.0.0.1:${ports[i]}`,
+    ...ports.filter((_, j) => j !== i).flatMap((p) => ["--peer", `127.0.0.1:${p}`]),
+    "--failure-threshold", "2",
+    "--probe-interval", "60s",
+  ];
+
+  beforeAll(async () => {
+    env = new TestEnvironment("cluster");
+    await env.start();
+    single = await env.pushImage("team/one", "v1", [3_000_000, 800_000]);
+    multi = await env.pushImage("team/multi", "v1", [700_000, 300_000], 2);
+    warmByPull = await env.pushImage("team/pulled", "v1", [1_500_000]);
+    cold = await env.pushImage("team/cold", "v1", [4_000_000, 2_000_000, 1_000_000]);
+    await exec(process.execPath, [CLI, "ca", "init", "--certs-dir", env.path("certs")]);
+    peerPorts = await Promise.all([0, 1, 2, 3].map(() => freePort()));
+    replicas = [0, 1, 2].map((i) => env.regcache(`replica-${i}`, replicaArgs(i, peerPorts.slice(0, 3))));
+    await Promise.all(replicas.map((r) => r.start()));
+    await Promise.all(replicas.map((r) => r.waitForLog((l) => l.msg === "peer channel listening")));
+    await waitFor(() => replicas.every((r) => r.logs.filter((l) => l.msg === "peer is live").length >= 2), 15_000, "every replica to see its two peers live");
+    haproxy = new TestHaproxy(env.dir, replicas.map((r) => r.port), "random");
+    await haproxy.start();
+  });
+  afterAll(async () => {
+    await haproxy?.stop();
+    await env?.cleanup();
+  });
+
+  const front = () => ({ proxyUrl: haproxy.proxyUrl, caFile: path.join(env.path("certs"), "ca.crt") });
+  const holders = (digest: string, among = replicas): number =>
+    among.filter((r) => existsSync(path.join(r.dataDir, "blobs", "sha256", digest.slice(7, 9), digest.slice(7)))).length;
+  /** Every digest of the image on at least two replicas: losing one loses nothing. */
+  const onTwoReplicas = (image: PushedImage) => waitFor(() => image.allDigests.every((d) => holders(d) >= 2), 20_000, "every digest on two replicas");
+
+  it("16 concurrent cold pulls through the balancer make one upstream GET per blob for the whole cluster", async () => {
+    env.registry.clearLog();
+    const pulls = await Promise.all(Array.from({ length: 16 }, (_, i) => withRetries(() => skopeoPull(front(), cold.ref, env.path(`cold-${i}`)), 2)));
+    for (const p of pulls) expect(p.ok, p.stderr).toBe(true);
+    await waitFor(() => cold.layerDigests.every((l) => env.registry.blobGets(l).length > 0), 5_000, "the registry's log lines");
+    for (const layer of cold.layerDigests) expect(env.registry.blobGets(layer).filter((e) => e.status === 200), layer).toHaveLength(1);
+    expect(corruptBlobsInLayout(env.path("cold-15")).corrupt).toEqual([]);
+  });
+
+  it("after prefetch through the balancer, with the upstream stopped: 30 of 30 fresh pulls succeed, by tag and by digest, skopeo and ctr", async () => {
+    const prefetched = await runPrefetch(["--proxy", haproxy.proxyUrl, single.ref, multi.ref]);
+    expect(prefetched.code, prefetched.stdout + prefetched.stderr).toBe(0);
+    await onTwoReplicas(single);
+    await onTwoReplicas(multi);
+    // One ordinary pull of another image also warms the cluster for it.
+    expect((await skopeoPull(front(), warmByPull.ref, env.path("warm-pull"))).ok).toBe(true);
+    await onTwoReplicas(warmByPull);
+    await env.registry.stop();
+    try {
+      const containerd = containerdUnavailable() ? undefined : new TestContainerd(env.path("containerd"));
+      await containerd?.start();
+      const results: [string, SkopeoResult][] = [];
+      try {
+        for (let i = 0; i < 10; i++) {
+          const image = [single, multi, warmByPull][i % 3]!;
+          results.push([`skopeo tag ${image.ref}`, await skopeoPull(front(), image.ref, env.path(`off-tag-${i}`), { all: true })]);
+          const byDigest = `${image.ref.split(":")[0]}@${image.topDigest}`;
+          results.push([`skopeo digest ${byDigest}`, await skopeoPull(front(), byDigest, env.path(`off-digest-${i}`), { all: true })]);
+          if (containerd) results.push([`ctr ${image.ref}`, await containerd.pull(front(), image.ref, { allPlatforms: true, namespace: `fresh-${i}` })]);
+        }
+      } finally {
+        await containerd?.stop();
+      }
+      for (const [what, r] of results) expect(r.ok, `${what}: ${r.stderr}`).toBe(true);
+      expect(results.length).toBe(containerdUnavailable() ? 20 : 30);
+      for (let i = 0; i < 10; i++) expect(corruptBlobsInLayout(env.path(`off-tag-${i}`)).corrupt).toEqual([]);
+    } finally {
+      await env.registry.start();
+    }
+  });
+
+  it("after kill -9 of one replica, with the upstream stopped, every prefetched image still pulls", async () => {
+    await replicas[0]!.stop("SIGKILL");
+    await env.registry.stop();
+    try {
+      for (const image of [single, multi, warmByPull]) {
+        const pulled = await withRetries(() => skopeoPull(front(), image.ref, env.path(`after-kill-${image.repo.replace("/", "-")}`), { all: true }), 6);
+        expect(pulled.ok, pulled.stderr).toBe(true);
+      }
+    } finally {
+      await env.registry.start();
+      await replicas[0]!.start();
+    }
+  });
+
+  it("a replica started empty while the upstream is down serves cached images from its peers", async () => {
+    const newcomer = env.regcache("newcomer", replicaArgs(3, peerPorts));
+    await env.registry.stop();
+    try {
+      await newcomer.start();
+      await waitFor(() => newcomer.logs.filter((l) => l.msg === "peer is live").length >= 2, 15_000, "the newcomer to see live peers");
+      for (const image of [single, multi]) {
+        const pulled = await skopeoPull(newcomer, image.ref, env.path(`newcomer-${image.repo.replace("/", "-")}`), { all: true });
+        expect(pulled.ok, pulled.stderr).toBe(true);
+        expect(corruptBlobsInLayout(env.path(`newcomer-${image.repo.replace("/", "-")}`)).corrupt).toEqual([]);
+      }
+      expect(newcomer.requestLogs().some((l) => l.cache === "PEER")).toBe(true);
+      const metrics = await (await fetch(`${newcomer.proxyUrl}/metrics`)).text();
+      expect(Number(/^regcache_peer_copies_total (\d+)/m.exec(metrics)?.[1])).toBeGreaterThan(0);
+      expect(Number(/^regcache_peers_live (\d+)/m.exec(metrics)?.[1])).toBe(3);
+      const stats = (await (await fetch(`${newcomer.proxyUrl}/api/stats`)).json()) as { peers: { members: { address: string; live: boolean }[] } };
+      expect(stats.peers.members.filter((m) => m.live)).toHaveLength(3);
+    } finally {
+      await newcomer.stop();
+      await env.registry.start();
+    }
+  });
+
+  it("the peer port refuses a client without a certificate, one from another CA, and garbage, and stays up", async () => {
+    const port = peerPorts[1]!;
+    const attempt = (options: { cert?: string; key?: string }): Promise<string> =>
+      new Promise((resolve) => {
+        const socket = connect({ host: "127.0.0.1", port, rejectUnauthorized: false, ...options }, () => {
+          socket.write("GET /peer/v1/health HTTP/1.1\r\nHost: peer\r\n\r\n");
+        });
+        let got = "";
+        socket.setTimeout(5_000, () => socket.destroy());
+        socket.on("data", (d: Buffer) => (got += d.toString()));
+        socket.on("error", () => resolve(got || "refused"));
+        socket.on("close", () => resolve(got || "refused"));
+      });
+    expect(await attempt({})).toBe("refused");
+    expect(await attempt({ cert: readFileSync(env.pki.serverCert, "utf8"), key: readFileSync(env.pki.serverKey, "utf8") })).toBe("refused");
+    await new Promise<void>((resolve) => {
+      const raw = netConnect(port, "127.0.0.1", () => raw.end("\x16\x03\x01garbage garbage garbage\r\n\r\n"));
+      raw.setTimeout(5_000, () => raw.destroy());
+      raw.on("close", () => resolve());
+      raw.on("error", () => resolve());
+    });
+    expect(replicas[1]!.logs.some((l) => String(l.msg).startsWith("peer channel: refused"))).toBe(true);
+    expect((await fetch(`${replicas[1]!.proxyUrl}/healthz`)).status).toBe(200);
+    // Peers still reach it: a fresh pull through it of an image another replica holds.
+    const pulled = await skopeoPull(replicas[1]!, single.ref, env.path("after-garbage"));
+    expect(pulled.ok, pulled.stderr).toBe(true);
+  });
+});
+
+describe.skipIf(missing.length > 0)("replicas as one cache keep private content private", () => {
+  let env: TestEnvironment;
+  let a: RegcacheProcess;
+  let b: RegcacheProcess;
+  let secret: PushedImage;
+  const ALICE = "alice:s3cret";
+
+  beforeAll(async () => {
+    const htpasswd = path.join(mkdtempSync(path.join(tmpdir(), "regcache-htpasswd-")), "htpasswd");
+    writeHtpasswd(htpasswd, { alice: "s3cret" });
+    env = new TestEnvironment("cluster-private", { htpasswdFile: htpasswd });
+    await env.start();
+    secret = await env.pushImage("corp/secret", "v1", [1_000_000], 1, ALICE);
+    await exec(process.execPath, [CLI, "ca", "init", "--certs-dir", env.path("certs")]);
+    const ports = await Promise.all([0, 1].map(() => freePort()));
+    const args = (i: number): string[] => ["--peer-listen", `127.0.0.1:${ports[i]}`, "--advertise", `127.0.0.1:${ports[i]}`, "--peer", `127.0.0.1:${ports[1 - i]}`, "--failure-threshold", "1"];
+    a = env.regcache("private-a", args(0));
+    b = env.regcache("private-b", args(1));
+    await Promise.all([a.start(), b.start()]);
+    await waitFor(() => [a, b].every((r) => r.logs.some((l) => l.msg === "peer is live")), 15_000, "the replicas to see each other");
+  });
+  afterAll(async () => env?.cleanup());
+
+  it("after alice pulls through one replica, an anonymous or wrong-credential pull through the other is refused, online and offline", async () => {
+    const authorized = await skopeoPull(a, secret.ref, env.path("alice"), { creds: ALICE });
+    expect(authorized.ok, authorized.stderr).toBe(true);
+    for (const creds of [undefined, "alice:wrong"]) {
+      const refused = await skopeoPull(b, secret.ref, env.path(`online-${creds ?? "anon"}`), { creds });
+      expect(refused.ok, `online, ${creds ?? "anonymous"}`).toBe(false);
+      expect(refused.stderr).toMatch(/401|unauthorized|authentication required/i);
+    }
+    await env.registry.stop();
+    try {
+      for (const creds of [undefined, "alice:wrong"]) {
+        const refused = await skopeoPull(b, secret.ref, env.path(`offline-${creds ?? "anon"}`), { creds });
+        expect(refused.ok, `offline, ${creds ?? "anonymous"}`).toBe(false);
+      }
+      const layer = await curlThrough(b, `https://quay.test/v2/corp/secret/blobs/${secret.layerDigests[0]}`);
+      expect([401, 403]).toContain(layer.status);
+    } finally {
+      await env.registry.start();
+    }
+  });
+});

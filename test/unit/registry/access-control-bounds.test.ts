@@ -1,0 +1,31 @@
+import type { IncomingMessage, ServerResponse } from "node:http";
+import { describe, expect, it } from "vitest";
+import type { CacheIndex } from "../../../src/cache/cache-index.js";
+import { createLogger } from "../../../src/log/logger.js";
+import { AccessControl } from "../../../src/registry/access-control.js";
+import type { RegistryRequest } from "../../../src/registry/request-context.js";
+import type { UpstreamClient } from "../../../src/upstream/client.js";
+
+describe("AccessControl's memory of verdicts", () => {
+  it("holds the 10 000 most recently used repositories; an older one is read from the index again", async () => {
+    const reads = new Map<string, number>();
+    const index = {
+      async getMeta(key: string) {
+        reads.set(key, (reads.get(key) ?? 0) + 1);
+        return key.startsWith("public:") ? { isPublic: true, checkedAt: Date.now() } : undefined;
+      },
+      async putMeta() {},
+    } as unknown as CacheIndex;
+    const access = new AccessControl({} as UpstreamClient, index, Buffer.alloc(32), { offlineAccess: "public", publicTtl: 3_600_000, authTtl: 60_000, offlineGrace: 86_400_000 }, createLogger("silent"));
+    const rr = { req: { headers: {} } as IncomingMessage, res: {} as ServerResponse, host: "quay.test", port: 443, log: { host: "quay.test", method: "GET", path: "/" } } as RegistryRequest;
+    const authorize = async (name: string) => (await access.authorizeOffline(rr, name)).result;
+    expect(await authorize("r0")).toBe("offline-allowed");
+    expect(await authorize("r0")).toBe("offline-allowed");
+    expect(reads.get("public:quay.test/r0")).toBe(1);
+    for (let i = 1; i <= 10_000; i++) await authorize(`r${i}`);
+    expect(await authorize("r10000")).toBe("offline-allowed");
+    expect(reads.get("public:quay.test/r10000")).toBe(1);
+    expect(await authorize("r0")).toBe("offline-allowed");
+    expect(reads.get("public:quay.test/r0")).toBe(2);
+  });
+});
