@@ -23,6 +23,8 @@ declare -A need=(
   [htpasswd]=apache2-utils
   [haproxy]=haproxy
   [chromium]=chromium
+  # The Docker image test builds its stand-in for node:24-bookworm-slim from a Debian root filesystem.
+  [debootstrap]=debootstrap
 )
 if [ "${1:-}" = "--bench" ]; then
   need[/usr/lib/squid/security_file_certgen]=squid-openssl

@@ -140,7 +140,7 @@ if [ -n "$WANT_SHA256" ]; then
   [ "$(printf '%s\n' "$CA_PEM" | grep -c 'BEGIN CERTIFICATE')" -eq 1 ] || die "$CA holds more than one certificate; --ca-sha256 pins exactly one"
   # The fingerprint is SHA-256 over the certificate's DER: the base64 between the PEM markers, decoded.
   HAVE_SHA256="$(printf '%s\n' "$CA_PEM" | tr -d '\r' | awk '/-----END CERTIFICATE-----/ { exit } inside { print } /-----BEGIN CERTIFICATE-----/ { inside = 1 }' | base64 -d | sha256sum | cut -d' ' -f1)"
-  [ "$HAVE_SHA256" = "$WANT_SHA256" ] || die "$CA has SHA-256 fingerprint $(colons "$HAVE_SHA256"), not $(colons "$WANT_SHA256") as --ca-sha256 requires: nothing installed"
+  [ "$HAVE_SHA256" = "$WANT_SHA256" ] || die "$CA has SHA-256 fingerprint $(colons "$HAVE_SHA256"), expected $(colons "$WANT_SHA256") (--ca-sha256): nothing installed"
 fi
 
 # A here-document, not a pipe: put must run in this shell to update CHANGED.

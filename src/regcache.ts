@@ -3,6 +3,9 @@ import { constants as fsConstants } from "node:fs";
 import { Server as NetServer, type AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
+import { AdminAccess, readAdminToken } from "./admin/admin-access.js";
+import { cacheAdminRoutes } from "./admin/admin-endpoints.js";
+import { CacheAdmin } from "./admin/cache-admin.js";
 import { BlobStore } from "./cache/blob-store.js";
 import { CacheIndex } from "./cache/cache-index.js";
 import { acquireDataDirLock } from "./cache/data-dir-lock.js";
@@ -57,6 +60,7 @@ const TUNNEL_QUIET_MS = 500;
 
 /** The composition root: builds every part from the config and starts listening. */
 export async function startRegcache(config: Config, logger: Logger): Promise<RunningRegcache> {
+  const adminAccess = new AdminAccess(config.adminTokenFile === undefined ? undefined : readAdminToken(config.adminTokenFile));
   const ca = await loadOrCreateCa(config.certsDir);
   logger.info({ caCert: ca.certPath, created: ca.created, subject: ca.subjectCommonName, nameConstraints: ca.permittedDomains, sha256Fingerprint: ca.certificate.fingerprint256 }, "root CA loaded");
 
@@ -116,7 +120,7 @@ export async function startRegcache(config: Config, logger: Logger): Promise<Run
         return `data dir ${paths.root} is not writable`;
       }
     },
-  }, [statsRoutes(statsSources, metrics), setupScriptRoute(loadSetupScript(), ca.certificate.fingerprint256, () => `${config.listen.host === "0.0.0.0" ? "127.0.0.1" : config.listen.host}:${port}`)]);
+  }, [statsRoutes(statsSources, metrics), setupScriptRoute(loadSetupScript(), ca.certificate.fingerprint256, () => `${config.listen.host === "0.0.0.0" ? "127.0.0.1" : config.listen.host}:${port}`)], [cacheAdminRoutes(new CacheAdmin(store, paths), adminAccess, logger)]);
   const server = createFrontServer({
     policy: {
       allowPorts: config.allowPorts,
@@ -135,6 +139,7 @@ export async function startRegcache(config: Config, logger: Logger): Promise<Run
     dialer,
     connectTimeout: config.connectTimeout,
     logger,
+    onNotIntercepted: (host, action) => collector.observeConnect(host, action),
   });
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);

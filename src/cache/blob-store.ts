@@ -147,20 +147,49 @@ export class BlobStore {
    * they are served instead (readCached), where a mismatch can only cut the response.
    */
   async present(entry: BlobEntry, digest: Digest): Promise<boolean> {
-    const file = this.paths.blobFile(digest);
-    const size = await stat(file).then(
+    if (!(await this.hasFile(entry, digest))) return false;
+    return entry.size > ALWAYS_CHECKED_BYTES || (await this.hashMatches(entry, digest));
+  }
+
+  /**
+   * Hashes the cached file now, whatever its last verification (the scrub's check, on demand too):
+   * a damaged file is quarantined, a missing or resized one dropped from the index.
+   */
+  async verify(entry: BlobEntry, digest: Digest): Promise<"ok" | "damaged" | "missing"> {
+    // Checked before pinning: hasFile leaves the row of a pinned digest alone.
+    if (!(await this.hasFile(entry, digest))) return "missing";
+    this.pin(entry.digest);
+    try {
+      if (!(await this.hashMatches(entry, digest))) return "damaged";
+    } finally {
+      this.unpin(entry.digest);
+    }
+    this.markVerified(entry);
+    return "ok";
+  }
+
+  /** Whether the digest is being read or written now: such a file must stay where it is. */
+  isInUse(digest: string): boolean {
+    return this.pins.has(digest);
+  }
+
+  /** Whether the row's file is on disk with its size; a row without one is dropped, unless the digest is in use. */
+  private async hasFile(entry: BlobEntry, digest: Digest): Promise<boolean> {
+    const size = await stat(this.paths.blobFile(digest)).then(
       (s) => s.size,
       () => undefined,
     );
-    if (size !== entry.size) {
-      if (this.pins.has(entry.digest)) return false;
-      this.stats.missing += 1;
-      this.logger.warn({ digest: entry.digest, expectedBytes: entry.size, foundBytes: size ?? null }, "cached file missing or resized; dropped from the index");
-      await this.index.deleteBlob(entry.digest).catch((err: unknown) => this.logger.warn({ err }, "cannot drop index row"));
-      return false;
-    }
-    if (entry.size > ALWAYS_CHECKED_BYTES) return true;
-    const actual = await hashFile(file, digest.algorithm).catch(() => undefined);
+    if (size === entry.size) return true;
+    if (this.pins.has(entry.digest)) return false;
+    this.stats.missing += 1;
+    this.logger.warn({ digest: entry.digest, expectedBytes: entry.size, foundBytes: size ?? null }, "cached file missing or resized; dropped from the index");
+    await this.index.deleteBlob(entry.digest).catch((err: unknown) => this.logger.warn({ err }, "cannot drop index row"));
+    return false;
+  }
+
+  /** Whether the file hashes to its digest; one that does not (or cannot be read) is quarantined. */
+  private async hashMatches(entry: BlobEntry, digest: Digest): Promise<boolean> {
+    const actual = await hashFile(this.paths.blobFile(digest), digest.algorithm).catch(() => undefined);
     if (actual === digest.hex) return true;
     await this.quarantine(entry, digest, `${digest.algorithm}:${actual ?? "unreadable"}`);
     return false;
@@ -458,15 +487,8 @@ export class BlobStore {
     if (!due) return idle;
     const digest = parseDigest(due.digest);
     if (!digest) return idle;
-    this.pin(due.digest);
-    try {
-      if (!(await this.present(due, digest))) return 0;
-      const actual = await hashFile(this.paths.blobFile(digest), digest.algorithm);
-      if (actual === digest.hex) this.markVerified(due);
-      else await this.quarantine(due, digest, `${digest.algorithm}:${actual}`);
-    } finally {
-      this.unpin(due.digest);
-    }
+    // A missing file cost no reading: nothing to pace.
+    if ((await this.verify(due, digest)) === "missing") return 0;
     return Math.ceil((due.size * 1000) / SCRUB_BYTES_PER_SECOND);
   }
 }

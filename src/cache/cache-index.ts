@@ -64,6 +64,15 @@ export function tagKey(host: string, name: string, tag: string, acceptSet: reado
   return `${host}/${name}:${tag}@${accept}`;
 }
 
+/** The host, repository and tag a tagKey was made of (its Accept part is a hash: not reversible); undefined for any other key. */
+export function parseTagKey(key: string): { host: string; name: string; tag: string } | undefined {
+  const head = key.slice(0, key.lastIndexOf("@"));
+  const slash = head.indexOf("/");
+  const colon = head.lastIndexOf(":");
+  if (slash <= 0 || colon <= slash + 1 || colon === head.length - 1 || head.lastIndexOf("/") > colon) return undefined;
+  return { host: head.slice(0, slash), name: head.slice(slash + 1, colon), tag: head.slice(colon + 1) };
+}
+
 class DamagedIndexError extends Error {
   readonly code = "DAMAGED";
 }
@@ -255,6 +264,31 @@ export class CacheIndex {
   /** Never rejects, like putBlob. */
   async putTag(key: string, entry: TagEntry): Promise<void> {
     await this.putRecord(TAG_PREFIX + key, entry);
+  }
+
+  /**
+   * Drops a tag answer. Never rejects: a row sqlite keeps after a failed delete names a manifest
+   * that is no longer cached, which tag handling already treats as no usable answer.
+   */
+  async deleteTag(key: string): Promise<void> {
+    this.pendingRecords.delete(TAG_PREFIX + key);
+    await this.attempt(() => this.keyv.delete(TAG_PREFIX + key));
+  }
+
+  /** Every recorded tag answer by tagKey. Never rejects: when sqlite cannot be read, what it did not yield is left out. */
+  async allTags(): Promise<Map<string, TagEntry>> {
+    const tags = new Map<string, TagEntry>();
+    try {
+      for await (const [key, value] of this.keyv.iterator?.(undefined) ?? []) {
+        if (String(key).startsWith(TAG_PREFIX)) tags.set(String(key).slice(TAG_PREFIX.length), value as TagEntry);
+      }
+    } catch (err) {
+      this.warnRateLimited("read", err, "cache index read failed; tag answers listed in part");
+    }
+    for (const [key, value] of this.pendingRecords) {
+      if (key.startsWith(TAG_PREFIX)) tags.set(key.slice(TAG_PREFIX.length), value as TagEntry);
+    }
+    return tags;
   }
 
   /** Small records other parts keep durable (access verdicts, last challenges), under a "meta:" prefix. Never rejects. */

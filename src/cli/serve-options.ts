@@ -11,6 +11,11 @@ function listOption(flags: string, description: string, env?: string): Option {
   return env ? option.env(env) : option;
 }
 
+/** --admin-token of `serve` and of the `cache` commands: on one host, one REGCACHE_ADMIN_TOKEN serves both. */
+export function adminTokenOption(description: string): Option {
+  return new Option("--admin-token <file>", description).env("REGCACHE_ADMIN_TOKEN");
+}
+
 export const LOG_LEVELS: LogLevel[] = ["fatal", "error", "warn", "info", "debug", "trace", "silent"];
 
 /** Every `serve` option, each with its REGCACHE_* variable; README's table is written from this list. */
@@ -43,6 +48,7 @@ export function serveOptions(): Option[] {
     new Option("--offline-grace <duration>", "with --offline-access public: how long a confirmed credential is honoured while upstream is down").env("REGCACHE_OFFLINE_GRACE").default(DEFAULTS.offlineGrace),
     new Option("--credentials <file>", "proxy-held upstream credentials (JSON: host -> {username,password} or {token}), used when a client sends none; content they reach becomes readable by every client").env("REGCACHE_CREDENTIALS"),
     new Option("--proxy-auth <file>", "htpasswd file (bcrypt entries) of users allowed to use the proxy; others get 407").env("REGCACHE_PROXY_AUTH"),
+    adminTokenOption("bearer token (in this file) every request to the cache admin API (/api/cache/...) must carry, loopback included; without it, only loopback clients may use that API"),
     listOption("--allow-host <pattern>", "only these hosts may be reached (name or *.domain); repeatable", "REGCACHE_ALLOW_HOST"),
     listOption("--deny-host <pattern>", "these hosts are refused with 403; repeatable", "REGCACHE_DENY_HOST"),
     new Option("--deny-private-addresses", "refuse upstreams that resolve to private, loopback or CGNAT addresses (link-local and metadata are always refused)").env("REGCACHE_DENY_PRIVATE_ADDRESSES"),
@@ -84,6 +90,7 @@ export interface RawServeOptions {
   offlineGrace: string;
   credentials?: string;
   proxyAuth?: string;
+  adminToken?: string;
   allowHost?: string[];
   denyHost?: string[];
   denyPrivateAddresses?: boolean;
@@ -139,6 +146,7 @@ export function toConfig(raw: RawServeOptions): Config {
     offlineGrace: parseDuration(raw.offlineGrace, "--offline-grace"),
     credentialsFile: raw.credentials,
     proxyAuthFile: raw.proxyAuth,
+    adminTokenFile: raw.adminToken,
     allowHosts: (raw.allowHost ?? []).map((p) => parseHostPattern(p, "--allow-host")),
     denyHosts: (raw.denyHost ?? []).map((p) => parseHostPattern(p, "--deny-host")),
     denyPrivateAddresses: raw.denyPrivateAddresses === true,

@@ -42,6 +42,8 @@ export interface Config {
   credentialsFile?: string;
   /** htpasswd file (bcrypt) of users allowed to use the proxy. */
   proxyAuthFile?: string;
+  /** File holding the bearer token of the cache admin API; absent: loopback clients only. */
+  adminTokenFile?: string;
   allowHosts: string[];
   denyHosts: string[];
   denyPrivateAddresses: boolean;

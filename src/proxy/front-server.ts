@@ -2,7 +2,7 @@ import { createServer, type IncomingMessage, type Server } from "node:http";
 import type { Duplex } from "node:stream";
 import type { Logger } from "../log/logger.js";
 import type { Dialer } from "../upstream/client.js";
-import { decideConnect, type ConnectPolicy } from "./connect-policy.js";
+import { decideConnect, parseConnectTarget, type ConnectPolicy } from "./connect-policy.js";
 import type { MitmInterceptor } from "./mitm-interceptor.js";
 import type { OwnEndpoints } from "./own-endpoints.js";
 import type { Lifecycle } from "./lifecycle.js";
@@ -19,6 +19,8 @@ export interface FrontServerDeps {
   dialer: Dialer;
   connectTimeout: number;
   logger: Logger;
+  /** Told of every CONNECT that is not intercepted (stats). */
+  onNotIntercepted?: (host: string, action: "tunnel" | "deny") => void;
 }
 
 /** Request heads larger than this are refused: registry requests carry a token and a few headers. */
@@ -79,11 +81,14 @@ function onConnect(deps: FrontServerDeps, req: IncomingMessage, socket: Duplex, 
   const client = req.socket.remoteAddress;
   switch (decision.action) {
     case "deny":
-      deps.logger.warn({ target: req.url?.slice(0, 200), client, status: decision.status, reason: decision.reason }, "CONNECT refused");
+      deps.logger.info({ target: req.url?.slice(0, 200), client, status: decision.status, reason: decision.reason }, "CONNECT refused");
+      deps.onNotIntercepted?.(parseConnectTarget(req.url ?? "")?.host ?? "(malformed)", "deny");
       refuseConnect(socket, decision.status, decision.reason);
       return;
     case "tunnel":
-      deps.logger.debug({ host: decision.host, port: decision.port, client }, "CONNECT tunnelled");
+      // Uncached traffic the operator chose (--no-intercept, name constraints): visible, not silent.
+      deps.logger.info({ host: decision.host, port: decision.port, client }, "CONNECT tunnelled");
+      deps.onNotIntercepted?.(decision.host, "tunnel");
       openTunnel(socket, head, decision.host, decision.port, deps.dialer, deps.connectTimeout).catch((err: Error) => {
         deps.logger.warn({ host: decision.host, port: decision.port, client, err: err.message }, "tunnel failed");
         refuseConnect(socket, err.name === "UpstreamError" ? 403 : 502, err.message);

@@ -11,13 +11,15 @@ export interface EndpointRoute {
 
 /**
  * Origin-form requests to the proxy port itself. Extra routes (stats, metrics,
- * setup script) are added by their own modules through `extraRoutes`.
+ * setup script) are added by their own modules through `extraRoutes`, which see GET and HEAD
+ * only; `anyMethodRoutes` (the cache admin API) see every method and check it themselves.
  */
 export class OwnEndpoints {
   constructor(
     private readonly caPem: string,
     private readonly readiness: Readiness,
     private readonly extraRoutes: EndpointRoute[] = [],
+    private readonly anyMethodRoutes: EndpointRoute[] = [],
   ) {}
 
   async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -27,6 +29,9 @@ export class OwnEndpoints {
       return;
     }
     const path = url.split("?")[0];
+    for (const route of this.anyMethodRoutes) {
+      if (await route(req, res)) return;
+    }
     if (req.method !== "GET" && req.method !== "HEAD") {
       sendJson(res, 405, { error: `${req.method} is not supported here` }, { allow: "GET, HEAD" });
       return;

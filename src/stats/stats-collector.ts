@@ -17,6 +17,8 @@ export interface RequestRecord {
 export interface UpstreamTotals {
   requests: number;
   hits: number;
+  /** Answers served stale from the cache while this host was unavailable. */
+  stale: number;
   bytes: number;
   errors: number;
 }
@@ -55,6 +57,8 @@ export class StatsCollector {
   readonly totals: Totals = { requests: 0, contentRequests: 0, hits: 0, misses: 0, stale: 0, coalesced: 0, bytesServed: 0, bytesFromCache: 0, bytesFromUpstream: 0 };
   private readonly upstreams: LruMap<string, UpstreamTotals>;
   private readonly repositories: LruMap<string, number>;
+  /** CONNECTs not intercepted, per host: tunnelled untouched, or refused. */
+  private readonly connects: LruMap<string, { tunnelled: number; denied: number }>;
   private readonly recent: RequestRecord[] = [];
   private readonly buckets: Bucket[] = [];
 
@@ -64,6 +68,7 @@ export class StatsCollector {
   ) {
     this.upstreams = new LruMap(maxRows);
     this.repositories = new LruMap(maxRows);
+    this.connects = new LruMap(maxRows);
   }
 
   observe(rr: RegistryRequest, status: number, bytes: number, durationMs: number): void {
@@ -71,7 +76,8 @@ export class StatsCollector {
     const log = rr.log;
     const cache = log.cache ?? "BYPASS";
     const kind = log.kind ?? "other";
-    const fromCache = servedFromCache(cache);
+    // A hit is cached content served: an error answer is never one, whatever the cache status says.
+    const fromCache = servedFromCache(cache) && status < 400 && CONTENT_KINDS.has(kind);
     const t = this.totals;
     t.requests += 1;
     t.bytesServed += bytes;
@@ -79,15 +85,16 @@ export class StatsCollector {
       t.contentRequests += 1;
       if (fromCache) t.hits += 1;
       if (cache === "MISS") t.misses += 1;
-      if (cache === "STALE") t.stale += 1;
+      if (fromCache && cache === "STALE") t.stale += 1;
       if (cache === "COALESCED") t.coalesced += 1;
       if (fromCache) t.bytesFromCache += bytes;
       else t.bytesFromUpstream += bytes;
     }
-    const up = this.upstreams.get(log.host) ?? { requests: 0, hits: 0, bytes: 0, errors: 0 };
+    const up = this.upstreams.get(log.host) ?? { requests: 0, hits: 0, stale: 0, bytes: 0, errors: 0 };
     up.requests += 1;
     up.bytes += bytes;
     if (fromCache) up.hits += 1;
+    if (fromCache && cache === "STALE") up.stale += 1;
     if (status >= 500 || log.upstreamStatus === 0) up.errors += 1;
     this.upstreams.set(log.host, up);
     if (log.repository && bytes > 0) {
@@ -113,6 +120,21 @@ export class StatsCollector {
   /** The hosts with a row, least recently active first. */
   upstreamTotals(): IterableIterator<[string, UpstreamTotals]> {
     return this.upstreams.entries();
+  }
+
+  /** A CONNECT the policy did not intercept: the stats page shows what went past the cache. */
+  observeConnect(host: string, action: "tunnel" | "deny"): void {
+    const row = this.connects.get(host) ?? { tunnelled: 0, denied: 0 };
+    if (action === "tunnel") row.tunnelled += 1;
+    else row.denied += 1;
+    this.connects.set(host, row);
+  }
+
+  topConnects(limit = 10): { host: string; tunnelled: number; denied: number }[] {
+    return [...this.connects.entries()]
+      .sort((a, b) => b[1].tunnelled + b[1].denied - (a[1].tunnelled + a[1].denied))
+      .slice(0, limit)
+      .map(([host, row]) => ({ host, ...row }));
   }
 
   topRepositories(limit = 10): { repository: string; bytes: number }[] {

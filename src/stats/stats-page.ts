@@ -68,6 +68,10 @@ svg text { fill:var(--muted); font-size:10px; }
     <h2>Cache health</h2>
     <div id="health" class="muted">–</div>
   </section>
+  <section class="half">
+    <h2>Not intercepted (CONNECT)</h2>
+    <div class="scroll"><table id="connects"><thead><tr><th>host</th><th class="n">tunnelled</th><th class="n">denied</th></tr></thead><tbody></tbody></table></div>
+  </section>
   <section class="half" id="peersSection" hidden>
     <h2>Replicas (peers)</h2>
     <div class="scroll"><table id="peers"><thead><tr><th>peer</th><th>state</th><th>since</th><th>last error</th></tr></thead><tbody></tbody></table></div>
@@ -127,7 +131,7 @@ async function refresh() {
   $("cacheSize").textContent = bytes(s.cache.bytes) + " / " + bytes(s.cache.maxBytes);
   $("cacheBar").style.width = Math.min(100, (100 * s.cache.bytes) / s.cache.maxBytes).toFixed(1) + "%";
   rows($("upstreams").tBodies[0], s.upstreams, (u) => {
-    const state = u.state === "down" ? '<span class="badge down">down</span> <span class="badge stale">serving stale</span>' : '<span class="badge up">up</span>';
+    const state = u.state === "down" ? '<span class="badge down">down</span>' + (u.stale > 0 ? ' <span class="badge stale">serving stale</span>' : "") : '<span class="badge up">up</span>';
     return '<tr data-host="' + esc(u.host) + '"><td>' + esc(u.host) + "</td><td>" + state + '</td><td class="n">' + u.requests + '</td><td class="n">' + u.hits + '</td><td class="n">' + bytes(u.bytes) + '</td><td class="n">' + u.errors + "</td></tr>";
   });
   if (s.upstreamsOmitted > 0) $("upstreams").tBodies[0].insertAdjacentHTML("beforeend", '<tr id="upstreamsOmitted"><td class="muted" colspan="6">' + s.upstreamsOmitted + " more hosts, less active, not listed</td></tr>");
@@ -141,6 +145,7 @@ async function refresh() {
     c.indexWriteError ? '<span class="badge down">index not durable</span> ' + esc(c.indexWriteError) : "",
     c.damagedFiles + " damaged files found and refetched, " + c.missingFiles + " missing",
   ].filter(Boolean).join("<br>");
+  rows($("connects").tBodies[0], s.notIntercepted, (c) => "<tr><td>" + esc(c.host) + '</td><td class="n">' + c.tunnelled + '</td><td class="n">' + c.denied + "</td></tr>");
   $("peersSection").hidden = !s.peers;
   if (s.peers) rows($("peers").tBodies[0], s.peers.members, (p) => "<tr><td>" + esc(p.address) + "</td><td>" + (p.live ? '<span class="badge up">live</span>' : '<span class="badge down">not answering</span>') + "</td><td>" + new Date(p.since).toLocaleTimeString() + "</td><td>" + esc(p.lastError ?? "") + "</td></tr>");
   rows($("top").tBodies[0], s.topRepositories, (r) => "<tr><td>" + esc(r.repository) + '</td><td class="n">' + bytes(r.bytes) + "</td></tr>");

@@ -45,7 +45,7 @@ function upstreamRows(s: StatsSources): { upstreams: UpstreamRow[]; upstreamsOmi
     rows.push(row(host, totals, health.get(host)));
     health.delete(host);
   }
-  for (const h of health.values()) rows.push(row(h.host, { requests: 0, hits: 0, bytes: 0, errors: 0 }, h));
+  for (const h of health.values()) rows.push(row(h.host, { requests: 0, hits: 0, stale: 0, bytes: 0, errors: 0 }, h));
   rows.sort((a, b) => b.bytes - a.bytes || b.requests - a.requests || (b.since ?? 0) - (a.since ?? 0));
   let downListed = 0;
   const upstreams = rows.filter((r, i) => i < TOP_UPSTREAMS || (r.state === "down" && downListed++ < MAX_DOWN_LISTED));
@@ -84,6 +84,7 @@ export function statsSnapshot(s: StatsSources) {
     upstreamsOmitted,
     inFlight: s.store.inFlight().map((d) => ({ digest: d.digest.value, host: d.host, bytes: d.written, size: d.expectedSize ?? null })),
     topRepositories: s.collector.topRepositories(),
+    notIntercepted: s.collector.topConnects(),
     recentRequests: s.collector.recentRequests(),
     series: s.collector.series(),
   };

@@ -41,6 +41,11 @@ describe.skipIf(missing.length > 0)("a CA with name constraints", () => {
     const viaTunnel = await curlThrough({ proxyUrl: proxy.proxyUrl, caFile: env.pki.caCert }, "https://open.test/v2/");
     expect(viaTunnel.status).toBe(200);
     expect(viaTunnel.headers["x-cache"]).toBeUndefined();
+    // Uncached by choice, but not silent: an info line and a row on the stats page.
+    const line = await proxy.waitForLog((l) => l.msg === "CONNECT tunnelled" && l.host === "open.test");
+    expect(line.level).toBe(30);
+    const stats = (await (await fetch(`${proxy.proxyUrl}/api/stats`)).json()) as { notIntercepted: { host: string; tunnelled: number }[] };
+    expect(stats.notIntercepted.find((c) => c.host === "open.test")?.tunnelled).toBeGreaterThanOrEqual(2);
   });
 
   it("--unpermitted-hosts deny refuses them instead", async () => {
@@ -48,6 +53,9 @@ describe.skipIf(missing.length > 0)("a CA with name constraints", () => {
     await strict.start();
     const res = await curlThrough(strict, "https://open.test/v2/");
     expect(res.connectStatus).toBe(403);
+    expect((await strict.waitForLog((l) => l.msg === "CONNECT refused")).level).toBe(30);
+    const stats = (await (await fetch(`${strict.proxyUrl}/api/stats`)).json()) as { notIntercepted: { host: string; denied: number }[] };
+    expect(stats.notIntercepted.find((c) => c.host === "open.test")?.denied).toBe(1);
     await strict.stop();
   });
 });

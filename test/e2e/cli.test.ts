@@ -107,7 +107,7 @@ describe("CLI errors: one line on stderr; 2 for the command line, 1 for running"
     for (const run of [
       await regcache(["--debug", "stats", "--proxy", proxy]),
       await regcache(["stats", "--proxy", proxy], { env: { REGCACHE_LOG_LEVEL: "debug" } }),
-      await regcache(["serve", "--log-level", "debug", "--max-cache-size", "20"]),
+      await regcache(["serve", "--log-level", "debug", "--max-cache-size", "20", "--data-dir", path.join(dir, "data"), "--certs-dir", certsDir]),
     ]) {
       expect(run.stderr).toMatch(/^regcache: .*\n/);
       expect(run.stderr).toContain("\n    at ");

@@ -1,10 +1,11 @@
 import { execFile } from "node:child_process";
+import { X509Certificate } from "node:crypto";
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { RegcacheProcess, REPO_ROOT } from "./harness/regcache-process.js";
+import { CLI, RegcacheProcess, REPO_ROOT } from "./harness/regcache-process.js";
 import { missingTools } from "./harness/tools.js";
 
 const exec = promisify(execFile);
@@ -21,13 +22,23 @@ async function setup(args: string[]): Promise<{ code: number; stdout: string; st
   }
 }
 
+/** A fresh regcache CA in `dir`; returns its certificate file. */
+async function createCa(dir: string): Promise<string> {
+  await exec(process.execPath, [CLI, "ca", "init", "--certs-dir", dir]);
+  return path.join(dir, "ca.crt");
+}
+
+/** A SHA-256 fingerprint in the form `regcache ca fingerprint` prints, that belongs to no CA here. */
+const WRONG_FINGERPRINT = Array.from({ length: 32 }, (_, i) => (i * 7).toString(16).padStart(2, "0").toUpperCase()).join(":");
+
 describe.skipIf(missing.length > 0)("deploy/node-setup.sh --root (run by POSIX dash)", () => {
   let dir: string;
   let ca: string;
-  beforeAll(() => {
+  let fingerprint: string;
+  beforeAll(async () => {
     dir = mkdtempSync(path.join(tmpdir(), "node-setup-"));
-    ca = path.join(dir, "ca.crt");
-    writeFileSync(ca, "-----BEGIN CERTIFICATE-----\nMIIBfake\n-----END CERTIFICATE-----\n");
+    ca = await createCa(path.join(dir, "certs"));
+    fingerprint = new X509Certificate(readFileSync(ca)).fingerprint256;
   });
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
@@ -68,6 +79,38 @@ describe.skipIf(missing.length > 0)("deploy/node-setup.sh --root (run by POSIX d
     expect((await setup(["--root", dir, "--os", "debian", "--proxy", "http://x:1", "--ca", "/nonexistent"])).stderr).toContain("cannot read CA file");
     expect((await setup(["--bogus"])).code).toBe(2);
   });
+
+  const pinned = (root: string, pin: string, caFile = ca): Promise<{ code: number; stdout: string; stderr: string }> =>
+    setup(["--root", root, "--os", "debian", "--proxy", "http://10.96.0.50:3128", "--ca", caFile, "--ca-sha256", pin]);
+
+  it("--ca-sha256 installs a CA whose fingerprint matches, written with colons or without, in either case", async () => {
+    for (const [i, pin] of [fingerprint, fingerprint.replaceAll(":", "").toLowerCase()].entries()) {
+      const root = path.join(dir, `pinned-${i}`);
+      const run = await pinned(root, pin);
+      expect(run.code, run.stderr).toBe(0);
+      expect(readFileSync(path.join(root, "usr/local/share/ca-certificates/regcache.crt"), "utf8")).toBe(readFileSync(ca, "utf8"));
+    }
+  });
+
+  it("--ca-sha256 refuses a CA with another fingerprint, and installs nothing", async () => {
+    const root = path.join(dir, "wrong-pin");
+    const run = await pinned(root, WRONG_FINGERPRINT.toLowerCase());
+    expect(run.code).toBe(2);
+    expect(run.stderr).toBe(`node-setup: ${ca} has SHA-256 fingerprint ${fingerprint}, expected ${WRONG_FINGERPRINT} (--ca-sha256): nothing installed\n`);
+    expect(existsSync(root)).toBe(false);
+  });
+
+  it("--ca-sha256 refuses what is not a fingerprint, and a file with a second certificate beside the pinned one", async () => {
+    const root = path.join(dir, "bad-pin");
+    expect((await pinned(root, "AB:CD")).stderr).toBe("node-setup: --ca-sha256 must be 64 hex digits (colons optional), got AB:CD\n");
+    expect((await pinned(root, `${fingerprint.slice(0, -2)}ZZ`)).stderr).toContain("--ca-sha256 must be a SHA-256 fingerprint in hex");
+    const bundle = path.join(dir, "bundle.crt");
+    writeFileSync(bundle, readFileSync(ca, "utf8") + readFileSync(await createCa(path.join(dir, "other-certs")), "utf8"));
+    const run = await pinned(root, fingerprint, bundle);
+    expect(run.code).toBe(2);
+    expect(run.stderr).toBe(`node-setup: ${bundle} holds more than one certificate; --ca-sha256 pins exactly one\n`);
+    expect(existsSync(root)).toBe(false);
+  });
 });
 
 describe.skipIf(missing.length > 0)("GET /setup/node.sh", () => {
@@ -83,14 +126,26 @@ describe.skipIf(missing.length > 0)("GET /setup/node.sh", () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
-  it("serves the script with this proxy's URL and CA pre-filled; piped to sh it installs the real CA", async () => {
+  it("serves the script with this proxy's URL, CA and CA fingerprint pre-filled; piped to sh it installs the real CA", async () => {
     const script = (await exec("curl", ["-sf", `${proxy.proxyUrl}/setup/node.sh`])).stdout;
     expect(script).toContain(`DEFAULT_PROXY='${proxy.proxyUrl}'`);
+    expect(script).toContain(`DEFAULT_CA_SHA256='${new X509Certificate(readFileSync(proxy.caFile)).fingerprint256}'`);
     const root = path.join(dir, "root");
     const { stdout } = await exec("sh", ["-c", `curl -sf ${proxy.proxyUrl}/setup/node.sh | sh -s -- --root ${root} --os debian`]);
     expect(stdout).toContain("wrote:");
     expect(readFileSync(path.join(root, "usr/local/share/ca-certificates/regcache.crt"), "utf8").trim()).toBe(readFileSync(proxy.caFile, "utf8").trim());
     expect(readFileSync(path.join(root, "etc/systemd/system/containerd.service.d/http-proxy.conf"), "utf8")).toContain(`HTTPS_PROXY=${proxy.proxyUrl}`);
+  });
+
+  it("the pre-filled fingerprint refuses another CA, as an explicit --ca-sha256 refuses this one", async () => {
+    const other = await createCa(path.join(dir, "other-certs"));
+    for (const args of [`--ca ${other}`, `--ca-sha256 ${WRONG_FINGERPRINT}`]) {
+      const root = path.join(dir, "refused");
+      const run = await exec("sh", ["-c", `curl -sf ${proxy.proxyUrl}/setup/node.sh | sh -s -- --root ${root} --os debian ${args}`]).catch((e: { code: number; stderr: string }) => e);
+      expect((run as { code?: number }).code, args).toBe(2);
+      expect(run.stderr, args).toMatch(/^node-setup: \S+ca\.crt has SHA-256 fingerprint [0-9A-F:]{95}, expected [0-9A-F:]{95} \(--ca-sha256\): nothing installed\n$/);
+      expect(existsSync(root), args).toBe(false);
+    }
   });
 
   it("ignores a Host header that is not a plain authority", async () => {

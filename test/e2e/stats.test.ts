@@ -126,3 +126,26 @@ describe.skipIf(missing.length > 0)("stats page, /api/stats and /metrics after r
     expect(json.totals.contentRequests).toBeGreaterThanOrEqual(stats.totals.contentRequests);
   });
 });
+
+describe.skipIf(missing.length > 0)("stats tell the truth about failures", () => {
+  let env: TestEnvironment;
+  afterAll(async () => env?.cleanup());
+
+  it("three pulls of an uncached image from an unreachable upstream: 0 hits, 0 stale, and each 503 says MISS", async () => {
+    env = new TestEnvironment("stats-failures");
+    // down.test resolves to a port nothing listens on.
+    const proxy = env.regcache("failures", ["--resolve", "down.test:443=127.0.0.1:9", "--failure-threshold", "1"]);
+    await proxy.start();
+    for (let i = 0; i < 3; i++) {
+      const res = await curlThrough(proxy, "https://down.test/v2/lab/app/manifests/v1");
+      expect(res.status).toBe(503);
+      expect(res.headers["x-cache"]).toBe("MISS");
+      expect(res.headers["cache-status"]).toMatch(/fwd=miss; detail=upstream-unavailable/);
+    }
+    await proxy.waitForRequestLogs(3);
+    const stats = (await (await fetch(`${proxy.proxyUrl}/api/stats`)).json()) as { totals: { hits: number; stale: number; hitRatio: number | null; contentRequests: number }; upstreams: { host: string; hits: number; stale: number }[] };
+    expect(stats.totals).toMatchObject({ hits: 0, stale: 0, contentRequests: 3, hitRatio: 0 });
+    expect(stats.upstreams.find((u) => u.host === "down.test")).toMatchObject({ hits: 0, stale: 0 });
+    await proxy.stop();
+  });
+});

@@ -46,6 +46,8 @@ function run(cmd: string, args: string[], opts: { env?: NodeJS.ProcessEnv; input
       child.kill("SIGKILL");
     }, opts.timeoutMs ?? 180_000);
     child.on("error", (err) => (stderr += String(err)));
+    // EPIPE when the command exits without reading its input (`docker run` without -i): the result says how it ended.
+    child.stdin.on("error", () => undefined);
     child.on("close", (code) => {
       clearTimeout(timer);
       resolve({ ok: code === 0, stdout, stderr, durationMs: Date.now() - started });

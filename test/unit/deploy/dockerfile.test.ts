@@ -115,12 +115,17 @@ describe("Dockerfile", () => {
 
 describe("docker-compose.yml, with this image", () => {
   const compose = parse(readFileSync(path.join(ROOT, "docker-compose.yml"), "utf8")) as {
-    services: { regcache: { init?: boolean; stop_grace_period: string; environment: Record<string, string> } };
+    services: { regcache: { init?: boolean; stop_grace_period: string; environment: Record<string, string>; logging?: { options?: Record<string, string> } } };
   };
   const service = compose.services.regcache;
 
   it("adds no second init in front of the image's tini", () => {
     expect(service.init).toBeUndefined();
+  });
+
+  it("caps the log, which has a line per request", () => {
+    expect(service.logging?.options?.["max-size"]).toBeDefined();
+    expect(service.logging?.options?.["max-file"]).toBeDefined();
   });
 
   it("sets the port where the health check reads it, and gives shutdown its drain delay and grace", () => {

@@ -58,7 +58,7 @@ describe("statsSnapshot upstream list", () => {
     try {
       health.recordFailure("down.test", "ENOTFOUND");
       const snapshot = statsSnapshot({ collector, store, health, version: "test", startedAt: Date.now() });
-      expect(snapshot.upstreams).toEqual([{ host: "down.test", requests: 0, hits: 0, bytes: 0, errors: 0, state: "down", since: expect.any(Number), lastError: "ENOTFOUND" }]);
+      expect(snapshot.upstreams).toEqual([{ host: "down.test", requests: 0, hits: 0, stale: 0, bytes: 0, errors: 0, state: "down", since: expect.any(Number), lastError: "ENOTFOUND" }]);
       expect(snapshot.upstreamsOmitted).toBe(0);
     } finally {
       health.stop();
