@@ -128,6 +128,11 @@ export class BlobStore {
     return [...this.downloads.values()];
   }
 
+  /** The "host/repository" a download in progress was started for (the stats page names the image). */
+  filledFor(digest: Digest): string | undefined {
+    return this.pendingLinks.get(digest.value)?.[0];
+  }
+
   /** Whether upstream confirmed `digest` in this "host/repository" (cached, or downloading). */
   isLinked(digest: Digest, hostRepository: string): boolean {
     return (this.index.getBlob(digest.value)?.links ?? this.pendingLinks.get(digest.value) ?? []).includes(hostRepository);

@@ -1,5 +1,5 @@
 import { Option } from "commander";
-import { request } from "undici";
+import { request, type Dispatcher } from "undici";
 import { parseHttpUrl } from "../config/parse.js";
 import { RegcacheError, systemReason } from "../errors.js";
 
@@ -11,18 +11,38 @@ export function proxyOption(description: string): Option {
     .argParser((value: string) => parseHttpUrl(value, "--proxy"));
 }
 
-/** The body of GET `path` from the regcache at `proxy`; not reaching it, or any answer but 200, is an error naming the URL. */
-export async function fetchFromProxy(proxy: string, path: string): Promise<string> {
+export interface ProxyRequestInit {
+  method?: Dispatcher.HttpMethod;
+  headers?: Record<string, string>;
+  /** For an answer that takes as long as the work it reports (hashing the whole cache): no timeouts. */
+  untimed?: boolean;
+}
+
+/**
+ * The body of `path` (GET unless `init` says otherwise) from the regcache at `proxy`; not reaching
+ * it, or any answer but 200, is an error naming the URL and the answer's own `error` when it has one.
+ */
+export async function fetchFromProxy(proxy: string, path: string, init: ProxyRequestInit = {}): Promise<string> {
   const url = new URL(path, proxy).href;
   let status: number;
   let body: string;
   try {
-    const res = await request(url);
+    const res = await request(url, { method: init.method, headers: init.headers, ...(init.untimed ? { headersTimeout: 0, bodyTimeout: 0 } : {}) });
     status = res.statusCode;
     body = await res.body.text();
   } catch (err) {
     throw new RegcacheError("PROXY", `cannot reach regcache at ${proxy}: ${systemReason(err)}`, { cause: err });
   }
-  if (status !== 200) throw new RegcacheError("PROXY", `${url} answered ${status}: ${body.slice(0, 200)}`);
+  if (status !== 200) throw new RegcacheError("PROXY", `${url} answered ${status}: ${errorMessage(body) ?? body.slice(0, 200)}`);
   return body;
+}
+
+/** The `error` of regcache's JSON error answers. */
+function errorMessage(body: string): string | undefined {
+  try {
+    const error: unknown = (JSON.parse(body) as { error?: unknown }).error;
+    return typeof error === "string" ? error : undefined;
+  } catch {
+    return undefined;
+  }
 }

@@ -12,12 +12,13 @@ import { startRegcache } from "../regcache.js";
 import { loadExistingCa, loadOrCreateCa } from "../tls/ca.js";
 import { makeDirectory } from "../util/make-directory.js";
 import { VERSION } from "../version.js";
+import { cacheCommand } from "./cache-command.js";
 import { healthCommand } from "./health-command.js";
 import { prefetchCommand } from "./prefetch-command.js";
 import { serveOptions, toConfig, type RawServeOptions } from "./serve-options.js";
 import { statsCommand } from "./stats-command.js";
 
-/** Exit codes (README "Exit codes"): the command line was wrong, or running failed. */
+/** Exit codes (README "Errors and exit codes"): the command line was wrong, or running failed. */
 const EXIT_USAGE = 2;
 const EXIT_RUNTIME = 1;
 /** Log levels at which an error is shown with its stack, as --debug does. */
@@ -129,6 +130,7 @@ ca.command("fingerprint")
 program.addCommand(prefetchCommand());
 program.addCommand(statsCommand());
 program.addCommand(healthCommand());
+program.addCommand(cacheCommand());
 
 /**
  * Commander's own usage errors (unknown option or command, missing or invalid value) read like
@@ -144,8 +146,8 @@ reportUsageErrors(program, program.name());
 
 program.parseAsync(process.argv).catch((err: unknown) => {
   const anticipated = err instanceof RegcacheError;
-  const summary = anticipated ? err.message : `${String(err)} (--debug shows where it came from)`;
   const debug = program.opts<{ debug?: boolean }>().debug === true || [serve.getOptionValue("logLevel"), process.env.REGCACHE_LOG_LEVEL].some((level) => DEBUG_LEVELS.includes(level));
-  process.stderr.write(`regcache: ${summary}\n${debug ? `${inspect(err)}\n` : ""}`);
+  const detail = debug ? `\n${inspect(err)}` : anticipated ? "" : " (--debug shows where it came from)";
+  process.stderr.write(`regcache: ${anticipated ? err.message : String(err)}${detail}\n`);
   process.exit(anticipated && err.code === "USAGE" ? EXIT_USAGE : EXIT_RUNTIME);
 });

@@ -36,6 +36,8 @@ a { color:var(--accent); }
 svg text { fill:var(--muted); font-size:10px; }
 .scroll { overflow-x:auto; }
 @media (min-width: 900px) { .half { grid-column:span 6; } }
+/* On a phone the less telling columns go, so hits and errors stay on screen without scrolling. */
+@media (max-width: 600px) { .wide { display:none; } th, td { padding:.3rem .25rem; max-width:11rem; } }
 </style>
 </head>
 <body>
@@ -47,13 +49,13 @@ svg text { fill:var(--muted); font-size:10px; }
       <div class="card"><div class="v" id="hitRatio">–</div><div class="l">hit ratio (requests)</div></div>
       <div class="card"><div class="v" id="byteHitRatio">–</div><div class="l">hit ratio (bytes)</div></div>
       <div class="card"><div class="v" id="bytesSaved">–</div><div class="l">bytes served from cache</div></div>
-      <div class="card"><div class="v" id="requests">–</div><div class="l">registry requests</div></div>
+      <div class="card"><div class="v" id="requests">–</div><div class="l">blob and manifest requests</div></div>
       <div class="card"><div class="v" id="cacheSize">–</div><div class="l">cache used</div><div class="bar" style="margin-top:.35rem"><div id="cacheBar" style="width:0"></div></div></div>
     </div>
   </section>
   <section class="half">
     <h2>Upstream registries</h2>
-    <div class="scroll"><table id="upstreams"><thead><tr><th>host</th><th>state</th><th class="n">requests</th><th class="n">hits</th><th class="n">bytes</th><th class="n">errors</th></tr></thead><tbody></tbody></table></div>
+    <div class="scroll"><table id="upstreams"><thead><tr><th>host</th><th>state</th><th class="n" title="every request for this host: pings, tags, tokens, uploads too">all requests</th><th class="n">hits</th><th class="n wide" title="body bytes sent to clients, from the cache or from upstream">bytes served</th><th class="n">errors</th><th class="wide">last error</th></tr></thead><tbody></tbody></table></div>
   </section>
   <section class="half">
     <h2>Last hour</h2>
@@ -82,7 +84,7 @@ svg text { fill:var(--muted); font-size:10px; }
   </section>
   <section>
     <h2>Recent requests</h2>
-    <div class="scroll"><table id="recent"><thead><tr><th>time</th><th>host</th><th>repository</th><th>kind</th><th>cache</th><th class="n">status</th><th class="n">bytes</th><th class="n">ms</th></tr></thead><tbody></tbody></table></div>
+    <div class="scroll"><table id="recent"><thead><tr><th class="wide">time</th><th class="wide">host</th><th>repository</th><th class="wide">kind</th><th>cache</th><th class="n">status</th><th class="n">bytes</th><th class="n wide">ms</th></tr></thead><tbody></tbody></table></div>
   </section>
   <section>
     <h2>Set up a node</h2>
@@ -131,13 +133,14 @@ async function refresh() {
   $("cacheSize").textContent = bytes(s.cache.bytes) + " / " + bytes(s.cache.maxBytes);
   $("cacheBar").style.width = Math.min(100, (100 * s.cache.bytes) / s.cache.maxBytes).toFixed(1) + "%";
   rows($("upstreams").tBodies[0], s.upstreams, (u) => {
-    const state = u.state === "down" ? '<span class="badge down">down</span>' + (u.stale > 0 ? ' <span class="badge stale">serving stale</span>' : "") : '<span class="badge up">up</span>';
-    return '<tr data-host="' + esc(u.host) + '"><td>' + esc(u.host) + "</td><td>" + state + '</td><td class="n">' + u.requests + '</td><td class="n">' + u.hits + '</td><td class="n">' + bytes(u.bytes) + '</td><td class="n">' + u.errors + "</td></tr>";
+    const down = '<span class="badge down">down</span> <span class="muted">since ' + (u.since ? new Date(u.since).toLocaleTimeString() : "?") + "</span>";
+    const state = u.state === "down" ? down + (u.stale > 0 ? ' <span class="badge stale">serving stale</span>' : "") : '<span class="badge up">up</span>';
+    return '<tr data-host="' + esc(u.host) + '"><td>' + esc(u.host) + "</td><td>" + state + '</td><td class="n">' + u.requests + '</td><td class="n">' + u.hits + '</td><td class="n wide">' + bytes(u.bytes) + '</td><td class="n">' + u.errors + '</td><td class="wide" title="' + esc(u.lastError ?? "") + '">' + esc(u.lastError ?? "") + "</td></tr>";
   });
-  if (s.upstreamsOmitted > 0) $("upstreams").tBodies[0].insertAdjacentHTML("beforeend", '<tr id="upstreamsOmitted"><td class="muted" colspan="6">' + s.upstreamsOmitted + " more hosts, less active, not listed</td></tr>");
+  if (s.upstreamsOmitted > 0) $("upstreams").tBodies[0].insertAdjacentHTML("beforeend", '<tr id="upstreamsOmitted"><td class="muted" colspan="7">' + s.upstreamsOmitted + " more hosts, less active, not listed</td></tr>");
   $("inflight").innerHTML = s.inFlight.length ? s.inFlight.map((d) => {
     const p = d.size ? Math.min(100, (100 * d.bytes) / d.size) : 0;
-    return '<div style="margin:.3rem 0"><div class="muted" style="font-size:.8rem">' + esc(d.host) + " " + esc(d.digest.slice(0, 19)) + "… " + bytes(d.bytes) + (d.size ? " / " + bytes(d.size) : "") + '</div><div class="bar"><div style="width:' + p.toFixed(1) + '%"></div></div></div>';
+    return '<div style="margin:.3rem 0"><div class="muted" style="font-size:.8rem">' + esc(d.repository ?? d.host) + " " + esc(d.digest.slice(0, 19)) + "… " + bytes(d.bytes) + (d.size ? " / " + bytes(d.size) : "") + '</div><div class="bar"><div style="width:' + p.toFixed(1) + '%"></div></div></div>';
   }).join("") : "none";
   const c = s.cache;
   $("health").innerHTML = [
@@ -149,7 +152,7 @@ async function refresh() {
   $("peersSection").hidden = !s.peers;
   if (s.peers) rows($("peers").tBodies[0], s.peers.members, (p) => "<tr><td>" + esc(p.address) + "</td><td>" + (p.live ? '<span class="badge up">live</span>' : '<span class="badge down">not answering</span>') + "</td><td>" + new Date(p.since).toLocaleTimeString() + "</td><td>" + esc(p.lastError ?? "") + "</td></tr>");
   rows($("top").tBodies[0], s.topRepositories, (r) => "<tr><td>" + esc(r.repository) + '</td><td class="n">' + bytes(r.bytes) + "</td></tr>");
-  rows($("recent").tBodies[0], s.recentRequests.slice(0, 20), (r) => "<tr><td>" + new Date(r.time).toLocaleTimeString() + "</td><td>" + esc(r.host) + "</td><td>" + esc(r.repository ?? "") + "</td><td>" + esc(r.kind) + "</td><td>" + esc(r.cache) + '</td><td class="n">' + r.status + '</td><td class="n">' + bytes(r.bytes) + '</td><td class="n">' + r.durationMs + "</td></tr>");
+  rows($("recent").tBodies[0], s.recentRequests.slice(0, 20), (r) => '<tr><td class="wide">' + new Date(r.time).toLocaleTimeString() + '</td><td class="wide">' + esc(r.host) + "</td><td>" + esc(r.repository ?? "") + '</td><td class="wide">' + esc(r.kind) + "</td><td>" + esc(r.cache) + '</td><td class="n">' + r.status + '</td><td class="n">' + bytes(r.bytes) + '</td><td class="n wide">' + r.durationMs + "</td></tr>");
   chart(s.series);
 }
 refresh();

@@ -82,7 +82,7 @@ export function statsSnapshot(s: StatsSources) {
     peers: s.cluster ? { self: s.cluster.self, members: s.cluster.membership.snapshot(), ...s.cluster.stats } : null,
     upstreams,
     upstreamsOmitted,
-    inFlight: s.store.inFlight().map((d) => ({ digest: d.digest.value, host: d.host, bytes: d.written, size: d.expectedSize ?? null })),
+    inFlight: s.store.inFlight().map((d) => ({ digest: d.digest.value, host: d.host, repository: s.store.filledFor(d.digest) ?? null, bytes: d.written, size: d.expectedSize ?? null })),
     topRepositories: s.collector.topRepositories(),
     notIntercepted: s.collector.topConnects(),
     recentRequests: s.collector.recentRequests(),
