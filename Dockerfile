@@ -8,17 +8,17 @@ WORKDIR /app
 RUN apt-get update \
  && apt-get install -y --no-install-recommends python3 make g++ \
  && rm -rf /var/lib/apt/lists/*
-# node-gyp compiles against the headers of the Node.js in this image instead of downloading them.
-ENV npm_config_nodedir=/usr/local
 # Dependencies before the source, so that a source change reuses these layers. --ignore-scripts
 # because this package's own prepare script is the build, which needs src/; then sqlite3's
 # install script (allowed in package.json "allowScripts") runs alone: prebuild-install first
 # tries to download a prebuilt addon from GitHub, and where none is reachable (an offline
-# builder) node-gyp compiles it, hence python3, make and g++. Of that build, only the addon
-# itself is kept: the objects, static libraries and sqlite sources are ~20 MB.
+# builder) node-gyp compiles it, hence python3, make and g++, against the headers of this
+# image's Node.js rather than downloaded ones: npm_config_nodedir is node-gyp's setting (npm
+# warns that it does not know it, and passes it on). Of that build, only the addon itself is
+# kept: the objects, static libraries and sqlite sources are another ~21 MB.
 COPY package.json package-lock.json ./
 RUN npm ci --ignore-scripts --no-audit --no-fund \
- && npm rebuild sqlite3 \
+ && npm_config_nodedir=/usr/local npm rebuild sqlite3 \
  && mv node_modules/sqlite3/build/Release/node_sqlite3.node /tmp/ \
  && rm -rf node_modules/sqlite3/build node_modules/sqlite3/deps node_modules/sqlite3/src \
  && mkdir -p node_modules/sqlite3/build/Release \

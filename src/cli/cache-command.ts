@@ -60,15 +60,17 @@ export function formatVerifyReport(r: VerifyReport): string {
 /** The request of `rm`'s argument: a digest alone is one cached file, anything else an image's tag. Pure. */
 export function removalPath(target: string): { path: string; kind: "digest" | "image" } {
   if (parseDigest(target)) return { path: `/api/cache/blobs/${target}`, kind: "digest" };
+  // Docker would read "sha256:abc" as the image library/sha256, tag abc: surely a digest cut short.
+  if (/^sha(256|512):/.test(target)) throw new RegcacheError("USAGE", `"${target}" is not a whole digest (sha256:<64 hex>); \`regcache cache ls --blobs\` lists them in full`);
   try {
     return { path: `/api/cache/images/${formatTaggedImage(parseTaggedImage(target))}`, kind: "image" };
   } catch (err) {
-    throw new RegcacheError("USAGE", `"${target}" is neither a digest (sha256:<64 hex>) nor an image (HOST/REPOSITORY:TAG, as \`regcache cache ls\` lists it): ${(err as Error).message}`);
+    throw new RegcacheError("USAGE", `${(err as Error).message} (an image is HOST/REPOSITORY:TAG as \`regcache cache ls\` lists it; a digest is sha256:<64 hex>)`);
   }
 }
 
 async function ask(opts: CommonOptions, path: string, init: ProxyRequestInit = {}): Promise<unknown> {
-  const headers = opts.adminToken === undefined ? {} : { authorization: `Bearer ${readAdminToken(opts.adminToken)}` };
+  const headers: Record<string, string> = opts.adminToken === undefined ? {} : { authorization: `Bearer ${readAdminToken(opts.adminToken)}` };
   return JSON.parse(await fetchFromProxy(opts.proxy, path, { ...init, headers })) as unknown;
 }
 

@@ -52,6 +52,25 @@ async function proxyCa(proxy: string, caFile: string | undefined): Promise<strin
   return readOptionFile(caFile, "--ca");
 }
 
+/** Without a terminal (CI logs, kubectl logs), a line this often says a large pull is alive. */
+const PROGRESS_LINE_MS = 5_000;
+const BAR_WIDTH = 24;
+
+/** Byte progress while an image downloads: a bar on a terminal, else a line every few seconds. */
+function progressReporter(image: string, tty: boolean): (p: PullProgress) => void {
+  let lastLine = Date.now();
+  return (p) => {
+    const summary = `${p.blobsDone}/${p.blobsTotal} blobs, ${formatBytes(p.bytes)}`;
+    if (tty) {
+      const filled = p.blobsTotal > 0 ? Math.round((BAR_WIDTH * p.blobsDone) / p.blobsTotal) : 0;
+      process.stderr.write(`\r\x1b[2K${image} [${"#".repeat(filled)}${"-".repeat(BAR_WIDTH - filled)}] ${summary}`);
+    } else if (Date.now() - lastLine >= PROGRESS_LINE_MS) {
+      lastLine = Date.now();
+      process.stderr.write(`pulling ${image}: ${summary}\n`);
+    }
+  };
+}
+
 export function prefetchCommand(): Command {
   return new Command("prefetch")
     .description("pull images through a running regcache so that an outage finds them cached")
@@ -81,9 +100,7 @@ export function prefetchCommand(): Command {
           process.stdout.write(`failed ${text}: ${(err as Error).message}\n`);
           continue;
         }
-        const show = (p: PullProgress): void => {
-          if (tty) process.stderr.write(`\r\x1b[2K${text}  ${p.blobsDone}/${p.blobsTotal} blobs  ${formatBytes(p.bytes)}`);
-        };
+        const show = progressReporter(text, tty);
         try {
           const result = await puller.pull(ref, show);
           totalBytes += result.bytes;

@@ -1,4 +1,4 @@
-import { resolve4, resolve6 } from "node:dns/promises";
+import { lookup } from "node:dns/promises";
 import type { Logger } from "../log/logger.js";
 
 export interface MembershipOptions {
@@ -39,6 +39,7 @@ export class Membership {
     private readonly options: MembershipOptions,
     private readonly checkHealth: (address: string) => Promise<void>,
     private readonly logger: Logger,
+    private readonly resolve: (name: string) => Promise<string[]> = resolveAll,
   ) {}
 
   get self(): string {
@@ -76,7 +77,11 @@ export class Membership {
   private async refresh(): Promise<void> {
     const addresses = new Set(this.options.staticPeers);
     if (this.options.dnsName) {
-      for (const address of await this.resolveDns(this.options.dnsName)) addresses.add(peerAddress(address, this.options.peerPort));
+      const found = await this.resolve(this.options.dnsName).catch((err: unknown) => {
+        this.logger.warn({ name: this.options.dnsName, err: (err as Error).message }, "cannot resolve --peers-dns; keeping the peers known so far");
+        return [...this.peers.keys()].filter((a) => !this.options.staticPeers.includes(a)).map((a) => a.slice(0, a.lastIndexOf(":")).replace(/^\[|\]$/g, ""));
+      });
+      for (const address of found) addresses.add(peerAddress(address, this.options.peerPort));
     }
     addresses.delete(this.options.self);
     for (const address of this.peers.keys()) if (!addresses.has(address)) this.peers.delete(address);
@@ -97,15 +102,18 @@ export class Membership {
     );
   }
 
-  private async resolveDns(name: string): Promise<string[]> {
-    const found = await Promise.all([resolve4(name).catch(() => [] as string[]), resolve6(name).catch(() => [] as string[])]);
-    return found.flat();
-  }
-
   private transition(peer: PeerState, live: boolean, error?: string): void {
     peer.live = live;
     peer.since = Date.now();
     peer.lastError = error;
     this.logger.info({ peer: peer.address, live, err: error }, live ? "peer is live" : "peer is not answering");
   }
+}
+
+/**
+ * Every address of a name, as the system resolver gives them (a headless Service's ready pods
+ * through the cluster DNS in resolv.conf; /etc/hosts too, which static setups can use).
+ */
+async function resolveAll(name: string): Promise<string[]> {
+  return (await lookup(name, { all: true })).map((a) => a.address);
 }

@@ -83,7 +83,7 @@ export class ImagePuller {
     const manifests: ManifestDoc[] = [];
     if (top.doc.manifests && INDEX_TYPES.has(top.mediaType)) {
       const chosen = top.doc.manifests.filter((m) => this.matches(m.platform));
-      if (chosen.length === 0) throw new PullError(`${ref.original}: no manifest for platform ${this.platformText()}`);
+      if (chosen.length === 0) throw new PullError(`no manifest for platform ${this.platformText()}`);
       for (const m of chosen) manifests.push((await this.getManifest(ref, m.digest)).doc);
     } else {
       manifests.push(top.doc);
@@ -123,13 +123,13 @@ export class ImagePuller {
     const res = await this.get(ref, `/v2/${ref.name}/manifests/${reference}`, { accept: MANIFEST_ACCEPT });
     const body = Buffer.from(await res.body.arrayBuffer());
     const digest = `sha256:${createHash("sha256").update(body).digest("hex")}`;
-    if (reference.startsWith("sha256:") && digest !== reference) throw new PullError(`${ref.original}: manifest ${reference} arrived with digest ${digest}`);
+    if (reference.startsWith("sha256:") && digest !== reference) throw new PullError(`manifest ${reference} arrived with digest ${digest}`);
     const mediaType = String(res.headers["content-type"] ?? "").split(";")[0]!.trim();
     let doc: ManifestDoc;
     try {
       doc = JSON.parse(body.toString("utf8")) as ManifestDoc;
     } catch {
-      throw new PullError(`${ref.original}: manifest ${reference} is not JSON`);
+      throw new PullError(`manifest ${reference} is not JSON`);
     }
     return { doc, mediaType: mediaType || doc.mediaType || "", digest };
   }
@@ -143,7 +143,7 @@ export class ImagePuller {
       onBytes((chunk as Buffer).length);
     }
     const actual = `${algorithm}:${hash.digest("hex")}`;
-    if (actual !== digest) throw new PullError(`${ref.original}: blob ${digest} arrived with digest ${actual}`);
+    if (actual !== digest) throw new PullError(`blob ${digest} arrived with digest ${actual}`);
   }
 
   /**
@@ -173,9 +173,9 @@ export class ImagePuller {
           continue;
         }
       }
-      throw new PullError(`${ref.original}: GET ${path} answered ${res.statusCode}: ${text.slice(0, 200)}`);
+      throw new PullError(`GET ${path} answered ${describeRegistryAnswer(res.statusCode, text)}`);
     }
-    throw new PullError(`${ref.original}: GET ${path} still unauthorized after authenticating`);
+    throw new PullError(`GET ${path} still unauthorized after authenticating`);
   }
 
   /** The proxy's own token flow (token-request.ts), sent through the prefetch dispatcher. */
@@ -186,4 +186,23 @@ export class ImagePuller {
     if (!token) throw new PullError(`token endpoint ${params.realm} gave no token`);
     return token.token;
   }
+}
+
+/**
+ * An error answer as one readable phrase: the status and the registry's own error code and
+ * message (OCI distribution spec, "Error Codes") rather than its raw JSON; anything else is cut
+ * at a word boundary. Pure.
+ */
+export function describeRegistryAnswer(status: number, body: string): string {
+  try {
+    const first = (JSON.parse(body) as { errors?: { code?: unknown; message?: unknown }[] }).errors?.[0];
+    if (first && typeof first.code === "string") return `${status} ${first.code}${typeof first.message === "string" && first.message ? `: ${first.message}` : ""}`;
+  } catch {
+    // not registry JSON
+  }
+  const text = body.replace(/\s+/g, " ").trim();
+  if (!text) return String(status);
+  if (text.length <= 120) return `${status}: ${text}`;
+  const cut = text.slice(0, 120);
+  return `${status}: ${cut.slice(0, Math.max(cut.lastIndexOf(" "), 60))}…`;
 }

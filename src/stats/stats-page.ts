@@ -69,6 +69,7 @@ svg text { fill:var(--muted); font-size:10px; }
   <section class="half">
     <h2>Cache health</h2>
     <div id="health" class="muted">–</div>
+    <p class="muted" style="font-size:.8rem">What is cached, by image: <a href="/api/cache/images">/api/cache/images</a> (JSON, for clients on this host's loopback, or with the bearer token when <code>--admin-token</code> is set), or <code>regcache cache ls</code>.</p>
   </section>
   <section class="half">
     <h2>Not intercepted (CONNECT)</h2>

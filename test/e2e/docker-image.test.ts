@@ -77,7 +77,7 @@ describe.skipIf(missing.length > 0 || dockerUnavailable())("the container image 
   afterAll(async () => {
     process.stdout.write(`docker image test (Node ${base?.nodeVersion}, npm ${base?.npmVersion}, Debian root filesystem ${base?.rootfsCached ? "cached" : "debootstrapped"}): ${timings.join(", ")}\n`);
     await engine?.stop();
-    if (dir) rmSync(dir, { recursive: true, force: true });
+    if (dir && process.env.REGCACHE_KEEP_TEST_DIRS !== "1") rmSync(dir, { recursive: true, force: true });
   });
 
   it("builds, with the dependency steps before the source", () => {

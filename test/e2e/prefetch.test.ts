@@ -1,11 +1,15 @@
+import { execFile } from "node:child_process";
 import { writeFileSync } from "node:fs";
+import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { layoutDigests, runPrefetch, skopeoPull, TestContainerd } from "./harness/clients.js";
 import { TestEnvironment, type PushedImage } from "./harness/environment.js";
-import type { RegcacheProcess } from "./harness/regcache-process.js";
+import { CLI, type RegcacheProcess } from "./harness/regcache-process.js";
 import { containerdUnavailable, missingTools } from "./harness/tools.js";
 
-const missing = missingTools("docker-registry", "skopeo", "openssl");
+const exec = promisify(execFile);
+
+const missing = missingTools("docker-registry", "skopeo", "script", "openssl");
 
 
 describe.skipIf(missing.length > 0)("regcache prefetch", () => {
@@ -30,13 +34,25 @@ describe.skipIf(missing.length > 0)("regcache prefetch", () => {
     expect(result.stdout).toContain("prefetched 0/2 images");
     expect(result.stderr).toMatch(/2 image\(s\) failed/);
     expect(result.stderr).toContain("quay.test/org/missing:1");
+    // One readable line per failure: status, the registry's code and message, the image named once, no raw JSON.
+    const line = result.stdout.split("\n").find((l) => l.startsWith("failed quay.test/org/missing:1"))!;
+    expect(line).toMatch(/^failed quay\.test\/org\/missing:1: GET \/v2\/org\/missing\/manifests\/1 answered 40[14] [A-Z_]+: .+$/);
+    expect(line).not.toMatch(/[{}]/);
+    expect(line.split("quay.test/org/missing:1")).toHaveLength(2);
+  });
+
+  it("shows byte progress on a terminal", async () => {
+    const command = [process.execPath, CLI, "prefetch", "--proxy", proxy.proxyUrl, single.ref].map((a) => `'${a}'`).join(" ");
+    const { stdout } = await exec("script", ["-qec", command, "/dev/null"], { timeout: 60_000 });
+    expect(stdout).toMatch(/quay\.test\/org\/worker:9 \[[#-]{24}\] \d+\/\d+ blobs, [\d.]+ (B|KiB|MiB)/);
+    expect(stdout).toContain(`ok ${single.ref} ${single.topDigest}`);
   });
 
   it("pre-loads images from arguments and a file; every one pulls during an outage", async () => {
     const list = env.path("images.txt");
     writeFileSync(list, `# what the cluster runs\n${single.ref}\n`);
     const result = await runPrefetch(["--proxy", proxy.proxyUrl, "--file", list, multi.ref]);
-    expect(result.stderr).toBe("");
+    expect(result.stderr).not.toMatch(/fail/i);
     expect(result.code).toBe(0);
     expect(result.stdout).toContain(`ok ${multi.ref} ${multi.topDigest} manifests=2`);
     expect(result.stdout).toContain(`ok ${single.ref} ${single.topDigest} manifests=1 blobs=2`);
