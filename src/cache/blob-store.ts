@@ -291,6 +291,8 @@ export class BlobStore {
     if (result.kind === "refused") return result;
     const uncached = (reason: "too-large" | "no-space"): FillOutcome<R> => ({ kind: "uncached", reason, body: result.body, size: result.size, mediaType: result.mediaType });
     if (result.size !== undefined && result.size > this.options.maxBytes) return uncached("too-large");
+    // The disk may have freed up (or filled) since the bound was last fitted: eviction goes by now.
+    await this.fitBoundToDisk();
     await this.evictFor(result.size ?? 0);
     if (!(await this.reserveDisk(digest.value, result.size ?? 0))) {
       this.stats.uncachedForSpace += 1;
@@ -420,7 +422,6 @@ export class BlobStore {
       for (const [d, reserved] of this.reservations) bytes += Math.max(0, reserved - (this.downloads.get(d)?.written ?? 0));
       return bytes;
     };
-    await this.fitBoundToDisk();
     let free = await freeBytes(this.paths.root);
     if (free < promised()) {
       let evictable = 0;
