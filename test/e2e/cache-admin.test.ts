@@ -1,5 +1,5 @@
 import { execFile } from "node:child_process";
-import { closeSync, existsSync, openSync, readdirSync, readSync, statSync, writeFileSync, writeSync } from "node:fs";
+import { existsSync, readdirSync, statSync, writeFileSync } from "node:fs";
 import { networkInterfaces } from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
@@ -8,6 +8,7 @@ import { formatBytes } from "../../src/cli/format-bytes.js";
 import { corruptBlobsInLayout, layoutTopDigest, skopeoPull, skopeoPush } from "./harness/clients.js";
 import { TestEnvironment, type PushedImage } from "./harness/environment.js";
 import { waitFor } from "./harness/ports.js";
+import { blobFile, flipByte } from "./harness/cache-files.js";
 import { CLI, type RegcacheProcess } from "./harness/regcache-process.js";
 import { IN_CI, missingTools } from "./harness/tools.js";
 
@@ -40,21 +41,9 @@ async function status(url: string, extra: string[] = []): Promise<number> {
   return Number(stdout);
 }
 
-function blobFile(proxy: RegcacheProcess, digest: string): string {
-  const hex = digest.slice("sha256:".length);
-  return path.join(proxy.dataDir, "blobs", "sha256", hex.slice(0, 2), hex);
-}
 
 const cachedBytes = (proxy: RegcacheProcess, digests: string[]): number => digests.reduce((sum, d) => sum + statSync(blobFile(proxy, d)).size, 0);
 
-function flipByte(file: string, at: number): void {
-  const fd = openSync(file, "r+");
-  const byte = Buffer.alloc(1);
-  readSync(fd, byte, 0, 1, at);
-  byte[0] = byte[0]! ^ 0x20;
-  writeSync(fd, byte, 0, 1, at);
-  closeSync(fd);
-}
 
 interface ImageRow {
   image: string;

@@ -1,27 +1,15 @@
-import { existsSync, openSync, readdirSync, readSync, rmSync, writeSync, closeSync } from "node:fs";
+import { existsSync, readdirSync, rmSync } from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { corruptBlobsInLayout, curlThrough, skopeoPull } from "./harness/clients.js";
 import { TestEnvironment, type PushedImage } from "./harness/environment.js";
+import { blobFile, flipByte } from "./harness/cache-files.js";
 import type { RegcacheProcess } from "./harness/regcache-process.js";
 import { missingTools } from "./harness/tools.js";
 
 const missing = missingTools("docker-registry", "skopeo", "openssl", "curl");
 
-function blobFile(proxy: RegcacheProcess, digest: string): string {
-  const hex = digest.slice("sha256:".length);
-  return path.join(proxy.dataDir, "blobs", "sha256", hex.slice(0, 2), hex);
-}
 
-/** Flips one byte of a file in place, as a bad disk or a stray write would. */
-function flipByte(file: string, at: number): void {
-  const fd = openSync(file, "r+");
-  const byte = Buffer.alloc(1);
-  readSync(fd, byte, 0, 1, at);
-  byte[0] = byte[0]! ^ 0x20;
-  writeSync(fd, byte, 0, 1, at);
-  closeSync(fd);
-}
 
 describe.skipIf(missing.length > 0)("damaged cache files are never served whole, and heal", () => {
   let env: TestEnvironment;
