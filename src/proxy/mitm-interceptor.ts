@@ -21,7 +21,7 @@ interface MitmInternals {
 
 const KEEP_ALIVE_MS = 95_000;
 
-/** The CONNECT target of a raw client socket handed straight to the TLS server. */
+/** The CONNECT target of a raw client socket, found again from the TLS socket that wraps it. */
 const connectTargets = new WeakMap<object, string>();
 
 /**
@@ -134,7 +134,8 @@ export class MitmInterceptor {
    * serves IP literals (clients send no SNI for them, RFC 6066 section 3). Node's
    * alternative, tls.Server#addContext, keeps every context it is given for the life of
    * the server and scans them all on each handshake; an SNICallback can only be given when
-   * the server is constructed, which http-mitm-proxy does.
+   * the server is constructed, which http-mitm-proxy does. A handshake that stalls is cut by
+   * the tunnel's idle timeout (front-server.ts), as the server's own would have cut it.
    */
   private terminate(server: NonNullable<MitmInternals["httpsServer"]>, socket: Duplex, secureContext: SecureContext): void {
     const tlsSocket = new TLSSocket(socket, { isServer: true, secureContext, ALPNProtocols: ["http/1.1"] });

@@ -4,28 +4,24 @@ export interface LruMapOptions<K, V> {
    * that may is dropped; only when none may does the least recently used one go regardless.
    */
   evictable?: (value: V, key: K) => boolean;
-  /** Called with each entry dropped for capacity (not for delete() or an overwrite). */
+  /** Called with each entry dropped for capacity (not for an overwrite). */
   onEvict?: (key: K, value: V) => void;
 }
 
 /**
  * A Map bounded to `capacity` entries: state keyed by something clients choose (a host
  * name, a repository) must not grow with what they send. get() and set() make an entry
- * the most recently used; peek(), has() and iteration (oldest first) do not. The entry a
+ * the most recently used; peek() and iteration (oldest first) do not. The entry a
  * set() writes is never the one that set() drops.
  */
 export class LruMap<K, V> {
   private readonly map = new Map<K, V>();
 
   constructor(
-    readonly capacity: number,
+    private readonly capacity: number,
     private readonly options: LruMapOptions<K, V> = {},
   ) {
     if (!Number.isInteger(capacity) || capacity < 1) throw new RangeError(`LruMap capacity must be a positive integer, not ${capacity}`);
-  }
-
-  get size(): number {
-    return this.map.size;
   }
 
   get(key: K): V | undefined {
@@ -40,19 +36,11 @@ export class LruMap<K, V> {
     return this.map.get(key);
   }
 
-  has(key: K): boolean {
-    return this.map.has(key);
-  }
-
   set(key: K, value: V): this {
     this.map.delete(key);
     this.map.set(key, value);
     if (this.map.size > this.capacity) this.evictOne(key);
     return this;
-  }
-
-  delete(key: K): boolean {
-    return this.map.delete(key);
   }
 
   values(): IterableIterator<V> {

@@ -1,14 +1,16 @@
+import { execFile } from "node:child_process";
 import { readFileSync } from "node:fs";
+import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { TestEnvironment } from "./harness/environment.js";
 import { exchange, tlsThroughProxy } from "./harness/raw-http.js";
 import { freePort, waitFor } from "./harness/ports.js";
-import type { RegcacheProcess } from "./harness/regcache-process.js";
+import { CLI, type RegcacheProcess } from "./harness/regcache-process.js";
 import { missingTools } from "./harness/tools.js";
 
 const missing = missingTools("openssl");
 
-/** Twice the 1000 entries every per-host structure keeps, ten times over: whatever is unbounded shows. */
+/** Ten times the 1000 entries each per-host structure keeps: whatever is unbounded shows. */
 const HOSTS = 10_000;
 /** Two cores: enough in flight to keep both busy with minting and handshakes, not so many that connections time out. */
 const CONCURRENCY = 16;
@@ -84,6 +86,14 @@ describe.skipIf(missing.length > 0)(`${HOSTS} distinct upstream hosts`, () => {
     expect(stats.upstreams.reduce((n: number, u: { requests: number }) => n + u.requests, 0)).toBeLessThanOrEqual(stats.totals.requests);
     expect(Buffer.byteLength(body)).toBeLessThan(MAX_STATS_BYTES);
     expect(Buffer.byteLength(metrics)).toBeLessThan(MAX_METRICS_BYTES);
+  });
+
+  it("`regcache stats` lists the most active hosts and says how many it left out", async () => {
+    const stats = await (await fetch(`${proxy.proxyUrl}/api/stats`)).json();
+    const { stdout } = await promisify(execFile)(process.execPath, [CLI, "stats", "--proxy", proxy.proxyUrl]);
+    expect(stats.upstreamsOmitted).toBeGreaterThan(0);
+    expect(stdout).toContain(`${stats.upstreamsOmitted} more hosts, less active, not listed`);
+    expect(stdout.split("\n").filter((line) => /\.example\.test /.test(line))).toHaveLength(stats.upstreams.length);
   });
 
   it("still serves a host whose TLS context and leaf were long evicted", async () => {
