@@ -1,6 +1,6 @@
 import { generateKeyPairSync, X509Certificate } from "node:crypto";
 import type { PeerCertificate } from "node:tls";
-import { buildSignedCertificate, publicKeyPemOf } from "../tls/certificate-builder.js";
+import { buildSignedCertificate } from "../tls/certificate-builder.js";
 import type { CertificateAuthority } from "../tls/ca.js";
 
 /**
@@ -19,19 +19,18 @@ export interface PeerIdentity {
 
 /** A client-and-server certificate for the peer channel, signed by the shared root CA. */
 export function mintPeerIdentity(ca: CertificateAuthority, now = Date.now()): PeerIdentity {
-  // RSA: the certificate builder (node-forge) reads RSA public keys only.
-  const key = generateKeyPairSync("rsa", { modulusLength: 2048 }).privateKey;
+  const key = generateKeyPairSync("ec", { namedCurve: "prime256v1" }).privateKey;
   const certPem = buildSignedCertificate(
     {
       // Not a host name: name constraints on the CA must not apply to it.
       commonName: "regcache peer",
-      publicKeyPem: publicKeyPemOf(key),
+      publicKey: key,
       notBefore: new Date(now - 5 * 60_000),
       notAfter: new Date(Math.min(now + PEER_CERT_VALIDITY_MS, new Date(ca.certificate.validTo).getTime())),
-      issuer: [{ name: "commonName", value: ca.subjectCommonName }],
+      issuerName: ca.subjectName,
       extensions: [
         { name: "basicConstraints", cA: false },
-        { name: "keyUsage", digitalSignature: true, keyEncipherment: true, critical: true },
+        { name: "keyUsage", digitalSignature: true, critical: true },
         { name: "extKeyUsage", serverAuth: true, clientAuth: true },
         { name: "subjectAltName", altNames: [{ type: 6, value: PEER_URI }] },
       ],

@@ -64,7 +64,7 @@ export class MitmInterceptor {
       callback(null, { keyFile: path.join(neverOnDisk, "leaf.key"), certFile: path.join(neverOnDisk, "leaf.crt"), hosts: [hostname] });
     mitm.onCertificateMissing = (ctx, _files, callback) => {
       this.minter.leafFor(ctx.hostname).then(
-        (leaf) => callback(null, { keyFileData: leaf.keyPem, certFileData: leaf.certPem, hosts: [ctx.hostname] } as never),
+        (leaf) => callback(null, { keyFileData: leaf.keyPem, certFileData: leaf.chainPem, hosts: [ctx.hostname] } as never),
         (err: unknown) => callback(err as Error, undefined as never),
       );
     };
@@ -147,7 +147,7 @@ export class MitmInterceptor {
   private contextFor(leaf: Leaf): SecureContext {
     const known = this.contexts.get(leaf.host);
     if (known?.leaf === leaf) return known.context;
-    const context = createSecureContext({ key: leaf.keyPem, cert: leaf.certPem });
+    const context = createSecureContext({ key: leaf.keyPem, cert: leaf.chainPem });
     this.contexts.set(leaf.host, { leaf, context });
     return context;
   }

@@ -5,7 +5,7 @@ import path from "node:path";
 import forge from "node-forge";
 import { RegcacheError, systemReason } from "../errors.js";
 import { makeDirectory } from "../util/make-directory.js";
-import { buildSignedCertificate, publicKeyPemOf } from "./certificate-builder.js";
+import { buildSignedCertificate, subjectNameDerOf } from "./certificate-builder.js";
 import { permittedDnsNameConstraints } from "./name-constraints.js";
 
 export const CA_CERT_FILE = "ca.crt";
@@ -21,6 +21,8 @@ export interface CertificateAuthority {
   key: KeyObject;
   certificate: X509Certificate;
   subjectCommonName: string;
+  /** The subject Name's DER, the issuer of every certificate the CA signs. */
+  subjectName: Buffer;
   /** DNS subtrees the CA may issue for; empty means no constraint. */
   permittedDomains: string[];
   certPath: string;
@@ -97,6 +99,7 @@ async function loadCa(certPath: string, keyPath: string): Promise<CertificateAut
     key,
     certificate,
     subjectCommonName: commonNameOf(certificate.subject),
+    subjectName: subjectNameDerOf(certPem),
     permittedDomains: permittedDomainsOf(certificate),
     certPath,
     created: false,
@@ -125,7 +128,7 @@ async function createCa(certsDir: string, certPath: string, keyPath: string, ini
   const certPem = buildSignedCertificate(
     {
       commonName: init.commonName ?? `regcache root CA ${now.toISOString().slice(0, 10)}`,
-      publicKeyPem: publicKeyPemOf(privateKey),
+      publicKey: privateKey,
       notBefore,
       notAfter,
       extensions,

@@ -5,32 +5,35 @@ const { pki, asn1 } = forge;
 
 export interface CertificateRequest {
   commonName: string;
-  /** PEM of the public key the certificate certifies. */
-  publicKeyPem: string;
+  /** The key the certificate certifies: RSA or ECDSA P-256, public or private (its public half is used). */
+  publicKey: KeyObject;
   notBefore: Date;
   notAfter: Date;
   extensions: object[];
-  /** Issuer subject attributes; omitted for a self-signed certificate. */
-  issuer?: forge.pki.CertificateField[];
+  /**
+   * The issuer's subject Name, DER as it is in the issuer's certificate (Go matches it byte for
+   * byte); omitted for a self-signed certificate.
+   */
+  issuerName?: Buffer;
 }
 
 /**
  * A positive serial of 127 random bits. Go 1.23+ rejects negative serials, and
  * DER integers are signed, so the top bit of the first byte must be clear.
  */
-export function randomSerialHex(): string {
+export function randomSerial(): Buffer {
   const bytes = randomBytes(16);
   bytes[0] = (bytes[0]! & 0x7f) | 0x01;
-  return bytes.toString("hex");
+  return bytes;
 }
 
 /**
  * Builds an X.509 certificate with node-forge and signs it with native crypto:
- * forge's pure-JS RSA signature costs ~50x more and would block the event loop
- * on every new host.
+ * forge's pure-JS RSA signature costs ~50x more and would block the event loop,
+ * and forge cannot sign with ECDSA at all.
  */
 export function buildSignedCertificate(request: CertificateRequest, signingKey: KeyObject): string {
-  const unsigned = buildUnsigned(request);
+  const unsigned = buildUnsigned(request, signingKey);
   return unsigned.withSignature(sign("sha256", unsigned.tbsDer, signingKey));
 }
 
@@ -39,37 +42,85 @@ export function buildSignedCertificate(request: CertificateRequest, signingKey: 
  * ~2.5 ms, which the event loop spends serving other connections instead.
  */
 export async function buildSignedCertificateAsync(request: CertificateRequest, signingKey: KeyObject): Promise<string> {
-  const unsigned = buildUnsigned(request);
+  const unsigned = buildUnsigned(request, signingKey);
   const signature = await new Promise<Buffer>((resolve, reject) =>
     sign("sha256", unsigned.tbsDer, signingKey, (err, sig) => (err ? reject(err) : resolve(sig))),
   );
   return unsigned.withSignature(signature);
 }
 
-function buildUnsigned(request: CertificateRequest): { tbsDer: Buffer; withSignature(signature: Buffer): string } {
+/**
+ * forge encodes only RSA public keys, so its TBSCertificate is built around a placeholder key
+ * and the real SubjectPublicKeyInfo (any algorithm, DER from node:crypto) takes its place.
+ */
+const PLACEHOLDER_PUBLIC_KEY = pki.setRsaPublicKey(forge.jsbn.BigInteger.ONE, forge.jsbn.BigInteger.ONE);
+/**
+ * Indexes in TBSCertificate ::= SEQUENCE { [0] version, serial, signature, issuer, validity, subject,
+ * subjectPublicKeyInfo, ... }; every certificate here is v3 (a CA must be), so the version is present.
+ */
+const TBS_SIGNATURE = 2;
+const TBS_ISSUER = 3;
+const TBS_SUBJECT = 5;
+const TBS_SUBJECT_PUBLIC_KEY_INFO = 6;
+const ECDSA_WITH_SHA256 = "1.2.840.10045.4.3.2";
+
+function buildUnsigned(request: CertificateRequest, signingKey: KeyObject): { tbsDer: Buffer; withSignature(signature: Buffer): string } {
   const cert = pki.createCertificate();
-  cert.publicKey = pki.publicKeyFromPem(request.publicKeyPem);
-  cert.serialNumber = randomSerialHex();
+  cert.publicKey = PLACEHOLDER_PUBLIC_KEY;
+  cert.serialNumber = randomSerial().toString("hex");
   cert.validity.notBefore = request.notBefore;
   cert.validity.notAfter = request.notAfter;
   const subject = [{ name: "commonName", value: request.commonName }];
   cert.setSubject(subject);
-  cert.setIssuer(request.issuer ?? subject);
+  cert.setIssuer(subject);
   cert.setExtensions(request.extensions);
-  cert.signatureOid = pki.oids.sha256WithRSAEncryption!;
+  // Placeholders too: the AlgorithmIdentifier is replaced by the signing key's below.
   cert.siginfo.algorithmOid = pki.oids.sha256WithRSAEncryption!;
   // getTBSCertificate exists in forge but is missing from @types/node-forge.
   const tbs = (pki as unknown as { getTBSCertificate(c: forge.pki.Certificate): forge.asn1.Asn1 }).getTBSCertificate(cert);
-  cert.tbsCertificate = tbs;
+  const algorithm = signatureAlgorithmOf(signingKey);
+  const fields = tbs.value as forge.asn1.Asn1[];
+  fields[TBS_SIGNATURE] = algorithm();
+  if (request.issuerName) fields[TBS_ISSUER] = asn1.fromDer(request.issuerName.toString("binary"));
+  fields[TBS_SUBJECT_PUBLIC_KEY_INFO] = asn1.fromDer(subjectPublicKeyInfoDer(request.publicKey).toString("binary"));
   return {
     tbsDer: Buffer.from(asn1.toDer(tbs).getBytes(), "binary"),
     withSignature(signature) {
-      cert.signature = signature.toString("binary");
-      return pki.certificateToPem(cert);
+      const certificate = asn1.create(asn1.Class.UNIVERSAL, asn1.Type.SEQUENCE, true, [
+        tbs,
+        algorithm(),
+        asn1.create(asn1.Class.UNIVERSAL, asn1.Type.BITSTRING, false, `\0${signature.toString("binary")}`),
+      ]);
+      return forge.pem.encode({ type: "CERTIFICATE", body: asn1.toDer(certificate).getBytes() });
     },
   };
 }
 
-export function publicKeyPemOf(privateKey: KeyObject): string {
-  return createPublicKey(privateKey).export({ type: "spki", format: "pem" }).toString();
+/**
+ * The AlgorithmIdentifier for a SHA-256 signature by this key, as a factory because an ASN.1
+ * node appears twice in a certificate. RFC 4055 gives RSA a NULL parameter; RFC 5758
+ * forbids any parameter for ECDSA (Go refuses one).
+ */
+function signatureAlgorithmOf(key: KeyObject): () => forge.asn1.Asn1 {
+  const oid = (id: string) => asn1.create(asn1.Class.UNIVERSAL, asn1.Type.OID, false, asn1.oidToDer(id).getBytes());
+  const sequence = (nodes: forge.asn1.Asn1[]) => asn1.create(asn1.Class.UNIVERSAL, asn1.Type.SEQUENCE, true, nodes);
+  if (key.asymmetricKeyType === "rsa") {
+    return () => sequence([oid(pki.oids.sha256WithRSAEncryption!), asn1.create(asn1.Class.UNIVERSAL, asn1.Type.NULL, false, "")]);
+  }
+  if (key.asymmetricKeyType === "ec" && key.asymmetricKeyDetails?.namedCurve === "prime256v1") {
+    return () => sequence([oid(ECDSA_WITH_SHA256)]);
+  }
+  throw new Error(`cannot sign certificates with a ${key.asymmetricKeyType} key: RSA or ECDSA P-256 only`);
+}
+
+function subjectPublicKeyInfoDer(key: KeyObject): Buffer {
+  return (key.type === "public" ? key : createPublicKey(key)).export({ type: "spki", format: "der" });
+}
+
+/** The DER of a certificate's subject Name, to be used as the issuer of what it signs. */
+export function subjectNameDerOf(certPem: string): Buffer {
+  const certificate = asn1.fromDer(forge.pem.decode(certPem)[0]!.body);
+  const tbs = (certificate.value as forge.asn1.Asn1[])[0]!;
+  const subject = (tbs.value as forge.asn1.Asn1[])[TBS_SUBJECT]!;
+  return Buffer.from(asn1.toDer(subject).getBytes(), "binary");
 }

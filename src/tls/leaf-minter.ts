@@ -1,37 +1,34 @@
-import { generateKeyPairSync } from "node:crypto";
-import { isIP } from "node:net";
+import { createPublicKey, generateKeyPairSync, sign } from "node:crypto";
 import type { CertificateAuthority } from "./ca.js";
-import { buildSignedCertificateAsync, publicKeyPemOf } from "./certificate-builder.js";
+import { randomSerial } from "./certificate-builder.js";
+import { certificatePem, leafTbsDer } from "./leaf-certificate.js";
+import { CLOCK_SKEW_MS, mintLeafIssuer, type LeafIssuer } from "./leaf-issuer.js";
 import { LruMap } from "../util/lru-map.js";
-
-/** Leaves live 90 days: long enough to never matter, short enough that a leaked leaf ages out. */
-const LEAF_VALIDITY_MS = 90 * 24 * 60 * 60 * 1000;
-/** Re-mint once a leaf has used two thirds of its life, well before any client sees it expire. */
-const LEAF_RENEW_AFTER_MS = 60 * 24 * 60 * 60 * 1000;
-/** Clients' clocks drift; back-date so a slightly slow node still accepts a fresh leaf. */
-const CLOCK_SKEW_MS = 60 * 60 * 1000;
 
 export interface Leaf {
   host: string;
+  /** The leaf alone. */
   certPem: string;
+  /** The leaf and its issuer, what a TLS server sends. */
+  chainPem: string;
   keyPem: string;
-  mintedAt: number;
+  issuer: LeafIssuer;
   notAfter: number;
 }
 
 /**
- * Mints one leaf per host, all sharing one per-process RSA key, so the only
- * per-host cost is one native signature, made off the event loop.
- * The `capacity` most recently used leaves are kept; concurrent requests for
- * a host share one mint.
+ * Mints one leaf per host, all sharing one per-process ECDSA P-256 key and signed by the
+ * process's leaf issuer (leaf-issuer.ts), so the only per-host cost is one ECDSA signature.
+ * A leaf lives as long as its issuer and is re-minted when a new
+ * issuer takes over. The `capacity` most recently used leaves are kept; concurrent requests
+ * for a host share one mint.
  */
 export class LeafMinter {
   private readonly leaves: LruMap<string, Leaf>;
   private readonly minting = new Map<string, Promise<Leaf>>();
   private readonly leafKeyPem: string;
-  private readonly leafPublicKeyPem: string;
-  private readonly issuer: { name: string; value: string }[];
-  private readonly caNotAfter: number;
+  private readonly leafPublicKeyInfo: Buffer;
+  private issuer: LeafIssuer;
   minted = 0;
 
   constructor(
@@ -40,19 +37,16 @@ export class LeafMinter {
     private readonly now: () => number = Date.now,
   ) {
     this.leaves = new LruMap(capacity);
-    const leafKey = generateKeyPairSync("rsa", { modulusLength: 2048 }).privateKey;
+    const leafKey = generateKeyPairSync("ec", { namedCurve: "prime256v1" }).privateKey;
     this.leafKeyPem = leafKey.export({ type: "pkcs8", format: "pem" }).toString();
-    this.leafPublicKeyPem = publicKeyPemOf(leafKey);
-    this.issuer = [{ name: "commonName", value: ca.subjectCommonName }];
-    this.caNotAfter = new Date(ca.certificate.validTo).getTime();
+    this.leafPublicKeyInfo = createPublicKey(leafKey).export({ type: "spki", format: "der" });
+    this.issuer = mintLeafIssuer(ca, now());
   }
 
-  /** The host's leaf if one is held and not yet due for renewal (marks it recently used). */
+  /** The host's leaf if one is held and its issuer is still the current one (marks it recently used). */
   freshLeaf(host: string): Leaf | undefined {
-    const key = host.toLowerCase();
-    const cached = this.leaves.get(key);
-    if (!cached || this.now() - cached.mintedAt >= LEAF_RENEW_AFTER_MS) return undefined;
-    return cached;
+    const cached = this.leaves.get(host.toLowerCase());
+    return cached?.issuer === this.currentIssuer() ? cached : undefined;
   }
 
   async leafFor(host: string): Promise<Leaf> {
@@ -67,29 +61,30 @@ export class LeafMinter {
     return pending;
   }
 
-  private async mint(host: string): Promise<Leaf> {
+  /** The issuer for new leaves, replaced (one RSA signature by the root) once it is due. */
+  private currentIssuer(): LeafIssuer {
     const now = this.now();
-    const notBefore = new Date(now - CLOCK_SKEW_MS);
-    const notAfterMs = Math.min(now + LEAF_VALIDITY_MS, this.caNotAfter);
-    const altName = isIP(host) ? { type: 7, ip: host } : { type: 2, value: host };
-    const certPem = await buildSignedCertificateAsync(
-      {
-        commonName: host,
-        publicKeyPem: this.leafPublicKeyPem,
-        notBefore,
-        notAfter: new Date(notAfterMs),
-        issuer: this.issuer,
-        extensions: [
-          { name: "basicConstraints", cA: false },
-          { name: "keyUsage", digitalSignature: true, keyEncipherment: true, critical: true },
-          { name: "extKeyUsage", serverAuth: true },
-          { name: "subjectAltName", altNames: [altName] },
-        ],
-      },
-      this.ca.key,
-    );
+    if (now >= this.issuer.renewAt) this.issuer = mintLeafIssuer(this.ca, now);
+    return this.issuer;
+  }
+
+  /**
+   * Synchronous: an ECDSA P-256 signature takes ~0.03 ms, less than a hop to the thread pool.
+   * Async only so that a mint that throws rejects the promise its callers hold.
+   */
+  private async mint(host: string): Promise<Leaf> {
+    const issuer = this.currentIssuer();
+    const tbs = leafTbsDer({
+      host,
+      serial: randomSerial(),
+      notBefore: new Date(this.now() - CLOCK_SKEW_MS),
+      notAfter: new Date(issuer.notAfter),
+      issuerName: issuer.subjectName,
+      subjectPublicKeyInfo: this.leafPublicKeyInfo,
+    });
+    const certPem = certificatePem(tbs, sign("sha256", tbs, issuer.key));
     this.minted += 1;
-    const leaf = { host, certPem, keyPem: this.leafKeyPem, mintedAt: now, notAfter: notAfterMs };
+    const leaf = { host, certPem, chainPem: certPem + issuer.certPem, keyPem: this.leafKeyPem, issuer, notAfter: issuer.notAfter };
     this.leaves.set(host, leaf);
     return leaf;
   }

@@ -1,6 +1,6 @@
 import { execFile } from "node:child_process";
 import { X509Certificate } from "node:crypto";
-import { readFileSync, statSync } from "node:fs";
+import { readdirSync, readFileSync, statSync } from "node:fs";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { corruptBlobsInLayout, layoutDigests, skopeoPull, TestContainerd } from "./harness/clients.js";
@@ -33,14 +33,18 @@ describe.skipIf(missing.length > 0)("foundation: CONNECT, CA, leaves, pass-throu
     expect(ca.ca).toBe(true);
   });
 
-  it("mints a leaf for the CONNECT host, issued by the CA, with a positive serial (openssl s_client)", async () => {
+  it("mints a leaf for the CONNECT host that chains to the CA through a per-process ECDSA issuer (openssl s_client)", async () => {
     const { stdout } = await exec("sh", ["-c", `echo | openssl s_client -proxy 127.0.0.1:${proxy.port} -connect quay.test:443 -servername quay.test -CAfile ${proxy.caFile} -showcerts 2>/dev/null`]);
     expect(stdout).toContain("Verify return code: 0 (ok)");
-    const pem = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/.exec(stdout)![0];
-    const leaf = new X509Certificate(pem);
-    expect(leaf.subjectAltName).toBe("DNS:quay.test");
-    expect(leaf.checkIssued(new X509Certificate(readFileSync(proxy.caFile)))).toBe(true);
-    expect(Number.parseInt(leaf.serialNumber.slice(0, 1), 16) & 0x8).toBe(0);
+    const [leaf, issuer, ...rest] = [...stdout.matchAll(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g)].map((m) => new X509Certificate(m[0]));
+    expect(rest).toEqual([]);
+    expect(leaf!.subjectAltName).toBe("DNS:quay.test");
+    expect(leaf!.publicKey.asymmetricKeyType).toBe("ec");
+    expect(leaf!.checkIssued(issuer!)).toBe(true);
+    expect(issuer!.checkIssued(new X509Certificate(readFileSync(proxy.caFile)))).toBe(true);
+    expect(Number.parseInt(leaf!.serialNumber.slice(0, 1), 16) & 0x8).toBe(0);
+    // The issuer exists in memory only: nothing but the root's two files is in the certs dir.
+    expect(readdirSync(proxy.certsDir).sort()).toEqual(["ca.crt", "ca.key"]);
   });
 
   it("skopeo pulls a two-platform image through regcache with every digest intact", async () => {

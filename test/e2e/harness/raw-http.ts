@@ -1,5 +1,5 @@
 import { connect as netConnect, type Socket } from "node:net";
-import { connect as tlsConnect, type TLSSocket } from "node:tls";
+import { connect as tlsConnect, type SecureContext, type TLSSocket } from "node:tls";
 
 /** One HTTP/1.1 response as the client saw it, body de-chunked. */
 export interface RawResponse {
@@ -43,8 +43,15 @@ export function serializeBody(r: RawRequest): Buffer {
   return Buffer.concat(parts);
 }
 
+/**
+ * What a TLS client trusts: a CA's PEM, or a context built once from it and reused, as a real
+ * client reuses its TLS configuration (building one costs ~1 ms, which a handshake timing
+ * must not include).
+ */
+export type Trust = string | SecureContext;
+
 /** Opens a TLS connection to `servername` through a CONNECT to `proxyPort`, trusting `ca`. */
-export async function tlsThroughProxy(proxyPort: number, target: string, servername: string | undefined, ca: string): Promise<TLSSocket> {
+export async function tlsThroughProxy(proxyPort: number, target: string, servername: string | undefined, ca: Trust): Promise<TLSSocket> {
   const raw = netConnect(proxyPort, "127.0.0.1");
   await new Promise<void>((resolve, reject) => {
     raw.once("error", reject);
@@ -65,15 +72,16 @@ export async function tlsThroughProxy(proxyPort: number, target: string, servern
 }
 
 /** A TLS connection straight to the upstream (the "direct" side of a comparison). */
-export async function tlsDirect(port: number, host: string, servername: string, ca: string): Promise<TLSSocket> {
+export async function tlsDirect(port: number, host: string, servername: string, ca: Trust): Promise<TLSSocket> {
   const raw = netConnect(port, host);
   await new Promise<void>((resolve, reject) => raw.once("connect", resolve).once("error", reject));
   return openTls(raw, servername, ca);
 }
 
-function openTls(raw: Socket, servername: string | undefined, ca: string): Promise<TLSSocket> {
+function openTls(raw: Socket, servername: string | undefined, ca: Trust): Promise<TLSSocket> {
   return new Promise((resolve, reject) => {
-    const socket = tlsConnect({ socket: raw, servername, ca, ALPNProtocols: ["http/1.1"] }, () => resolve(socket));
+    const trust = typeof ca === "string" ? { ca } : { secureContext: ca };
+    const socket = tlsConnect({ socket: raw, servername, ...trust, ALPNProtocols: ["http/1.1"] }, () => resolve(socket));
     socket.once("error", reject);
   });
 }

@@ -1,139 +1,163 @@
+import { execFileSync } from "node:child_process";
 import { X509Certificate } from "node:crypto";
-import { mkdtempSync, statSync, writeFileSync, chmodSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { createServer, connect, type TLSSocket } from "node:tls";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { CaError, loadOrCreateCa, type CertificateAuthority } from "../../../src/tls/ca.js";
-import { randomSerialHex } from "../../../src/tls/certificate-builder.js";
-import { LeafMinter } from "../../../src/tls/leaf-minter.js";
+import { loadOrCreateCa, type CertificateAuthority } from "../../../src/tls/ca.js";
+import { LeafMinter, type Leaf } from "../../../src/tls/leaf-minter.js";
 
-describe("root CA", () => {
+const DAY = 86_400_000;
+
+describe("leaves", () => {
   let dir: string;
   let ca: CertificateAuthority;
+  let constrained: CertificateAuthority;
   beforeAll(async () => {
-    dir = mkdtempSync(path.join(tmpdir(), "regcache-ca-"));
+    dir = mkdtempSync(path.join(tmpdir(), "regcache-leaf-"));
     ca = await loadOrCreateCa(path.join(dir, "certs"));
+    constrained = await loadOrCreateCa(path.join(dir, "constrained"), { nameConstraints: ["quay.test"] });
   });
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-  it("is a 3072-bit RSA CA, basicConstraints critical, keyCertSign + cRLSign, 10 years, positive serial", () => {
-    const cert = ca.certificate;
-    expect(cert.ca).toBe(true);
-    expect(cert.publicKey.asymmetricKeyDetails?.modulusLength).toBe(3072);
-    const years = (new Date(cert.validTo).getTime() - new Date(cert.validFrom).getTime()) / (365.25 * 86400e3);
-    expect(years).toBeGreaterThan(9.9);
-    expect(years).toBeLessThan(10.1);
-    expect(Number.parseInt(cert.serialNumber[0]!, 16)).toBeLessThan(8);
-    expect(cert.verify(cert.publicKey)).toBe(true);
-    expect(ca.created).toBe(true);
-  });
-
-  it("writes the key with mode 0600 and loads the same CA again", async () => {
-    expect(statSync(path.join(dir, "certs", "ca.key")).mode & 0o777).toBe(0o600);
-    const again = await loadOrCreateCa(path.join(dir, "certs"));
-    expect(again.created).toBe(false);
-    expect(again.certPem).toBe(ca.certPem);
-  });
-
-  it("loads an existing CA without writing to its directory, as replicas mount a read-only Secret", async () => {
-    const ro = path.join(dir, "ro");
-    await loadOrCreateCa(ro);
-    chmodSync(path.join(ro, "ca.crt"), 0o444);
-    chmodSync(path.join(ro, "ca.key"), 0o400);
-    chmodSync(ro, 0o555);
-    const before = statSync(ro).mtimeMs;
+  /** What OpenSSL's verifier (curl's) says of the chain a server sends, trusting only the root. */
+  const opensslVerify = (root: CertificateAuthority, leaf: Leaf): string => {
+    const file = (name: string, pem: string) => {
+      const p = path.join(dir, name);
+      writeFileSync(p, pem);
+      return p;
+    };
     try {
-      const loaded = await loadOrCreateCa(ro);
-      expect(loaded.created).toBe(false);
-      expect(statSync(ro).mtimeMs).toBe(before);
+      return execFileSync("openssl", ["verify", "-CAfile", root.certPath, "-untrusted", file("issuer.pem", leaf.issuer.certPem), file("leaf.pem", leaf.certPem)], { encoding: "utf8", stdio: "pipe" });
+    } catch (err) {
+      return String((err as { stdout?: string }).stdout) + String((err as { stderr?: string }).stderr);
+    }
+  };
+
+  it("are ECDSA P-256, serverAuth, positive serial, named by SAN, and chain to the root through the issuer", async () => {
+    const leaf = await new LeafMinter(ca).leafFor("registry-1.docker.io");
+    const cert = new X509Certificate(leaf.certPem);
+    const issuer = new X509Certificate(leaf.issuer.certPem);
+    expect(cert.subjectAltName).toBe("DNS:registry-1.docker.io");
+    expect(cert.subject).toBe("CN=registry-1.docker.io");
+    expect(cert.publicKey.asymmetricKeyDetails?.namedCurve).toBe("prime256v1");
+    expect(cert.ca).toBe(false);
+    expect(cert.keyUsage).toEqual(["1.3.6.1.5.5.7.3.1"]);
+    expect(Number.parseInt(cert.serialNumber[0]!, 16)).toBeLessThan(8);
+    expect(cert.checkHost("registry-1.docker.io")).toBe("registry-1.docker.io");
+    expect(cert.checkIssued(ca.certificate)).toBe(false);
+    expect(cert.checkIssued(issuer)).toBe(true);
+    expect(cert.verify(issuer.publicKey)).toBe(true);
+    expect(issuer.checkIssued(ca.certificate)).toBe(true);
+    expect(issuer.verify(ca.certificate.publicKey)).toBe(true);
+    expect(leaf.chainPem).toBe(leaf.certPem + leaf.issuer.certPem);
+    expect(opensslVerify(ca, leaf)).toMatch(/leaf\.pem: OK/);
+  });
+
+  it("are signed by an issuer that is a CA for server leaves only, one level deep, living days", async () => {
+    const now = Date.now();
+    const leaf = await new LeafMinter(ca, 10, () => now).leafFor("quay.io");
+    // forge cannot read a certificate with an EC key; OpenSSL prints the extensions.
+    const text = execFileSync("openssl", ["x509", "-noout", "-text"], { input: leaf.issuer.certPem, encoding: "utf8" });
+    expect(text).toMatch(/Basic Constraints: critical\s+CA:TRUE, pathlen:0/);
+    expect(text).toMatch(/Key Usage: critical\s+Digital Signature, Certificate Sign\n/);
+    expect(text).toMatch(/Extended Key Usage:\s+TLS Web Server Authentication\n/);
+    const x509 = new X509Certificate(leaf.issuer.certPem);
+    expect(x509.publicKey.asymmetricKeyType).toBe("ec");
+    expect(new Date(x509.validTo).getTime() - now).toBeLessThanOrEqual(7 * DAY);
+    expect(leaf.notAfter).toBe(leaf.issuer.notAfter);
+  });
+
+  it("name IP literals (v4, v6, v4-mapped) and over-long host names by a SAN alone, which OpenSSL accepts", async () => {
+    const minter = new LeafMinter(ca);
+    const cases: [string, string][] = [
+      ["10.1.2.3", "IP Address:10.1.2.3"],
+      ["::1", "IP Address:0:0:0:0:0:0:0:1"],
+      ["fd00:1:2::9", "IP Address:FD00:1:2:0:0:0:0:9"],
+      ["::ffff:10.0.0.1", "IP Address:0:0:0:0:0:FFFF:A00:1"],
+    ];
+    for (const [host, san] of cases) {
+      const leaf = await minter.leafFor(host);
+      const cert = new X509Certificate(leaf.certPem);
+      expect(cert.subjectAltName?.toUpperCase()).toBe(san.toUpperCase());
+      expect(cert.checkIP(host)).toBe(host);
+      expect(cert.subject ?? "").toBe("");
+      expect(opensslVerify(ca, leaf)).toMatch(/leaf\.pem: OK/);
+    }
+    const long = `${"a".repeat(63)}.${"b".repeat(63)}.example.test`;
+    const leaf = await minter.leafFor(long);
+    const cert = new X509Certificate(leaf.certPem);
+    expect(cert.subject ?? "").toBe("");
+    expect(cert.checkHost(long)).toBe(long);
+    expect(opensslVerify(ca, leaf)).toMatch(/leaf\.pem: OK/);
+  });
+
+  it("stay bound by the root's name constraints through the issuer", async () => {
+    const minter = new LeafMinter(constrained);
+    expect(opensslVerify(constrained, await minter.leafFor("quay.test"))).toMatch(/leaf\.pem: OK/);
+    expect(opensslVerify(constrained, await minter.leafFor("evil.test"))).toMatch(/permitted subtree violation/);
+  });
+
+  it("are accepted by a Node TLS client that trusts only the root", async () => {
+    const leaf = await new LeafMinter(ca).leafFor("localhost");
+    const server = createServer({ key: leaf.keyPem, cert: leaf.chainPem }, (socket) => socket.end("hello"));
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    try {
+      const port = (server.address() as { port: number }).port;
+      const reply = await new Promise<string>((resolve, reject) => {
+        const socket: TLSSocket = connect({ host: "127.0.0.1", port, servername: "localhost", ca: ca.certPem }, () => {
+          let data = "";
+          socket.on("data", (d: Buffer) => (data += d.toString()));
+          socket.on("end", () => resolve(data));
+        });
+        socket.on("error", reject);
+      });
+      expect(reply).toBe("hello");
     } finally {
-      chmodSync(ro, 0o755);
+      server.close();
     }
   });
 
-  it("refuses a key that does not match the certificate", async () => {
-    const other = path.join(dir, "other");
-    const mismatched = path.join(dir, "mismatched");
-    await loadOrCreateCa(other);
-    await loadOrCreateCa(mismatched);
-    writeFileSync(path.join(mismatched, "ca.key"), (await import("node:fs")).readFileSync(path.join(other, "ca.key")));
-    await expect(loadOrCreateCa(mismatched)).rejects.toThrow(/does not match/);
+  it("are re-minted under a new issuer when the issuer is due, never outliving the root", async () => {
+    let now = Date.now();
+    const minter = new LeafMinter(ca, 10, () => now);
+    const first = await minter.leafFor("quay.io");
+    expect(await minter.leafFor("quay.io")).toBe(first);
+    expect(minter.freshLeaf("QUAY.io")).toBe(first);
+    now += 3 * DAY;
+    expect(minter.freshLeaf("quay.io")).toBe(first);
+    now += 1 * DAY + 1;
+    expect(minter.freshLeaf("quay.io")).toBeUndefined();
+    const second = await minter.leafFor("quay.io");
+    expect(second.issuer).not.toBe(first.issuer);
+    expect(second.notAfter).toBeGreaterThan(first.notAfter);
+    expect(new X509Certificate(second.certPem).checkIssued(new X509Certificate(second.issuer.certPem))).toBe(true);
+    expect(minter.minted).toBe(2);
+
+    const rootEnd = new Date(ca.certificate.validTo).getTime();
+    now = rootEnd - DAY;
+    const late = await minter.leafFor("late.test");
+    expect(late.issuer.notAfter).toBe(rootEnd);
+    expect(new Date(new X509Certificate(late.certPem).validTo).getTime()).toBe(rootEnd);
   });
 
-  it("refuses half a CA and unreadable files with a clear message", async () => {
-    const half = path.join(dir, "half");
-    await loadOrCreateCa(half);
-    rmSync(path.join(half, "ca.key"));
-    await expect(loadOrCreateCa(half)).rejects.toThrow(CaError);
-    writeFileSync(path.join(half, "ca.key"), "not a key");
-    await expect(loadOrCreateCa(half)).rejects.toThrow(/cannot parse CA files/);
+  it("are kept in a bounded LRU", async () => {
+    const minter = new LeafMinter(ca, 2);
+    const a = await minter.leafFor("a.test");
+    await minter.leafFor("b.test");
+    await minter.leafFor("a.test");
+    await minter.leafFor("c.test");
+    expect(await minter.leafFor("a.test")).toBe(a);
+    expect(minter.minted).toBe(3);
+    await minter.leafFor("b.test");
+    expect(minter.minted).toBe(4);
   });
 
-  it("writes Name Constraints that the TLS stack reads back", async () => {
-    const constrained = await loadOrCreateCa(path.join(dir, "constrained"), { nameConstraints: ["quay.test", "docker.io"] });
-    expect(constrained.permittedDomains).toEqual(["quay.test", "docker.io"]);
-  });
-
-  describe("leaves", () => {
-    it("have a positive serial, the right SAN, serverAuth, and verify against the CA", async () => {
-      const minter = new LeafMinter(ca);
-      const leaf = new X509Certificate((await minter.leafFor("registry-1.docker.io")).certPem);
-      expect(leaf.subjectAltName).toBe("DNS:registry-1.docker.io");
-      expect(leaf.checkIssued(ca.certificate)).toBe(true);
-      expect(leaf.verify(ca.certificate.publicKey)).toBe(true);
-      expect(leaf.ca).toBe(false);
-      expect(leaf.keyUsage).toContain("1.3.6.1.5.5.7.3.1");
-      expect(Number.parseInt(leaf.serialNumber[0]!, 16)).toBeLessThan(8);
-      expect(leaf.checkHost("registry-1.docker.io")).toBe("registry-1.docker.io");
-    });
-
-    it("use an IP SAN for IP literals", async () => {
-      const leaf = new X509Certificate((await new LeafMinter(ca).leafFor("10.1.2.3")).certPem);
-      expect(leaf.subjectAltName).toBe("IP Address:10.1.2.3");
-      expect(leaf.checkIP("10.1.2.3")).toBe("10.1.2.3");
-    });
-
-    it("live at most a year and are re-minted well before expiry", async () => {
-      let now = Date.now();
-      const minter = new LeafMinter(ca, 10, () => now);
-      const first = await minter.leafFor("quay.io");
-      const cert = new X509Certificate(first.certPem);
-      expect(new Date(cert.validTo).getTime() - now).toBeLessThanOrEqual(366 * 86400e3);
-      expect(await minter.leafFor("quay.io")).toBe(first);
-      expect(minter.freshLeaf("QUAY.io")).toBe(first);
-      now += 61 * 86400e3;
-      expect(minter.freshLeaf("quay.io")).toBeUndefined();
-      const second = await minter.leafFor("quay.io");
-      expect(second).not.toBe(first);
-      expect(second.notAfter).toBeGreaterThan(first.notAfter);
-      expect(minter.minted).toBe(2);
-    });
-
-    it("are kept in a bounded LRU", async () => {
-      const minter = new LeafMinter(ca, 2);
-      const a = await minter.leafFor("a.test");
-      await minter.leafFor("b.test");
-      await minter.leafFor("a.test");
-      await minter.leafFor("c.test");
-      expect(await minter.leafFor("a.test")).toBe(a);
-      expect(minter.minted).toBe(3);
-      await minter.leafFor("b.test");
-      expect(minter.minted).toBe(4);
-    });
-
-    it("are minted once for concurrent requests for a new host", async () => {
-      const minter = new LeafMinter(ca);
-      const leaves = await Promise.all(Array.from({ length: 5 }, () => minter.leafFor("burst.test")));
-      expect(new Set(leaves).size).toBe(1);
-      expect(minter.minted).toBe(1);
-    });
-  });
-
-  it("serials are positive and non-zero", () => {
-    for (let i = 0; i < 200; i++) {
-      const serial = randomSerialHex();
-      expect(Number.parseInt(serial.slice(0, 2), 16) & 0x80).toBe(0);
-      expect(BigInt(`0x${serial}`)).toBeGreaterThan(0n);
-    }
+  it("are minted once for concurrent requests for a new host", async () => {
+    const minter = new LeafMinter(ca);
+    const leaves = await Promise.all(Array.from({ length: 5 }, () => minter.leafFor("burst.test")));
+    expect(new Set(leaves).size).toBe(1);
+    expect(minter.minted).toBe(1);
   });
 });
