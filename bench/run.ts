@@ -16,7 +16,7 @@ import os from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
 import { goClientEnv, type ProxyEnv } from "../test/e2e/harness/clients.js";
-import { tlsThroughProxy } from "../test/e2e/harness/raw-http.js";
+import { exchange, tlsThroughProxy } from "../test/e2e/harness/raw-http.js";
 import { REGISTRY_HOST, TestEnvironment } from "../test/e2e/harness/environment.js";
 import { REPO_ROOT, type RegcacheProcess } from "../test/e2e/harness/regcache-process.js";
 import { freePort, waitFor } from "../test/e2e/harness/ports.js";
@@ -69,6 +69,10 @@ function log(message: string): void {
 
 function peakRssMB(pid: number): number {
   return Number(/VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))![1]) / 1024;
+}
+
+function rssMB(pid: number): number {
+  return Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))![1]) / 1024;
 }
 
 async function main(): Promise<void> {
@@ -256,6 +260,27 @@ async function main(): Promise<void> {
       newMs.push(await handshake(`host-${i}.bench.test`));
     }
 
+    const manyHosts = Math.round(10_000 * SCALE);
+    log(`${manyHosts} distinct host names, 16 at a time (CONNECT, handshake, GET /v2/): RSS after, against the same process idle`);
+    const closedPort = await freePort();
+    const hostNames = Array.from({ length: manyHosts }, (_, i) => `h${i}.many.test`);
+    const manyProxy = env.regcache("many-hosts", ["--log-level", "warn", ...hostNames.flatMap((h) => ["--resolve", `${h}:443=127.0.0.1:${closedPort}`])]);
+    await manyProxy.start();
+    const manyCa = createSecureContext({ ca: readFileSync(manyProxy.caFile, "utf8") });
+    const idleRss = rssMB(manyProxy.pid!);
+    let nextHost = 0;
+    const manyStarted = performance.now();
+    await Promise.all(
+      Array.from({ length: 16 }, async () => {
+        while (nextHost < manyHosts) {
+          const host = hostNames[nextHost++]!;
+          await exchange(await tlsThroughProxy(manyProxy.port, `${host}:443`, host, manyCa), [{ method: "GET", path: "/v2/", host }]);
+        }
+      }),
+    );
+    const many = { hosts: manyHosts, seconds: (performance.now() - manyStarted) / 1000, idleRssMB: idleRss, rssAfterMB: rssMB(manyProxy.pid!), peakRssMB: peakRssMB(manyProxy.pid!) };
+    await manyProxy.stop();
+
     log("manifest HEADs on one kept-alive connection (cached manifest)");
     await timedPull(image.ref, handshakeProxy);
     const tls = await tlsThroughProxy(handshakeProxy.port, `${REGISTRY_HOST}:443`, REGISTRY_HOST, ca);
@@ -312,6 +337,7 @@ async function main(): Promise<void> {
       peakRssMB32: { target: "≤ 150 MB", met: warm32.peakRssMB <= 150 },
       newHostHandshakeP50: { target: "≤ +1 ms", met: newHostExtraMs <= 1 },
       knownHostHandshakeP50: { target: "≤ 3 ms", met: handshakes.knownP50Ms <= 3 },
+      manyHostsPeakRss: { target: "≤ 200 MB", met: many.peakRssMB <= 200 },
       oneUpstreamGetPerBlob: { target: "exactly 1", met: getsPerBlob.every((n) => n === 1) },
       crossRepoNoBlobGets: { target: "0 GETs, ≤ 1 HEAD per blob", met: crossRepo.every((c) => c.blobGets === 0 && c.blobHeads <= image.allDigests.length) },
       blobFromPeerVsLocal: { target: "≥ 0.8", met: ratios.blobFromPeerVsLocal >= 0.8 },
@@ -329,6 +355,7 @@ async function main(): Promise<void> {
       concurrentCold: { clients: 16, seconds: cold16Seconds, upstreamGetsPerBlob: getsPerBlob },
       crossRepo,
       handshakes,
+      manyHosts: many,
       manifestHeads: { perSecond: headsPerSecond, p50Ms: percentile(headMs, 50), p99Ms: percentile(headMs, 99) },
       targets,
     };
@@ -350,6 +377,7 @@ async function main(): Promise<void> {
       `| 32 concurrent warm pulls: aggregate MB/s, peak RSS | | | | ${warm32.aggregateMBps.toFixed(0)} MB/s, ${warm32.peakRssMB.toFixed(0)} MB | | ${verdict(targets.peakRssMB32)} |`,
       `| 16 concurrent cold pulls: wall time, upstream GETs per layer | | | | ${cold16Seconds.toFixed(1)} s, ${getsPerBlob.join("/")} | | ${verdict(targets.oneUpstreamGetPerBlob)} |`,
       `| TLS handshake via CONNECT, p50 / p99 (ms) | | | | known host ${handshakes.knownP50Ms.toFixed(1)} / ${handshakes.knownP99Ms.toFixed(1)}; 200 new hosts ${handshakes.newHostP50Ms.toFixed(1)} / ${handshakes.newHostP99Ms.toFixed(1)} | new host +${newHostExtraMs.toFixed(1)} ms | ${verdict(targets.newHostHandshakeP50)}; known host ${verdict(targets.knownHostHandshakeP50)} |`,
+      `| ${many.hosts} distinct hosts, 16 at a time: RSS idle → after; peak (MB) | | | | ${many.idleRssMB.toFixed(0)} → ${many.rssAfterMB.toFixed(0)}; peak ${many.peakRssMB.toFixed(0)} (${many.seconds.toFixed(0)} s) | ${(many.peakRssMB / many.idleRssMB).toFixed(2)}× idle | ${verdict(targets.manyHostsPeakRss)} |`,
       `| cached manifest HEADs, one keep-alive connection | | | | ${headsPerSecond.toFixed(0)}/s, p99 ${percentile(headMs, 99).toFixed(2)} ms | | |`,
     ].join("\n");
     const dir = path.join(REPO_ROOT, "bench", "results");

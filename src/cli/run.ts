@@ -14,6 +14,7 @@ import { makeDirectory } from "../util/make-directory.js";
 import { VERSION } from "../version.js";
 import { cacheCommand } from "./cache-command.js";
 import { healthCommand } from "./health-command.js";
+import { boundHeapGrowth } from "./heap-tuning.js";
 import { prefetchCommand } from "./prefetch-command.js";
 import { serveOptions, toConfig, type RawServeOptions } from "./serve-options.js";
 import { statsCommand } from "./stats-command.js";
@@ -32,6 +33,7 @@ const program = new Command("regcache")
 const serve = program.command("serve").description("run the proxy");
 for (const option of serveOptions()) serve.addOption(option);
 serve.action(async (raw: RawServeOptions) => {
+  boundHeapGrowth();
   const config = toConfig(raw);
   await checkDataDir(config.dataDir);
   const logger = createLogger(config.logLevel);
