@@ -1,4 +1,5 @@
 import { execFile } from "node:child_process";
+import { createHash } from "node:crypto";
 import { existsSync, mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { connect as netConnect } from "node:net";
@@ -7,9 +8,12 @@ import path from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { corruptBlobsInLayout, curlThrough, runPrefetch, skopeoPull, TestContainerd, type SkopeoResult } from "./harness/clients.js";
-import { TestEnvironment, type PushedImage } from "./harness/environment.js";
+import { blobFile } from "./harness/cache-files.js";
+import { REGISTRY_HOST, TestEnvironment, type PushedImage } from "./harness/environment.js";
+import { FakePeer, type PeerFault } from "./harness/fake-peer.js";
 import { TestHaproxy } from "./harness/haproxy.js";
 import { freePort, waitFor } from "./harness/ports.js";
+import { rankMembers } from "../../src/cluster/rendezvous.js";
 import { CLI, type RegcacheProcess } from "./harness/regcache-process.js";
 import { writeHtpasswd } from "./harness/registry.js";
 import { containerdUnavailable, missingTools } from "./harness/tools.js";
@@ -223,4 +227,77 @@ describe.skipIf(missing.length > 0)("replicas as one cache keep private content 
       await env.registry.start();
     }
   });
+});
+
+describe.skipIf(missing.length > 0)("a replica's first read of a blob it lacks streams its owner's bytes, and only right ones", () => {
+  let env: TestEnvironment;
+  let image: PushedImage;
+  let layer: string;
+  let blobUrl: string;
+  const peerArgs = (self: number, peer: number): string[] => ["--peer-listen", `127.0.0.1:${self}`, "--advertise", `127.0.0.1:${self}`, "--peer", `127.0.0.1:${peer}`, "--failure-threshold", "1"];
+  /** Ports for the replica under test and its peer, the peer ranking first (the owner) for the layer. */
+  const portsWithPeerOwning = async (): Promise<{ self: number; owner: number }> => {
+    for (;;) {
+      const [self, owner] = [await freePort(), await freePort()];
+      if (rankMembers(layer, [`127.0.0.1:${self}`, `127.0.0.1:${owner}`])[0] === `127.0.0.1:${owner}`) return { self, owner };
+    }
+  };
+  const sha256 = (bytes: Buffer): string => `sha256:${createHash("sha256").update(bytes).digest("hex")}`;
+
+  beforeAll(async () => {
+    env = new TestEnvironment("cluster-first-read");
+    await env.start();
+    // Over the size every lookup hashes whole (blob-store.ts): the owner serves it as it is on disk.
+    image = await env.pushImage("team/peer-read", "v1", [6_000_000]);
+    layer = image.layerDigests[0]!;
+    blobUrl = `https://${REGISTRY_HOST}/v2/${image.repo}/blobs/${layer}`;
+    await exec(process.execPath, [CLI, "ca", "init", "--certs-dir", env.path("certs")]);
+  });
+  afterAll(async () => env?.cleanup());
+
+  it("is byte-exact, marked PEER, and the next read is a local hit", async () => {
+    const { self, owner } = await portsWithPeerOwning();
+    const holder = env.regcache("first-read-owner", peerArgs(owner, self));
+    await holder.start();
+    expect((await curlThrough(holder, blobUrl)).status).toBe(200);
+    const asker = env.regcache("first-read-asker", peerArgs(self, owner));
+    await asker.start();
+    await waitFor(() => asker.logs.some((l) => l.msg === "peer is live"), 15_000, "the replica to see its peer");
+    const first = await curlThrough(asker, blobUrl);
+    expect(first.exitCode).toBe(0);
+    expect(first.status).toBe(200);
+    expect(first.headers["x-cache"]).toBe("PEER");
+    expect(sha256(first.body)).toBe(layer);
+    const second = await curlThrough(asker, blobUrl);
+    expect(second.headers["x-cache"]).toBe("HIT");
+    expect(sha256(second.body)).toBe(layer);
+    expect(env.registry.blobGets(layer)).toHaveLength(1);
+    await asker.stop();
+    await holder.stop();
+  });
+
+  for (const fault of ["wrong-byte", "early-close"] satisfies PeerFault[]) {
+    it(`from an owner whose bytes go wrong (${fault}): the client's body is cut short, and nothing is cached`, async () => {
+      const direct = await exec("curl", ["-sf", "--noproxy", "*", "--cacert", env.pki.caCert, `https://${env.registry.url}/v2/${image.repo}/blobs/${layer}`], { encoding: "buffer", maxBuffer: 64_000_000 });
+      const bytes = direct.stdout;
+      expect(sha256(bytes)).toBe(layer);
+      const { self, owner } = await portsWithPeerOwning();
+      const peer = new FakePeer(env.path("certs"), bytes, fault);
+      await peer.start(owner);
+      const asker = env.regcache(`faulty-owner-${fault}`, peerArgs(self, owner));
+      try {
+        await asker.start();
+        await waitFor(() => asker.logs.some((l) => l.msg === "peer is live"), 15_000, "the replica to see its peer");
+        const got = await curlThrough(asker, blobUrl);
+        expect(got.status).toBe(200);
+        expect(got.exitCode, "curl must see the body cut short").not.toBe(0);
+        expect(got.body.length).toBeLessThan(bytes.length);
+        await asker.waitForLog((l) => l.msg === "download failed; nothing cached");
+        expect(existsSync(blobFile(asker, layer))).toBe(false);
+      } finally {
+        await asker.stop();
+        await peer.stop();
+      }
+    });
+  }
 });
