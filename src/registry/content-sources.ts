@@ -70,7 +70,6 @@ export class ContentSources {
     return { ...(failure as SourcedResult), via: "upstream" };
   }
 
-  /** HEAD of content nobody here holds, while upstream cannot answer: a peer's copy, if any holds it. */
   /** A copy of what one peer holds (replication, or a manifest a recorded tag names): never upstream. */
   async openCopy(rr: RegistryRequest, target: ContentTarget, from?: string): Promise<SourcedResult> {
     const request = this.peerRequest(rr, target);
@@ -94,6 +93,7 @@ export class ContentSources {
     this.cluster?.replicate({ kind: target.kind, host: rr.host, port: rr.port, name: target.name, digest: target.digest.value });
   }
 
+  /** HEAD of content nobody here holds, while upstream cannot answer: a peer's copy, if any holds it. */
   async headFromPeers(rr: RegistryRequest, target: ContentTarget): Promise<UpstreamResponse | undefined> {
     return (await this.cluster?.copyFromPeers(this.peerRequest(rr, target), "HEAD"))?.response;
   }
