@@ -24,6 +24,7 @@ import { REGISTRY_HOST, TestEnvironment } from "../test/e2e/harness/environment.
 import { REPO_ROOT, type RegcacheProcess } from "../test/e2e/harness/regcache-process.js";
 import { freePort, waitFor } from "../test/e2e/harness/ports.js";
 import { rankMembers } from "../src/cluster/rendezvous.js";
+import { TestHaproxy } from "../test/e2e/harness/haproxy.js";
 import { TestRegistry } from "../test/e2e/harness/registry.js";
 import { NODE_24 } from "../test/e2e/harness/tools.js";
 import { SquidSslBump } from "./squid.js";
@@ -69,6 +70,11 @@ async function timed(fn: () => Promise<unknown>): Promise<number> {
 
 function log(message: string): void {
   process.stderr.write(`[bench] ${message}\n`);
+}
+
+/** The arguments that make replica `i` of those on peer ports `ports` a peer of the others. */
+function peerArgs(ports: number[], i: number): string[] {
+  return ["--peer-listen", `127.0.0.1:${ports[i]}`, "--advertise", `127.0.0.1:${ports[i]}`, ...ports.filter((_, j) => j !== i).flatMap((p) => ["--peer", `127.0.0.1:${p}`])];
 }
 
 function peakRssMB(pid: number): number {
@@ -200,7 +206,7 @@ async function main(): Promise<void> {
 
     log("two replicas as one cache: a warm blob through the replica that lacks it (from its peer), then again (local)");
     const peerPorts = [await freePort(), await freePort()];
-    const replicaArgs = (i: number) => ["--log-level", "info", "--peer-listen", `127.0.0.1:${peerPorts[i]}`, "--advertise", `127.0.0.1:${peerPorts[i]}`, "--peer", `127.0.0.1:${peerPorts[1 - i]}`];
+    const replicaArgs = (i: number) => ["--log-level", "info", ...peerArgs(peerPorts, i)];
     const owner = rankMembers(blob, peerPorts.map((p) => `127.0.0.1:${p}`))[0] === `127.0.0.1:${peerPorts[0]}` ? 0 : 1;
     const holder = env.regcache(`replica-${owner}`, replicaArgs(owner));
     await holder.start();
@@ -219,6 +225,31 @@ async function main(): Promise<void> {
       rmSync(asker.dataDir, { recursive: true, force: true });
     }
     await holder.stop();
+
+    log("cold pulls behind a balancer picking a replica per connection: three fresh replicas as one cache, against one fresh replica");
+    const coldBehindBalancer = async (name: string, count: number): Promise<{ seconds: number; upstreamGetsPerBlob: number[] }> => {
+      const ports = await Promise.all(Array.from({ length: count }, () => freePort()));
+      const replicas = ports.map((_, i) => env.regcache(`${name}-${i}`, ["--log-level", "info", ...(count > 1 ? peerArgs(ports, i) : [])]));
+      for (const replica of replicas) await replica.start();
+      await waitFor(() => replicas.every((r) => r.logs.filter((l) => l.msg === "peer is live").length >= count - 1), 15_000, "the replicas to see each other");
+      const balancer = new TestHaproxy(env.dir, replicas.map((r) => r.port), "random");
+      await balancer.start();
+      env.registry.clearLog();
+      const seconds = await timedPull(image.ref, { proxyUrl: balancer.proxyUrl, caFile: replicas[0]!.caFile });
+      const upstreamGetsPerBlob = image.layerDigests.map((d) => env.registry.blobGets(d).length);
+      await balancer.stop();
+      for (const replica of replicas) {
+        await replica.stop();
+        rmSync(replica.dataDir, { recursive: true, force: true });
+      }
+      return { seconds, upstreamGetsPerBlob };
+    };
+    const singleCold: number[] = [];
+    const clusterCold: { seconds: number; upstreamGetsPerBlob: number[] }[] = [];
+    for (let i = 0; i < RUNS; i++) {
+      singleCold.push((await coldBehindBalancer(`cold-single-${i}`, 1)).seconds);
+      clusterCold.push(await coldBehindBalancer(`cold-cluster-${i}`, 3));
+    }
 
     const concurrentWarm = async (clients: number) => {
       log(`${clients} clients pull the image at once (warm cache, fresh process): aggregate throughput and peak RSS`);
@@ -328,6 +359,8 @@ async function main(): Promise<void> {
       blobFromPeerMBps: summarize(fromPeer),
       blobAfterPeerMBps: summarize(afterPeer),
       blobHolderLocalMBps: summarize(holderLocal),
+      singleColdPullBalancedSeconds: summarize(singleCold),
+      clusterColdPullSeconds: summarize(clusterCold.map((c) => c.seconds)),
     } satisfies Record<string, Summary>;
     const ratios = {
       warmBlobVsDirect: s.warmBlobMBps.median / s.directBlobMBps.median,
@@ -340,6 +373,7 @@ async function main(): Promise<void> {
       blobAfterRestartVsVerified: s.blobAfterRestartMBps.median / s.warmBlobMBps.median,
       blobFromPeerVsLocal: s.blobFromPeerMBps.median / s.blobHolderLocalMBps.median,
       blobAfterPeerVsLocal: s.blobAfterPeerMBps.median / s.blobHolderLocalMBps.median,
+      clusterColdVsSingle: s.clusterColdPullSeconds.median / s.singleColdPullBalancedSeconds.median,
     };
     const newHostExtraMs = handshakes.newHostP50Ms - handshakes.knownP50Ms;
     const targets = {
@@ -356,6 +390,7 @@ async function main(): Promise<void> {
       oneUpstreamGetPerBlob: { target: "exactly 1", met: getsPerBlob.every((n) => n === 1) },
       crossRepoNoBlobGets: { target: "0 GETs, ≤ 1 HEAD per blob", met: crossRepo.every((c) => c.blobGets === 0 && c.blobHeads <= image.allDigests.length) },
       blobFromPeerVsLocal: { target: "≥ 0.8", met: ratios.blobFromPeerVsLocal >= 0.8 },
+      clusterColdVsSingle: { target: "≤ 1.1", met: ratios.clusterColdVsSingle <= 1.1 },
     };
     const results = {
       date: new Date().toISOString(),
@@ -369,6 +404,7 @@ async function main(): Promise<void> {
       concurrentWarm: [warm8, warm32],
       concurrentCold: { clients: 16, seconds: cold16Seconds, upstreamGetsPerBlob: getsPerBlob },
       crossRepo,
+      clusterCold,
       handshakes: handshakeRuns,
       manyHosts: many,
       manifestHeads: { perSecond: headsPerSecond, p50Ms: percentile(headMs, 50), p99Ms: percentile(headMs, 99) },
@@ -388,6 +424,7 @@ async function main(): Promise<void> {
       `| warm ${BLOB_SIZE / MB} MB blob, first read after a restart (hashed while served), curl (MB/s) | | | | ${fmt(s.blobAfterRestartMBps, 0)} | ${ratio(ratios.blobAfterRestartVsVerified)}× a verified file | |`,
       `| pull of an image whose blobs are cached from another repository (s); upstream blob GETs / HEADs | | | | ${fmt(s.crossRepoPullSeconds)}; ${crossRepo.map((c) => `${c.blobGets}/${c.blobHeads}`).join(", ")} | | ${verdict(targets.crossRepoNoBlobGets)} |`,
       `| warm blob through a replica that lacks it: from its peer, then local; the holder's local hit (MB/s) | | | | ${fmt(s.blobFromPeerMBps, 0)}, then ${fmt(s.blobAfterPeerMBps, 0)}; holder ${fmt(s.blobHolderLocalMBps, 0)} | ${ratio(ratios.blobFromPeerVsLocal)}× then ${ratio(ratios.blobAfterPeerVsLocal)}× local | ${verdict(targets.blobFromPeerVsLocal)} |`,
+      `| cold pull through 3 fresh replicas as one cache, and through 1, behind a balancer (s); upstream GETs per layer | | | | ${fmt(s.clusterColdPullSeconds)} and ${fmt(s.singleColdPullBalancedSeconds)}; ${clusterCold.map((c) => c.upstreamGetsPerBlob.join("/")).join(", ")} | ${ratio(ratios.clusterColdVsSingle)}× one replica | ${verdict(targets.clusterColdVsSingle)} |`,
       `| 8 concurrent warm pulls: aggregate MB/s, peak RSS | | | | ${warm8.aggregateMBps.toFixed(0)} MB/s, ${warm8.peakRssMB.toFixed(0)} MB | | |`,
       `| 32 concurrent warm pulls: aggregate MB/s, peak RSS | | | | ${warm32.aggregateMBps.toFixed(0)} MB/s, ${warm32.peakRssMB.toFixed(0)} MB | | ${verdict(targets.peakRssMB32)} |`,
       `| 16 concurrent cold pulls: wall time, upstream GETs per layer | | | | ${cold16Seconds.toFixed(1)} s, ${getsPerBlob.join("/")} | | ${verdict(targets.oneUpstreamGetPerBlob)} |`,

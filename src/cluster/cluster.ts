@@ -96,14 +96,14 @@ export class Cluster {
   }
 
   /**
-   * After this replica filled a digest from upstream, the next live member in its ranking keeps a
-   * copy too: losing any one replica then loses nothing.
+   * After `holder` (this replica, unless named) filled a digest from upstream, the next live member
+   * in the ranking after it keeps a copy too: losing any one replica then loses nothing.
    */
-  replicate(req: Omit<PeerContentRequest, "mode" | "headers">): void {
-    const next = this.ranking(req.digest).find((m) => m !== this.self);
+  replicate(req: Omit<PeerContentRequest, "mode" | "headers">, holder = this.self): void {
+    const next = this.ranking(req.digest).find((m) => m !== holder);
     if (!next) return;
     this.stats.replications += 1;
-    this.client.replicate(next, req, this.self).catch((err: unknown) => this.failed(next, "replicate", err));
+    this.client.replicate(next, req, holder).catch((err: unknown) => this.failed(next, "replicate", err));
   }
 
   private failed(peer: string, what: string, err: unknown): void {

@@ -1,3 +1,4 @@
+import { finished } from "node:stream";
 import type { OpenResult } from "../cache/blob-store.js";
 import type { Cluster } from "../cluster/cluster.js";
 import type { UpstreamClient, UpstreamResponse } from "../upstream/client.js";
@@ -40,8 +41,16 @@ export class ContentSources {
     if (cluster) {
       const owner = cluster.ranking(target.digest.value)[0]!;
       if (owner !== cluster.self) {
-        const response = await cluster.fillFromOwner(owner, this.peerRequest(rr, target));
-        if (response?.statusCode === 200) return { ...this.body(target, response, rr.host), via: "owner", peerCache: headerValue(response.headers["x-cache"]) };
+        const request = this.peerRequest(rr, target);
+        const response = await cluster.fillFromOwner(owner, request);
+        if (response?.statusCode === 200) {
+          // The copy this replica keeps of what it streams is the second one (see replicate); if the
+          // stream breaks, another replica copies the owner's instead.
+          finished(response.body, (err) => {
+            if (err) cluster.replicate(request, owner);
+          });
+          return { ...this.body(target, response, rr.host), via: "owner", peerCache: headerValue(response.headers["x-cache"]) };
+        }
         if (response && !isUnavailableStatus(response.statusCode)) return { kind: "refused", response };
         await response?.body.dump();
       }
@@ -61,7 +70,6 @@ export class ContentSources {
     return { ...(failure as SourcedResult), via: "upstream" };
   }
 
-  /** HEAD of content nobody here holds, while upstream cannot answer: a peer's copy, if any holds it. */
   /** A copy of what one peer holds (replication, or a manifest a recorded tag names): never upstream. */
   async openCopy(rr: RegistryRequest, target: ContentTarget, from?: string): Promise<SourcedResult> {
     const request = this.peerRequest(rr, target);
@@ -75,11 +83,17 @@ export class ContentSources {
     return this.cluster !== undefined;
   }
 
-  /** After a fill from upstream, a second replica keeps a copy (cluster.ts). */
+  /**
+   * After a fill from upstream, a second replica keeps a copy (cluster.ts). A fill a peer asked for
+   * needs none: that peer keeps the copy it streams, and a third transfer would only compete with
+   * the pull for CPU and network (bench/: the cluster's cold pull).
+   */
   replicate(rr: RegistryRequest, target: ContentTarget): void {
+    if (rr.fromPeer) return;
     this.cluster?.replicate({ kind: target.kind, host: rr.host, port: rr.port, name: target.name, digest: target.digest.value });
   }
 
+  /** HEAD of content nobody here holds, while upstream cannot answer: a peer's copy, if any holds it. */
   async headFromPeers(rr: RegistryRequest, target: ContentTarget): Promise<UpstreamResponse | undefined> {
     return (await this.cluster?.copyFromPeers(this.peerRequest(rr, target), "HEAD"))?.response;
   }

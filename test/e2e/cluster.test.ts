@@ -1,5 +1,6 @@
 import { execFile } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync } from "node:fs";
+import { createHash } from "node:crypto";
+import { existsSync, mkdtempSync, readdirSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { connect as netConnect } from "node:net";
 import { connect } from "node:tls";
@@ -7,9 +8,12 @@ import path from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { corruptBlobsInLayout, curlThrough, runPrefetch, skopeoPull, TestContainerd, type SkopeoResult } from "./harness/clients.js";
-import { TestEnvironment, type PushedImage } from "./harness/environment.js";
+import { blobFile } from "./harness/cache-files.js";
+import { REGISTRY_HOST, TestEnvironment, type PushedImage } from "./harness/environment.js";
+import { FakePeer, type PeerFault } from "./harness/fake-peer.js";
 import { TestHaproxy } from "./harness/haproxy.js";
 import { freePort, waitFor } from "./harness/ports.js";
+import { rankMembers } from "../../src/cluster/rendezvous.js";
 import { CLI, type RegcacheProcess } from "./harness/regcache-process.js";
 import { writeHtpasswd } from "./harness/registry.js";
 import { containerdUnavailable, missingTools } from "./harness/tools.js";
@@ -36,6 +40,7 @@ describe.skipIf(missing.length > 0)("replicas act as one cache", () => {
   let single: PushedImage;
   let multi: PushedImage;
   let warmByPull: PushedImage;
+  let pulledMulti: PushedImage;
   let cold: PushedImage;
 
   const replicaArgs = (i: number, ports: number[]): string[] => [
@@ -52,6 +57,7 @@ describe.skipIf(missing.length > 0)("replicas act as one cache", () => {
     single = await env.pushImage("team/one", "v1", [3_000_000, 800_000]);
     multi = await env.pushImage("team/multi", "v1", [700_000, 300_000], 2);
     warmByPull = await env.pushImage("team/pulled", "v1", [1_500_000]);
+    pulledMulti = await env.pushImage("team/pulled-multi", "v1", [900_000, 200_000], 2);
     cold = await env.pushImage("team/cold", "v1", [4_000_000, 2_000_000, 1_000_000]);
     await exec(process.execPath, [CLI, "ca", "init", "--certs-dir", env.path("certs")]);
     peerPorts = await Promise.all([0, 1, 2, 3].map(() => freePort()));
@@ -70,8 +76,28 @@ describe.skipIf(missing.length > 0)("replicas act as one cache", () => {
   const front = () => ({ proxyUrl: haproxy.proxyUrl, caFile: path.join(env.path("certs"), "ca.crt") });
   const holders = (digest: string, among = replicas): number =>
     among.filter((r) => existsSync(path.join(r.dataDir, "blobs", "sha256", digest.slice(7, 9), digest.slice(7)))).length;
-  /** Every digest of the image on at least two replicas: losing one loses nothing. */
-  const onTwoReplicas = (image: PushedImage) => waitFor(() => image.allDigests.every((d) => holders(d) >= 2), 20_000, "every digest on two replicas");
+  /** Every digest of the image (or those listed) on at least two replicas: losing one loses nothing. */
+  const onTwoReplicas = (image: PushedImage, digests = image.allDigests) => waitFor(() => digests.every((d) => holders(d) >= 2), 20_000, "every digest on two replicas");
+  /** The digests a pull into an OCI layout fetched: its manifest, config and layers. */
+  const pulledDigests = (dir: string): string[] => readdirSync(path.join(dir, "blobs", "sha256")).map((hex) => `sha256:${hex}`);
+
+  /**
+   * 10 rounds over `images` of a fresh skopeo pull by tag, one by digest and (with containerd) a ctr
+   * pull, through the balancer; every one must succeed, with every digest checked.
+   */
+  const freshPulls = async (images: PushedImage[], allPlatforms: boolean, containerd: TestContainerd | undefined, label: string): Promise<void> => {
+    const results: [string, SkopeoResult][] = [];
+    for (let i = 0; i < 10; i++) {
+      const image = images[i % images.length]!;
+      results.push([`skopeo tag ${image.ref}`, await skopeoPull(front(), image.ref, env.path(`${label}-tag-${i}`), { all: allPlatforms })]);
+      const byDigest = `${image.ref.split(":")[0]}@${image.topDigest}`;
+      results.push([`skopeo digest ${byDigest}`, await skopeoPull(front(), byDigest, env.path(`${label}-digest-${i}`), { all: allPlatforms })]);
+      if (containerd) results.push([`ctr ${image.ref}`, await containerd.pull(front(), image.ref, { allPlatforms, namespace: `${label}-${i}` })]);
+    }
+    for (const [what, r] of results) expect(r.ok, `${what}: ${r.stderr}`).toBe(true);
+    expect(results.length).toBe(containerd ? 30 : 20);
+    for (let i = 0; i < 10; i++) expect(corruptBlobsInLayout(env.path(`${label}-tag-${i}`)).corrupt).toEqual([]);
+  };
 
   it("16 concurrent cold pulls through the balancer make one upstream GET per blob for the whole cluster", async () => {
     env.registry.clearLog();
@@ -82,33 +108,28 @@ describe.skipIf(missing.length > 0)("replicas act as one cache", () => {
     expect(corruptBlobsInLayout(env.path("cold-15")).corrupt).toEqual([]);
   });
 
-  it("after prefetch through the balancer, with the upstream stopped: 30 of 30 fresh pulls succeed, by tag and by digest, skopeo and ctr", async () => {
+  it("after prefetch through the balancer, and after one ordinary pull per image, with the upstream stopped: 30 of 30 fresh pulls of each succeed, by tag and by digest, skopeo and ctr", async () => {
     const prefetched = await runPrefetch(["--proxy", haproxy.proxyUrl, single.ref, multi.ref]);
     expect(prefetched.code, prefetched.stdout + prefetched.stderr).toBe(0);
-    await onTwoReplicas(single);
-    await onTwoReplicas(multi);
-    // One ordinary pull of another image also warms the cluster for it.
-    expect((await skopeoPull(front(), warmByPull.ref, env.path("warm-pull"))).ok).toBe(true);
-    await onTwoReplicas(warmByPull);
+    for (const image of [single, multi]) await onTwoReplicas(image);
+    for (const image of [warmByPull, pulledMulti]) {
+      const dest = env.path(`warm-${image.repo.replace("/", "-")}`);
+      const warmed = await skopeoPull(front(), image.ref, dest);
+      expect(warmed.ok, warmed.stderr).toBe(true);
+      // A node's pull fetches its own platform only, and the index it resolves it through.
+      await onTwoReplicas(image, [image.topDigest, ...pulledDigests(dest)]);
+    }
+    // Both ways of warming are checked in one outage: replicas take up to --probe-interval to see upstream back.
     await env.registry.stop();
     try {
       const containerd = containerdUnavailable() ? undefined : new TestContainerd(env.path("containerd"));
       await containerd?.start();
-      const results: [string, SkopeoResult][] = [];
       try {
-        for (let i = 0; i < 10; i++) {
-          const image = [single, multi, warmByPull][i % 3]!;
-          results.push([`skopeo tag ${image.ref}`, await skopeoPull(front(), image.ref, env.path(`off-tag-${i}`), { all: true })]);
-          const byDigest = `${image.ref.split(":")[0]}@${image.topDigest}`;
-          results.push([`skopeo digest ${byDigest}`, await skopeoPull(front(), byDigest, env.path(`off-digest-${i}`), { all: true })]);
-          if (containerd) results.push([`ctr ${image.ref}`, await containerd.pull(front(), image.ref, { allPlatforms: true, namespace: `fresh-${i}` })]);
-        }
+        await freshPulls([single, multi], true, containerd, "prefetched");
+        await freshPulls([warmByPull, pulledMulti], false, containerd, "pulled");
       } finally {
         await containerd?.stop();
       }
-      for (const [what, r] of results) expect(r.ok, `${what}: ${r.stderr}`).toBe(true);
-      expect(results.length).toBe(containerdUnavailable() ? 20 : 30);
-      for (let i = 0; i < 10; i++) expect(corruptBlobsInLayout(env.path(`off-tag-${i}`)).corrupt).toEqual([]);
     } finally {
       await env.registry.start();
     }
@@ -223,4 +244,77 @@ describe.skipIf(missing.length > 0)("replicas as one cache keep private content 
       await env.registry.start();
     }
   });
+});
+
+describe.skipIf(missing.length > 0)("a replica's first read of a blob it lacks streams its owner's bytes, and only right ones", () => {
+  let env: TestEnvironment;
+  let image: PushedImage;
+  let layer: string;
+  let blobUrl: string;
+  const peerArgs = (self: number, peer: number): string[] => ["--peer-listen", `127.0.0.1:${self}`, "--advertise", `127.0.0.1:${self}`, "--peer", `127.0.0.1:${peer}`, "--failure-threshold", "1"];
+  /** Ports for the replica under test and its peer, the peer ranking first (the owner) for the layer. */
+  const portsWithPeerOwning = async (): Promise<{ self: number; owner: number }> => {
+    for (;;) {
+      const [self, owner] = [await freePort(), await freePort()];
+      if (rankMembers(layer, [`127.0.0.1:${self}`, `127.0.0.1:${owner}`])[0] === `127.0.0.1:${owner}`) return { self, owner };
+    }
+  };
+  const sha256 = (bytes: Buffer): string => `sha256:${createHash("sha256").update(bytes).digest("hex")}`;
+
+  beforeAll(async () => {
+    env = new TestEnvironment("cluster-first-read");
+    await env.start();
+    // Over the size every lookup hashes whole (blob-store.ts): the owner serves it as it is on disk.
+    image = await env.pushImage("team/peer-read", "v1", [6_000_000]);
+    layer = image.layerDigests[0]!;
+    blobUrl = `https://${REGISTRY_HOST}/v2/${image.repo}/blobs/${layer}`;
+    await exec(process.execPath, [CLI, "ca", "init", "--certs-dir", env.path("certs")]);
+  });
+  afterAll(async () => env?.cleanup());
+
+  it("is byte-exact, marked PEER, and the next read is a local hit", async () => {
+    const { self, owner } = await portsWithPeerOwning();
+    const holder = env.regcache("first-read-owner", peerArgs(owner, self));
+    await holder.start();
+    expect((await curlThrough(holder, blobUrl)).status).toBe(200);
+    const asker = env.regcache("first-read-asker", peerArgs(self, owner));
+    await asker.start();
+    await waitFor(() => asker.logs.some((l) => l.msg === "peer is live"), 15_000, "the replica to see its peer");
+    const first = await curlThrough(asker, blobUrl);
+    expect(first.exitCode).toBe(0);
+    expect(first.status).toBe(200);
+    expect(first.headers["x-cache"]).toBe("PEER");
+    expect(sha256(first.body)).toBe(layer);
+    const second = await curlThrough(asker, blobUrl);
+    expect(second.headers["x-cache"]).toBe("HIT");
+    expect(sha256(second.body)).toBe(layer);
+    expect(env.registry.blobGets(layer)).toHaveLength(1);
+    await asker.stop();
+    await holder.stop();
+  });
+
+  for (const fault of ["wrong-byte", "early-close"] satisfies PeerFault[]) {
+    it(`from an owner whose bytes go wrong (${fault}): the client's body is cut short, and nothing is cached`, async () => {
+      const direct = await exec("curl", ["-sf", "--noproxy", "*", "--cacert", env.pki.caCert, `https://${env.registry.url}/v2/${image.repo}/blobs/${layer}`], { encoding: "buffer", maxBuffer: 64_000_000 });
+      const bytes = direct.stdout;
+      expect(sha256(bytes)).toBe(layer);
+      const { self, owner } = await portsWithPeerOwning();
+      const peer = new FakePeer(env.path("certs"), bytes, fault);
+      await peer.start(owner);
+      const asker = env.regcache(`faulty-owner-${fault}`, peerArgs(self, owner));
+      try {
+        await asker.start();
+        await waitFor(() => asker.logs.some((l) => l.msg === "peer is live"), 15_000, "the replica to see its peer");
+        const got = await curlThrough(asker, blobUrl);
+        expect(got.status).toBe(200);
+        expect(got.exitCode, "curl must see the body cut short").not.toBe(0);
+        expect(got.body.length).toBeLessThan(bytes.length);
+        await asker.waitForLog((l) => l.msg === "download failed; nothing cached");
+        expect(existsSync(blobFile(asker, layer))).toBe(false);
+      } finally {
+        await asker.stop();
+        await peer.stop();
+      }
+    });
+  }
 });
