@@ -2,7 +2,7 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import { RegcacheError } from "../errors.js";
 import type { Logger } from "../log/logger.js";
 import { sendJson, type EndpointRoute } from "../proxy/own-endpoints.js";
-import { parseDigest } from "../registry/digest.js";
+import { parseDigest } from "../oci/digest.js";
 import type { AdminAccess } from "./admin-access.js";
 import type { CacheAdmin } from "./cache-admin.js";
 import { parseTaggedImage, type TaggedImage } from "./cache-references.js";

@@ -4,7 +4,7 @@ import { mkdir, readdir, rename, rm, stat } from "node:fs/promises";
 import path from "node:path";
 import type { Readable } from "node:stream";
 import type { Logger } from "../log/logger.js";
-import { parseDigest, type Digest } from "../registry/digest.js";
+import { parseDigest, type Digest } from "../oci/digest.js";
 import { addLink, type BlobEntry, type CacheIndex } from "./cache-index.js";
 import type { DataPaths } from "./data-paths.js";
 import { DISK_HEADROOM, effectiveCacheBound, freeBytes } from "./disk-space.js";

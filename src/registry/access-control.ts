@@ -6,9 +6,10 @@ import { headerValue } from "../upstream/headers.js";
 import { isUnavailableStatus, UpstreamError } from "../upstream/upstream-error.js";
 import { requestRegistryToken } from "../upstream/token-request.js";
 import { parseWwwAuthenticate } from "../upstream/www-authenticate.js";
-import { offlineAllows, onlineStep, type AccessTimings, type OfflineAccess } from "./access-policy.js";
+import type { OfflineAccess } from "../config/config.js";
+import { offlineAllows, onlineStep, type AccessTimings } from "./access-policy.js";
 import { classifyConfirmation } from "./link-policy.js";
-import { registryErrorBody, type RegistryErrorCode } from "./errors.js";
+import { registryErrorBody, type RegistryErrorCode } from "../oci/error-body.js";
 import { cacheStatusHeaders, type RegistryRequest } from "./request-context.js";
 import { LruMap } from "../util/lru-map.js";
 

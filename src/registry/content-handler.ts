@@ -13,7 +13,7 @@ import type { AccessDecision } from "./access-control.js";
 import type { ContentSources, SourcedResult } from "./content-sources.js";
 import { contentPath, type ContentTarget } from "./content-target.js";
 import { cachedContentStep } from "./link-policy.js";
-import type { Digest } from "./digest.js";
+import type { Digest } from "../oci/digest.js";
 import { sendRegistryError } from "./errors.js";
 import { passThrough, relayUpstreamResponse, sendUpstreamFailure } from "./pass-through.js";
 import { contentRange, parseRange } from "./range.js";

@@ -5,7 +5,7 @@ import { headerValue, upstreamRequestHeaders } from "../upstream/headers.js";
 import { normalizeAccept } from "./accept.js";
 import type { ContentHandler } from "./content-handler.js";
 import type { ContentTarget } from "./content-target.js";
-import { parseDigest } from "./digest.js";
+import { parseDigest } from "../oci/digest.js";
 import { sendRegistryError } from "./errors.js";
 import { passThrough, relayUpstreamResponse } from "./pass-through.js";
 import { requestFollowingRedirects } from "../upstream/redirects.js";

@@ -7,7 +7,7 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { Download } from "../../../src/cache/download.js";
 import { sendRange } from "../../../src/cache/range-sender.js";
 import { DownloadSource } from "../../../src/cache/range-source.js";
-import { parseDigest } from "../../../src/registry/digest.js";
+import { parseDigest } from "../../../src/oci/digest.js";
 
 const CHUNK = 64 * 1024;
 

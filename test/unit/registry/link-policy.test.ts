@@ -1,7 +1,8 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { addLink } from "../../../src/cache/cache-index.js";
-import { offlineAllows, onlineStep, type AccessFacts, type OfflineAccess } from "../../../src/registry/access-policy.js";
+import type { OfflineAccess } from "../../../src/config/config.js";
+import { offlineAllows, onlineStep, type AccessFacts } from "../../../src/registry/access-policy.js";
 import { cachedContentStep, classifyConfirmation } from "../../../src/registry/link-policy.js";
 
 describe("classifyConfirmation", () => {
