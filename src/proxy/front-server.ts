@@ -1,7 +1,7 @@
 import { createServer, type IncomingMessage, type Server } from "node:http";
 import type { Duplex } from "node:stream";
 import type { Logger } from "../log/logger.js";
-import type { Dialer } from "../upstream/client.js";
+import type { Dialer } from "../upstream/dialer.js";
 import { decideConnect, parseConnectTarget, type ConnectPolicy } from "./connect-policy.js";
 import type { MitmInterceptor } from "./mitm-interceptor.js";
 import type { OwnEndpoints } from "./own-endpoints.js";

@@ -15,6 +15,13 @@ import { LruMap } from "../util/lru-map.js";
 
 export type AccessResult = "public" | "confirmed" | "offline-allowed" | "denied" | "offline-denied" | "unlinked-unavailable";
 
+/** Decisions by result. Made before AccessControl by the composition root, so metrics exist before the upstream client that reports to them. */
+export type AccessCounts = Record<AccessResult, number>;
+
+export function emptyAccessCounts(): AccessCounts {
+  return { public: 0, confirmed: 0, "offline-allowed": 0, denied: 0, "offline-denied": 0, "unlinked-unavailable": 0 };
+}
+
 export interface AccessDecision {
   allowed: boolean;
   result: AccessResult;
@@ -45,7 +52,6 @@ export class AccessControl {
   private readonly confirmations = new LruMap<string, number>(MAX_CACHED);
   private readonly persistedAt = new LruMap<string, number>(MAX_CACHED);
   private readonly challenges = new LruMap<string, string>(MAX_CACHED);
-  readonly counts: Record<AccessResult, number> = { public: 0, confirmed: 0, "offline-allowed": 0, denied: 0, "offline-denied": 0, "unlinked-unavailable": 0 };
 
   constructor(
     private readonly upstream: UpstreamClient,
@@ -53,6 +59,7 @@ export class AccessControl {
     private readonly secret: Buffer,
     private readonly options: AccessOptions,
     private readonly logger: Logger,
+    readonly counts: AccessCounts = emptyAccessCounts(),
   ) {}
 
   /** HMAC of the Authorization header: credentials are compared, never stored or logged. */
