@@ -3,6 +3,7 @@ import { openSync } from "node:fs";
 import { mkdir, readdir, rename, rm, stat } from "node:fs/promises";
 import path from "node:path";
 import type { Readable } from "node:stream";
+import { RegcacheError, systemReason } from "../errors.js";
 import type { Logger } from "../log/logger.js";
 import { parseDigest, type Digest } from "../oci/digest.js";
 import { addLink, type BlobEntry, type CacheIndex } from "./cache-index.js";
@@ -309,7 +310,8 @@ export class BlobStore {
     } catch (err) {
       this.reservations.delete(digest.value);
       result.body.destroy();
-      throw err;
+      this.logger.error({ err, digest: digest.value }, "cannot create a cache file");
+      throw new RegcacheError("CACHE_IO", `cannot create a cache file for ${digest.value}: ${systemReason(err)}`, { cause: err });
     }
     this.downloads.set(digest.value, download);
     this.pendingLinks.set(digest.value, [hostRepository]);

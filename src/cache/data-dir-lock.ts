@@ -7,7 +7,6 @@ export class DataDirLockedError extends RegcacheError {
     readonly pid: number,
   ) {
     super("DATA_DIR_LOCKED", `data dir is in use: ${lockFile} is held by running process ${pid}; give each regcache process its own --data-dir`);
-    this.name = "DataDirLockedError";
   }
 }
 

@@ -19,7 +19,6 @@ const DOCKER_HUB_ALIASES = new Set(["docker.io", "index.docker.io", "registry-1.
 export class ImageReferenceError extends RegcacheError {
   constructor(reference: string, why: string) {
     super("IMAGE_REFERENCE", `invalid image reference "${reference}": ${why}`);
-    this.name = "ImageReferenceError";
   }
 }
 

@@ -1,7 +1,9 @@
 import { createServer, type IncomingMessage, type Server } from "node:http";
 import type { Duplex } from "node:stream";
 import type { Logger } from "../log/logger.js";
+import { errorAnswer } from "../registry/errors.js";
 import type { Dialer } from "../upstream/dialer.js";
+import { classifyUpstreamError } from "../upstream/upstream-error.js";
 import { decideConnect, parseConnectTarget, type ConnectPolicy } from "./connect-policy.js";
 import type { MitmInterceptor } from "./mitm-interceptor.js";
 import type { OwnEndpoints } from "./own-endpoints.js";
@@ -91,7 +93,7 @@ function onConnect(deps: FrontServerDeps, req: IncomingMessage, socket: Duplex, 
       deps.onNotIntercepted?.(decision.host, "tunnel");
       openTunnel(socket, head, decision.host, decision.port, deps.dialer, deps.connectTimeout).catch((err: Error) => {
         deps.logger.warn({ host: decision.host, port: decision.port, client, err: err.message }, "tunnel failed");
-        refuseConnect(socket, err.name === "UpstreamError" ? 403 : 502, err.message);
+        refuseConnect(socket, errorAnswer(classifyUpstreamError(err, decision.host)).status, err.message);
       });
       return;
     case "intercept":

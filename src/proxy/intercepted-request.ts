@@ -1,6 +1,6 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Logger } from "../log/logger.js";
-import { sendRegistryError } from "../registry/errors.js";
+import { errorAnswer, sendRegistryError } from "../registry/errors.js";
 import type { RegistryHandler } from "../registry/registry-handler.js";
 import type { RegistryRequest } from "../registry/request-context.js";
 import type { Lifecycle } from "./lifecycle.js";
@@ -77,5 +77,6 @@ function route(rr: RegistryRequest, target: ConnectTarget | undefined, isTls: bo
 /** A fault in one request's handling fails that request alone: an error if nothing was sent yet, else a cut connection. */
 function failRequest(rr: RegistryRequest, err: unknown, logger: Logger): void {
   logger.error({ err, host: rr.host, path: rr.log.path }, "request handling failed");
-  sendRegistryError(rr.res, 500, "UNAVAILABLE", "internal error in regcache");
+  const answer = errorAnswer(err);
+  sendRegistryError(rr.res, answer.status, answer.code, answer.message);
 }

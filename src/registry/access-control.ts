@@ -3,7 +3,7 @@ import type { CacheIndex } from "../cache/cache-index.js";
 import type { Logger } from "../log/logger.js";
 import type { UpstreamClient, UpstreamResponse } from "../upstream/client.js";
 import { headerValue } from "../upstream/headers.js";
-import { isUnavailableStatus, UpstreamError } from "../upstream/upstream-error.js";
+import { isUnavailableStatus, isUpstreamOutage } from "../upstream/upstream-error.js";
 import { requestRegistryToken } from "../upstream/token-request.js";
 import { parseWwwAuthenticate } from "../upstream/www-authenticate.js";
 import type { OfflineAccess } from "../config/config.js";
@@ -165,7 +165,7 @@ export class AccessControl {
       response = await this.upstream.request({ host: rr.host, port: rr.port, method: "HEAD", path: probePath, headers: checkHeaders(rr) });
       await response.body.dump();
     } catch (err) {
-      if (err instanceof UpstreamError && err.failure === "refused-address") throw err;
+      if (!isUpstreamOutage(err)) throw err;
       return this.offline(rr, facts);
     }
     if (isUnavailableStatus(response.statusCode)) return this.offline(rr, facts);
@@ -199,7 +199,7 @@ export class AccessControl {
       challenge = headerValue(response.headers["www-authenticate"]);
       rr.log.upstreamStatus = status;
     } catch (err) {
-      if (err instanceof UpstreamError && err.failure === "refused-address") throw err;
+      if (!isUpstreamOutage(err)) throw err;
       status = "unreachable";
     }
     const verdict = classifyConfirmation(status);
@@ -283,7 +283,7 @@ export class AccessControl {
       if (isUnavailableStatus(second.statusCode)) return "unreachable";
       return second.statusCode < 400 ? "public" : "private";
     } catch (err) {
-      if (err instanceof UpstreamError && err.failure === "refused-address") throw err;
+      if (!isUpstreamOutage(err)) throw err;
       return "unreachable";
     }
   }

@@ -7,15 +7,15 @@ import type { RangeSource } from "../cache/range-source.js";
 import { sendRange } from "../cache/range-sender.js";
 import type { UpstreamClient, UpstreamResponse } from "../upstream/client.js";
 import { headerValue, upstreamRequestHeaders } from "../upstream/headers.js";
-import { isUnavailableStatus, UpstreamError } from "../upstream/upstream-error.js";
+import { isUnavailableStatus, isUpstreamOutage, UpstreamError } from "../upstream/upstream-error.js";
 import { acceptAllows, normalizeAccept } from "./accept.js";
 import type { AccessDecision } from "./access-control.js";
 import type { ContentSources, SourcedResult } from "./content-sources.js";
 import { contentPath, type ContentTarget } from "./content-target.js";
 import { cachedContentStep } from "./link-policy.js";
 import type { Digest } from "../oci/digest.js";
-import { sendRegistryError } from "./errors.js";
-import { passThrough, relayUpstreamResponse, sendUpstreamFailure } from "./pass-through.js";
+import { sendFailure, sendRegistryError } from "./errors.js";
+import { passThrough, relayUpstreamResponse } from "./pass-through.js";
 import { contentRange, parseRange } from "./range.js";
 import { cacheStatusHeaders, type CacheStatus, type RegistryRequest } from "./request-context.js";
 
@@ -63,7 +63,7 @@ export class ContentHandler {
     try {
       response = await this.upstream.request({ host: rr.host, port: rr.port, method: "HEAD", path: contentPath(target), headers: upstreamRequestHeaders(rr.req.headers) });
     } catch (err) {
-      if (err instanceof UpstreamError && err.failure === "refused-address") throw err;
+      if (!isUpstreamOutage(err)) throw err;
     }
     if (response && !isUnavailableStatus(response.statusCode)) {
       relayUpstreamResponse(rr, response, "MISS");
@@ -72,7 +72,7 @@ export class ContentHandler {
     await response?.body.dump();
     const copy = await this.sources.headFromPeers(rr, target);
     if (!copy) {
-      sendUpstreamFailure(rr, new UpstreamError("connect", rr.host, "unavailable, and no replica holds this content"));
+      sendFailure(rr, new UpstreamError("connect", rr.host, "unavailable, and no replica holds this content"));
       return;
     }
     await copy.body.dump();
@@ -157,7 +157,7 @@ export class ContentHandler {
     try {
       outcome = await this.store.fill<UpstreamResponse>(target.digest, `${rr.host}/${target.name}`, async () => (opened = await this.sources.open(rr, target)));
     } catch (err) {
-      sendUpstreamFailure(rr, err);
+      sendFailure(rr, err);
       return;
     }
     switch (outcome.kind) {

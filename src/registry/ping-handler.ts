@@ -1,4 +1,4 @@
-import { isUnavailableStatus } from "../upstream/upstream-error.js";
+import { isUnavailableStatus, isUpstreamOutage } from "../upstream/upstream-error.js";
 import type { UpstreamClient } from "../upstream/client.js";
 import { headerValue } from "../upstream/headers.js";
 import type { AccessControl } from "./access-control.js";
@@ -29,7 +29,9 @@ export class PingHandler {
       }
       rr.log.upstreamStatus = response.statusCode;
       await response.body.dump();
-    } catch {
+    } catch (err) {
+      // An address the policy refuses is answered 403 like any other request to it, never 200 {}.
+      if (!isUpstreamOutage(err)) throw err;
       rr.log.upstreamStatus = 0;
     }
     rr.log.cache = "STALE";

@@ -1,8 +1,8 @@
 import type { UpstreamClient } from "../upstream/client.js";
 import type { ContentHandler } from "./content-handler.js";
-import { sendRegistryError } from "./errors.js";
-import { UpstreamError } from "../upstream/upstream-error.js";
-import { hasRequestBody, passThrough, sendUpstreamFailure } from "./pass-through.js";
+import { RegcacheError } from "../errors.js";
+import { sendFailure, sendRegistryError } from "./errors.js";
+import { hasRequestBody, passThrough } from "./pass-through.js";
 import { cacheStatusHeaders, type RegistryRequest } from "./request-context.js";
 import { isCleanPath, parseRegistryPath } from "./routes.js";
 import type { TagHandler } from "./tag-handler.js";
@@ -21,8 +21,9 @@ export class RegistryHandler {
     try {
       await this.route(rr);
     } catch (err) {
-      if (!(err instanceof UpstreamError)) throw err;
-      sendUpstreamFailure(rr, err);
+      // Anticipated failures are answered by their code; anything else is a fault of regcache's own, logged where it is caught.
+      if (!(err instanceof RegcacheError)) throw err;
+      sendFailure(rr, err);
     }
   }
 

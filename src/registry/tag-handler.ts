@@ -12,7 +12,7 @@ import { requestFollowingRedirects } from "../upstream/redirects.js";
 import type { RegistryRequest } from "./request-context.js";
 import type { AccessControl } from "./access-control.js";
 import type { Cluster } from "../cluster/cluster.js";
-import { isUnavailableStatus, UpstreamError } from "../upstream/upstream-error.js";
+import { isUnavailableStatus, isUpstreamOutage, UpstreamError } from "../upstream/upstream-error.js";
 
 interface RecordedManifest {
   manifest: ContentTarget;
@@ -75,7 +75,7 @@ export class TagHandler {
         headers: upstreamRequestHeaders(rr.req.headers, ["range", "if-none-match", "if-modified-since", "content-length"]),
       }));
     } catch (err) {
-      if (err instanceof UpstreamError && err.failure === "refused-address") throw err;
+      if (!isUpstreamOutage(err)) throw err;
       const status = err instanceof UpstreamError && err.rateLimited ? 429 : err instanceof UpstreamError && err.failure === "protocol" ? 502 : 503;
       await this.serveStale(rr, target, key, (err as Error).message, status);
       return;
