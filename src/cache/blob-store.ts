@@ -129,6 +129,15 @@ export class BlobStore {
     return [...this.downloads.values()];
   }
 
+  /** The download of `digest` in progress, if any: its media type and size once it is stored, undefined if it fails. */
+  whenDownloaded(digest: Digest): Promise<{ mediaType: string; size: number } | undefined> | undefined {
+    const download = this.downloads.get(digest.value);
+    return download?.done.then(
+      () => ({ mediaType: download.mediaType, size: download.written }),
+      () => undefined,
+    );
+  }
+
   /** The "host/repository" a download in progress was started for (the stats page names the image). */
   filledFor(digest: Digest): string | undefined {
     return this.pendingLinks.get(digest.value)?.[0];

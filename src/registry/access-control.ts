@@ -9,7 +9,8 @@ import { parseWwwAuthenticate } from "../upstream/www-authenticate.js";
 import type { OfflineAccess } from "../config/config.js";
 import { offlineAllows, onlineStep, type AccessTimings } from "./access-policy.js";
 import { classifyConfirmation } from "./link-policy.js";
-import { registryErrorBody, type RegistryErrorCode } from "../oci/error-body.js";
+import type { RegistryErrorCode } from "../oci/error-body.js";
+import { errorReply, writeReply, type Reply } from "./reply.js";
 import { cacheStatusHeaders, type RegistryRequest } from "./request-context.js";
 import { LruMap } from "../util/lru-map.js";
 
@@ -22,11 +23,18 @@ export function emptyAccessCounts(): AccessCounts {
   return { public: 0, confirmed: 0, "offline-allowed": 0, denied: 0, "offline-denied": 0, "unlinked-unavailable": 0 };
 }
 
-export interface AccessDecision {
-  allowed: boolean;
-  result: AccessResult;
-  /** For a refusal: writes upstream's own answer (or the offline 401) to the client. */
-  refuse: () => void;
+export type AccessDecision =
+  | { allowed: true; result: AccessResult }
+  /** refusal: upstream's own answer, or the offline 401, as the client gets it. */
+  | { allowed: false; result: AccessResult; refusal: Reply };
+
+/** Logs how access was settled and, for a refusal, sends it; says whether to serve. */
+export function settleAccess(rr: RegistryRequest, decision: AccessDecision): boolean {
+  rr.log.access = decision.result;
+  if (decision.allowed) return true;
+  rr.log.cache = "BYPASS";
+  writeReply(rr.res, decision.refusal, rr.req.method);
+  return false;
 }
 
 export interface AccessOptions extends AccessTimings {
@@ -179,7 +187,7 @@ export class AccessControl {
     return {
       allowed: false,
       result: "denied",
-      refuse: () => this.sendRefusal(rr, response.statusCode, challenge, `upstream refused this client for ${repoKey}`),
+      refusal: refusal(response.statusCode, challenge, `upstream refused this client for ${repoKey}`),
     };
   }
 
@@ -210,17 +218,17 @@ export class AccessControl {
     if (verdict === "unavailable") {
       this.counts["unlinked-unavailable"] += 1;
       const reason = status === "unreachable" ? "unreachable" : `answering ${status}`;
-      return { allowed: false, result: "unlinked-unavailable", refuse: () => this.sendRefusal(rr, 503, undefined, `upstream ${rr.host} is ${reason}, and this content is not known to be in ${rr.host}/${name}`, "UNAVAILABLE") };
+      return { allowed: false, result: "unlinked-unavailable", refusal: refusal(503, undefined, `upstream ${rr.host} is ${reason}, and this content is not known to be in ${rr.host}/${name}`, "UNAVAILABLE") };
     }
     if (status === 401) this.recordChallenge(rr.host, challenge);
     this.counts.denied += 1;
-    const refusal = status as number;
-    return { allowed: false, result: "denied", refuse: () => this.sendRefusal(rr, refusal, challenge, `upstream refused this request for ${rr.host}/${name}`, refusal === 404 ? unknownCode : undefined) };
+    const refused = status as number;
+    return { allowed: false, result: "denied", refusal: refusal(refused, challenge, `upstream refused this request for ${rr.host}/${name}`, refused === 404 ? unknownCode : undefined) };
   }
 
   private allow(result: "public" | "confirmed" | "offline-allowed"): AccessDecision {
     this.counts[result] += 1;
-    return { allowed: true, result, refuse: () => undefined };
+    return { allowed: true, result };
   }
 
   private async offline(rr: RegistryRequest, facts: { now: number; publicVerdict?: { isPublic: boolean; checkedAt: number }; confirmedAt?: number }): Promise<AccessDecision> {
@@ -230,21 +238,8 @@ export class AccessControl {
     return {
       allowed: false,
       result: "offline-denied",
-      refuse: () => this.sendRefusal(rr, 401, challenge, `upstream ${rr.host} is unreachable and this client is not confirmed for this repository (--offline-access ${this.options.offlineAccess})`),
+      refusal: refusal(401, challenge, `upstream ${rr.host} is unreachable and this client is not confirmed for this repository (--offline-access ${this.options.offlineAccess})`),
     };
-  }
-
-  private sendRefusal(rr: RegistryRequest, status: number, challenge: string | undefined, message: string, code?: RegistryErrorCode): void {
-    const body = registryErrorBody(code ?? REFUSAL_CODES[status] ?? "DENIED", message);
-    rr.log.cache = "BYPASS";
-    rr.res.writeHead(status, {
-      "content-type": "application/json; charset=utf-8",
-      "content-length": Buffer.byteLength(body),
-      "docker-distribution-api-version": "registry/2.0",
-      ...(challenge ? { "www-authenticate": challenge } : {}),
-      ...cacheStatusHeaders("BYPASS"),
-    });
-    rr.res.end(rr.req.method === "HEAD" ? undefined : body);
   }
 
   private async publicVerdict(repoKey: string): Promise<{ isPublic: boolean; checkedAt: number } | undefined> {
@@ -296,4 +291,8 @@ function checkHeaders(rr: RegistryRequest): Record<string, string> {
     if (value) headers[name] = value;
   }
   return headers;
+}
+
+function refusal(status: number, challenge: string | undefined, message: string, code?: RegistryErrorCode): Reply {
+  return errorReply(status, code ?? REFUSAL_CODES[status] ?? "DENIED", message, { ...(challenge ? { "www-authenticate": challenge } : {}), ...cacheStatusHeaders("BYPASS") });
 }

@@ -1,7 +1,7 @@
-import type { ServerResponse } from "node:http";
 import { RegcacheError, type ErrorCode } from "../errors.js";
-import { registryErrorBody, type RegistryErrorCode } from "../oci/error-body.js";
+import type { RegistryErrorCode } from "../oci/error-body.js";
 import { UpstreamError } from "../upstream/upstream-error.js";
+import { errorReply, writeReply } from "./reply.js";
 import { cacheStatusHeaders, type RegistryRequest } from "./request-context.js";
 
 export interface ErrorAnswer {
@@ -41,32 +41,10 @@ export function errorAnswer(err: unknown): ErrorAnswer & { message: string } {
   return err instanceof RegcacheError ? { ...ERROR_ANSWERS[err.code], message: err.message } : INTERNAL;
 }
 
-/** Writes a registry-style JSON error unless headers are already out, in which case the connection is cut. */
-export function sendRegistryError(
-  res: ServerResponse,
-  status: number,
-  code: RegistryErrorCode,
-  message: string,
-  extraHeaders: Record<string, string> = {},
-): void {
-  if (res.headersSent) {
-    res.destroy();
-    return;
-  }
-  const body = registryErrorBody(code, message);
-  res.writeHead(status, {
-    "content-type": "application/json; charset=utf-8",
-    "content-length": Buffer.byteLength(body),
-    "docker-distribution-api-version": "registry/2.0",
-    ...extraHeaders,
-  });
-  res.end(body);
-}
-
 /** Answers a request that failed before anything was served, as its error's code says. */
 export function sendFailure(rr: RegistryRequest, err: unknown): void {
   if (err instanceof UpstreamError) rr.log.upstreamStatus = 0;
   rr.log.cache = "BYPASS";
   const answer = errorAnswer(err);
-  sendRegistryError(rr.res, answer.status, answer.code, answer.message, cacheStatusHeaders("BYPASS"));
+  writeReply(rr.res, errorReply(answer.status, answer.code, answer.message, cacheStatusHeaders("BYPASS")), rr.req.method);
 }

@@ -1,22 +1,16 @@
 import type { IncomingHttpHeaders } from "node:http";
-import { pipeline } from "node:stream";
 import type { UpstreamClient, UpstreamResponse } from "../upstream/client.js";
 import { clientResponseHeaders, upstreamRequestHeaders } from "../upstream/headers.js";
 import { watchClientAbort } from "./client-abort.js";
 import { sendFailure } from "./errors.js";
+import { writeReply } from "./reply.js";
 import { cacheStatusHeaders, type CacheStatus, type RegistryRequest } from "./request-context.js";
 
 /** Sends an upstream answer to the client as it is, streaming the body with backpressure. */
 export function relayUpstreamResponse(rr: RegistryRequest, response: UpstreamResponse, cache: CacheStatus): void {
   rr.log.upstreamStatus = response.statusCode;
   rr.log.cache = cache;
-  rr.res.writeHead(response.statusCode, { ...clientResponseHeaders(response.headers), ...cacheStatusHeaders(cache) });
-  if (rr.req.method === "HEAD") {
-    response.body.dump().catch(() => undefined);
-    rr.res.end();
-    return;
-  }
-  pipeline(response.body, rr.res, () => undefined);
+  writeReply(rr.res, { status: response.statusCode, headers: { ...clientResponseHeaders(response.headers), ...cacheStatusHeaders(cache) }, body: { kind: "upstream", body: response.body } }, rr.req.method);
 }
 
 /** RFC 9112 section 6.1/6.2: a request has a body exactly when it is framed with a length or chunked. */

@@ -2,7 +2,7 @@ import { isUnavailableStatus, isUpstreamOutage } from "../upstream/upstream-erro
 import type { UpstreamClient } from "../upstream/client.js";
 import { headerValue } from "../upstream/headers.js";
 import type { AccessControl } from "./access-control.js";
-import { sendRegistryError } from "./errors.js";
+import { API_VERSION_HEADER, errorReply, writeReply } from "./reply.js";
 import { relayUpstreamResponse } from "./pass-through.js";
 import { cacheStatusHeaders, type RegistryRequest } from "./request-context.js";
 
@@ -38,17 +38,10 @@ export class PingHandler {
     // Basic-auth clients send credentials only after a challenge; see AccessControl.offlinePingChallenge.
     const challenge = await this.access.offlinePingChallenge(rr.host);
     if (challenge && !rr.req.headers.authorization) {
-      sendRegistryError(rr.res, 401, "UNAUTHORIZED", "authentication required", { "www-authenticate": challenge, ...cacheStatusHeaders("STALE") });
+      writeReply(rr.res, errorReply(401, "UNAUTHORIZED", "authentication required", { "www-authenticate": challenge, ...cacheStatusHeaders("STALE") }), rr.req.method);
       return;
     }
-    const body = "{}";
-    rr.res.writeHead(200, {
-      "content-type": "application/json",
-      "content-length": body.length,
-      "docker-distribution-api-version": "registry/2.0",
-      ...cacheStatusHeaders("STALE"),
-    });
-    rr.res.end(rr.req.method === "HEAD" ? undefined : body);
+    writeReply(rr.res, { status: 200, headers: { "content-type": "application/json", "content-length": 2, ...API_VERSION_HEADER, ...cacheStatusHeaders("STALE") }, body: { kind: "text", text: "{}" } }, rr.req.method);
   }
 }
 

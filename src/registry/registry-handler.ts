@@ -1,7 +1,8 @@
 import type { UpstreamClient } from "../upstream/client.js";
 import type { ContentHandler } from "./content-handler.js";
 import { RegcacheError } from "../errors.js";
-import { sendFailure, sendRegistryError } from "./errors.js";
+import { sendFailure } from "./errors.js";
+import { errorReply, writeReply } from "./reply.js";
 import { hasRequestBody, passThrough } from "./pass-through.js";
 import { cacheStatusHeaders, type RegistryRequest } from "./request-context.js";
 import { isCleanPath, parseRegistryPath } from "./routes.js";
@@ -33,7 +34,7 @@ export class RegistryHandler {
     const route = parseRegistryPath(query < 0 ? url : url.slice(0, query));
     if (!isCleanPath(url)) {
       rr.log.cache = "BYPASS";
-      sendRegistryError(rr.res, 400, "NAME_INVALID", "request path has dot segments, encoded dots or slashes, or NUL", cacheStatusHeaders("BYPASS"));
+      writeReply(rr.res, errorReply(400, "NAME_INVALID", "request path has dot segments, encoded dots or slashes, or NUL", cacheStatusHeaders("BYPASS")), rr.req.method);
       return;
     }
     // A GET or HEAD that carries a body is not a plain read: it streams through untouched, body included.
@@ -42,7 +43,7 @@ export class RegistryHandler {
     switch (route.kind) {
       case "invalid":
         rr.log.cache = "BYPASS";
-        sendRegistryError(rr.res, 400, route.code, route.message, cacheStatusHeaders("BYPASS"));
+        writeReply(rr.res, errorReply(400, route.code, route.message, cacheStatusHeaders("BYPASS")), rr.req.method);
         return;
       case "blob":
       case "manifest":
