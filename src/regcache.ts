@@ -11,7 +11,7 @@ import { CacheIndex } from "./cache/cache-index.js";
 import { acquireDataDirLock } from "./cache/data-dir-lock.js";
 import { DataPaths } from "./cache/data-paths.js";
 import { recoverDataDir } from "./cache/recovery.js";
-import { TagRecords } from "./cache/tag-records.js";
+import { RecordedTags } from "./cache/recorded-tags.js";
 import type { Config } from "./config/config.js";
 import type { Logger } from "./log/logger.js";
 import { createFrontServer } from "./proxy/front-server.js";
@@ -102,7 +102,10 @@ export async function startRegcache(config: Config, logger: Logger): Promise<Run
 
   const access = new AccessControl(upstream, index, await loadInstanceSecret(paths.secretFile, logger), config, logger, accessCounts);
   const content = new ContentHandler(store, upstream, access, new ContentSources(upstream, peers?.cluster));
-  const tags = new TagHandler(upstream, store, new TagRecords(index), content, access, config.tagTtl, peers?.cluster);
+  const recordedTags = new RecordedTags(index);
+  const pruned = { tagAnswers: await recordedTags.pruneUncached(), confirmations: await access.pruneConfirmations() };
+  if (pruned.tagAnswers + pruned.confirmations > 0) logger.info(pruned, "cache index: rows no answer reads any more pruned");
+  const tags = new TagHandler(upstream, store, recordedTags, content, access, config.tagTtl, peers?.cluster);
   const registry = new RegistryHandler(upstream, content, tags, new PingHandler(upstream, access));
   await peers?.listen(peerServices(content, tags));
 

@@ -88,6 +88,15 @@ export class AccessControl {
     }
   }
 
+  /**
+   * At start: drops persisted confirmations older than the longest window they count in
+   * (--auth-ttl online, --offline-grace offline), which no decision reads again; says how many.
+   */
+  pruneConfirmations(now = Date.now()): Promise<number> {
+    const longest = Math.max(this.options.authTtl, this.options.offlineGrace);
+    return this.index.pruneMeta((key, value) => !key.startsWith("auth:") || typeof value !== "number" || now - value < longest);
+  }
+
   /** Remembers the last auth challenge of a host (durably), to repeat it when the host is down. */
   recordChallenge(host: string, header: string | undefined): void {
     if (!header || this.challenges.get(host) === header) return;

@@ -1,6 +1,6 @@
 import type { BlobStore } from "../cache/blob-store.js";
 import type { BlobEntry, TagEntry } from "../cache/cache-index.js";
-import type { TagName, TagRecords } from "../cache/tag-records.js";
+import type { TagName, RecordedTags } from "../cache/recorded-tags.js";
 import type { Cluster } from "../cluster/cluster.js";
 import { parseDigest, type Digest } from "../oci/digest.js";
 import type { UpstreamClient, UpstreamResponse } from "../upstream/client.js";
@@ -52,7 +52,7 @@ export class TagHandler {
   constructor(
     private readonly upstream: UpstreamClient,
     private readonly store: BlobStore,
-    private readonly records: TagRecords,
+    private readonly records: RecordedTags,
     private readonly content: ContentHandler,
     private readonly access: AccessControl,
     private readonly tagTtl: number,
