@@ -9,7 +9,6 @@ import { requestFollowingRedirects } from "../upstream/redirects.js";
 import { classifyUpstreamError, isUpstreamOutage, type UpstreamFailure } from "../upstream/upstream-error.js";
 import { normalizeAccept } from "./accept.js";
 import { settleAccess, type AccessControl } from "./access-control.js";
-import type { ContentHandler } from "./content-handler.js";
 import { passThrough, relayUpstreamResponse } from "./pass-through.js";
 import { errorReply, writeReply } from "./reply.js";
 import type { RegistryRequest } from "./request-context.js";
@@ -32,6 +31,23 @@ interface RecordedManifest {
   entry: BlobEntry;
 }
 
+/**
+ * What a tag answer needs of the content by digest (ContentHandler): manifests are served,
+ * fetched and copied from peers exactly as by digest, with the same access rules.
+ */
+export interface ManifestContent {
+  /** The cached entry, if its file is there and the client's Accept allows its media type. */
+  usableEntry(rr: RegistryRequest, manifest: ManifestTarget): Promise<BlobEntry | undefined>;
+  serveCached(rr: RegistryRequest, manifest: ManifestTarget, entry: BlobEntry, cache: "HIT" | "STALE", extraHeaders?: Record<string, string>): void;
+  /** As a GET by digest: from the cache, else fetched (and stored). */
+  handle(rr: RegistryRequest, manifest: ManifestTarget): Promise<void>;
+  /** A copy from a peer that holds it for the repository; undefined when none does. */
+  keepCopy(rr: RegistryRequest, manifest: ManifestTarget): Promise<BlobEntry | undefined>;
+}
+
+/** What a tag answer needs of the store: linking a digest upstream named, and when a fetched manifest is stored. */
+export type ManifestStore = Pick<BlobStore, "link" | "lookup" | "whenDownloaded">;
+
 /** Upstream's answer to the tag HEAD (with the digest it names, and that digest's cache entry), or why there is none. */
 type Asked =
   | { kind: "answered"; head: UpstreamResponse; manifest?: ManifestTarget; entry?: BlobEntry }
@@ -51,9 +67,9 @@ const STALE_WARNING = '110 - "Response is stale"';
 export class TagHandler {
   constructor(
     private readonly upstream: UpstreamClient,
-    private readonly store: BlobStore,
+    private readonly store: ManifestStore,
     private readonly records: RecordedTags,
-    private readonly content: ContentHandler,
+    private readonly content: ManifestContent,
     private readonly access: AccessControl,
     private readonly tagTtl: number,
     private readonly cluster?: Cluster,
