@@ -41,7 +41,8 @@ export class PingHandler {
       writeReply(rr.res, errorReply(401, "UNAUTHORIZED", "authentication required", { "www-authenticate": challenge, ...cacheStatusHeaders("STALE") }), rr.req.method);
       return;
     }
-    writeReply(rr.res, { status: 200, headers: { "content-type": "application/json", "content-length": 2, ...API_VERSION_HEADER, ...cacheStatusHeaders("STALE") }, body: { kind: "text", text: "{}" } }, rr.req.method);
+    const text = "{}";
+    writeReply(rr.res, { status: 200, headers: { "content-type": "application/json", "content-length": text.length, ...API_VERSION_HEADER, ...cacheStatusHeaders("STALE") }, body: { kind: "text", text } }, rr.req.method);
   }
 }
 
