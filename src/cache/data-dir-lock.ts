@@ -49,7 +49,7 @@ export async function acquireDataDirLock(lockFile: string): Promise<() => Promis
       await rm(lockFile, { force: true });
     }
   }
-  throw new Error(`cannot acquire ${lockFile}`);
+  throw new RegcacheError("DATA_DIR_LOCKED", `cannot acquire ${lockFile}: another process took it as this one started`);
 }
 
 async function createLock(lockFile: string): Promise<void> {
