@@ -28,16 +28,21 @@ function captureLogger(): { logger: ReturnType<typeof createLogger>; lines: LogL
 
 const quiet = (): ReturnType<typeof createLogger> => captureLogger().logger;
 
-describe("CacheIndex repository links", () => {
+/** Index file paths in fresh directories, removed after each test of the calling describe block. */
+function freshIndexFiles(): () => string {
   const dirs: string[] = [];
-  const fresh = (): string => {
+  afterEach(() => {
+    for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
+  });
+  return () => {
     const dir = mkdtempSync(path.join(tmpdir(), "regcache-index-"));
     dirs.push(dir);
     return path.join(dir, "index.sqlite");
   };
-  afterEach(() => {
-    for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
-  });
+}
+
+describe("CacheIndex repository links", () => {
+  const fresh = freshIndexFiles();
 
   it("persist with the blob row across a restart, and go with it", async () => {
     const file = fresh();
@@ -76,15 +81,7 @@ describe("CacheIndex repository links", () => {
 });
 
 describe("CacheIndex schema", () => {
-  const dirs: string[] = [];
-  const fresh = (): string => {
-    const dir = mkdtempSync(path.join(tmpdir(), "regcache-index-"));
-    dirs.push(dir);
-    return path.join(dir, "index.sqlite");
-  };
-  afterEach(() => {
-    for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
-  });
+  const fresh = freshIndexFiles();
   const rawKeyv = (file: string): Keyv => new Keyv({ store: new KeyvSqlite({ uri: `sqlite://${file}`, table: "regcache", keySize: 1024 }), namespace: "regcache" });
 
   it("migrates an index without a schema row once, and says so", async () => {
