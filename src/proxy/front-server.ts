@@ -1,6 +1,7 @@
-import { createServer, type IncomingMessage, type Server } from "node:http";
+import { createServer, STATUS_CODES, type IncomingMessage, type Server } from "node:http";
 import type { Duplex } from "node:stream";
 import type { Logger } from "../log/logger.js";
+import { registryErrorBody } from "../oci/error-body.js";
 import { errorAnswer } from "../registry/errors.js";
 import type { Dialer } from "../upstream/dialer.js";
 import { classifyUpstreamError } from "../upstream/upstream-error.js";
@@ -102,8 +103,8 @@ function onConnect(deps: FrontServerDeps, req: IncomingMessage, socket: Duplex, 
   }
 }
 
+/** A CONNECT is answered on the raw socket (there is no response object for it), in the registry error format. */
 function refuseConnect(socket: Duplex, status: number, reason: string): void {
-  const body = JSON.stringify({ errors: [{ code: status === 403 ? "DENIED" : "UNAVAILABLE", message: reason }] });
-  const text = status === 400 ? "Bad Request" : status === 403 ? "Forbidden" : "Bad Gateway";
-  socket.end(`HTTP/1.1 ${status} ${text}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+  const body = registryErrorBody(status === 403 ? "DENIED" : "UNAVAILABLE", reason);
+  socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
 }
