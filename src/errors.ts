@@ -2,8 +2,9 @@ import { getSystemErrorMap } from "node:util";
 
 /**
  * What kind of failure an error is. Callers decide by the code, never by matching messages,
- * so messages stay free to improve. USAGE is the operator's input (exit 2); the rest happen
- * while running (exit 1).
+ * so messages stay free to improve. The code alone says how a failure is answered: the CLI's
+ * exit status (cli/run.ts: USAGE is the operator's input, exit 2; the rest exit 1) and an HTTP
+ * client's status (registry/errors.ts, one table).
  */
 export type ErrorCode =
   | "USAGE"
@@ -14,7 +15,18 @@ export type ErrorCode =
   | "LISTEN"
   | "PROXY"
   | "PULL"
-  | "IMAGE_REFERENCE";
+  | "IMAGE_REFERENCE"
+  /** Upstream could not be reached or answered nothing usable: DNS, connect, timeout, open circuit. */
+  | "UPSTREAM_UNREACHABLE"
+  | "UPSTREAM_TLS"
+  /** Upstream answered, but not in HTTP or registry terms regcache can use. */
+  | "UPSTREAM_PROTOCOL"
+  /** The address policy refuses to dial where the name resolves (--deny-private-addresses). */
+  | "UPSTREAM_ADDRESS_REFUSED"
+  /** The client's side of an exchange: it went away mid-upload, or sent what cannot be forwarded. */
+  | "CLIENT_REQUEST"
+  /** The cache's own disk: a directory or file that cannot be made, written or read. */
+  | "CACHE_IO";
 
 /** A failure regcache anticipated: its message alone tells the operator what to do. */
 export class RegcacheError extends Error {

@@ -11,6 +11,7 @@ import { CacheIndex } from "./cache/cache-index.js";
 import { acquireDataDirLock } from "./cache/data-dir-lock.js";
 import { DataPaths } from "./cache/data-paths.js";
 import { recoverDataDir } from "./cache/recovery.js";
+import { RecordedTags } from "./cache/recorded-tags.js";
 import type { Config } from "./config/config.js";
 import type { Logger } from "./log/logger.js";
 import { createFrontServer } from "./proxy/front-server.js";
@@ -28,11 +29,14 @@ import { RegistryHandler } from "./registry/registry-handler.js";
 import { TagHandler } from "./registry/tag-handler.js";
 import { loadOrCreateCa, type CertificateAuthority } from "./tls/ca.js";
 import { LeafMinter } from "./tls/leaf-minter.js";
-import { Dialer, UpstreamClient } from "./upstream/client.js";
-import { UpstreamHealth } from "./upstream/health.js";
+import type { UpstreamClient } from "./upstream/client.js";
+import { Dialer } from "./upstream/dialer.js";
+import { registryProbe, UpstreamHealth } from "./upstream/health.js";
+import { withCredentials, withHealth, withObserver } from "./upstream/layers.js";
+import { UpstreamTransport } from "./upstream/transport.js";
 import { ResolveMap } from "./upstream/resolve-map.js";
 import { loadCredentialsFile, ProxyCredentials } from "./upstream/proxy-credentials.js";
-import { AccessControl } from "./registry/access-control.js";
+import { AccessControl, emptyAccessCounts } from "./registry/access-control.js";
 import { loadInstanceSecret } from "./cache/instance-secret.js";
 import { ProxyAuth } from "./proxy/proxy-auth.js";
 import type { RegistryRequest } from "./registry/request-context.js";
@@ -79,28 +83,34 @@ export async function startRegcache(config: Config, logger: Logger): Promise<Run
   store.startScrub();
 
   const dialer = new Dialer(new ResolveMap(config.resolve), config.denyPrivateAddresses);
-  const upstream = new UpstreamClient(dialer, loadUpstreamTrust(config.upstreamCaFiles), {
+  const transport = new UpstreamTransport(dialer, loadUpstreamTrust(config.upstreamCaFiles), {
     connect: config.connectTimeout,
     headers: config.headersTimeout,
     body: config.bodyTimeout,
   });
-  const health = new UpstreamHealth(config.failureThreshold, config.probeInterval, (authority) => upstream.probe(authority), logger);
-  upstream.health = health;
-  if (config.credentialsFile) upstream.credentials = new ProxyCredentials(loadCredentialsFile(config.credentialsFile));
-
-  const access = new AccessControl(upstream, index, await loadInstanceSecret(paths.secretFile, logger), config, logger);
+  const health = new UpstreamHealth(config.failureThreshold, config.probeInterval, registryProbe(transport.send), logger);
   const peers = config.cluster ? createCluster(config.cluster, ca, logger) : undefined;
+  const minter = new LeafMinter(ca);
+  const lifecycle = new Lifecycle();
+  const accessCounts = emptyAccessCounts();
+  const metrics = new Metrics({ store, health, accessCounts, minter, lifecycle, cluster: peers?.cluster });
+  const credentials = config.credentialsFile ? new ProxyCredentials(loadCredentialsFile(config.credentialsFile)) : undefined;
+  // Outermost first: the breaker, then one report per exchange (after any auth dance), then the credentials.
+  const upstream: UpstreamClient = {
+    request: withHealth(health, withObserver((host, status, failure) => metrics.observeUpstream(host, status, failure), withCredentials(credentials, transport.send))),
+  };
+
+  const access = new AccessControl(upstream, index, await loadInstanceSecret(paths.secretFile, logger), config, logger, accessCounts);
   const content = new ContentHandler(store, upstream, access, new ContentSources(upstream, peers?.cluster));
-  const tags = new TagHandler(upstream, store, index, content, access, config.tagTtl, peers?.cluster);
+  const recordedTags = new RecordedTags(index);
+  const pruned = { tagAnswers: await recordedTags.pruneUncached(), confirmations: await access.pruneConfirmations() };
+  if (pruned.tagAnswers + pruned.confirmations > 0) logger.info(pruned, "cache index: rows no answer reads any more pruned");
+  const tags = new TagHandler(upstream, store, recordedTags, content, access, config.tagTtl, peers?.cluster);
   const registry = new RegistryHandler(upstream, content, tags, new PingHandler(upstream, access));
   await peers?.listen(peerServices(content, tags));
 
-  const minter = new LeafMinter(ca);
   const startedAt = Date.now();
   const collector = new StatsCollector();
-  const lifecycle = new Lifecycle();
-  const metrics = new Metrics({ store, health, access, minter, lifecycle, cluster: peers?.cluster });
-  upstream.observer = (host, status, failure) => metrics.observeUpstream(host, status, failure);
   const observers = [(rr: RegistryRequest, status: number, bytes: number, ms: number) => collector.observe(rr, status, bytes, ms), metrics.observeRequest.bind(metrics)];
   // The library's throwaway CA (see MitmInterceptor.start) is written outside the data disk: that disk may be full.
   const mitmScratch = await mkdtemp(path.join(tmpdir(), "regcache-mitm-"));
@@ -170,7 +180,7 @@ export async function startRegcache(config: Config, logger: Logger): Promise<Run
       server.closeAllConnections();
       interceptor.close();
       await peers?.close();
-      await upstream.destroy().catch(() => undefined);
+      await transport.destroy().catch(() => undefined);
       await index.close();
       await releaseLock();
     },

@@ -1,8 +1,9 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { RegcacheError } from "../errors.js";
+import { errorAnswer } from "../registry/errors.js";
 import type { Logger } from "../log/logger.js";
 import { sendJson, type EndpointRoute } from "../proxy/own-endpoints.js";
-import { parseDigest } from "../registry/digest.js";
+import { parseDigest } from "../oci/digest.js";
 import type { AdminAccess } from "./admin-access.js";
 import type { CacheAdmin } from "./cache-admin.js";
 import { parseTaggedImage, type TaggedImage } from "./cache-references.js";
@@ -43,9 +44,10 @@ export function cacheAdminRoutes(admin: CacheAdmin, access: AdminAccess, logger:
       if (!allow(req, res, "DELETE")) return true;
       let image: TaggedImage;
       try {
-        image = parseTaggedImage(decodeURIComponent(rest.slice("/images/".length)));
+        image = parseTaggedImage(decodeImagePath(rest.slice("/images/".length)));
       } catch (err) {
-        sendJson(res, 400, { error: err instanceof RegcacheError ? err.message : "the path is not a valid percent-encoded image reference" });
+        const answer = errorAnswer(err);
+        sendJson(res, answer.status, { error: answer.message });
         return true;
       }
       const removed = await admin.removeImage(image);
@@ -81,4 +83,12 @@ function allow(req: IncomingMessage, res: ServerResponse, ...methods: string[]):
   if (methods.includes(req.method ?? "")) return true;
   sendJson(res, 405, { error: `${req.method} is not supported here` }, { allow: methods.join(", ") });
   return false;
+}
+
+function decodeImagePath(encoded: string): string {
+  try {
+    return decodeURIComponent(encoded);
+  } catch (err) {
+    throw new RegcacheError("IMAGE_REFERENCE", "the path is not a valid percent-encoded image reference", { cause: err });
+  }
 }

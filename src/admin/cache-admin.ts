@@ -2,7 +2,7 @@ import { readFile } from "node:fs/promises";
 import type { BlobStore } from "../cache/blob-store.js";
 import { parseTagKey, type TagEntry } from "../cache/cache-index.js";
 import type { DataPaths } from "../cache/data-paths.js";
-import { parseDigest, type Digest } from "../registry/digest.js";
+import { parseDigest, type Digest } from "../oci/digest.js";
 import { formatTaggedImage, manifestReferences, type ManifestReferences, type TaggedImage } from "./cache-references.js";
 
 /** The distribution spec's cap on a manifest: a bigger cached file is a blob, not read as JSON. */

@@ -1,5 +1,5 @@
-import { parseDigest } from "../registry/digest.js";
-import { ImageReferenceError, parseImageReference } from "../registry/image-reference.js";
+import { parseDigest } from "../oci/digest.js";
+import { ImageReferenceError, parseImageReference } from "../oci/image-reference.js";
 
 /** What a manifest names: other manifests (an index's entries), and blobs (an image manifest's config and layers). */
 export interface ManifestReferences {

@@ -3,8 +3,9 @@ import { openSync } from "node:fs";
 import { mkdir, readdir, rename, rm, stat } from "node:fs/promises";
 import path from "node:path";
 import type { Readable } from "node:stream";
+import { RegcacheError, systemReason } from "../errors.js";
 import type { Logger } from "../log/logger.js";
-import { parseDigest, type Digest } from "../registry/digest.js";
+import { parseDigest, type Digest } from "../oci/digest.js";
 import { addLink, type BlobEntry, type CacheIndex } from "./cache-index.js";
 import type { DataPaths } from "./data-paths.js";
 import { DISK_HEADROOM, effectiveCacheBound, freeBytes } from "./disk-space.js";
@@ -126,6 +127,15 @@ export class BlobStore {
 
   inFlight(): Download[] {
     return [...this.downloads.values()];
+  }
+
+  /** The download of `digest` in progress, if any: its media type and size once it is stored, undefined if it fails. */
+  whenDownloaded(digest: Digest): Promise<{ mediaType: string; size: number } | undefined> | undefined {
+    const download = this.downloads.get(digest.value);
+    return download?.done.then(
+      () => ({ mediaType: download.mediaType, size: download.written }),
+      () => undefined,
+    );
   }
 
   /** The "host/repository" a download in progress was started for (the stats page names the image). */
@@ -309,7 +319,8 @@ export class BlobStore {
     } catch (err) {
       this.reservations.delete(digest.value);
       result.body.destroy();
-      throw err;
+      this.logger.error({ err, digest: digest.value }, "cannot create a cache file");
+      throw new RegcacheError("CACHE_IO", `cannot create a cache file for ${digest.value}: ${systemReason(err)}`, { cause: err });
     }
     this.downloads.set(digest.value, download);
     this.pendingLinks.set(digest.value, [hostRepository]);

@@ -40,10 +40,25 @@ export interface IndexWriteError {
   at: number;
 }
 
+/**
+ * The data layout: one sqlite table of keyv rows, "regcache:<kind>:<key>" -> {"value": ...}:
+ *
+ *   regcache:schema              -> SCHEMA_VERSION
+ *   regcache:blob:<digest>       -> BlobEntry
+ *   regcache:tag:<tagKey>        -> TagEntry
+ *   regcache:meta:<kind>:<key>   -> what other parts keep (access verdicts, confirmations, challenges)
+ */
 const TABLE = "regcache";
+const NAMESPACE = "regcache";
+const SCHEMA_KEY = "schema";
 const BLOB_PREFIX = "blob:";
 const TAG_PREFIX = "tag:";
 const META_PREFIX = "meta:";
+/**
+ * 1: no schema row; blob rows may predate links (a "seenIn" list instead).
+ * 2: every blob row has links; the schema row says so.
+ */
+const SCHEMA_VERSION = 2;
 const MAX_LINKS = 256;
 /** Access times are batched: a sqlite write per cache hit would cost more than the hit. */
 const FLUSH_INTERVAL_MS = 5_000;
@@ -96,6 +111,7 @@ export class CacheIndex {
   private lastFailure: IndexWriteError | undefined;
 
   private constructor(
+    private readonly store: KeyvSqlite,
     private readonly keyv: Keyv,
     private readonly blobs: Map<string, BlobEntry>,
     private totalBytes: number,
@@ -148,8 +164,9 @@ export class CacheIndex {
       const check = (await store.query("PRAGMA quick_check")) as { quick_check: string }[];
       if (check[0]?.quick_check !== "ok") throw new DamagedIndexError(`quick_check: ${check.slice(0, 3).map((r) => r.quick_check).join("; ")}`);
       const keyv = newKeyv(store);
-      const { blobs, bytes } = await loadBlobs(keyv);
-      return new CacheIndex(keyv, blobs, bytes, logger);
+      await migrate(store, keyv, logger);
+      const { blobs, bytes } = await loadBlobs(store, keyv);
+      return new CacheIndex(store, keyv, blobs, bytes, logger);
     } catch (err) {
       // An open connection would keep the file's locks and shared memory past a rename.
       await store.close().catch(() => undefined);
@@ -162,6 +179,11 @@ export class CacheIndex {
     let rowsRead = 0;
     let unread: string | undefined;
     let loaded: { keyv: Keyv; blobs: Map<string, BlobEntry>; bytes: number };
+    const load = async (): Promise<{ keyv: Keyv; blobs: Map<string, BlobEntry>; bytes: number }> => {
+      const keyv = newKeyv(store);
+      await migrate(store, keyv, logger);
+      return { keyv, ...(await loadBlobs(store, keyv)) };
+    };
     try {
       if (!created) {
         const rows = await readRowsWithoutWriting(file);
@@ -171,22 +193,20 @@ export class CacheIndex {
         );
         rowsRead = rows.length;
       }
-      const keyv = newKeyv(store);
-      loaded = { keyv, ...(await loadBlobs(keyv)) };
+      loaded = await load();
     } catch (err) {
       // Unreadable (damaged too, say): start empty, as for a new index; recovery re-admits the files.
       unread = messageOf(err);
       rowsRead = 0;
       await store.close().catch(() => undefined);
       store = newStore("sqlite://:memory:");
-      const keyv = newKeyv(store);
-      loaded = { keyv, ...(await loadBlobs(keyv)) };
+      loaded = await load();
     }
     logger.warn(
       { file, reason: messageOf(cause), rowsRead, ...(unread ? { unread } : {}) },
       "cache index cannot be written (disk full or read-only): this run keeps it in memory and loses what it records at exit; the next start re-admits files by hash",
     );
-    return new CacheIndex(loaded.keyv, loaded.blobs, loaded.bytes, logger, indexError(cause));
+    return new CacheIndex(store, loaded.keyv, loaded.blobs, loaded.bytes, logger, indexError(cause));
   }
 
   /** True while the index cannot record durably: its last write failed, or it lives in memory for this run. */
@@ -279,9 +299,7 @@ export class CacheIndex {
   async allTags(): Promise<Map<string, TagEntry>> {
     const tags = new Map<string, TagEntry>();
     try {
-      for await (const [key, value] of this.keyv.iterator?.(undefined) ?? []) {
-        if (String(key).startsWith(TAG_PREFIX)) tags.set(String(key).slice(TAG_PREFIX.length), value as TagEntry);
-      }
+      for (const [key, value] of await rowsUnder(this.store, this.keyv, TAG_PREFIX)) tags.set(key, value as TagEntry);
     } catch (err) {
       this.warnRateLimited("read", err, "cache index read failed; tag answers listed in part");
     }
@@ -299,6 +317,19 @@ export class CacheIndex {
   /** Never rejects, like putBlob. */
   async putMeta(key: string, value: unknown): Promise<void> {
     await this.putRecord(META_PREFIX + key, value);
+  }
+
+  /**
+   * Deletes the tag answers `keep` refuses (it knows which are of use), in one statement; says
+   * how many went. Never rejects: what a failed delete leaves is tried again at the next start.
+   */
+  async pruneTags(keep: (entry: TagEntry) => boolean): Promise<number> {
+    return this.prune(TAG_PREFIX, (_key, value) => keep(value as TagEntry));
+  }
+
+  /** Deletes the meta records `keep` refuses, like pruneTags. */
+  async pruneMeta(keep: (key: string, value: unknown) => boolean): Promise<number> {
+    return this.prune(META_PREFIX, keep);
   }
 
   /** Writes what sqlite does not have yet. Never rejects: what it refuses waits for the next flush. */
@@ -355,6 +386,21 @@ export class CacheIndex {
     return written;
   }
 
+  private async prune(prefix: string, keep: (key: string, value: unknown) => boolean): Promise<number> {
+    let rows: [string, unknown][];
+    try {
+      rows = await rowsUnder(this.store, this.keyv, prefix);
+    } catch (err) {
+      this.warnRateLimited("read", err, "cache index read failed; nothing pruned");
+      return 0;
+    }
+    const gone = rows.filter(([key, value]) => !keep(key, value)).map(([key]) => `${NAMESPACE}:${prefix}${key}`);
+    if (gone.length === 0) return 0;
+    for (const key of gone) this.pendingRecords.delete(key.slice(NAMESPACE.length + 1));
+    const deleted = await this.attempt(() => this.store.query(`DELETE FROM ${TABLE} WHERE key IN (SELECT value FROM json_each(?))`, JSON.stringify(gone)));
+    return deleted ? gone.length : 0;
+  }
+
   private async getRecord<T>(key: string): Promise<T | undefined> {
     if (this.pendingRecords.has(key)) return this.pendingRecords.get(key) as T;
     try {
@@ -406,32 +452,66 @@ function newStore(uri: string): KeyvSqlite {
 }
 
 function newKeyv(store: KeyvSqlite): Keyv {
-  return new Keyv({ store, namespace: "regcache", throwOnErrors: true });
+  return new Keyv({ store, namespace: NAMESPACE, throwOnErrors: true });
 }
 
-async function loadBlobs(keyv: Keyv): Promise<{ blobs: Map<string, BlobEntry>; bytes: number }> {
-  const blobs = new Map<string, BlobEntry>();
-  let bytes = 0;
-  if (!keyv.iterator) return { blobs, bytes };
+/**
+ * The rows under a key prefix, keys without it, as one range on the key index. keyv's own
+ * iterator pages with LIKE ... LIMIT/OFFSET, which reads the table again for every page:
+ * quadratic in the rows, and it would read every tag and meta row to find the blob rows.
+ */
+async function rowsUnder(store: KeyvSqlite, keyv: Keyv, prefix: string): Promise<[string, unknown][]> {
+  const from = `${NAMESPACE}:${prefix}`;
+  const to = `${from.slice(0, -1)}${String.fromCharCode(from.charCodeAt(from.length - 1) + 1)}`;
+  const rows = (await store.query(`SELECT key, value FROM ${TABLE} WHERE key >= ? AND key < ?`, from, to)) as { key: string; value: string }[];
+  const out: [string, unknown][] = [];
   try {
-    for await (const [key, value] of keyv.iterator(undefined)) {
-      if (!String(key).startsWith(BLOB_PREFIX)) continue;
-      const entry = value as BlobEntry & { seenIn?: string[] };
-      // Rows written before links existed named repositories a hit was merely allowed in,
-      // not ones upstream confirmed: they start with no links and re-confirm on first use.
-      if (!Array.isArray(entry.links)) {
-        entry.links = [];
-        delete entry.seenIn;
-      }
-      blobs.set(entry.digest, entry);
-      bytes += entry.size;
-    }
+    for (const row of rows) out.push([row.key.slice(from.length), (await keyv.deserializeData<unknown>(row.value))?.value]);
   } catch (err) {
     // sqlite checks pages, not the JSON inside a row: a damaged value only shows here.
     if (err instanceof SyntaxError) throw new DamagedIndexError(`a row is not JSON: ${err.message}`);
     throw err;
   }
+  return out;
+}
+
+async function loadBlobs(store: KeyvSqlite, keyv: Keyv): Promise<{ blobs: Map<string, BlobEntry>; bytes: number }> {
+  const blobs = new Map<string, BlobEntry>();
+  let bytes = 0;
+  for (const [, value] of await rowsUnder(store, keyv, BLOB_PREFIX)) {
+    const entry = value as BlobEntry;
+    blobs.set(entry.digest, entry);
+    bytes += entry.size;
+  }
   return { blobs, bytes };
+}
+
+/**
+ * Brings the rows to SCHEMA_VERSION, at start, before anything reads them. An index written by
+ * a newer regcache (a downgrade) is set aside like a damaged one: recovery re-admits its files.
+ */
+async function migrate(store: KeyvSqlite, keyv: Keyv, logger: Logger): Promise<void> {
+  const stored = await keyv.get<number>(SCHEMA_KEY);
+  if (stored === SCHEMA_VERSION) return;
+  if (stored === undefined && ((await store.query(`SELECT key FROM ${TABLE} LIMIT 1`)) as unknown[]).length === 0) {
+    await keyv.set(SCHEMA_KEY, SCHEMA_VERSION);
+    return;
+  }
+  const found = stored ?? 1;
+  if (found > SCHEMA_VERSION) throw new DamagedIndexError(`written by a newer regcache (schema ${found}; this one reads ${SCHEMA_VERSION})`);
+  let rewritten = 0;
+  for (const [key, value] of await rowsUnder(store, keyv, BLOB_PREFIX)) {
+    const entry = value as BlobEntry & { seenIn?: string[] };
+    // Rows written before links existed named repositories a hit was merely allowed in,
+    // not ones upstream confirmed: they start with no links and re-confirm on first use.
+    if (Array.isArray(entry.links)) continue;
+    entry.links = [];
+    delete entry.seenIn;
+    await keyv.set(BLOB_PREFIX + key, entry);
+    rewritten += 1;
+  }
+  await keyv.set(SCHEMA_KEY, SCHEMA_VERSION);
+  logger.info({ from: found, to: SCHEMA_VERSION, rowsRewritten: rewritten }, "cache index schema migrated");
 }
 
 /**

@@ -7,7 +7,6 @@ export class DataDirLockedError extends RegcacheError {
     readonly pid: number,
   ) {
     super("DATA_DIR_LOCKED", `data dir is in use: ${lockFile} is held by running process ${pid}; give each regcache process its own --data-dir`);
-    this.name = "DataDirLockedError";
   }
 }
 
@@ -50,7 +49,7 @@ export async function acquireDataDirLock(lockFile: string): Promise<() => Promis
       await rm(lockFile, { force: true });
     }
   }
-  throw new Error(`cannot acquire ${lockFile}`);
+  throw new RegcacheError("DATA_DIR_LOCKED", `cannot acquire ${lockFile}: another process took it as this one started`);
 }
 
 async function createLock(lockFile: string): Promise<void> {

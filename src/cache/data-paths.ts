@@ -1,5 +1,5 @@
 import path from "node:path";
-import type { Digest } from "../registry/digest.js";
+import type { Digest } from "../oci/digest.js";
 
 /**
  * Layout of the data directory:

@@ -3,7 +3,7 @@ import { EventEmitter } from "node:events";
 import { close, fsync, open, openSync, read, writev } from "node:fs";
 import { rename, rm } from "node:fs/promises";
 import { Writable, pipeline, type Readable } from "node:stream";
-import type { Digest } from "../registry/digest.js";
+import type { Digest } from "../oci/digest.js";
 
 export class DigestMismatchError extends Error {
   constructor(

@@ -1,7 +1,8 @@
 import { mkdir, readdir, readFile, rm, stat } from "node:fs/promises";
 import path from "node:path";
 import type { Logger } from "../log/logger.js";
-import { parseDigest } from "../registry/digest.js";
+import { parseDigest } from "../oci/digest.js";
+import { OCTET_STREAM } from "../oci/media-types.js";
 import type { CacheIndex } from "./cache-index.js";
 import type { DataPaths } from "./data-paths.js";
 import { hashFile } from "./file-hash.js";
@@ -12,8 +13,6 @@ export interface RecoveryReport {
   filesReindexed: number;
   filesRemoved: number;
 }
-
-const OCTET_STREAM = "application/octet-stream";
 
 /**
  * Brings index and files back into agreement after any stop, clean or kill -9:

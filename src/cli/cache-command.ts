@@ -3,7 +3,7 @@ import { readAdminToken } from "../admin/admin-access.js";
 import type { CachedBlob, CachedImage, RemovedDigest, RemovedImage, VerifyReport } from "../admin/cache-admin.js";
 import { formatTaggedImage, parseTaggedImage } from "../admin/cache-references.js";
 import { RegcacheError } from "../errors.js";
-import { parseDigest } from "../registry/digest.js";
+import { parseDigest } from "../oci/digest.js";
 import { formatBytes } from "./format-bytes.js";
 import { fetchFromProxy, proxyOption, type ProxyRequestInit } from "./proxy-client.js";
 import { adminTokenOption } from "./serve-options.js";

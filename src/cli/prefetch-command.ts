@@ -3,7 +3,7 @@ import { Command, Option } from "commander";
 import { ProxyAgent } from "undici";
 import { RegcacheError, systemReason } from "../errors.js";
 import { ImagePuller, parsePlatform, type PullProgress } from "../prefetch/image-puller.js";
-import { parseImageReference, type ImageReference } from "../registry/image-reference.js";
+import { parseImageReference, type ImageReference } from "../oci/image-reference.js";
 import { loadCredentialsFile } from "../upstream/proxy-credentials.js";
 import { formatBytes } from "./format-bytes.js";
 import { fetchFromProxy, proxyOption } from "./proxy-client.js";

@@ -1,7 +1,7 @@
 import { Option } from "commander";
-import { DEFAULTS, type ClusterConfig, type Config, type LogLevel } from "../config/config.js";
+import { DEFAULTS, type ClusterConfig, type Config, type OfflineAccess } from "../config/config.js";
 import { peerAddress } from "../cluster/membership.js";
-import type { OfflineAccess } from "../registry/access-policy.js";
+import type { LogLevel } from "../log/logger.js";
 import { OptionError, parseDuration, parseHostPattern, parseHostPort, parsePort, parseResolve, parseSize, splitList, type HostPort } from "../config/parse.js";
 
 /** Repeatable option whose environment variable holds a comma-separated list. */

@@ -1,7 +1,14 @@
-import type { OfflineAccess } from "../registry/access-policy.js";
+import type { LogLevel } from "../log/logger.js";
 import type { HostPort, ResolveRule } from "./parse.js";
 
-export type LogLevel = "fatal" | "error" | "warn" | "info" | "debug" | "trace" | "silent";
+/**
+ * What to do when upstream cannot confirm a client (offline):
+ * - public: serve repositories known to be public, and clients whose credential was
+ *   confirmed for the repository within the offline grace period;
+ * - all: serve everything cached (a mirror's behaviour: availability over confidentiality);
+ * - none: serve only what was confirmed within the normal auth TTL.
+ */
+export type OfflineAccess = "public" | "all" | "none";
 
 /** Everything `regcache serve` can be told; the CLI fills it from flags and REGCACHE_* variables. */
 export interface Config {

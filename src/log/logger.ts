@@ -1,7 +1,8 @@
 import { pino, type Logger } from "pino";
-import type { LogLevel } from "../config/config.js";
 
 export type { Logger };
+
+export type LogLevel = "fatal" | "error" | "warn" | "info" | "debug" | "trace" | "silent";
 
 /** Header names whose values never reach a log line, wherever they appear in a logged object. */
 const SECRET_PATHS = [

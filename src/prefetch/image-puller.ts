@@ -1,20 +1,16 @@
 import { createHash } from "node:crypto";
 import { request, type Dispatcher } from "undici";
 import { RegcacheError } from "../errors.js";
-import type { ImageReference } from "../registry/image-reference.js";
+import type { ImageReference } from "../oci/image-reference.js";
+import { IMAGE_MANIFEST_MEDIA_TYPES, INDEX_MEDIA_TYPES } from "../oci/media-types.js";
 import { formatAuthority, type UpstreamRequest } from "../upstream/client.js";
 import { basicAuthorization, type HostCredential } from "../upstream/proxy-credentials.js";
 import { requestRegistryToken } from "../upstream/token-request.js";
 import { parseWwwAuthenticate } from "../upstream/www-authenticate.js";
 
 /** What containerd asks for: every manifest and index type, so the cache holds what nodes will request. */
-const MANIFEST_ACCEPT = [
-  "application/vnd.oci.image.index.v1+json",
-  "application/vnd.docker.distribution.manifest.list.v2+json",
-  "application/vnd.oci.image.manifest.v1+json",
-  "application/vnd.docker.distribution.manifest.v2+json",
-].join(", ");
-const INDEX_TYPES = new Set(["application/vnd.oci.image.index.v1+json", "application/vnd.docker.distribution.manifest.list.v2+json"]);
+const MANIFEST_ACCEPT = [...INDEX_MEDIA_TYPES, ...IMAGE_MANIFEST_MEDIA_TYPES].join(", ");
+const INDEX_TYPES = new Set(INDEX_MEDIA_TYPES);
 
 export interface Platform {
   os: string;

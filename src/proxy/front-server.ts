@@ -1,7 +1,10 @@
-import { createServer, type IncomingMessage, type Server } from "node:http";
+import { createServer, STATUS_CODES, type IncomingMessage, type Server } from "node:http";
 import type { Duplex } from "node:stream";
 import type { Logger } from "../log/logger.js";
-import type { Dialer } from "../upstream/client.js";
+import { registryErrorBody } from "../oci/error-body.js";
+import { errorAnswer } from "../registry/errors.js";
+import type { Dialer } from "../upstream/dialer.js";
+import { classifyUpstreamError } from "../upstream/upstream-error.js";
 import { decideConnect, parseConnectTarget, type ConnectPolicy } from "./connect-policy.js";
 import type { MitmInterceptor } from "./mitm-interceptor.js";
 import type { OwnEndpoints } from "./own-endpoints.js";
@@ -91,7 +94,7 @@ function onConnect(deps: FrontServerDeps, req: IncomingMessage, socket: Duplex, 
       deps.onNotIntercepted?.(decision.host, "tunnel");
       openTunnel(socket, head, decision.host, decision.port, deps.dialer, deps.connectTimeout).catch((err: Error) => {
         deps.logger.warn({ host: decision.host, port: decision.port, client, err: err.message }, "tunnel failed");
-        refuseConnect(socket, err.name === "UpstreamError" ? 403 : 502, err.message);
+        refuseConnect(socket, errorAnswer(classifyUpstreamError(err, decision.host)).status, err.message);
       });
       return;
     case "intercept":
@@ -100,8 +103,8 @@ function onConnect(deps: FrontServerDeps, req: IncomingMessage, socket: Duplex, 
   }
 }
 
+/** A CONNECT is answered on the raw socket (there is no response object for it), in the registry error format. */
 function refuseConnect(socket: Duplex, status: number, reason: string): void {
-  const body = JSON.stringify({ errors: [{ code: status === 403 ? "DENIED" : "UNAVAILABLE", message: reason }] });
-  const text = status === 400 ? "Bad Request" : status === 403 ? "Forbidden" : "Bad Gateway";
-  socket.end(`HTTP/1.1 ${status} ${text}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+  const body = registryErrorBody(status === 403 ? "DENIED" : "UNAVAILABLE", reason);
+  socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
 }

@@ -1,6 +1,7 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Logger } from "../log/logger.js";
-import { sendRegistryError } from "../registry/errors.js";
+import { errorAnswer } from "../registry/errors.js";
+import { errorReply, writeReply } from "../registry/reply.js";
 import type { RegistryHandler } from "../registry/registry-handler.js";
 import type { RegistryRequest } from "../registry/request-context.js";
 import type { Lifecycle } from "./lifecycle.js";
@@ -58,17 +59,17 @@ export function createInterceptedRequestHandler(registry: RegistryHandler, logge
 function route(rr: RegistryRequest, target: ConnectTarget | undefined, isTls: boolean, registry: RegistryHandler, logger: Logger): void {
   const { req, res } = rr;
   if ((req.url ?? "").length > MAX_URL_LENGTH) {
-    sendRegistryError(res, 414, "NAME_INVALID", `request target longer than ${MAX_URL_LENGTH} characters`);
+    writeReply(res, errorReply(414, "NAME_INVALID", `request target longer than ${MAX_URL_LENGTH} characters`), req.method);
     return;
   }
   if (!isTls || !target) {
-    sendRegistryError(res, 400, "UNSUPPORTED", "regcache intercepts TLS only; send HTTPS inside CONNECT");
+    writeReply(res, errorReply(400, "UNSUPPORTED", "regcache intercepts TLS only; send HTTPS inside CONNECT"), req.method);
     return;
   }
   const hostHeader = (req.headers.host ?? "").toLowerCase();
   const expected = target.port === 443 ? [target.host, `${target.host}:443`] : [`${target.host}:${target.port}`];
   if (!expected.includes(hostHeader) && !expected.includes(hostHeader.replace(/^\[(.*)\](:\d+)?$/, "$1$2"))) {
-    sendRegistryError(res, 421, "DENIED", `Host "${hostHeader.slice(0, 100)}" does not match the CONNECT target ${target.host}:${target.port}`);
+    writeReply(res, errorReply(421, "DENIED", `Host "${hostHeader.slice(0, 100)}" does not match the CONNECT target ${target.host}:${target.port}`), req.method);
     return;
   }
   registry.handle(rr).catch((err: unknown) => failRequest(rr, err, logger));
@@ -77,5 +78,6 @@ function route(rr: RegistryRequest, target: ConnectTarget | undefined, isTls: bo
 /** A fault in one request's handling fails that request alone: an error if nothing was sent yet, else a cut connection. */
 function failRequest(rr: RegistryRequest, err: unknown, logger: Logger): void {
   logger.error({ err, host: rr.host, path: rr.log.path }, "request handling failed");
-  sendRegistryError(rr.res, 500, "UNAVAILABLE", "internal error in regcache");
+  const answer = errorAnswer(err);
+  writeReply(rr.res, errorReply(answer.status, answer.code, answer.message), rr.req.method);
 }

@@ -1,6 +1,6 @@
 import { connect, type Socket } from "node:net";
 import type { Duplex } from "node:stream";
-import type { Dialer } from "../upstream/client.js";
+import type { Dialer } from "../upstream/dialer.js";
 
 /**
  * A plain TCP splice for hosts that are not intercepted: TLS stays end to end,

@@ -3,22 +3,38 @@ import type { CacheIndex } from "../cache/cache-index.js";
 import type { Logger } from "../log/logger.js";
 import type { UpstreamClient, UpstreamResponse } from "../upstream/client.js";
 import { headerValue } from "../upstream/headers.js";
-import { isUnavailableStatus, UpstreamError } from "../upstream/upstream-error.js";
+import { isUnavailableStatus, isUpstreamOutage } from "../upstream/upstream-error.js";
 import { requestRegistryToken } from "../upstream/token-request.js";
 import { parseWwwAuthenticate } from "../upstream/www-authenticate.js";
-import { offlineAllows, onlineStep, type AccessTimings, type OfflineAccess } from "./access-policy.js";
+import type { OfflineAccess } from "../config/config.js";
+import { offlineAllows, onlineStep, type AccessTimings } from "./access-policy.js";
 import { classifyConfirmation } from "./link-policy.js";
-import { registryErrorBody, type RegistryErrorCode } from "./errors.js";
+import type { RegistryErrorCode } from "../oci/error-body.js";
+import { errorReply, writeReply, type Reply } from "./reply.js";
 import { cacheStatusHeaders, type RegistryRequest } from "./request-context.js";
 import { LruMap } from "../util/lru-map.js";
 
 export type AccessResult = "public" | "confirmed" | "offline-allowed" | "denied" | "offline-denied" | "unlinked-unavailable";
 
-export interface AccessDecision {
-  allowed: boolean;
-  result: AccessResult;
-  /** For a refusal: writes upstream's own answer (or the offline 401) to the client. */
-  refuse: () => void;
+/** Decisions by result. Made before AccessControl by the composition root, so metrics exist before the upstream client that reports to them. */
+export type AccessCounts = Record<AccessResult, number>;
+
+export function emptyAccessCounts(): AccessCounts {
+  return { public: 0, confirmed: 0, "offline-allowed": 0, denied: 0, "offline-denied": 0, "unlinked-unavailable": 0 };
+}
+
+export type AccessDecision =
+  | { allowed: true; result: AccessResult }
+  /** refusal: upstream's own answer, or the offline 401, as the client gets it. */
+  | { allowed: false; result: AccessResult; refusal: Reply };
+
+/** Logs how access was settled and, for a refusal, sends it; says whether to serve. */
+export function settleAccess(rr: RegistryRequest, decision: AccessDecision): boolean {
+  rr.log.access = decision.result;
+  if (decision.allowed) return true;
+  rr.log.cache = "BYPASS";
+  writeReply(rr.res, decision.refusal, rr.req.method);
+  return false;
 }
 
 export interface AccessOptions extends AccessTimings {
@@ -44,7 +60,6 @@ export class AccessControl {
   private readonly confirmations = new LruMap<string, number>(MAX_CACHED);
   private readonly persistedAt = new LruMap<string, number>(MAX_CACHED);
   private readonly challenges = new LruMap<string, string>(MAX_CACHED);
-  readonly counts: Record<AccessResult, number> = { public: 0, confirmed: 0, "offline-allowed": 0, denied: 0, "offline-denied": 0, "unlinked-unavailable": 0 };
 
   constructor(
     private readonly upstream: UpstreamClient,
@@ -52,6 +67,7 @@ export class AccessControl {
     private readonly secret: Buffer,
     private readonly options: AccessOptions,
     private readonly logger: Logger,
+    readonly counts: AccessCounts = emptyAccessCounts(),
   ) {}
 
   /** HMAC of the Authorization header: credentials are compared, never stored or logged. */
@@ -70,6 +86,15 @@ export class AccessControl {
       // Durable only for --offline-grace after a restart: the response does not wait for the write.
       void this.index.putMeta(`auth:${key}`, now).catch((err: unknown) => this.logger.warn({ err }, "cannot persist confirmation"));
     }
+  }
+
+  /**
+   * At start: drops persisted confirmations older than the longest window they count in
+   * (--auth-ttl online, --offline-grace offline), which no decision reads again; says how many.
+   */
+  pruneConfirmations(now = Date.now()): Promise<number> {
+    const longest = Math.max(this.options.authTtl, this.options.offlineGrace);
+    return this.index.pruneMeta((key, value) => !key.startsWith("auth:") || typeof value !== "number" || now - value < longest);
   }
 
   /** Remembers the last auth challenge of a host (durably), to repeat it when the host is down. */
@@ -157,7 +182,7 @@ export class AccessControl {
       response = await this.upstream.request({ host: rr.host, port: rr.port, method: "HEAD", path: probePath, headers: checkHeaders(rr) });
       await response.body.dump();
     } catch (err) {
-      if (err instanceof UpstreamError && err.failure === "refused-address") throw err;
+      if (!isUpstreamOutage(err)) throw err;
       return this.offline(rr, facts);
     }
     if (isUnavailableStatus(response.statusCode)) return this.offline(rr, facts);
@@ -171,7 +196,7 @@ export class AccessControl {
     return {
       allowed: false,
       result: "denied",
-      refuse: () => this.sendRefusal(rr, response.statusCode, challenge, `upstream refused this client for ${repoKey}`),
+      refusal: refusal(response.statusCode, challenge, `upstream refused this client for ${repoKey}`),
     };
   }
 
@@ -191,7 +216,7 @@ export class AccessControl {
       challenge = headerValue(response.headers["www-authenticate"]);
       rr.log.upstreamStatus = status;
     } catch (err) {
-      if (err instanceof UpstreamError && err.failure === "refused-address") throw err;
+      if (!isUpstreamOutage(err)) throw err;
       status = "unreachable";
     }
     const verdict = classifyConfirmation(status);
@@ -202,17 +227,17 @@ export class AccessControl {
     if (verdict === "unavailable") {
       this.counts["unlinked-unavailable"] += 1;
       const reason = status === "unreachable" ? "unreachable" : `answering ${status}`;
-      return { allowed: false, result: "unlinked-unavailable", refuse: () => this.sendRefusal(rr, 503, undefined, `upstream ${rr.host} is ${reason}, and this content is not known to be in ${rr.host}/${name}`, "UNAVAILABLE") };
+      return { allowed: false, result: "unlinked-unavailable", refusal: refusal(503, undefined, `upstream ${rr.host} is ${reason}, and this content is not known to be in ${rr.host}/${name}`, "UNAVAILABLE") };
     }
     if (status === 401) this.recordChallenge(rr.host, challenge);
     this.counts.denied += 1;
-    const refusal = status as number;
-    return { allowed: false, result: "denied", refuse: () => this.sendRefusal(rr, refusal, challenge, `upstream refused this request for ${rr.host}/${name}`, refusal === 404 ? unknownCode : undefined) };
+    const refused = status as number;
+    return { allowed: false, result: "denied", refusal: refusal(refused, challenge, `upstream refused this request for ${rr.host}/${name}`, refused === 404 ? unknownCode : undefined) };
   }
 
   private allow(result: "public" | "confirmed" | "offline-allowed"): AccessDecision {
     this.counts[result] += 1;
-    return { allowed: true, result, refuse: () => undefined };
+    return { allowed: true, result };
   }
 
   private async offline(rr: RegistryRequest, facts: { now: number; publicVerdict?: { isPublic: boolean; checkedAt: number }; confirmedAt?: number }): Promise<AccessDecision> {
@@ -222,21 +247,8 @@ export class AccessControl {
     return {
       allowed: false,
       result: "offline-denied",
-      refuse: () => this.sendRefusal(rr, 401, challenge, `upstream ${rr.host} is unreachable and this client is not confirmed for this repository (--offline-access ${this.options.offlineAccess})`),
+      refusal: refusal(401, challenge, `upstream ${rr.host} is unreachable and this client is not confirmed for this repository (--offline-access ${this.options.offlineAccess})`),
     };
-  }
-
-  private sendRefusal(rr: RegistryRequest, status: number, challenge: string | undefined, message: string, code?: RegistryErrorCode): void {
-    const body = registryErrorBody(code ?? REFUSAL_CODES[status] ?? "DENIED", message);
-    rr.log.cache = "BYPASS";
-    rr.res.writeHead(status, {
-      "content-type": "application/json; charset=utf-8",
-      "content-length": Buffer.byteLength(body),
-      "docker-distribution-api-version": "registry/2.0",
-      ...(challenge ? { "www-authenticate": challenge } : {}),
-      ...cacheStatusHeaders("BYPASS"),
-    });
-    rr.res.end(rr.req.method === "HEAD" ? undefined : body);
   }
 
   private async publicVerdict(repoKey: string): Promise<{ isPublic: boolean; checkedAt: number } | undefined> {
@@ -275,7 +287,7 @@ export class AccessControl {
       if (isUnavailableStatus(second.statusCode)) return "unreachable";
       return second.statusCode < 400 ? "public" : "private";
     } catch (err) {
-      if (err instanceof UpstreamError && err.failure === "refused-address") throw err;
+      if (!isUpstreamOutage(err)) throw err;
       return "unreachable";
     }
   }
@@ -288,4 +300,8 @@ function checkHeaders(rr: RegistryRequest): Record<string, string> {
     if (value) headers[name] = value;
   }
   return headers;
+}
+
+function refusal(status: number, challenge: string | undefined, message: string, code?: RegistryErrorCode): Reply {
+  return errorReply(status, code ?? REFUSAL_CODES[status] ?? "DENIED", message, { ...(challenge ? { "www-authenticate": challenge } : {}), ...cacheStatusHeaders("BYPASS") });
 }

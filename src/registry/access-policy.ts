@@ -1,11 +1,4 @@
-/**
- * What to do when upstream cannot confirm a client (offline):
- * - public: serve repositories known to be public, and clients whose credential was
- *   confirmed for the repository within the offline grace period;
- * - all: serve everything cached (a mirror's behaviour: availability over confidentiality);
- * - none: serve only what was confirmed within the normal auth TTL.
- */
-export type OfflineAccess = "public" | "all" | "none";
+import type { OfflineAccess } from "../config/config.js";
 
 export interface AccessTimings {
   publicTtl: number;

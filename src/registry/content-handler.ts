@@ -1,32 +1,24 @@
-import { pipeline, Readable } from "node:stream";
+import type { Readable } from "node:stream";
 import type { BlobEntry } from "../cache/cache-index.js";
-import type { AccessControl } from "./access-control.js";
+import { settleAccess, type AccessControl } from "./access-control.js";
 import type { BlobStore } from "../cache/blob-store.js";
 import type { Download } from "../cache/download.js";
 import type { RangeSource } from "../cache/range-source.js";
-import { sendRange } from "../cache/range-sender.js";
 import type { UpstreamClient, UpstreamResponse } from "../upstream/client.js";
 import { headerValue, upstreamRequestHeaders } from "../upstream/headers.js";
-import { isUnavailableStatus, UpstreamError } from "../upstream/upstream-error.js";
+import { isUnavailableStatus, isUpstreamOutage, UpstreamError } from "../upstream/upstream-error.js";
 import { acceptAllows, normalizeAccept } from "./accept.js";
-import type { AccessDecision } from "./access-control.js";
 import type { ContentSources, SourcedResult } from "./content-sources.js";
 import { contentPath, type ContentTarget } from "./content-target.js";
 import { cachedContentStep } from "./link-policy.js";
-import type { Digest } from "./digest.js";
-import { sendRegistryError } from "./errors.js";
-import { passThrough, relayUpstreamResponse, sendUpstreamFailure } from "./pass-through.js";
-import { contentRange, parseRange } from "./range.js";
-import { cacheStatusHeaders, type CacheStatus, type RegistryRequest } from "./request-context.js";
+import { sendFailure } from "./errors.js";
+import { passThrough, relayUpstreamResponse } from "./pass-through.js";
+import { contentReply, type Representation } from "./content-reply.js";
+import { errorReply, writeReply } from "./reply.js";
+import type { CacheStatus, RegistryRequest } from "./request-context.js";
 
 /** What a peer's X-Cache says when the bytes came from the cluster's cache rather than upstream. */
 const PEER_CACHED = new Set(["HIT", "STALE", "COALESCED", "PEER"]);
-
-interface Representation {
-  digest: Digest;
-  mediaType: string;
-  size: number | undefined;
-}
 
 /**
  * GET and HEAD of blobs and manifests by digest: immutable, so served from the
@@ -63,7 +55,7 @@ export class ContentHandler {
     try {
       response = await this.upstream.request({ host: rr.host, port: rr.port, method: "HEAD", path: contentPath(target), headers: upstreamRequestHeaders(rr.req.headers) });
     } catch (err) {
-      if (err instanceof UpstreamError && err.failure === "refused-address") throw err;
+      if (!isUpstreamOutage(err)) throw err;
     }
     if (response && !isUnavailableStatus(response.statusCode)) {
       relayUpstreamResponse(rr, response, "MISS");
@@ -72,7 +64,7 @@ export class ContentHandler {
     await response?.body.dump();
     const copy = await this.sources.headFromPeers(rr, target);
     if (!copy) {
-      sendUpstreamFailure(rr, new UpstreamError("connect", rr.host, "unavailable, and no replica holds this content"));
+      sendFailure(rr, new UpstreamError("connect", rr.host, "unavailable, and no replica holds this content"));
       return;
     }
     await copy.body.dump();
@@ -80,13 +72,7 @@ export class ContentHandler {
   }
 
   private async allowedOffline(rr: RegistryRequest, target: ContentTarget): Promise<boolean> {
-    return this.settle(rr, await this.access.authorizeOffline(rr, target.name));
-  }
-
-  private settle(rr: RegistryRequest, decision: AccessDecision): boolean {
-    rr.log.access = decision.result;
-    if (!decision.allowed) decision.refuse();
-    return decision.allowed;
+    return settleAccess(rr, await this.access.authorizeOffline(rr, target.name));
   }
 
   /**
@@ -101,7 +87,7 @@ export class ContentHandler {
       step === "authorize"
         ? await this.access.authorize(rr, target.name, contentPath(target))
         : await this.access.confirmInRepository(rr, target.name, contentPath(target), target.kind === "blob" ? "BLOB_UNKNOWN" : "MANIFEST_UNKNOWN");
-    if (!this.settle(rr, decision)) return false;
+    if (!settleAccess(rr, decision)) return false;
     if (step === "confirm") this.store.link(target.digest, hostRepository);
     return true;
   }
@@ -110,7 +96,7 @@ export class ContentHandler {
   async servePeerCopy(rr: RegistryRequest, target: ContentTarget): Promise<void> {
     const entry = await this.usableEntry(rr, target);
     if (!entry || !this.store.isLinked(target.digest, `${rr.host}/${target.name}`)) {
-      sendRegistryError(rr.res, 404, target.kind === "blob" ? "BLOB_UNKNOWN" : "MANIFEST_UNKNOWN", "not held by this replica for this repository");
+      writeReply(rr.res, errorReply(404, target.kind === "blob" ? "BLOB_UNKNOWN" : "MANIFEST_UNKNOWN", "not held by this replica for this repository"), rr.req.method);
       return;
     }
     const publicSince = await this.access.publicSince(rr.host, target.name);
@@ -157,7 +143,7 @@ export class ContentHandler {
     try {
       outcome = await this.store.fill<UpstreamResponse>(target.digest, `${rr.host}/${target.name}`, async () => (opened = await this.sources.open(rr, target)));
     } catch (err) {
-      sendUpstreamFailure(rr, err);
+      sendFailure(rr, err);
       return;
     }
     switch (outcome.kind) {
@@ -205,50 +191,8 @@ export class ContentHandler {
     this.respond(rr, rep, cache, {}, () => this.store.readDownload(download));
   }
 
-  /**
-   * Writes headers and the (ranged) body from what `open` gives: the cache's source, or
-   * an upstream body streamed through. Without a known size, ranges cannot be answered
-   * and the whole body streams.
-   */
-  private respond(
-    rr: RegistryRequest,
-    rep: Representation,
-    cache: CacheStatus,
-    extraHeaders: Record<string, string>,
-    open: (start: number, end: number) => RangeSource | Readable,
-    wholeOnly = false,
-  ): void {
-    const headers: Record<string, string | number> = {
-      "content-type": rep.mediaType,
-      "docker-content-digest": rep.digest.value,
-      etag: `"${rep.digest.value}"`,
-      "docker-distribution-api-version": "registry/2.0",
-      ...cacheStatusHeaders(cache),
-      ...extraHeaders,
-    };
-    const size = rep.size;
-    if (size !== undefined) headers["accept-ranges"] = "bytes";
-    const range = size === undefined || wholeOnly ? { kind: "none" as const } : parseRange(headerValue(rr.req.headers.range), size);
-    if (range.kind === "unsatisfiable") {
-      sendRegistryError(rr.res, 416, "RANGE_INVALID", `requested range not satisfiable for ${size} bytes`, { "content-range": `bytes */${size}` });
-      return;
-    }
-    let start = 0;
-    let end = (size ?? Number.MAX_SAFE_INTEGER) - 1;
-    let status = 200;
-    if (range.kind === "range") {
-      ({ start, end } = range.range);
-      status = 206;
-      headers["content-range"] = contentRange(range.range, size!);
-    }
-    if (size !== undefined) headers["content-length"] = end - start + 1;
-    rr.res.writeHead(status, headers);
-    if (rr.req.method === "HEAD" || end < start) {
-      rr.res.end();
-      return;
-    }
-    const body = open(start, end);
-    if (body instanceof Readable) pipeline(body, rr.res, () => undefined);
-    else sendRange(body, start, end, rr.res);
+  /** Sends `rep` (whole or ranged, see contentReply) from what `open` gives: the cache's source, or an upstream body streamed through. */
+  private respond(rr: RegistryRequest, rep: Representation, cache: CacheStatus, extraHeaders: Record<string, string>, open: (start: number, end: number) => RangeSource | Readable, wholeOnly = false): void {
+    writeReply(rr.res, contentReply(rep, cache, headerValue(rr.req.headers.range), open, { extraHeaders, wholeOnly }), rr.req.method);
   }
 }

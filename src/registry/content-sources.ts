@@ -1,6 +1,7 @@
 import { finished } from "node:stream";
 import type { OpenResult } from "../cache/blob-store.js";
 import type { Cluster } from "../cluster/cluster.js";
+import { OCTET_STREAM as BLOB_MEDIA_TYPE } from "../oci/media-types.js";
 import type { UpstreamClient, UpstreamResponse } from "../upstream/client.js";
 import { headerValue, upstreamRequestHeaders } from "../upstream/headers.js";
 import { requestFollowingRedirects } from "../upstream/redirects.js";
@@ -8,7 +9,6 @@ import { isUnavailableStatus, UpstreamError } from "../upstream/upstream-error.j
 import { contentPath, type ContentTarget } from "./content-target.js";
 import type { RegistryRequest } from "./request-context.js";
 
-export const BLOB_MEDIA_TYPE = "application/octet-stream";
 /** The distribution spec lets registries refuse manifests over 4 MiB; nothing larger is a manifest worth holding. */
 const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
 /** Conditional and range headers describe the client's view; the cache fetches whole, unconditional bodies. */

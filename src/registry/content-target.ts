@@ -1,4 +1,4 @@
-import type { Digest } from "./digest.js";
+import type { Digest } from "../oci/digest.js";
 
 /** A blob or a manifest by digest, in a repository. */
 export interface ContentTarget {

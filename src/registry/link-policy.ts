@@ -1,3 +1,4 @@
+import { isUnavailableStatus } from "../upstream/upstream-error.js";
 /**
  * Which cached content a request may get. Pure: the rules of SECURITY.md's table, tested
  * exhaustively (test/unit/registry/link-policy.test.ts).
@@ -15,7 +16,7 @@ export type Confirmation = "linked" | "refused" | "unavailable";
  * answer: nothing is known. Anything else (401, 403, 404...): this client may not have it there.
  */
 export function classifyConfirmation(status: number | "unreachable"): Confirmation {
-  if (status === "unreachable" || status >= 500 || status === 429) return "unavailable";
+  if (status === "unreachable" || isUnavailableStatus(status)) return "unavailable";
   if (status >= 200 && status < 400) return "linked";
   return "refused";
 }

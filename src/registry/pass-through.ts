@@ -1,38 +1,16 @@
 import type { IncomingHttpHeaders } from "node:http";
-import { pipeline } from "node:stream";
 import type { UpstreamClient, UpstreamResponse } from "../upstream/client.js";
 import { clientResponseHeaders, upstreamRequestHeaders } from "../upstream/headers.js";
-import { UpstreamError } from "../upstream/upstream-error.js";
 import { watchClientAbort } from "./client-abort.js";
-import { sendRegistryError } from "./errors.js";
+import { sendFailure } from "./errors.js";
+import { writeReply } from "./reply.js";
 import { cacheStatusHeaders, type CacheStatus, type RegistryRequest } from "./request-context.js";
 
 /** Sends an upstream answer to the client as it is, streaming the body with backpressure. */
 export function relayUpstreamResponse(rr: RegistryRequest, response: UpstreamResponse, cache: CacheStatus): void {
   rr.log.upstreamStatus = response.statusCode;
   rr.log.cache = cache;
-  rr.res.writeHead(response.statusCode, { ...clientResponseHeaders(response.headers), ...cacheStatusHeaders(cache) });
-  if (rr.req.method === "HEAD") {
-    response.body.dump().catch(() => undefined);
-    rr.res.end();
-    return;
-  }
-  pipeline(response.body, rr.res, () => undefined);
-}
-
-export function sendUpstreamFailure(rr: RegistryRequest, err: unknown): void {
-  const message = err instanceof UpstreamError ? err.message : `upstream ${rr.host}: ${(err as Error).message}`;
-  rr.log.upstreamStatus = 0;
-  rr.log.cache = "BYPASS";
-  if (err instanceof UpstreamError && err.failure === "refused-address") {
-    sendRegistryError(rr.res, 403, "DENIED", message, cacheStatusHeaders("BYPASS"));
-    return;
-  }
-  if (err instanceof UpstreamError && err.failure === "request") {
-    sendRegistryError(rr.res, 400, "UNSUPPORTED", message, cacheStatusHeaders("BYPASS"));
-    return;
-  }
-  sendRegistryError(rr.res, 502, "UNAVAILABLE", message, cacheStatusHeaders("BYPASS"));
+  writeReply(rr.res, { status: response.statusCode, headers: { ...clientResponseHeaders(response.headers), ...cacheStatusHeaders(cache) }, body: { kind: "upstream", body: response.body } }, rr.req.method);
 }
 
 /** RFC 9112 section 6.1/6.2: a request has a body exactly when it is framed with a length or chunked. */
@@ -58,7 +36,7 @@ export async function passThrough(client: UpstreamClient, rr: RegistryRequest, c
       clientAborted: hasBody ? watchClientAbort(rr.req) : undefined,
     });
   } catch (err) {
-    sendUpstreamFailure(rr, err);
+    sendFailure(rr, err);
     return;
   }
   relayUpstreamResponse(rr, response, cache);

@@ -1,5 +1,5 @@
 import type { PeerServices } from "../cluster/peer-server.js";
-import { parseDigest } from "./digest.js";
+import { parseDigest } from "../oci/digest.js";
 import type { ContentHandler } from "./content-handler.js";
 import type { RegistryRequest } from "./request-context.js";
 import type { TagHandler } from "./tag-handler.js";

@@ -1,8 +1,8 @@
-import { isUnavailableStatus } from "../upstream/upstream-error.js";
+import { isUnavailableStatus, isUpstreamOutage } from "../upstream/upstream-error.js";
 import type { UpstreamClient } from "../upstream/client.js";
 import { headerValue } from "../upstream/headers.js";
 import type { AccessControl } from "./access-control.js";
-import { sendRegistryError } from "./errors.js";
+import { API_VERSION_HEADER, errorReply, writeReply } from "./reply.js";
 import { relayUpstreamResponse } from "./pass-through.js";
 import { cacheStatusHeaders, type RegistryRequest } from "./request-context.js";
 
@@ -29,24 +29,20 @@ export class PingHandler {
       }
       rr.log.upstreamStatus = response.statusCode;
       await response.body.dump();
-    } catch {
+    } catch (err) {
+      // An address the policy refuses is answered 403 like any other request to it, never 200 {}.
+      if (!isUpstreamOutage(err)) throw err;
       rr.log.upstreamStatus = 0;
     }
     rr.log.cache = "STALE";
     // Basic-auth clients send credentials only after a challenge; see AccessControl.offlinePingChallenge.
     const challenge = await this.access.offlinePingChallenge(rr.host);
     if (challenge && !rr.req.headers.authorization) {
-      sendRegistryError(rr.res, 401, "UNAUTHORIZED", "authentication required", { "www-authenticate": challenge, ...cacheStatusHeaders("STALE") });
+      writeReply(rr.res, errorReply(401, "UNAUTHORIZED", "authentication required", { "www-authenticate": challenge, ...cacheStatusHeaders("STALE") }), rr.req.method);
       return;
     }
-    const body = "{}";
-    rr.res.writeHead(200, {
-      "content-type": "application/json",
-      "content-length": body.length,
-      "docker-distribution-api-version": "registry/2.0",
-      ...cacheStatusHeaders("STALE"),
-    });
-    rr.res.end(rr.req.method === "HEAD" ? undefined : body);
+    const text = "{}";
+    writeReply(rr.res, { status: 200, headers: { "content-type": "application/json", "content-length": text.length, ...API_VERSION_HEADER, ...cacheStatusHeaders("STALE") }, body: { kind: "text", text } }, rr.req.method);
   }
 }
 

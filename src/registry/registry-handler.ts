@@ -1,8 +1,9 @@
 import type { UpstreamClient } from "../upstream/client.js";
 import type { ContentHandler } from "./content-handler.js";
-import { sendRegistryError } from "./errors.js";
-import { UpstreamError } from "../upstream/upstream-error.js";
-import { hasRequestBody, passThrough, sendUpstreamFailure } from "./pass-through.js";
+import { RegcacheError } from "../errors.js";
+import { sendFailure } from "./errors.js";
+import { errorReply, writeReply } from "./reply.js";
+import { hasRequestBody, passThrough } from "./pass-through.js";
 import { cacheStatusHeaders, type RegistryRequest } from "./request-context.js";
 import { isCleanPath, parseRegistryPath } from "./routes.js";
 import type { TagHandler } from "./tag-handler.js";
@@ -21,8 +22,9 @@ export class RegistryHandler {
     try {
       await this.route(rr);
     } catch (err) {
-      if (!(err instanceof UpstreamError)) throw err;
-      sendUpstreamFailure(rr, err);
+      // Anticipated failures are answered by their code; anything else is a fault of regcache's own, logged where it is caught.
+      if (!(err instanceof RegcacheError)) throw err;
+      sendFailure(rr, err);
     }
   }
 
@@ -32,7 +34,7 @@ export class RegistryHandler {
     const route = parseRegistryPath(query < 0 ? url : url.slice(0, query));
     if (!isCleanPath(url)) {
       rr.log.cache = "BYPASS";
-      sendRegistryError(rr.res, 400, "NAME_INVALID", "request path has dot segments, encoded dots or slashes, or NUL", cacheStatusHeaders("BYPASS"));
+      writeReply(rr.res, errorReply(400, "NAME_INVALID", "request path has dot segments, encoded dots or slashes, or NUL", cacheStatusHeaders("BYPASS")), rr.req.method);
       return;
     }
     // A GET or HEAD that carries a body is not a plain read: it streams through untouched, body included.
@@ -41,7 +43,7 @@ export class RegistryHandler {
     switch (route.kind) {
       case "invalid":
         rr.log.cache = "BYPASS";
-        sendRegistryError(rr.res, 400, route.code, route.message, cacheStatusHeaders("BYPASS"));
+        writeReply(rr.res, errorReply(400, route.code, route.message, cacheStatusHeaders("BYPASS")), rr.req.method);
         return;
       case "blob":
       case "manifest":

@@ -1,10 +1,5 @@
-import { parseDigest, type Digest } from "./digest.js";
-
-/** distribution/reference grammar for repository names (OCI distribution spec, "Pulling manifests"). */
-const NAME = /^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*(?:\/[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*)*$/;
-const TAG = /^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}$/;
-/** The spec limits a name to 255 characters including the registry host; we bound the path part alike. */
-const MAX_NAME_LENGTH = 255;
+import { parseDigest, type Digest } from "../oci/digest.js";
+import { isRepositoryName, isTag, MAX_NAME_LENGTH } from "../oci/names.js";
 
 export type RegistryRoute =
   | { kind: "ping" }
@@ -34,7 +29,7 @@ export function parseRegistryPath(path: string): RegistryRoute {
   if (isBlob && (reference === "uploads" || reference === "uploads/" || reference.startsWith("uploads/"))) {
     return { kind: "other" };
   }
-  if (name.length === 0 || name.length > MAX_NAME_LENGTH || !NAME.test(name)) {
+  if (name.length === 0 || name.length > MAX_NAME_LENGTH || !isRepositoryName(name)) {
     return { kind: "invalid", code: "NAME_INVALID", message: "invalid repository name" };
   }
   if (reference.includes(":")) {
@@ -43,7 +38,7 @@ export function parseRegistryPath(path: string): RegistryRoute {
     return isBlob ? { kind: "blob", name, digest } : { kind: "manifest", name, digest };
   }
   if (isBlob) return { kind: "invalid", code: "DIGEST_INVALID", message: "blobs are addressed by digest" };
-  if (!TAG.test(reference)) return { kind: "invalid", code: "TAG_INVALID", message: "invalid tag" };
+  if (!isTag(reference)) return { kind: "invalid", code: "TAG_INVALID", message: "invalid tag" };
   return { kind: "tag", name, tag: reference };
 }
 

@@ -1,28 +1,57 @@
 import type { BlobStore } from "../cache/blob-store.js";
-import { tagKey, type BlobEntry, type CacheIndex, type TagEntry } from "../cache/cache-index.js";
+import type { BlobEntry, TagEntry } from "../cache/cache-index.js";
+import type { TagName, RecordedTags } from "../cache/recorded-tags.js";
+import type { Cluster } from "../cluster/cluster.js";
+import { parseDigest, type Digest } from "../oci/digest.js";
 import type { UpstreamClient, UpstreamResponse } from "../upstream/client.js";
 import { headerValue, upstreamRequestHeaders } from "../upstream/headers.js";
-import { normalizeAccept } from "./accept.js";
-import type { ContentHandler } from "./content-handler.js";
-import type { ContentTarget } from "./content-target.js";
-import { parseDigest } from "./digest.js";
-import { sendRegistryError } from "./errors.js";
-import { passThrough, relayUpstreamResponse } from "./pass-through.js";
 import { requestFollowingRedirects } from "../upstream/redirects.js";
+import { classifyUpstreamError, isUpstreamOutage, type UpstreamFailure } from "../upstream/upstream-error.js";
+import { normalizeAccept } from "./accept.js";
+import { settleAccess, type AccessControl } from "./access-control.js";
+import { passThrough, relayUpstreamResponse } from "./pass-through.js";
+import { errorReply, writeReply } from "./reply.js";
 import type { RegistryRequest } from "./request-context.js";
-import type { AccessControl } from "./access-control.js";
-import type { Cluster } from "../cluster/cluster.js";
-import { isUnavailableStatus, UpstreamError } from "../upstream/upstream-error.js";
-
-interface RecordedManifest {
-  manifest: ContentTarget;
-  entry: BlobEntry;
-}
+import { decideTagAnswer, type TagFacts, type TagStep } from "./tag-answer.js";
 
 export interface TagTarget {
   name: string;
   tag: string;
 }
+
+interface ManifestTarget {
+  kind: "manifest";
+  name: string;
+  digest: Digest;
+}
+
+/** A recorded answer whose manifest is cached and acceptable to this client. */
+interface RecordedManifest {
+  manifest: ManifestTarget;
+  entry: BlobEntry;
+}
+
+/**
+ * What a tag answer needs of the content by digest (ContentHandler): manifests are served,
+ * fetched and copied from peers exactly as by digest, with the same access rules.
+ */
+export interface ManifestContent {
+  /** The cached entry, if its file is there and the client's Accept allows its media type. */
+  usableEntry(rr: RegistryRequest, manifest: ManifestTarget): Promise<BlobEntry | undefined>;
+  serveCached(rr: RegistryRequest, manifest: ManifestTarget, entry: BlobEntry, cache: "HIT" | "STALE", extraHeaders?: Record<string, string>): void;
+  /** As a GET by digest: from the cache, else fetched (and stored). */
+  handle(rr: RegistryRequest, manifest: ManifestTarget): Promise<void>;
+  /** A copy from a peer that holds it for the repository; undefined when none does. */
+  keepCopy(rr: RegistryRequest, manifest: ManifestTarget): Promise<BlobEntry | undefined>;
+}
+
+/** What a tag answer needs of the store: linking a digest upstream named, and when a fetched manifest is stored. */
+export type ManifestStore = Pick<BlobStore, "link" | "lookup" | "whenDownloaded">;
+
+/** Upstream's answer to the tag HEAD (with the digest it names, and that digest's cache entry), or why there is none. */
+type Asked =
+  | { kind: "answered"; head: UpstreamResponse; manifest?: ManifestTarget; entry?: BlobEntry }
+  | { kind: "failed"; reason: string; failure: UpstreamFailure; rateLimited: boolean };
 
 /** RFC 9111 section 5.5 (obsoleted but still what clients and people recognise). */
 const STALE_WARNING = '110 - "Response is stale"';
@@ -32,14 +61,15 @@ const STALE_WARNING = '110 - "Response is stale"';
  * which Docker Hub does not count against its rate limit) which digest the tag
  * names now; the body then comes from the digest cache. When upstream cannot
  * answer (down, 5xx, 429, timeout), the last answer recorded for this tag and
- * Accept set is served, marked stale.
+ * Accept set is served, marked stale. What to do is decideTagAnswer's (tag-answer.ts):
+ * this class gathers the facts it asks for, then carries out its answer.
  */
 export class TagHandler {
   constructor(
     private readonly upstream: UpstreamClient,
-    private readonly store: BlobStore,
-    private readonly index: CacheIndex,
-    private readonly content: ContentHandler,
+    private readonly store: ManifestStore,
+    private readonly records: RecordedTags,
+    private readonly content: ManifestContent,
     private readonly access: AccessControl,
     private readonly tagTtl: number,
     private readonly cluster?: Cluster,
@@ -47,23 +77,81 @@ export class TagHandler {
 
   /** For a peer: the answer recorded for a tag and Accept set, or for any Accept set. */
   async recordedAnswer(host: string, target: TagTarget, acceptSet: readonly string[]): Promise<TagEntry | undefined> {
-    return (await this.index.getTag(tagKey(host, target.name, target.tag, acceptSet))) ?? (await this.index.getTag(anyAcceptKey(host, target)));
+    const tag = { host, ...target };
+    return (await this.records.forAccept(tag, acceptSet)) ?? (await this.records.latest(tag));
   }
 
   async handle(rr: RegistryRequest, target: TagTarget): Promise<void> {
+    const tag = { host: rr.host, ...target };
     const acceptSet = normalizeAccept(rr.req.headers.accept);
-    const key = tagKey(rr.host, target.name, target.tag, acceptSet);
-    if (this.tagTtl > 0) {
-      const fresh = await this.index.getTag(key);
-      const usable = fresh && Date.now() - fresh.recorded < this.tagTtl ? await this.usableRecord(rr, target, fresh) : undefined;
-      if (usable) {
-        const decision = await this.access.authorize(rr, target.name, tagPath(target));
-        rr.log.access = decision.result;
-        if (!decision.allowed) decision.refuse();
-        else this.serveRecorded(rr, usable, "HIT");
-        return;
+    let recorded = this.tagTtl > 0 ? await this.freshRecord(rr, tag, acceptSet) : undefined;
+    const facts: TagFacts = { method: rr.req.method ?? "GET", freshRecord: recorded !== undefined };
+    let asked: Asked | undefined;
+    for (;;) {
+      const step = decideTagAnswer(facts);
+      switch (step.kind) {
+        case "ask-upstream":
+          asked = await this.ask(rr, target);
+          facts.upstream = asked.kind === "answered" ? { status: asked.head.statusCode, digest: asked.manifest !== undefined, cached: asked.entry !== undefined } : asked;
+          break;
+        case "find-recorded":
+          recorded = await this.recordedWhileUnavailable(rr, tag, acceptSet);
+          facts.staleRecord = recorded !== undefined;
+          break;
+        case "serve-recorded": {
+          const decision = step.cache === "HIT" ? await this.access.authorize(rr, target.name, tagPath(target)) : await this.access.authorizeOffline(rr, target.name);
+          if (settleAccess(rr, decision)) this.serveRecorded(rr, recorded!, step.cache);
+          return;
+        }
+        case "unavailable":
+          this.sendUnavailable(rr, target, step, asked?.kind === "failed" ? asked.reason : `upstream answered ${asked?.head.statusCode}`);
+          return;
+        default:
+          // The remaining steps come only after upstream answered.
+          await this.carryOut(rr, tag, acceptSet, step, asked as Extract<Asked, { kind: "answered" }>);
+          return;
       }
     }
+  }
+
+  /** Upstream answered without trouble: its own answer relayed, or the digest it named served or fetched. */
+  private async carryOut(rr: RegistryRequest, tag: TagName, acceptSet: readonly string[], step: TagStep, asked: Extract<Asked, { kind: "answered" }>): Promise<void> {
+    const { head, manifest, entry } = asked;
+    if (step.kind === "upstream-answer" || !manifest) {
+      // Auth challenges, 404s and registries that omit the digest on HEAD: the client gets upstream's own answer.
+      if (rr.req.method === "HEAD") relayUpstreamResponse(rr, head, "BYPASS");
+      else await passThrough(this.upstream, rr, "BYPASS");
+      rr.log.cache = "BYPASS";
+      return;
+    }
+    rr.log.digest = manifest.digest.value;
+    // Upstream just answered this client's own credentials for this repository: that is the access check.
+    this.access.recordConfirmation(rr, tag.name);
+    rr.log.access = "confirmed";
+    if (step.kind === "serve-cached" && entry) {
+      // Upstream named this digest for this repository's tag, to this client: the repository has it.
+      this.store.link(manifest.digest, `${rr.host}/${tag.name}`);
+      this.content.serveCached(rr, manifest, entry, "HIT");
+      await this.records.record(tag, acceptSet, { digest: manifest.digest.value, mediaType: entry.mediaType, size: entry.size, recorded: Date.now() });
+      return;
+    }
+    if (step.kind === "head-miss") {
+      relayUpstreamResponse(rr, head, "MISS");
+      rr.log.cache = "MISS";
+      // containerd HEADs the tag and then GETs the digest: record the answer now, so that the
+      // tag resolves during an outage once that digest is cached (stale answers need both).
+      const length = Number(headerValue(head.headers["content-length"]));
+      await this.records.record(tag, acceptSet, { digest: manifest.digest.value, mediaType: headerValue(head.headers["content-type"]) ?? "", size: Number.isFinite(length) ? length : 0, recorded: Date.now() });
+      return;
+    }
+    await this.content.handle(rr, manifest);
+    const stored = this.store.lookup(manifest.digest);
+    if (stored) await this.records.record(tag, acceptSet, { digest: manifest.digest.value, mediaType: stored.mediaType, size: stored.size, recorded: Date.now() });
+    else void this.store.whenDownloaded(manifest.digest)?.then((done) => done && this.records.record(tag, acceptSet, { digest: manifest.digest.value, ...done, recorded: Date.now() }));
+  }
+
+  /** Which digest the tag names now, asked with the client's own credentials; or why upstream cannot say. */
+  private async ask(rr: RegistryRequest, target: TagTarget): Promise<Asked> {
     let head: UpstreamResponse;
     try {
       // Redirects are followed here too: relayed, a redirect loop would send the client round it.
@@ -75,59 +163,42 @@ export class TagHandler {
         headers: upstreamRequestHeaders(rr.req.headers, ["range", "if-none-match", "if-modified-since", "content-length"]),
       }));
     } catch (err) {
-      if (err instanceof UpstreamError && err.failure === "refused-address") throw err;
-      const status = err instanceof UpstreamError && err.rateLimited ? 429 : err instanceof UpstreamError && err.failure === "protocol" ? 502 : 503;
-      await this.serveStale(rr, target, key, (err as Error).message, status);
-      return;
+      if (!isUpstreamOutage(err)) throw err;
+      const failed = classifyUpstreamError(err, rr.host);
+      return { kind: "failed", reason: failed.message, failure: failed.failure, rateLimited: failed.rateLimited };
     }
     await head.body.dump();
     rr.log.upstreamStatus = head.statusCode;
-    if (isUnavailableStatus(head.statusCode)) {
-      await this.serveStale(rr, target, key, `upstream answered ${head.statusCode}`, head.statusCode);
-      return;
-    }
-    const digest = parseDigest(headerValue(head.headers["docker-content-digest"]) ?? "");
     if (head.statusCode === 401) this.access.recordChallenge(rr.host, headerValue(head.headers["www-authenticate"]));
-    if (head.statusCode !== 200 || !digest) {
-      // Auth challenges, 404s and registries that omit the digest on HEAD: the client gets upstream's own answer.
-      if (rr.req.method === "HEAD") relayUpstreamResponse(rr, head, "BYPASS");
-      else await passThrough(this.upstream, rr, "BYPASS");
-      rr.log.cache = "BYPASS";
-      return;
-    }
-    rr.log.digest = digest.value;
-    // Upstream just answered this client's own credentials for this repository: that is the access check.
-    this.access.recordConfirmation(rr, target.name);
-    rr.log.access = "confirmed";
+    const digest = head.statusCode === 200 ? parseDigest(headerValue(head.headers["docker-content-digest"]) ?? "") : undefined;
+    if (!digest) return { kind: "answered", head };
     const manifest = { kind: "manifest" as const, name: target.name, digest };
-    const entry = await this.content.usableEntry(rr, manifest);
-    if (entry) {
-      // Upstream named this digest for this repository's tag, to this client: the repository has it.
-      this.store.link(digest, `${rr.host}/${target.name}`);
-      this.content.serveCached(rr, manifest, entry, "HIT");
-      await this.record(key, rr.host, target, { digest: digest.value, mediaType: entry.mediaType, size: entry.size, recorded: Date.now() });
-      return;
+    return { kind: "answered", head, manifest, entry: await this.content.usableEntry(rr, manifest) };
+  }
+
+  /** The answer recorded for this Accept set within --tag-ttl, if its manifest is usable. */
+  private async freshRecord(rr: RegistryRequest, tag: TagName, acceptSet: readonly string[]): Promise<RecordedManifest | undefined> {
+    const fresh = await this.records.forAccept(tag, acceptSet);
+    return fresh && Date.now() - fresh.recorded < this.tagTtl ? this.usableRecord(rr, tag, fresh) : undefined;
+  }
+
+  /** While upstream cannot answer: the answer for this Accept set, else for any, else the newest a peer recorded. */
+  private async recordedWhileUnavailable(rr: RegistryRequest, tag: TagName, acceptSet: readonly string[]): Promise<RecordedManifest | undefined> {
+    const exact = await this.records.forAccept(tag, acceptSet);
+    let usable = exact ? await this.usableRecord(rr, tag, exact) : undefined;
+    if (!usable) {
+      const latest = await this.records.latest(tag);
+      usable = latest ? await this.usableRecord(rr, tag, latest) : undefined;
     }
-    if (rr.req.method === "HEAD") {
-      relayUpstreamResponse(rr, head, "MISS");
-      rr.log.cache = "MISS";
-      // containerd HEADs the tag and then GETs the digest: record the answer now, so that the
-      // tag resolves during an outage once that digest is cached (stale answers need both).
-      const length = Number(headerValue(head.headers["content-length"]));
-      await this.record(key, rr.host, target, { digest: digest.value, mediaType: headerValue(head.headers["content-type"]) ?? "", size: Number.isFinite(length) ? length : 0, recorded: Date.now() });
-      return;
-    }
-    await this.content.handle(rr, manifest);
-    const stored = this.store.lookup(digest);
-    if (stored) await this.record(key, rr.host, target, { digest: digest.value, mediaType: stored.mediaType, size: stored.size, recorded: Date.now() });
-    else this.recordWhenStored(key, rr.host, target, digest.value);
+    if (!usable && this.cluster && !rr.fromPeer) usable = await this.fromPeers(rr, tag, acceptSet);
+    return usable;
   }
 
   /** The cached, acceptable manifest a recorded tag answer points to, if there is one. */
-  private async usableRecord(rr: RegistryRequest, target: TagTarget, recorded: TagEntry): Promise<RecordedManifest | undefined> {
+  private async usableRecord(rr: RegistryRequest, tag: TagName, recorded: TagEntry): Promise<RecordedManifest | undefined> {
     const digest = parseDigest(recorded.digest);
     if (!digest) return undefined;
-    const manifest = { kind: "manifest" as const, name: target.name, digest };
+    const manifest = { kind: "manifest" as const, name: tag.name, digest };
     const entry = await this.content.usableEntry(rr, manifest);
     return entry ? { manifest, entry } : undefined;
   }
@@ -137,68 +208,28 @@ export class TagHandler {
     this.content.serveCached(rr, recorded.manifest, recorded.entry, cache, cache === "STALE" ? { warning: STALE_WARNING } : {});
   }
 
-  private async serveStale(rr: RegistryRequest, target: TagTarget, key: string, reason: string, status: number): Promise<void> {
-    const exact = await this.index.getTag(key);
-    let usable = exact ? await this.usableRecord(rr, target, exact) : undefined;
-    if (!usable) {
-      const latest = await this.index.getTag(anyAcceptKey(rr.host, target));
-      usable = latest ? await this.usableRecord(rr, target, latest) : undefined;
-    }
-    if (!usable && this.cluster && !rr.fromPeer) usable = await this.fromPeers(rr, target, key);
-    if (usable) {
-      const decision = await this.access.authorizeOffline(rr, target.name);
-      rr.log.access = decision.result;
-      if (!decision.allowed) decision.refuse();
-      else this.serveRecorded(rr, usable, "STALE");
-      return;
-    }
+  private sendUnavailable(rr: RegistryRequest, target: TagTarget, step: Extract<TagStep, { kind: "unavailable" }>, reason: string): void {
     // Nothing was served from the cache: a miss, whatever upstream's trouble was.
     rr.log.cache = "MISS";
-    // 429: the registry asks clients to slow down; 502: it answered, wrongly; 503: no usable answer.
-    const code = status === 429 ? "TOOMANYREQUESTS" : "UNAVAILABLE";
-    sendRegistryError(rr.res, status === 429 || status === 502 ? status : 503, code, `${rr.host}/${target.name}:${target.tag} is not cached and upstream is unavailable: ${reason}`, {
-      "x-cache": "MISS",
-      "cache-status": `regcache; fwd=miss; detail=upstream-${status === 429 ? "rate-limited" : status === 502 ? "invalid" : "unavailable"}`,
-    });
+    const message = `${rr.host}/${target.name}:${target.tag} is not cached and upstream is unavailable: ${reason}`;
+    writeReply(rr.res, errorReply(step.status, step.code, message, { "x-cache": "MISS", "cache-status": `regcache; fwd=miss; detail=upstream-${step.detail}` }), rr.req.method);
   }
 
   /**
    * Upstream cannot answer and this replica never recorded the tag: the newest answer a peer
    * recorded, with its manifest copied from a peer that holds it for this repository.
    */
-  private async fromPeers(rr: RegistryRequest, target: TagTarget, key: string): Promise<RecordedManifest | undefined> {
-    const answer = await this.cluster!.tagFromPeers({ host: rr.host, port: rr.port, name: target.name, tag: target.tag, acceptSet: normalizeAccept(rr.req.headers.accept) });
+  private async fromPeers(rr: RegistryRequest, tag: TagName, acceptSet: readonly string[]): Promise<RecordedManifest | undefined> {
+    const answer = await this.cluster!.tagFromPeers({ host: rr.host, port: rr.port, name: tag.name, tag: tag.tag, acceptSet });
     const digest = answer ? parseDigest(answer.digest) : undefined;
     if (!answer || !digest) return undefined;
-    const manifest = { kind: "manifest" as const, name: target.name, digest };
+    const manifest = { kind: "manifest" as const, name: tag.name, digest };
     if (!(await this.content.keepCopy(rr, manifest))) return undefined;
-    await this.index.putTag(key, answer);
-    return this.usableRecord(rr, target, answer);
-  }
-
-  private async record(key: string, host: string, target: TagTarget, entry: TagEntry): Promise<void> {
-    await this.index.putTag(key, entry);
-    await this.index.putTag(anyAcceptKey(host, target), entry);
-  }
-
-  private recordWhenStored(key: string, host: string, target: TagTarget, digest: string): void {
-    const download = this.store.inFlight().find((d) => d.digest.value === digest);
-    download?.done.then(
-      () => this.record(key, host, target, { digest, mediaType: download.mediaType, size: download.written, recorded: Date.now() }),
-      () => undefined,
-    );
+    await this.records.adopt(tag, acceptSet, answer);
+    return this.usableRecord(rr, tag, answer);
   }
 }
 
 function tagPath(target: TagTarget): string {
   return `/v2/${target.name}/manifests/${target.tag}`;
-}
-
-/**
- * The latest answer for a tag whatever the Accept set, for a stale answer to a
- * client whose Accept set differs from the one that warmed the cache; the cached
- * manifest is still served only if its media type is acceptable to that client.
- */
-function anyAcceptKey(host: string, target: TagTarget): string {
-  return tagKey(host, target.name, target.tag, ["*"]);
 }

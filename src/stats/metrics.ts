@@ -2,7 +2,7 @@ import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom
 import type { BlobStore } from "../cache/blob-store.js";
 import type { Cluster } from "../cluster/cluster.js";
 import type { Lifecycle } from "../proxy/lifecycle.js";
-import type { AccessControl } from "../registry/access-control.js";
+import type { AccessCounts } from "../registry/access-control.js";
 import { servedFromCache, type RegistryRequest } from "../registry/request-context.js";
 import type { LeafMinter } from "../tls/leaf-minter.js";
 import type { UpstreamHealth } from "../upstream/health.js";
@@ -19,7 +19,7 @@ export interface MetricsSources {
   lifecycle: Lifecycle;
   store: BlobStore;
   health: UpstreamHealth;
-  access: AccessControl;
+  accessCounts: AccessCounts;
   minter: LeafMinter;
   cluster?: Cluster;
 }
@@ -55,7 +55,7 @@ export class Metrics {
       buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300],
       registers,
     });
-    const { store, health, access, minter, lifecycle } = sources;
+    const { store, health, accessCounts, minter, lifecycle } = sources;
     new Gauge({ name: "regcache_active_requests", help: "Intercepted requests being answered now", registers, collect() { this.set(lifecycle.activeRequests); } });
     new Gauge({ name: "regcache_draining", help: "1 after SIGTERM, while readiness is off and in-flight requests finish", registers, collect() { this.set(lifecycle.draining ? 1 : 0); } });
     const hostLabel = (host: string): string => this.hostLabel(host);
@@ -111,7 +111,7 @@ export class Metrics {
       registers,
       collect() {
         this.reset();
-        for (const [result, n] of Object.entries(access.counts)) this.inc({ result }, n);
+        for (const [result, n] of Object.entries(accessCounts)) this.inc({ result }, n);
       },
     });
   }

@@ -1,4 +1,5 @@
 import type { Logger } from "../log/logger.js";
+import { parseAuthority, type Send } from "./client.js";
 import { LruMap } from "../util/lru-map.js";
 
 export type HealthState = "up" | "down";
@@ -112,4 +113,13 @@ export class UpstreamHealth {
     timer.unref();
     this.probes.set(authority, timer);
   }
+}
+
+/** The background probe over `send`: any answer below 500 to GET /v2/ means the registry is back. */
+export function registryProbe(send: Send): (authority: string) => Promise<boolean> {
+  return async (authority) => {
+    const response = await send({ ...parseAuthority(authority), method: "GET", path: "/v2/", headers: {} });
+    await response.body.dump();
+    return response.statusCode < 500;
+  };
 }

@@ -1,8 +1,8 @@
 import { readFileSync } from "node:fs";
 import { RegcacheError } from "../errors.js";
-import type { UpstreamRequest, UpstreamResponse } from "./client.js";
+import type { Send, UpstreamRequest, UpstreamResponse } from "./client.js";
 import { headerValue } from "./headers.js";
-import { requestRegistryToken } from "./token-request.js";
+import { DEFAULT_TOKEN_SECONDS, requestRegistryToken } from "./token-request.js";
 import { parseWwwAuthenticate } from "./www-authenticate.js";
 import { LruMap } from "../util/lru-map.js";
 
@@ -38,10 +38,6 @@ export function basicAuthorization(credential: { username: string; password: str
   return `Basic ${Buffer.from(`${credential.username}:${credential.password}`).toString("base64")}`;
 }
 
-type Send = (req: UpstreamRequest) => Promise<UpstreamResponse>;
-
-/** Tokens are reused until shortly before they expire; registries default to 60 s (distribution token spec). */
-const DEFAULT_TOKEN_SECONDS = 60;
 const MAX_TOKENS = 1000;
 
 /**

@@ -1,12 +1,13 @@
-import type { UpstreamRequest, UpstreamResponse } from "./client.js";
+import type { Send } from "./client.js";
 
 export interface RegistryToken {
   token: string;
-  /** Seconds; registries default to 60 (distribution's token spec). */
+  /** Seconds. */
   expiresIn: number;
 }
 
-const DEFAULT_TOKEN_SECONDS = 60;
+/** A token's lifetime when the answer gives none (distribution's token spec). */
+export const DEFAULT_TOKEN_SECONDS = 60;
 
 /**
  * Fetches a token from a Bearer challenge's realm (distribution token spec):
@@ -14,7 +15,7 @@ const DEFAULT_TOKEN_SECONDS = 60;
  * Only HTTPS realms are used; anything unexpected yields undefined, never a throw on input.
  */
 export async function requestRegistryToken(
-  send: (req: UpstreamRequest) => Promise<UpstreamResponse>,
+  send: Send,
   params: Record<string, string>,
   authorization?: string,
 ): Promise<RegistryToken | undefined> {

@@ -1,3 +1,5 @@
+import { RegcacheError, type ErrorCode } from "../errors.js";
+
 /**
  * Why an upstream exchange failed, in categories that policy (stale answers, circuit breaker) acts on.
  * "request" is the client's side: it went away mid-upload, or sent what cannot be forwarded.
@@ -17,7 +19,28 @@ export function isUnavailableStatus(status: number): boolean {
   return status >= 500 || status === 429;
 }
 
-export class UpstreamError extends Error {
+/**
+ * Whether a failed exchange leaves the cache to answer on its own (offline access, stale tags,
+ * the offline ping): every failure but an address the policy refuses to dial, which is a
+ * refusal of the client's request (403), not an outage.
+ */
+export function isUpstreamOutage(err: unknown): boolean {
+  return !(err instanceof UpstreamError && err.failure === "refused-address");
+}
+
+/** The error code of each category: what a client is answered (registry/errors.ts). */
+const CODES: Record<UpstreamFailure, ErrorCode> = {
+  dns: "UPSTREAM_UNREACHABLE",
+  connect: "UPSTREAM_UNREACHABLE",
+  timeout: "UPSTREAM_UNREACHABLE",
+  "circuit-open": "UPSTREAM_UNREACHABLE",
+  tls: "UPSTREAM_TLS",
+  protocol: "UPSTREAM_PROTOCOL",
+  "refused-address": "UPSTREAM_ADDRESS_REFUSED",
+  request: "CLIENT_REQUEST",
+};
+
+export class UpstreamError extends RegcacheError {
   /** The host answers 429: clients should be told to slow down rather than that it is down. */
   readonly rateLimited: boolean;
 
@@ -27,9 +50,8 @@ export class UpstreamError extends Error {
     message: string,
     options?: { cause?: unknown; rateLimited?: boolean },
   ) {
-    super(`upstream ${host}: ${message}`, options);
+    super(CODES[failure], `upstream ${host}: ${message}`, options);
     this.rateLimited = options?.rateLimited === true;
-    this.name = "UpstreamError";
   }
 }
 

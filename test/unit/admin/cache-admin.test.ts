@@ -8,7 +8,7 @@ import { BlobStore } from "../../../src/cache/blob-store.js";
 import { CacheIndex, tagKey } from "../../../src/cache/cache-index.js";
 import { DataPaths } from "../../../src/cache/data-paths.js";
 import { createLogger } from "../../../src/log/logger.js";
-import { parseDigest } from "../../../src/registry/digest.js";
+import { parseDigest } from "../../../src/oci/digest.js";
 
 const INDEX = "application/vnd.oci.image.index.v1+json";
 const MANIFEST = "application/vnd.oci.image.manifest.v1+json";

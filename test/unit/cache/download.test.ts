@@ -1,32 +1,52 @@
 import { createHash, randomBytes } from "node:crypto";
+import { EventEmitter } from "node:events";
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { PassThrough, Readable, Writable } from "node:stream";
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { Download } from "../../../src/cache/download.js";
 import { sendRange } from "../../../src/cache/range-sender.js";
 import { DownloadSource } from "../../../src/cache/range-source.js";
-import { parseDigest } from "../../../src/registry/digest.js";
+import { parseDigest } from "../../../src/oci/digest.js";
 
 const CHUNK = 64 * 1024;
 
-/** Sends bytes [start, end] of the download to a sink that keeps copies, as a socket would send them. */
+/**
+ * Sends bytes [start, end] of the download to a sink that keeps copies, as a socket would send them.
+ * `received(n)` resolves once the sink holds n bytes: tests wait on that, never on a clock.
+ */
 function read(download: Download, start: number, end: number) {
   const chunks: Buffer[] = [];
+  const arrivals = new EventEmitter();
+  const total = (): number => chunks.reduce((n, c) => n + c.length, 0);
   const sink = new Writable({
     write(chunk: Buffer, _encoding, callback) {
       chunks.push(Buffer.from(chunk));
+      arrivals.emit("chunk");
       callback();
     },
   });
+  const received = (n: number): Promise<void> =>
+    new Promise((resolve) => {
+      const check = (): void => void (total() >= n ? resolve() : arrivals.once("chunk", check));
+      check();
+    });
   const result = new Promise<Buffer>((resolve, reject) => {
     sink.on("finish", () => resolve(Buffer.concat(chunks)));
     sink.on("error", reject);
     sink.on("close", () => reject(new Error("closed before the end")));
   });
   sendRange(new DownloadSource(download, CHUNK, () => undefined), start, end, sink);
-  return { chunks, result };
+  return { chunks, result, received };
+}
+
+/** Resolves once the download has written n bytes to its file. */
+function writtenReaches(download: Download, n: number): Promise<void> {
+  return new Promise((resolve) => {
+    const check = (): void => void (download.written >= n ? resolve() : download.once("progress", check));
+    check();
+  });
 }
 const digestOf = (data: Buffer) => parseDigest(`sha256:${createHash("sha256").update(data).digest("hex")}`)!;
 
@@ -66,7 +86,9 @@ describe("Download and its readers", () => {
     const download = await start(data, body);
     const reader = read(download, 0, data.length - 1);
     body.write(data);
-    await new Promise((r) => setTimeout(r, 100));
+    await writtenReaches(download, data.length);
+    await reader.received(data.length - 1);
+    expect(download.verified).toBe(false);
     expect(Buffer.concat(reader.chunks).length).toBe(data.length - 1);
     body.end();
     expect((await reader.result).equals(data)).toBe(true);
@@ -89,7 +111,7 @@ describe("Download and its readers", () => {
     const download = await start(data, body);
     const ranged = read(download, 150_000, 199_999).result;
     body.write(data.subarray(0, 120_000));
-    await new Promise((r) => setTimeout(r, 20));
+    await writtenReaches(download, 120_000);
     body.end(data.subarray(120_000));
     expect((await ranged).equals(data.subarray(150_000))).toBe(true);
   });
@@ -123,10 +145,12 @@ describe("Download and its readers", () => {
       },
     });
     const finished = new Promise((resolve) => sink.on("finish", resolve));
-    sendRange(new DownloadSource(download, CHUNK, () => (closed += 1)), 0, data.length - 1, sink);
+    let sourceClosed: () => void = () => undefined;
+    const closedOnce = new Promise<void>((resolve) => (sourceClosed = resolve));
+    sendRange(new DownloadSource(download, CHUNK, () => (closed += 1, sourceClosed())), 0, data.length - 1, sink);
     await finished;
     expect(Buffer.concat(received).equals(data)).toBe(true);
-    await new Promise((r) => setTimeout(r, 10));
+    await closedOnce;
     expect(closed).toBe(1);
   });
 
@@ -136,7 +160,8 @@ describe("Download and its readers", () => {
     const download = await start(data, body, digestOf(data), null);
     const reader = read(download, 0, Number.MAX_SAFE_INTEGER - 1);
     body.write(data.subarray(0, 150_000));
-    await new Promise((r) => setTimeout(r, 20));
+    await writtenReaches(download, 150_000);
+    await reader.received(149_999);
     expect(Buffer.concat(reader.chunks).length).toBe(149_999);
     body.end(data.subarray(150_000));
     expect((await reader.result).equals(data)).toBe(true);
@@ -191,15 +216,17 @@ describe("Download and its readers", () => {
     const nearBody = new PassThrough();
     const near = await start(data, nearBody, digestOf(data), data.length, { ...LIMITS, abandonedAfterMs: 100 });
     nearBody.write(data.subarray(0, 900_000));
-    await new Promise<void>((resolve) => {
-      const check = (): void => void (near.written >= 900_000 ? resolve() : near.once("progress", check));
-      check();
-    });
-    near.hold()();
-    const settled = near.done.then(() => "done", () => "failed");
-    const abandonTimer = new Promise((r) => setTimeout(() => r("still running"), 300));
-    expect(await Promise.race([settled, abandonTimer])).toBe("still running");
+    await writtenReaches(near, 900_000);
+    // The abandon check runs on a faked clock, at once: an abort would destroy the body there and then.
+    vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout"] });
+    try {
+      near.hold()();
+      vi.advanceTimersByTime(1_000);
+      expect(nearBody.destroyed).toBe(false);
+    } finally {
+      vi.useRealTimers();
+    }
     nearBody.end(data.subarray(900_000));
-    expect(await settled).toBe("done");
+    await near.done;
   });
 });

@@ -4,7 +4,7 @@ import { describe, expect, it } from "vitest";
 import type { BlobStore } from "../../../src/cache/blob-store.js";
 import { createLogger } from "../../../src/log/logger.js";
 import type { Lifecycle } from "../../../src/proxy/lifecycle.js";
-import type { AccessControl } from "../../../src/registry/access-control.js";
+import { emptyAccessCounts } from "../../../src/registry/access-control.js";
 import type { RegistryRequest } from "../../../src/registry/request-context.js";
 import { Metrics } from "../../../src/stats/metrics.js";
 import type { LeafMinter } from "../../../src/tls/leaf-minter.js";
@@ -23,7 +23,7 @@ describe("Metrics host labels", () => {
     const metrics = new Metrics({
       health,
       store: { index: { size: 0, count: 0 }, maxBytes: 1, stats: { evictions: 0 }, inFlight: () => [] } as unknown as BlobStore,
-      access: { counts: {} } as AccessControl,
+      accessCounts: emptyAccessCounts(),
       minter: { minted: 0 } as LeafMinter,
       lifecycle: { activeRequests: 0, draining: false } as Lifecycle,
     });

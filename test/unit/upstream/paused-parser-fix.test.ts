@@ -3,7 +3,8 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Dialer, UpstreamClient } from "../../../src/upstream/client.js";
+import { Dialer } from "../../../src/upstream/dialer.js";
+import { UpstreamTransport } from "../../../src/upstream/transport.js";
 import { ResolveMap } from "../../../src/upstream/resolve-map.js";
 import { RawTlsUpstream, answerThenDropTcp } from "../../e2e/harness/raw-upstream.js";
 import { createTestPki } from "../../e2e/harness/test-ca.js";
@@ -21,7 +22,7 @@ describe("upstream closes right after a complete body while the reader is paused
   const body = randomBytes(1024 * 1024);
   const expected = createHash("sha256").update(body).digest("hex");
   let upstream: RawTlsUpstream;
-  let client: UpstreamClient;
+  let client: UpstreamTransport;
 
   beforeAll(async () => {
     upstream = new RawTlsUpstream(pki, (req, tls, tcp) => {
@@ -30,7 +31,7 @@ describe("upstream closes right after a complete body while the reader is paused
     });
     await upstream.start();
     const dialer = new Dialer(new ResolveMap([{ from: { host: "close.test", port: 443 }, to: { host: "127.0.0.1", port: upstream.port } }]), false);
-    client = new UpstreamClient(dialer, [readFileSync(pki.caCert, "utf8")], { connect: 5_000, headers: 5_000, body: 10_000 });
+    client = new UpstreamTransport(dialer, [readFileSync(pki.caCert, "utf8")], { connect: 5_000, headers: 5_000, body: 10_000 });
   });
   afterAll(async () => {
     await client?.destroy();
@@ -40,7 +41,7 @@ describe("upstream closes right after a complete body while the reader is paused
 
   /** Reads nothing until the whole response has arrived and the FIN with it, then everything. */
   const readLate = async (p: string): Promise<string> => {
-    const response = await client.request({ host: "close.test", port: 443, method: "GET", path: p, headers: {} });
+    const response = await client.send({ host: "close.test", port: 443, method: "GET", path: p, headers: {} });
     await new Promise((r) => setTimeout(r, 150));
     const hash = createHash("sha256");
     for await (const chunk of response.body) hash.update(chunk as Buffer);

@@ -29,3 +29,24 @@ describe("AccessControl's memory of verdicts", () => {
     expect(reads.get("public:quay.test/r0")).toBe(2);
   });
 });
+
+describe("AccessControl.pruneConfirmations", () => {
+  it("drops persisted confirmations older than both --auth-ttl and --offline-grace, and nothing else", async () => {
+    const rows = new Map<string, unknown>([
+      ["auth:k:quay.test/old", 1_000],
+      ["auth:k:quay.test/within-grace", 50_000],
+      ["public:quay.test/old", { isPublic: true, checkedAt: 1_000 }],
+      ["challenge:quay.test", 'Bearer realm="https://auth.test/token"'],
+    ]);
+    const index = {
+      async pruneMeta(keep: (key: string, value: unknown) => boolean) {
+        const gone = [...rows].filter(([key, value]) => !keep(key, value)).map(([key]) => key);
+        for (const key of gone) rows.delete(key);
+        return gone.length;
+      },
+    } as unknown as CacheIndex;
+    const access = new AccessControl({} as UpstreamClient, index, Buffer.alloc(32), { offlineAccess: "public", publicTtl: 3_600_000, authTtl: 10_000, offlineGrace: 40_000 }, createLogger("silent"));
+    expect(await access.pruneConfirmations(60_000)).toBe(1);
+    expect([...rows.keys()]).toEqual(["auth:k:quay.test/within-grace", "public:quay.test/old", "challenge:quay.test"]);
+  });
+});

@@ -25,7 +25,3 @@ export function parseDigest(value: string): Digest | undefined {
   if (hex.length !== length || !/^[0-9a-f]+$/.test(hex)) return undefined;
   return { algorithm: algorithm as DigestAlgorithm, hex, value };
 }
-
-export function isDigestLike(reference: string): boolean {
-  return reference.includes(":");
-}

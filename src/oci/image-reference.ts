@@ -1,4 +1,6 @@
 import { RegcacheError } from "../errors.js";
+import { parseDigest } from "./digest.js";
+import { isRepositoryName, isTag } from "./names.js";
 
 /** An image reference as a user writes it, resolved to where a registry client fetches it from. */
 export interface ImageReference {
@@ -13,14 +15,10 @@ export interface ImageReference {
 }
 
 const DOCKER_HUB_ALIASES = new Set(["docker.io", "index.docker.io", "registry-1.docker.io"]);
-const DIGEST = /^(sha256:[0-9a-f]{64}|sha512:[0-9a-f]{128})$/;
-const TAG = /^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}$/;
-const NAME = /^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*(?:\/[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*)*$/;
 
 export class ImageReferenceError extends RegcacheError {
   constructor(reference: string, why: string) {
     super("IMAGE_REFERENCE", `invalid image reference "${reference}": ${why}`);
-    this.name = "ImageReferenceError";
   }
 }
 
@@ -39,7 +37,7 @@ export function parseImageReference(input: string): ImageReference {
   if (at >= 0) {
     reference = rest.slice(at + 1);
     rest = rest.slice(0, at);
-    if (!DIGEST.test(reference)) throw new ImageReferenceError(original, "digest must be sha256:<64 hex> or sha512:<128 hex>");
+    if (!parseDigest(reference)) throw new ImageReferenceError(original, "digest must be sha256:<64 hex> or sha512:<128 hex>");
     const colon = rest.lastIndexOf(":");
     if (colon > rest.lastIndexOf("/")) rest = rest.slice(0, colon);
   } else {
@@ -47,7 +45,7 @@ export function parseImageReference(input: string): ImageReference {
     if (colon > rest.lastIndexOf("/")) {
       reference = rest.slice(colon + 1);
       rest = rest.slice(0, colon);
-      if (!TAG.test(reference)) throw new ImageReferenceError(original, "invalid tag");
+      if (!isTag(reference)) throw new ImageReferenceError(original, "invalid tag");
     }
   }
   const slash = rest.indexOf("/");
@@ -66,6 +64,6 @@ export function parseImageReference(input: string): ImageReference {
     host = "registry-1.docker.io";
     if (!name.includes("/")) name = `library/${name}`;
   }
-  if (!NAME.test(name)) throw new ImageReferenceError(original, "invalid repository name");
+  if (!isRepositoryName(name)) throw new ImageReferenceError(original, "invalid repository name");
   return { host, port, name, reference, original };
 }

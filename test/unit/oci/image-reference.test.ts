@@ -1,6 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { ImageReferenceError, parseImageReference } from "../../../src/registry/image-reference.js";
-import { parseWwwAuthenticate } from "../../../src/upstream/www-authenticate.js";
+import { ImageReferenceError, parseImageReference } from "../../../src/oci/image-reference.js";
 
 const D = `sha256:${"c".repeat(64)}`;
 
@@ -24,19 +23,5 @@ describe("parseImageReference", () => {
     expect(() => parseImageReference("UPPER/case")).toThrow(ImageReferenceError);
     expect(() => parseImageReference("x@sha256:abc")).toThrow(ImageReferenceError);
     expect(() => parseImageReference("x:-bad")).toThrow(ImageReferenceError);
-  });
-});
-
-describe("parseWwwAuthenticate", () => {
-  it("parses Docker Hub's Bearer challenge", () => {
-    expect(parseWwwAuthenticate('Bearer realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:library/nginx:pull"')).toEqual([
-      { scheme: "bearer", params: { realm: "https://auth.docker.io/token", service: "registry.docker.io", scope: "repository:library/nginx:pull" } },
-    ]);
-  });
-
-  it("parses Basic and tolerates junk", () => {
-    expect(parseWwwAuthenticate('Basic realm="regcache-test"')).toEqual([{ scheme: "basic", params: { realm: "regcache-test" } }]);
-    expect(parseWwwAuthenticate(undefined)).toEqual([]);
-    expect(() => parseWwwAuthenticate('Bearer realm="unterminated')).not.toThrow();
   });
 });
