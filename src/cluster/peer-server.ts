@@ -2,9 +2,10 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import { createServer, type Server } from "node:https";
 import type { TLSSocket } from "node:tls";
 import type { Logger } from "../log/logger.js";
-import { registryErrorBody } from "../oci/error-body.js";
+import type { RegistryErrorCode } from "../oci/error-body.js";
 import { parseDigest } from "../oci/digest.js";
 import { parseRegistryPath } from "../registry/routes.js";
+import { errorReply, writeReply } from "../registry/reply.js";
 import type { RegistryRequest } from "../registry/request-context.js";
 import { isPeerCertificate, type PeerIdentity } from "./peer-identity.js";
 
@@ -22,14 +23,8 @@ export interface PeerServices {
 
 const HOST = /^[a-z0-9.-]{1,253}$|^[0-9a-f:.]{2,45}$/i;
 
-function send(res: ServerResponse, status: number, code: "NAME_INVALID" | "DIGEST_INVALID" | "UNSUPPORTED" | "DENIED" | "BLOB_UNKNOWN", message: string): void {
-  if (res.headersSent) {
-    res.destroy();
-    return;
-  }
-  const body = registryErrorBody(code, message);
-  res.writeHead(status, { "content-type": "application/json; charset=utf-8", "content-length": Buffer.byteLength(body) });
-  res.end(body);
+function send(res: ServerResponse, status: number, code: RegistryErrorCode, message: string): void {
+  writeReply(res, errorReply(status, code, message), res.req.method);
 }
 
 /**
