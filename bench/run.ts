@@ -286,7 +286,7 @@ async function main(): Promise<void> {
     const measureHandshakes = async (node: string) => {
       const proxy = env.regcache("handshakes", ["--log-level", "info"], { node });
       await proxy.start();
-      const leaf = await new LeafMinter(await loadOrCreateCa(proxy.certsDir)).leafFor("127.0.0.1");
+      const leaf = await new LeafMinter(await loadOrCreateCa(proxy.certsDir)).leafFor("baseline.bench.test");
       writeFileSync(env.path("baseline.key"), leaf.keyPem);
       writeFileSync(env.path("baseline.crt"), leaf.chainPem);
       const baseline = await startCeiling(blobFile, env.path("baseline.key"), env.path("baseline.crt"), node);
@@ -300,7 +300,7 @@ async function main(): Promise<void> {
         return ms;
       };
       const handshake = (host: string) => timedTls(() => tlsThroughProxy(proxy.port, `${host}:443`, host, trust));
-      const bare = () => timedTls(() => tlsDirect(baseline.port, "127.0.0.1", "127.0.0.1", trust));
+      const bare = () => timedTls(() => tlsDirect(baseline.port, "127.0.0.1", "baseline.bench.test", trust));
       await handshake("known.bench.test");
       await bare();
       const knownMs: number[] = [];
