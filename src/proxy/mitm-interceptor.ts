@@ -64,10 +64,14 @@ export class MitmInterceptor {
     mitm.onCertificateRequired = (hostname, callback) =>
       callback(null, { keyFile: path.join(neverOnDisk, "leaf.key"), certFile: path.join(neverOnDisk, "leaf.crt"), hosts: [hostname] });
     mitm.onCertificateMissing = (ctx, _files, callback) => {
-      this.minter.leafFor(ctx.hostname).then(
-        (leaf) => callback(null, { keyFileData: leaf.keyPem, certFileData: leaf.chainPem, hosts: [ctx.hostname] } as never),
-        (err: unknown) => callback(err as Error, undefined as never),
-      );
+      let leaf: Leaf;
+      try {
+        leaf = this.minter.leafFor(ctx.hostname);
+      } catch (err) {
+        callback(err as Error, undefined as never);
+        return;
+      }
+      callback(null, { keyFileData: leaf.keyPem, certFileData: leaf.chainPem, hosts: [ctx.hostname] } as never);
     };
     // Its own error path prints stacks with console.error and writes "504 Proxy Error" into
     // responses that are ours to answer. Errors it sees (a client gone mid-request or
@@ -110,23 +114,18 @@ export class MitmInterceptor {
     connectTargets.set(socket, req.url ?? "");
     // A client may send its ClientHello right behind the CONNECT; the TLS layer must read it first.
     if (head.length > 0) socket.unshift(head);
-    // The 200 goes out before the certificate exists: a new host's leaf is signed while the
-    // client reads it and sends its ClientHello, which waits in the socket until then.
     socket.write("HTTP/1.1 200 Connection Established\r\n\r\n");
-    const handOver = (leaf: Leaf): void => {
-      // No byte is read here: the TLS layer must read the ClientHello from the socket itself.
-      // Anything that is not TLS fails the handshake and closes this connection only.
-      if (!socket.destroyed) this.terminate(server, socket, this.contextFor(leaf));
-    };
-    const leaf = this.minter.freshLeaf(host);
-    if (leaf) {
-      handOver(leaf);
-      return;
-    }
-    this.minter.leafFor(host).then(handOver, (err: unknown) => {
+    let leaf: Leaf;
+    try {
+      leaf = this.minter.leafFor(host);
+    } catch (err) {
       this.logger.error({ err, host }, "cannot mint a certificate");
       socket.destroy();
-    });
+      return;
+    }
+    // No byte is read here: the TLS layer must read the ClientHello from the socket itself.
+    // Anything that is not TLS fails the handshake and closes this connection only.
+    this.terminate(server, socket, this.contextFor(leaf));
   }
 
   /**

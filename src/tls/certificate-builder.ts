@@ -38,18 +38,6 @@ export function buildSignedCertificate(request: CertificateRequest, signingKey: 
 }
 
 /**
- * The same, with the signature computed on libuv's thread pool: an RSA-3072 signature takes
- * ~2.5 ms, which the event loop spends serving other connections instead.
- */
-export async function buildSignedCertificateAsync(request: CertificateRequest, signingKey: KeyObject): Promise<string> {
-  const unsigned = buildUnsigned(request, signingKey);
-  const signature = await new Promise<Buffer>((resolve, reject) =>
-    sign("sha256", unsigned.tbsDer, signingKey, (err, sig) => (err ? reject(err) : resolve(sig))),
-  );
-  return unsigned.withSignature(signature);
-}
-
-/**
  * forge encodes only RSA public keys, so its TBSCertificate is built around a placeholder key
  * and the real SubjectPublicKeyInfo (any algorithm, DER from node:crypto) takes its place.
  */
@@ -62,7 +50,7 @@ const TBS_SIGNATURE = 2;
 const TBS_ISSUER = 3;
 const TBS_SUBJECT = 5;
 const TBS_SUBJECT_PUBLIC_KEY_INFO = 6;
-const ECDSA_WITH_SHA256 = "1.2.840.10045.4.3.2";
+export const ECDSA_WITH_SHA256_OID = "1.2.840.10045.4.3.2";
 
 function buildUnsigned(request: CertificateRequest, signingKey: KeyObject): { tbsDer: Buffer; withSignature(signature: Buffer): string } {
   const cert = pki.createCertificate();
@@ -108,7 +96,7 @@ function signatureAlgorithmOf(key: KeyObject): () => forge.asn1.Asn1 {
     return () => sequence([oid(pki.oids.sha256WithRSAEncryption!), asn1.create(asn1.Class.UNIVERSAL, asn1.Type.NULL, false, "")]);
   }
   if (key.asymmetricKeyType === "ec" && key.asymmetricKeyDetails?.namedCurve === "prime256v1") {
-    return () => sequence([oid(ECDSA_WITH_SHA256)]);
+    return () => sequence([oid(ECDSA_WITH_SHA256_OID)]);
   }
   throw new Error(`cannot sign certificates with a ${key.asymmetricKeyType} key: RSA or ECDSA P-256 only`);
 }

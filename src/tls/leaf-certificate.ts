@@ -5,6 +5,7 @@
  * same for every leaf of an issuer. Pure: no I/O.
  */
 import { isIP } from "node:net";
+import { ECDSA_WITH_SHA256_OID } from "./certificate-builder.js";
 import { explicit, implicitPrimitive, oid, sequence, Tag, time, tlv } from "./der.js";
 
 export interface LeafFields {
@@ -20,7 +21,7 @@ export interface LeafFields {
 }
 
 /** AlgorithmIdentifier for ecdsa-with-SHA256 (RFC 5758: no parameters). */
-export const ECDSA_WITH_SHA256 = sequence(oid("1.2.840.10045.4.3.2"));
+const ECDSA_WITH_SHA256 = sequence(oid(ECDSA_WITH_SHA256_OID));
 
 const VERSION_3 = explicit(0, tlv(Tag.INTEGER, Buffer.from([2])));
 const COMMON_NAME = oid("2.5.4.3");

@@ -20,12 +20,10 @@ export interface Leaf {
  * Mints one leaf per host, all sharing one per-process ECDSA P-256 key and signed by the
  * process's leaf issuer (leaf-issuer.ts), so the only per-host cost is one ECDSA signature.
  * A leaf lives as long as its issuer and is re-minted when a new
- * issuer takes over. The `capacity` most recently used leaves are kept; concurrent requests
- * for a host share one mint.
+ * issuer takes over. The `capacity` most recently used leaves are kept.
  */
 export class LeafMinter {
   private readonly leaves: LruMap<string, Leaf>;
-  private readonly minting = new Map<string, Promise<Leaf>>();
   private readonly leafKeyPem: string;
   private readonly leafPublicKeyInfo: Buffer;
   private issuer: LeafIssuer;
@@ -49,16 +47,10 @@ export class LeafMinter {
     return cached?.issuer === this.currentIssuer() ? cached : undefined;
   }
 
-  async leafFor(host: string): Promise<Leaf> {
+  /** The host's leaf, minted now when none is fresh: an ECDSA signature (~0.03 ms) is cheaper than a hop to the thread pool. */
+  leafFor(host: string): Leaf {
     const key = host.toLowerCase();
-    const fresh = this.freshLeaf(key);
-    if (fresh) return fresh;
-    let pending = this.minting.get(key);
-    if (!pending) {
-      pending = this.mint(key).finally(() => this.minting.delete(key));
-      this.minting.set(key, pending);
-    }
-    return pending;
+    return this.freshLeaf(key) ?? this.mint(key);
   }
 
   /** The issuer for new leaves, replaced (one RSA signature by the root) once it is due. */
@@ -68,11 +60,7 @@ export class LeafMinter {
     return this.issuer;
   }
 
-  /**
-   * Synchronous: an ECDSA P-256 signature takes ~0.03 ms, less than a hop to the thread pool.
-   * Async only so that a mint that throws rejects the promise its callers hold.
-   */
-  private async mint(host: string): Promise<Leaf> {
+  private mint(host: string): Leaf {
     const issuer = this.currentIssuer();
     const tbs = leafTbsDer({
       host,

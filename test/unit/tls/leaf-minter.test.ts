@@ -154,9 +154,9 @@ describe("leaves", () => {
     expect(minter.minted).toBe(4);
   });
 
-  it("are minted once for concurrent requests for a new host", async () => {
+  it("are minted once per host while fresh, whatever the case of the name", () => {
     const minter = new LeafMinter(ca);
-    const leaves = await Promise.all(Array.from({ length: 5 }, () => minter.leafFor("burst.test")));
+    const leaves = ["burst.test", "BURST.test", "burst.test", "Burst.Test", "burst.test"].map((host) => minter.leafFor(host));
     expect(new Set(leaves).size).toBe(1);
     expect(minter.minted).toBe(1);
   });
