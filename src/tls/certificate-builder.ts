@@ -28,16 +28,6 @@ export function randomSerial(): Buffer {
 }
 
 /**
- * Builds an X.509 certificate with node-forge and signs it with native crypto:
- * forge's pure-JS RSA signature costs ~50x more and would block the event loop,
- * and forge cannot sign with ECDSA at all.
- */
-export function buildSignedCertificate(request: CertificateRequest, signingKey: KeyObject): string {
-  const unsigned = buildUnsigned(request, signingKey);
-  return unsigned.withSignature(sign("sha256", unsigned.tbsDer, signingKey));
-}
-
-/**
  * forge encodes only RSA public keys, so its TBSCertificate is built around a placeholder key
  * and the real SubjectPublicKeyInfo (any algorithm, DER from node:crypto) takes its place.
  */
@@ -52,7 +42,12 @@ const TBS_SUBJECT = 5;
 const TBS_SUBJECT_PUBLIC_KEY_INFO = 6;
 export const ECDSA_WITH_SHA256_OID = "1.2.840.10045.4.3.2";
 
-function buildUnsigned(request: CertificateRequest, signingKey: KeyObject): { tbsDer: Buffer; withSignature(signature: Buffer): string } {
+/**
+ * Builds an X.509 certificate with node-forge and signs it with native crypto:
+ * forge's pure-JS RSA signature costs ~50x more and would block the event loop,
+ * and forge cannot sign with ECDSA at all.
+ */
+export function buildSignedCertificate(request: CertificateRequest, signingKey: KeyObject): string {
   const cert = pki.createCertificate();
   cert.publicKey = PLACEHOLDER_PUBLIC_KEY;
   cert.serialNumber = randomSerial().toString("hex");
@@ -71,17 +66,13 @@ function buildUnsigned(request: CertificateRequest, signingKey: KeyObject): { tb
   fields[TBS_SIGNATURE] = algorithm();
   if (request.issuerName) fields[TBS_ISSUER] = asn1.fromDer(request.issuerName.toString("binary"));
   fields[TBS_SUBJECT_PUBLIC_KEY_INFO] = asn1.fromDer(subjectPublicKeyInfoDer(request.publicKey).toString("binary"));
-  return {
-    tbsDer: Buffer.from(asn1.toDer(tbs).getBytes(), "binary"),
-    withSignature(signature) {
-      const certificate = asn1.create(asn1.Class.UNIVERSAL, asn1.Type.SEQUENCE, true, [
-        tbs,
-        algorithm(),
-        asn1.create(asn1.Class.UNIVERSAL, asn1.Type.BITSTRING, false, `\0${signature.toString("binary")}`),
-      ]);
-      return forge.pem.encode({ type: "CERTIFICATE", body: asn1.toDer(certificate).getBytes() });
-    },
-  };
+  const signature = sign("sha256", Buffer.from(asn1.toDer(tbs).getBytes(), "binary"), signingKey);
+  const certificate = asn1.create(asn1.Class.UNIVERSAL, asn1.Type.SEQUENCE, true, [
+    tbs,
+    algorithm(),
+    asn1.create(asn1.Class.UNIVERSAL, asn1.Type.BITSTRING, false, `\0${signature.toString("binary")}`),
+  ]);
+  return forge.pem.encode({ type: "CERTIFICATE", body: asn1.toDer(certificate).getBytes() });
 }
 
 /**

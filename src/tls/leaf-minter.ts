@@ -12,8 +12,8 @@ export interface Leaf {
   /** The leaf and its issuer, what a TLS server sends. */
   chainPem: string;
   keyPem: string;
+  /** Whose validity a leaf shares: it expires with its issuer. */
   issuer: LeafIssuer;
-  notAfter: number;
 }
 
 /**
@@ -41,16 +41,14 @@ export class LeafMinter {
     this.issuer = mintLeafIssuer(ca, now());
   }
 
-  /** The host's leaf if one is held and its issuer is still the current one (marks it recently used). */
-  freshLeaf(host: string): Leaf | undefined {
-    const cached = this.leaves.get(host.toLowerCase());
-    return cached?.issuer === this.currentIssuer() ? cached : undefined;
-  }
-
-  /** The host's leaf, minted now when none is fresh: an ECDSA signature (~0.03 ms) is cheaper than a hop to the thread pool. */
+  /**
+   * The host's leaf: the one held (marked recently used) while its issuer is the current one,
+   * else minted now: an ECDSA signature (~0.03 ms) is cheaper than a hop to the thread pool.
+   */
   leafFor(host: string): Leaf {
     const key = host.toLowerCase();
-    return this.freshLeaf(key) ?? this.mint(key);
+    const cached = this.leaves.get(key);
+    return cached?.issuer === this.currentIssuer() ? cached : this.mint(key);
   }
 
   /** The issuer for new leaves, replaced (one RSA signature by the root) once it is due. */
@@ -72,7 +70,7 @@ export class LeafMinter {
     });
     const certPem = certificatePem(tbs, sign("sha256", tbs, issuer.key));
     this.minted += 1;
-    const leaf = { host, certPem, chainPem: certPem + issuer.certPem, keyPem: this.leafKeyPem, issuer, notAfter: issuer.notAfter };
+    const leaf = { host, certPem, chainPem: certPem + issuer.certPem, keyPem: this.leafKeyPem, issuer };
     this.leaves.set(host, leaf);
     return leaf;
   }
