@@ -26,7 +26,9 @@ export type ErrorCode =
   /** The client's side of an exchange: it went away mid-upload, or sent what cannot be forwarded. */
   | "CLIENT_REQUEST"
   /** The cache's own disk: a directory or file that cannot be made, written or read. */
-  | "CACHE_IO";
+  | "CACHE_IO"
+  /** The fleet's shared object store or index (--blob-store, --index) cannot be reached or answered with an error. */
+  | "SHARED_STORE";
 
 /** A failure regcache anticipated: its message alone tells the operator what to do. */
 export class RegcacheError extends Error {

@@ -22,6 +22,7 @@ export const ERROR_ANSWERS: Record<ErrorCode, ErrorAnswer> = {
   CLIENT_REQUEST: { status: 400, code: "UNSUPPORTED" },
   IMAGE_REFERENCE: { status: 400, code: "NAME_INVALID" },
   CACHE_IO: { status: 500, code: "UNAVAILABLE" },
+  SHARED_STORE: { status: 503, code: "UNAVAILABLE" },
   // Start-up and command-line failures reach no HTTP client; one that did would be regcache's own fault.
   USAGE: { status: 500, code: "UNAVAILABLE" },
   CA: { status: 500, code: "UNAVAILABLE" },

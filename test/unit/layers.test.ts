@@ -17,6 +17,7 @@ const LAYERS: string[][] = [
   ["config"],
   ["tls"],
   ["cache"],
+  ["fleet"],
   ["upstream"],
   ["registry", "cluster"],
   ["proxy", "prefetch"],
