@@ -29,6 +29,7 @@ import { LeafMinter } from "../src/tls/leaf-minter.js";
 import { TestHaproxy } from "../test/e2e/harness/haproxy.js";
 import { TestRegistry } from "../test/e2e/harness/registry.js";
 import { NODE_24 } from "../test/e2e/harness/tools.js";
+import { measureSharedTierReads } from "./fleet.js";
 import { SquidSslBump } from "./squid.js";
 import { percentile, summarize, type Summary } from "./stats.js";
 import { head } from "./tunnel-client.js";
@@ -229,6 +230,9 @@ async function main(): Promise<void> {
     }
     await holder.stop();
 
+    log("a fleet sharing an object store and an index: a warm blob through a replica with an empty disk (from the store), then again (local)");
+    const sharedReads = await measureSharedTierReads(env, RUNS, (proxy) => curlBlob(regcacheBlobUrl, proxy));
+
     log("cold pulls behind a balancer picking a replica per connection: three fresh replicas as one cache, against one fresh replica");
     const coldBehindBalancer = async (name: string, count: number): Promise<{ seconds: number; upstreamGetsPerBlob: number[] }> => {
       const ports = await Promise.all(Array.from({ length: count }, () => freePort()));
@@ -388,6 +392,8 @@ async function main(): Promise<void> {
       blobHolderLocalMBps: summarize(holderLocal),
       singleColdPullBalancedSeconds: summarize(singleCold),
       clusterColdPullSeconds: summarize(clusterCold.map((c) => c.seconds)),
+      blobFromStoreMBps: summarize(sharedReads.fromStore),
+      blobAfterStoreMBps: summarize(sharedReads.localAfter),
     } satisfies Record<string, Summary>;
     const ratios = {
       warmBlobVsDirect: s.warmBlobMBps.median / s.directBlobMBps.median,
@@ -401,6 +407,8 @@ async function main(): Promise<void> {
       blobFromPeerVsLocal: s.blobFromPeerMBps.median / s.blobHolderLocalMBps.median,
       blobAfterPeerVsLocal: s.blobAfterPeerMBps.median / s.blobHolderLocalMBps.median,
       clusterColdVsSingle: s.clusterColdPullSeconds.median / s.singleColdPullBalancedSeconds.median,
+      blobFromStoreVsLocal: s.blobFromStoreMBps.median / s.blobAfterStoreMBps.median,
+      blobAfterStoreVsWarm: s.blobAfterStoreMBps.median / s.warmBlobMBps.median,
     };
     const newHostExtraMs = handshakes.newHostP50Ms - handshakes.knownP50Ms;
     const targets = {
@@ -418,6 +426,8 @@ async function main(): Promise<void> {
       crossRepoNoBlobGets: { target: "0 GETs, ≤ 1 HEAD per blob", met: crossRepo.every((c) => c.blobGets === 0 && c.blobHeads <= image.allDigests.length) },
       blobFromPeerVsLocal: { target: "≥ 0.8", met: ratios.blobFromPeerVsLocal >= 0.8 },
       clusterColdVsSingle: { target: "≤ 1.1", met: ratios.clusterColdVsSingle <= 1.1 },
+      blobFromStoreVsLocal: { target: "≥ 0.5", met: ratios.blobFromStoreVsLocal >= 0.5 },
+      blobAfterStoreVsWarm: { target: "≥ 0.95 (unchanged)", met: ratios.blobAfterStoreVsWarm >= 0.95 },
     };
     const results = {
       date: new Date().toISOString(),
@@ -452,6 +462,7 @@ async function main(): Promise<void> {
       `| pull of an image whose blobs are cached from another repository (s); upstream blob GETs / HEADs | | | | ${fmt(s.crossRepoPullSeconds)}; ${crossRepo.map((c) => `${c.blobGets}/${c.blobHeads}`).join(", ")} | | ${verdict(targets.crossRepoNoBlobGets)} |`,
       `| warm blob through a replica that lacks it: from its peer, then local; the holder's local hit (MB/s) | | | | ${fmt(s.blobFromPeerMBps, 0)}, then ${fmt(s.blobAfterPeerMBps, 0)}; holder ${fmt(s.blobHolderLocalMBps, 0)} | ${ratio(ratios.blobFromPeerVsLocal)}× then ${ratio(ratios.blobAfterPeerVsLocal)}× local | ${verdict(targets.blobFromPeerVsLocal)} |`,
       `| cold pull through 3 fresh replicas as one cache, and through 1, behind a balancer (s); upstream GETs per layer | | | | ${fmt(s.clusterColdPullSeconds)} and ${fmt(s.singleColdPullBalancedSeconds)}; ${clusterCold.map((c) => c.upstreamGetsPerBlob.join("/")).join(", ")} | ${ratio(ratios.clusterColdVsSingle)}× one replica | ${verdict(targets.clusterColdVsSingle)} |`,
+      `| warm blob through a fleet replica with an empty disk: from the object store (Swift s3api), then its local hit (MB/s) | | | | ${fmt(s.blobFromStoreMBps, 0)}, then ${fmt(s.blobAfterStoreMBps, 0)} | ${ratio(ratios.blobFromStoreVsLocal)}× local; the local hit ${ratio(ratios.blobAfterStoreVsWarm)}× a single replica's | ${verdict(targets.blobFromStoreVsLocal)}; ${verdict(targets.blobAfterStoreVsWarm)} |`,
       `| 8 concurrent warm pulls: aggregate MB/s, peak RSS | ${warm8.directAggregateMBps.toFixed(0)} MB/s | | | ${warm8.aggregateMBps.toFixed(0)} MB/s, ${warm8.peakRssMB.toFixed(0)} MB | ${ratio(warm8.aggregateMBps / warm8.directAggregateMBps)}× direct | |`,
       `| 32 concurrent warm pulls: aggregate MB/s, peak RSS | ${warm32.directAggregateMBps.toFixed(0)} MB/s | | | ${warm32.aggregateMBps.toFixed(0)} MB/s, ${warm32.peakRssMB.toFixed(0)} MB | ${ratio(warm32.aggregateMBps / warm32.directAggregateMBps)}× direct | ${verdict(targets.peakRssMB32)} |`,
       `| 16 concurrent cold pulls: wall time, upstream GETs per layer | | | | ${cold16Seconds.toFixed(1)} s, ${getsPerBlob.join("/")} | | ${verdict(targets.oneUpstreamGetPerBlob)} |`,

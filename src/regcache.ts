@@ -37,7 +37,8 @@ import { UpstreamTransport } from "./upstream/transport.js";
 import { ResolveMap } from "./upstream/resolve-map.js";
 import { loadCredentialsFile, ProxyCredentials } from "./upstream/proxy-credentials.js";
 import { AccessControl, emptyAccessCounts } from "./registry/access-control.js";
-import { loadInstanceSecret } from "./cache/instance-secret.js";
+import { loadInstanceSecret, readSharedSecret } from "./cache/instance-secret.js";
+import { createSharedTier } from "./fleet/start-shared-tier.js";
 import { ProxyAuth } from "./proxy/proxy-auth.js";
 import type { RegistryRequest } from "./registry/request-context.js";
 import { Metrics } from "./stats/metrics.js";
@@ -71,7 +72,8 @@ export async function startRegcache(config: Config, logger: Logger): Promise<Run
   const paths = new DataPaths(config.dataDir);
   await mkdir(paths.root, { recursive: true });
   const releaseLock = await acquireDataDirLock(paths.lockFile);
-  const index = await CacheIndex.open(paths.indexFile, logger);
+  const fleet = config.shared ? await createSharedTier(config.shared, config.cluster?.advertise, config.instanceSecretFile !== undefined, logger) : undefined;
+  const index = await CacheIndex.open(paths.indexFile, logger, fleet?.records);
   await recoverDataDir(paths, index, logger);
   const store = new BlobStore(
     paths,
@@ -93,15 +95,15 @@ export async function startRegcache(config: Config, logger: Logger): Promise<Run
   const minter = new LeafMinter(ca);
   const lifecycle = new Lifecycle();
   const accessCounts = emptyAccessCounts();
-  const metrics = new Metrics({ store, health, accessCounts, minter, lifecycle, cluster: peers?.cluster });
+  const metrics = new Metrics({ store, health, accessCounts, minter, lifecycle, cluster: peers?.cluster, shared: fleet?.tier });
   const credentials = config.credentialsFile ? new ProxyCredentials(loadCredentialsFile(config.credentialsFile)) : undefined;
   // Outermost first: the breaker, then one report per exchange (after any auth dance), then the credentials.
   const upstream: UpstreamClient = {
     request: withHealth(health, withObserver((host, status, failure) => metrics.observeUpstream(host, status, failure), withCredentials(credentials, transport.send))),
   };
 
-  const access = new AccessControl(upstream, index, await loadInstanceSecret(paths.secretFile, logger), config, logger, accessCounts);
-  const content = new ContentHandler(store, upstream, access, new ContentSources(upstream, peers?.cluster));
+  const access = new AccessControl(upstream, index, config.instanceSecretFile ? await readSharedSecret(config.instanceSecretFile) : await loadInstanceSecret(paths.secretFile, logger), config, logger, accessCounts);
+  const content = new ContentHandler(store, upstream, access, new ContentSources(upstream, peers?.cluster, fleet?.tier));
   const recordedTags = new RecordedTags(index);
   const pruned = { tagAnswers: await recordedTags.pruneUncached(), confirmations: await access.pruneConfirmations() };
   if (pruned.tagAnswers + pruned.confirmations > 0) logger.info(pruned, "cache index: rows no answer reads any more pruned");
@@ -119,7 +121,7 @@ export async function startRegcache(config: Config, logger: Logger): Promise<Run
   await rm(mitmScratch, { recursive: true, force: true });
 
   let port = config.listen.port;
-  const statsSources = { collector, store, health, version: VERSION, startedAt, cluster: peers?.cluster };
+  const statsSources = { collector, store, health, version: VERSION, startedAt, cluster: peers?.cluster, shared: fleet?.tier };
   const endpoints = new OwnEndpoints(ca.certPem, {
     async notReadyReason() {
       if (lifecycle.draining) return "shutting down";
@@ -129,6 +131,11 @@ export async function startRegcache(config: Config, logger: Logger): Promise<Run
       } catch {
         return `data dir ${paths.root} is not writable`;
       }
+    },
+    degraded() {
+      if (!fleet?.tier.degraded) return undefined;
+      const { objectStore, index } = fleet.tier.health;
+      return { objectStore, index };
     },
   }, [statsRoutes(statsSources, metrics), setupScriptRoute(loadSetupScript(), ca.certificate.fingerprint256, () => `${config.listen.host === "0.0.0.0" ? "127.0.0.1" : config.listen.host}:${port}`)], [cacheAdminRoutes(new CacheAdmin(store, paths), adminAccess, logger)]);
   const server = createFrontServer({
@@ -180,6 +187,7 @@ export async function startRegcache(config: Config, logger: Logger): Promise<Run
       server.closeAllConnections();
       interceptor.close();
       await peers?.close();
+      await fleet?.close();
       await transport.destroy().catch(() => undefined);
       await index.close();
       await releaseLock();

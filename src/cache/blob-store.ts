@@ -121,6 +121,11 @@ export class BlobStore {
     this.bound = fitted;
   }
 
+  /** Where a stored digest's file is (for an upload of it). */
+  fileOf(digest: Digest): string {
+    return this.paths.blobFile(digest);
+  }
+
   lookup(digest: Digest): BlobEntry | undefined {
     return this.index.getBlob(digest.value);
   }

@@ -5,6 +5,7 @@ import KeyvSqlite from "@keyv/sqlite";
 import Keyv from "keyv";
 import sqlite3 from "sqlite3";
 import type { Logger } from "../log/logger.js";
+import { newerRecord, type SharedRecords } from "./shared-records.js";
 
 export interface BlobEntry {
   digest: string;
@@ -117,17 +118,19 @@ export class CacheIndex {
     private totalBytes: number,
     private readonly logger: Logger,
     /** Set when this run's index lives in memory only. */
-    private readonly volatileCause?: IndexWriteError,
+    private readonly volatileCause: IndexWriteError | undefined,
+    private readonly shared: SharedRecords | undefined,
   ) {
     this.flushTimer = setInterval(() => void this.flush(), FLUSH_INTERVAL_MS);
     this.flushTimer.unref();
   }
 
-  static async open(file: string, logger: Logger): Promise<CacheIndex> {
+  /** `shared`: the fleet's copy of tag answers and verdicts, written through and read back (shared-records.ts). */
+  static async open(file: string, logger: Logger, shared?: SharedRecords): Promise<CacheIndex> {
     let created = (await fileSize(file)) === undefined;
     let failure: unknown;
     try {
-      return await CacheIndex.openFile(file, logger);
+      return await CacheIndex.openFile(file, logger, shared);
     } catch (err) {
       failure = err;
     }
@@ -139,7 +142,7 @@ export class CacheIndex {
       );
       created = true;
       try {
-        return await CacheIndex.openFile(file, logger);
+        return await CacheIndex.openFile(file, logger, shared);
       } catch (err) {
         failure = err;
       }
@@ -147,10 +150,10 @@ export class CacheIndex {
     if (!UNWRITABLE_CODES.has(errorCode(failure))) throw failure;
     // What sqlite began on a disk that refused it is no index: left behind, the next start would take it for a damaged one.
     if (created) await removeIndexFiles(file);
-    return CacheIndex.openInMemory(file, created, failure, logger);
+    return CacheIndex.openInMemory(file, created, failure, logger, shared);
   }
 
-  private static async openFile(file: string, logger: Logger): Promise<CacheIndex> {
+  private static async openFile(file: string, logger: Logger, shared: SharedRecords | undefined): Promise<CacheIndex> {
     // sqlite takes an empty file for a new database, but it wrote a header when this one was made: it was truncated.
     if ((await fileSize(file)) === 0) throw new DamagedIndexError("the file is empty");
     const store = newStore(`sqlite://${file}`);
@@ -166,7 +169,7 @@ export class CacheIndex {
       const keyv = newKeyv(store);
       await migrate(store, keyv, logger);
       const { blobs, bytes } = await loadBlobs(store, keyv);
-      return new CacheIndex(store, keyv, blobs, bytes, logger);
+      return new CacheIndex(store, keyv, blobs, bytes, logger, undefined, shared);
     } catch (err) {
       // An open connection would keep the file's locks and shared memory past a rename.
       await store.close().catch(() => undefined);
@@ -174,7 +177,7 @@ export class CacheIndex {
     }
   }
 
-  private static async openInMemory(file: string, created: boolean, cause: unknown, logger: Logger): Promise<CacheIndex> {
+  private static async openInMemory(file: string, created: boolean, cause: unknown, logger: Logger, shared: SharedRecords | undefined): Promise<CacheIndex> {
     let store = newStore("sqlite://:memory:");
     let rowsRead = 0;
     let unread: string | undefined;
@@ -206,7 +209,7 @@ export class CacheIndex {
       { file, reason: messageOf(cause), rowsRead, ...(unread ? { unread } : {}) },
       "cache index cannot be written (disk full or read-only): this run keeps it in memory and loses what it records at exit; the next start re-admits files by hash",
     );
-    return new CacheIndex(store, loaded.keyv, loaded.blobs, loaded.bytes, logger, indexError(cause));
+    return new CacheIndex(store, loaded.keyv, loaded.blobs, loaded.bytes, logger, indexError(cause), shared);
   }
 
   /** True while the index cannot record durably: its last write failed, or it lives in memory for this run. */
@@ -377,6 +380,7 @@ export class CacheIndex {
     this.pendingRecords.delete(key);
     this.pendingRecords.set(key, value);
     if (this.pendingRecords.size > MAX_PENDING_RECORDS) this.pendingRecords.delete(this.pendingRecords.keys().next().value!);
+    if (this.shared?.shares(key)) this.shared.put(key, value);
     await this.persistRecord(key, value);
   }
 
@@ -401,7 +405,13 @@ export class CacheIndex {
     return deleted ? gone.length : 0;
   }
 
+  /** The local record, or the fleet's copy when that is newer (another replica recorded it later). */
   private async getRecord<T>(key: string): Promise<T | undefined> {
+    const shared = this.shared?.shares(key) ? this.shared.get<T>(key) : undefined;
+    return newerRecord(await this.getLocalRecord<T>(key), await shared);
+  }
+
+  private async getLocalRecord<T>(key: string): Promise<T | undefined> {
     if (this.pendingRecords.has(key)) return this.pendingRecords.get(key) as T;
     try {
       return (await this.keyv.get<T>(key)) ?? undefined;

@@ -1,5 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { open, readFile, rm } from "node:fs/promises";
+import { RegcacheError, systemReason } from "../errors.js";
 import type { Logger } from "../log/logger.js";
 
 /**
@@ -32,5 +33,21 @@ export async function loadInstanceSecret(file: string, logger: Logger): Promise<
     await rm(file, { force: true });
     logger.warn({ file, code }, "disk full: the instance secret is kept in memory for this run; confirmations recorded now do not outlive it");
   }
+  return secret;
+}
+
+/**
+ * --instance-secret-file: one secret for every replica (a Kubernetes Secret), so that a credential
+ * confirmed through one replica is recognised by the others, from the fleet index. Never created:
+ * replicas that each made their own would silently share nothing.
+ */
+export async function readSharedSecret(file: string): Promise<Buffer> {
+  let secret: Buffer;
+  try {
+    secret = await readFile(file);
+  } catch (err) {
+    throw new RegcacheError("CONFIG", `cannot read --instance-secret-file ${file}: ${systemReason(err)}`, { cause: err });
+  }
+  if (secret.length < 32) throw new RegcacheError("CONFIG", `--instance-secret-file ${file} holds ${secret.length} bytes; it needs at least 32 (e.g. head -c 32 /dev/urandom > ${file})`);
   return secret;
 }

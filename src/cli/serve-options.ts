@@ -1,5 +1,6 @@
 import { Option } from "commander";
-import { DEFAULTS, type ClusterConfig, type Config, type OfflineAccess } from "../config/config.js";
+import { DEFAULTS, type ClusterConfig, type Config, type OfflineAccess, type SharedConfig } from "../config/config.js";
+import { parseBlobStoreUrl } from "../fleet/s3-object-store.js";
 import { peerAddress } from "../cluster/membership.js";
 import type { LogLevel } from "../log/logger.js";
 import { OptionError, parseDuration, parseHostPattern, parseHostPort, parsePort, parseResolve, parseSize, splitList, type HostPort } from "../config/parse.js";
@@ -57,7 +58,14 @@ export function serveOptions(): Option[] {
     listOption("--peer <host:port>", "another replica's peer address: replicas form one cache; repeatable", "REGCACHE_PEER"),
     new Option("--peers-dns <name>", "a headless Service name whose addresses are the replicas (peer port from --peer-listen)").env("REGCACHE_PEERS_DNS"),
     new Option("--advertise <host:port>", "this replica's peer address as the others reach it (the pod IP); required with --peer or --peers-dns").env("REGCACHE_ADVERTISE"),
-    new Option("--peer-listen <host:port>", "address of the peer channel (mutual TLS), used with --peer or --peers-dns").env("REGCACHE_PEER_LISTEN").default(DEFAULTS.peerListen),
+    new Option("--peer-listen <host:port>", "address of the peer channel (mutual TLS), used with --peer, --peers-dns or --index").env("REGCACHE_PEER_LISTEN").default(DEFAULTS.peerListen),
+    new Option("--blob-store <url>", "s3://BUCKET/PREFIX: an object store the fleet shares, behind each replica's disk (credentials from the AWS SDK's default chain)").env("REGCACHE_BLOB_STORE"),
+    new Option("--s3-endpoint <url>", "URL of an S3-compatible service for --blob-store (default: AWS)").env("REGCACHE_S3_ENDPOINT"),
+    new Option("--s3-region <region>", "region of --blob-store (default: AWS_REGION, else us-east-1)").env("REGCACHE_S3_REGION"),
+    new Option("--s3-force-path-style", "address the bucket in the path, not the host name (most S3-compatible services)").env("REGCACHE_S3_FORCE_PATH_STYLE"),
+    new Option("--blob-store-max-size <size>", "size bound of --blob-store; one replica at a time evicts the least recently read objects (needs --index)").env("REGCACHE_BLOB_STORE_MAX_SIZE").default(DEFAULTS.blobStoreMaxSize),
+    new Option("--index <url>", "redis://[:PASSWORD@]HOST:PORT[/DB]: the fleet index (what --blob-store holds, repository links, tag answers, verdicts, fill leases); needs --advertise").env("REGCACHE_INDEX"),
+    new Option("--instance-secret-file <file>", "a secret (32 bytes or more) shared by every replica: credential confirmations are then shared through --index (default: a per-replica secret in the data dir)").env("REGCACHE_INSTANCE_SECRET_FILE"),
   ];
 }
 
@@ -100,6 +108,13 @@ export interface RawServeOptions {
   peersDns?: string;
   advertise?: string;
   peerListen: string;
+  blobStore?: string;
+  s3Endpoint?: string;
+  s3Region?: string;
+  s3ForcePathStyle?: boolean;
+  blobStoreMaxSize: string;
+  index?: string;
+  instanceSecretFile?: string;
 }
 
 function wholeNumber(value: string, flag: string): number {
@@ -153,14 +168,44 @@ export function toConfig(raw: RawServeOptions): Config {
     unpermittedHosts: raw.unpermittedHosts,
     maxConnections: wholeNumber(raw.maxConnections, "--max-connections"),
     cluster: clusterConfig(raw),
+    shared: sharedConfig(raw),
+    instanceSecretFile: raw.instanceSecretFile,
   };
 }
 
+/** Replicas sharing an index stream each other's fills over the peer channel: --index makes a cluster even without a peer list. */
 function clusterConfig(raw: RawServeOptions): ClusterConfig | undefined {
   const peers = (raw.peer ?? []).map((p) => formatPeer(parseHostPort(p, "--peer")));
-  if (peers.length === 0 && !raw.peersDns) return undefined;
-  if (!raw.advertise) throw new OptionError("--advertise HOST:PORT is required with --peer or --peers-dns: it is how the other replicas reach this one (the pod IP)");
+  if (peers.length === 0 && !raw.peersDns && !raw.index) return undefined;
+  if (!raw.advertise) throw new OptionError("--advertise HOST:PORT is required with --peer, --peers-dns or --index: it is how the other replicas reach this one (the pod IP)");
   return { peers, peersDns: raw.peersDns, advertise: formatPeer(parseHostPort(raw.advertise, "--advertise")), listen: parseHostPort(raw.peerListen, "--peer-listen", true) };
+}
+
+function sharedConfig(raw: RawServeOptions): SharedConfig | undefined {
+  if (!raw.blobStore && !raw.index) {
+    for (const [flag, value] of [["--s3-endpoint", raw.s3Endpoint], ["--s3-region", raw.s3Region], ["--s3-force-path-style", raw.s3ForcePathStyle]] as const) {
+      if (value !== undefined) throw new OptionError(`${flag} applies to --blob-store, which is not set`);
+    }
+    return undefined;
+  }
+  if (raw.index !== undefined && !/^rediss?:\/\/[^/]/.test(raw.index)) throw new OptionError(`--index must be a redis:// or rediss:// URL, got "${redactUrl(raw.index)}"`);
+  const maxBytes = parseSize(raw.blobStoreMaxSize, "--blob-store-max-size");
+  if (maxBytes <= 0) throw new OptionError(`--blob-store-max-size must be greater than 0, got "${raw.blobStoreMaxSize}"`);
+  const blobStore = raw.blobStore
+    ? {
+        ...parseBlobStoreUrl(raw.blobStore),
+        endpoint: raw.s3Endpoint,
+        forcePathStyle: raw.s3ForcePathStyle === true,
+        region: raw.s3Region,
+        maxBytes,
+      }
+    : undefined;
+  return { blobStore, index: raw.index };
+}
+
+/** A URL as it may be shown: without a password. */
+function redactUrl(url: string): string {
+  return url.replace(/\/\/[^@/]*@/, "//***@");
 }
 
 function formatPeer(hp: HostPort): string {

@@ -59,6 +59,29 @@ export interface Config {
   maxConnections: number;
   /** Replicas forming one cache (src/cluster/); absent: this process is the whole cache. */
   cluster?: ClusterConfig;
+  /** The fleet's shared tier (src/fleet/): an object store, a shared index, or both; absent: the local disk is the only tier. */
+  shared?: SharedConfig;
+  /** --instance-secret-file: a secret every replica shares, so that credential confirmations are shared too. */
+  instanceSecretFile?: string;
+}
+
+export interface SharedConfig {
+  /** --blob-store s3://BUCKET/PREFIX and its options. */
+  blobStore?: BlobStoreConfig;
+  /** --index redis://...: the fleet index (rows, links, tag answers, verdicts, leases). */
+  index?: string;
+}
+
+export interface BlobStoreConfig {
+  bucket: string;
+  prefix: string;
+  /** --s3-endpoint: an S3-compatible service's URL; absent: AWS. */
+  endpoint?: string;
+  forcePathStyle: boolean;
+  /** --s3-region; absent: AWS_REGION, else us-east-1. */
+  region?: string;
+  /** --blob-store-max-size: the object store's bound, kept by one evictor for the fleet. */
+  maxBytes: number;
 }
 
 export interface ClusterConfig {
@@ -97,4 +120,6 @@ export const DEFAULTS = {
   unpermittedHosts: "tunnel" as const,
   maxConnections: 4096,
   peerListen: "0.0.0.0:3129",
+  blobStoreMaxSize: "1TiB",
+  s3Region: "us-east-1",
 };

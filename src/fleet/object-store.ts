@@ -19,12 +19,12 @@ export interface StoredObject {
  * the local tier and upstream.
  */
 export interface ObjectStore {
-  /** The object's size, or undefined when the store has no such object. */
-  head(digest: Digest): Promise<number | undefined>;
+  /** The object's size and Content-Type (a manifest's media type), or undefined when the store has no such object. */
+  head(digest: Digest): Promise<{ size: number; mediaType: string | undefined } | undefined>;
   /** The object's bytes (all of them, or [start, end] inclusive), or undefined when absent. */
   get(digest: Digest, range?: { start: number; end: number }): Promise<{ body: Readable; size: number } | undefined>;
-  /** Uploads a local file that already matched its digest (multipart when large). */
-  put(digest: Digest, file: string, size: number): Promise<void>;
+  /** Uploads a local file that already matched its digest (multipart when large), with its media type as Content-Type. */
+  put(digest: Digest, file: string, size: number, mediaType: string): Promise<void>;
   delete(digest: Digest): Promise<void>;
   /** Every object under the prefix. */
   list(): AsyncIterable<StoredObject>;

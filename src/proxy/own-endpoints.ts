@@ -3,6 +3,8 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 export interface Readiness {
   /** Null when ready, else why not. */
   notReadyReason(): Promise<string | null>;
+  /** Parts the replica serves without, named on a ready answer (a shared tier that is down). */
+  degraded?(): Record<string, string> | undefined;
 }
 
 export interface EndpointRoute {
@@ -42,7 +44,8 @@ export class OwnEndpoints {
         return;
       case "/readyz": {
         const reason = await this.readiness.notReadyReason();
-        sendJson(res, reason ? 503 : 200, reason ? { status: "not ready", reason } : { status: "ready" });
+        const degraded = this.readiness.degraded?.();
+        sendJson(res, reason ? 503 : 200, reason ? { status: "not ready", reason } : degraded ? { status: "ready", degraded } : { status: "ready" });
         return;
       }
       case "/ca.crt":

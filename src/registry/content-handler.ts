@@ -1,8 +1,10 @@
-import type { Readable } from "node:stream";
+import { Readable } from "node:stream";
 import type { BlobEntry } from "../cache/cache-index.js";
 import { settleAccess, type AccessControl } from "./access-control.js";
 import type { BlobStore } from "../cache/blob-store.js";
-import type { Download } from "../cache/download.js";
+import { DigestMismatchError, SizeMismatchError, type Download } from "../cache/download.js";
+import type { HeldLease } from "../fleet/held-lease.js";
+import type { SharedCopy } from "../fleet/shared-tier.js";
 import type { RangeSource } from "../cache/range-source.js";
 import type { UpstreamClient, UpstreamResponse } from "../upstream/client.js";
 import { headerValue, upstreamRequestHeaders } from "../upstream/headers.js";
@@ -38,8 +40,19 @@ export class ContentHandler {
       if (await this.mayServe(rr, target)) this.serveCached(rr, target, entry);
       return;
     }
-    if (rr.req.method === "GET") await this.fillAndServe(rr, target);
+    // The fleet's object store is the next tier: content there is cached content, for the same rules.
+    const copy = await this.sharedCopy(rr, target);
+    if (copy && !(await this.mayServe(rr, target, copy.links))) return;
+    if (rr.req.method === "GET") await this.fillAndServe(rr, target, copy);
+    else if (copy) this.respond(rr, { digest: target.digest, mediaType: copy.mediaType, size: copy.size }, "SHARED", {}, () => Readable.from([]));
     else await this.headMiss(rr, target);
+  }
+
+  /** What the fleet's object store holds for this request, if its media type suits the client. */
+  private async sharedCopy(rr: RegistryRequest, target: ContentTarget): Promise<SharedCopy | undefined> {
+    const copy = await this.sources.shared?.find(target.digest);
+    if (!copy || (target.kind === "manifest" && !acceptAllows(normalizeAccept(rr.req.headers.accept), copy.mediaType))) return undefined;
+    return copy;
   }
 
   /**
@@ -80,15 +93,18 @@ export class ContentHandler {
    * upstream confirmed it in, and only if upstream would serve this client there
    * (link-policy.ts). When it refuses, the refusal has been sent.
    */
-  private async mayServe(rr: RegistryRequest, target: ContentTarget): Promise<boolean> {
+  private async mayServe(rr: RegistryRequest, target: ContentTarget, sharedLinks?: string[]): Promise<boolean> {
     const hostRepository = `${rr.host}/${target.name}`;
-    const step = cachedContentStep(this.store.isLinked(target.digest, hostRepository));
+    const step = cachedContentStep(this.store.isLinked(target.digest, hostRepository) || (sharedLinks?.includes(hostRepository) ?? false));
     const decision =
       step === "authorize"
         ? await this.access.authorize(rr, target.name, contentPath(target))
         : await this.access.confirmInRepository(rr, target.name, contentPath(target), target.kind === "blob" ? "BLOB_UNKNOWN" : "MANIFEST_UNKNOWN");
     if (!settleAccess(rr, decision)) return false;
-    if (step === "confirm") this.store.link(target.digest, hostRepository);
+    if (step === "confirm") {
+      this.store.link(target.digest, hostRepository);
+      this.sources.shared?.link(target.digest, hostRepository);
+    }
     return true;
   }
 
@@ -108,17 +124,27 @@ export class ContentHandler {
    * client that is then served it (a manifest named by a recorded tag). Resolves with the entry
    * once stored; undefined when no peer has it.
    */
-  async keepCopy(rr: RegistryRequest, target: ContentTarget, from?: string): Promise<BlobEntry | undefined> {
+  keepCopy(rr: RegistryRequest, target: ContentTarget, from?: string): Promise<BlobEntry | undefined> {
+    return this.keep(rr, target, () => this.sources.openCopy(rr, target, from));
+  }
+
+  /** Keeps the object store's copy of content it holds for the repository (a manifest a recorded tag names). */
+  async keepShared(rr: RegistryRequest, target: ContentTarget): Promise<BlobEntry | undefined> {
+    const copy = await this.sharedCopy(rr, target);
+    if (!copy?.links?.includes(`${rr.host}/${target.name}`)) return undefined;
+    return this.keep(rr, target, () => this.sources.openShared(rr, target, copy));
+  }
+
+  private async keep(rr: RegistryRequest, target: ContentTarget, open: () => Promise<SourcedResult>): Promise<BlobEntry | undefined> {
     const cached = await this.usableEntry(rr, target);
     if (cached) return cached;
     let opened: SourcedResult | undefined;
-    const outcome = await this.store
-      .fill<UpstreamResponse>(target.digest, `${rr.host}/${target.name}`, async () => (opened = await this.sources.openCopy(rr, target, from)))
-      .catch(() => undefined);
+    const outcome = await this.store.fill<UpstreamResponse>(target.digest, `${rr.host}/${target.name}`, async () => (opened = await open())).catch(() => undefined);
     if (outcome?.kind === "refused") await outcome.response.body.dump();
     if (outcome?.kind === "uncached") outcome.body.destroy();
     if (outcome?.kind !== "download") return undefined;
     if (opened?.publicSince) await this.access.adoptPublicVerdict(rr.host, target.name, opened.publicSince);
+    if (opened?.via === "shared") this.afterSharedFill(outcome.download);
     await outcome.download.done.catch(() => undefined);
     return this.store.lookup(target.digest);
   }
@@ -137,21 +163,43 @@ export class ContentHandler {
     this.respond(rr, rep, cache, extraHeaders, (start, end) => this.store.readCached(entry, target.digest, start, end));
   }
 
-  private async fillAndServe(rr: RegistryRequest, target: ContentTarget): Promise<void> {
+  /**
+   * Fills the local tier from the first source that has the content and serves it as it lands.
+   * `copy`: the object store holds it and the client may read it (authorized by the caller); if
+   * the store fails to hand it over, the other sources are asked as if it had not been there.
+   */
+  private async fillAndServe(rr: RegistryRequest, target: ContentTarget, copy?: SharedCopy): Promise<void> {
     let opened: SourcedResult | undefined;
     let outcome;
+    const open = async (): Promise<SourcedResult> => {
+      if (copy) {
+        try {
+          return await this.sources.openShared(rr, target, copy);
+        } catch (err) {
+          rr.log.sharedError = (err as Error).message;
+        }
+      }
+      return this.sources.open(rr, target);
+    };
     try {
-      outcome = await this.store.fill<UpstreamResponse>(target.digest, `${rr.host}/${target.name}`, async () => (opened = await this.sources.open(rr, target)));
+      outcome = await this.store.fill<UpstreamResponse>(target.digest, `${rr.host}/${target.name}`, async () => (opened = await open()));
     } catch (err) {
+      opened?.lease?.release();
       sendFailure(rr, err);
       return;
     }
+    if (outcome.kind !== "download" || outcome.coalesced) opened?.lease?.release();
     switch (outcome.kind) {
       case "download": {
         const release = outcome.download.hold();
         try {
           if (outcome.coalesced) {
-            if (await this.mayServe(rr, target)) this.serveDownload(rr, outcome.download, "COALESCED");
+            if (copy || (await this.mayServe(rr, target))) this.serveDownload(rr, outcome.download, "COALESCED");
+            return;
+          }
+          if (opened?.via === "shared") {
+            this.afterSharedFill(outcome.download);
+            this.serveDownload(rr, outcome.download, "SHARED");
             return;
           }
           if (opened?.via === "copy") {
@@ -162,8 +210,8 @@ export class ContentHandler {
           }
           this.access.recordConfirmation(rr, target.name);
           this.access.learnPublic(rr, target.name, contentPath(target));
-          if (opened?.via === "upstream") outcome.download.done.then(() => this.sources.replicate(rr, target), () => undefined);
-          this.serveDownload(rr, outcome.download, opened?.via === "owner" && PEER_CACHED.has(opened.peerCache ?? "") ? "PEER" : "MISS");
+          if (opened?.via === "upstream") this.afterUpstreamFill(rr, target, outcome.download, opened.lease);
+          this.serveDownload(rr, outcome.download, (opened?.via === "owner" || opened?.via === "holder") && PEER_CACHED.has(opened.peerCache ?? "") ? "PEER" : "MISS");
         } finally {
           release();
         }
@@ -183,6 +231,26 @@ export class ContentHandler {
         await passThrough(this.upstream, rr, "MISS");
         return;
     }
+  }
+
+  /** A fill from upstream is the cluster's or the fleet's first copy: a peer or the object store keeps the second. */
+  private afterUpstreamFill(rr: RegistryRequest, target: ContentTarget, download: Download, lease: HeldLease | undefined): void {
+    download.done.then(
+      () => {
+        this.sources.replicate(rr, target);
+        const entry = this.store.lookup(target.digest);
+        if (!this.sources.shared || !entry) return lease?.release();
+        this.sources.shared.stored({ digest: target.digest, file: this.store.fileOf(target.digest), size: entry.size, mediaType: entry.mediaType, links: [...entry.links] }, lease);
+      },
+      () => lease?.release(),
+    );
+  }
+
+  /** An object that does not match its digest is no copy at all: it leaves the store, and the next request goes upstream. */
+  private afterSharedFill(download: Download): void {
+    download.done.catch((err: unknown) => {
+      if (err instanceof DigestMismatchError || err instanceof SizeMismatchError) this.sources.shared?.discard(download.digest);
+    });
   }
 
   private serveDownload(rr: RegistryRequest, download: Download, cache: CacheStatus): void {

@@ -1,6 +1,8 @@
 import { finished } from "node:stream";
 import type { OpenResult } from "../cache/blob-store.js";
 import type { Cluster } from "../cluster/cluster.js";
+import type { HeldLease } from "../fleet/held-lease.js";
+import type { SharedCopy, SharedTier } from "../fleet/shared-tier.js";
 import { OCTET_STREAM as BLOB_MEDIA_TYPE } from "../oci/media-types.js";
 import type { UpstreamClient, UpstreamResponse } from "../upstream/client.js";
 import { headerValue, upstreamRequestHeaders } from "../upstream/headers.js";
@@ -22,23 +24,38 @@ const FORWARDED_TO_PEERS = ["authorization", "accept", "user-agent"];
  * - upstream: the registry itself, with the client's credentials (when there is no owner to ask,
  *   or it cannot be reached);
  * - copy: while upstream cannot be reached, any live peer that holds it for this repository.
+ * With a shared tier (--blob-store, --index), the owner's place is taken by:
+ * - shared: the object store, read into the local tier;
+ * - holder: the replica holding the fleet's lease on the digest, which streams its fill.
  */
-export type ContentVia = "owner" | "upstream" | "copy";
+export type ContentVia = "owner" | "upstream" | "copy" | "shared" | "holder";
 
-/** peerCache: the owner's X-Cache, or the peer a copy came from; publicSince: when that peer last found the repository public. */
-export type SourcedResult = OpenResult<UpstreamResponse> & { via?: ContentVia; peerCache?: string; publicSince?: number };
+/**
+ * peerCache: the owner's X-Cache, or the peer a copy came from; publicSince: when that peer last
+ * found the repository public; lease: the fleet's lease on filling it, held until it is stored.
+ */
+export type SourcedResult = OpenResult<UpstreamResponse> & { via?: ContentVia; peerCache?: string; publicSince?: number; lease?: HeldLease };
 
 export class ContentSources {
   constructor(
     private readonly upstream: UpstreamClient,
     private readonly cluster: Cluster | undefined,
+    readonly shared: SharedTier | undefined,
   ) {}
 
-  /** Opens the first source that answers; a refusal (401/403/404) from the owner or upstream is final. */
+  /** Opens the first source that answers; a refusal (401/403/404) from the owner, the lease holder or upstream is final. */
   async open(rr: RegistryRequest, target: ContentTarget): Promise<SourcedResult> {
     // A request from a peer is answered from here: forwarding it again could go round in circles.
     const cluster = rr.fromPeer ? undefined : this.cluster;
-    if (cluster) {
+    let lease: HeldLease | undefined;
+    if (this.shared && !rr.fromPeer) {
+      const turn = await this.shared.turn(target.digest);
+      if (turn.kind === "mine") lease = turn.lease;
+      else {
+        const held = await this.fromHolder(rr, target, turn.holder);
+        if (held) return held;
+      }
+    } else if (cluster) {
       const owner = cluster.ranking(target.digest.value)[0]!;
       if (owner !== cluster.self) {
         const request = this.peerRequest(rr, target);
@@ -58,9 +75,12 @@ export class ContentSources {
     let failure: unknown;
     try {
       const result = await this.fromUpstream(rr, target);
-      if (!cluster || result.kind !== "refused" || !isUnavailableStatus(result.response.statusCode)) return { ...result, via: "upstream" };
+      if (result.kind === "body") return { ...result, via: "upstream", lease };
+      lease?.release();
+      if (!cluster || !isUnavailableStatus(result.response.statusCode)) return { ...result, via: "upstream" };
       failure = result;
     } catch (err) {
+      lease?.release();
       if (!cluster || !(err instanceof UpstreamError) || err.failure === "refused-address") throw err;
       failure = err;
     }
@@ -68,6 +88,32 @@ export class ContentSources {
     if (copy) return { ...this.body(target, copy.response, rr.host), via: "copy", peerCache: copy.peer, publicSince: Number(headerValue(copy.response.headers["x-regcache-public-since"])) || undefined };
     if (failure instanceof Error) throw failure;
     return { ...(failure as SourcedResult), via: "upstream" };
+  }
+
+  /**
+   * The fill the lease holder is making (or has made), streamed from it; undefined when it cannot
+   * be asked or cannot answer, and this replica fetches upstream itself: a counted duplicate.
+   */
+  private async fromHolder(rr: RegistryRequest, target: ContentTarget, holder: string): Promise<SourcedResult | undefined> {
+    const response = await this.cluster?.fillFromOwner(holder, this.peerRequest(rr, target));
+    if (response?.statusCode === 200) {
+      this.shared!.holderServed();
+      return { ...this.body(target, response, rr.host), via: "holder", peerCache: headerValue(response.headers["x-cache"]) };
+    }
+    if (response && !isUnavailableStatus(response.statusCode)) return { kind: "refused", response };
+    await response?.body.dump();
+    this.shared!.holderFailed();
+    return undefined;
+  }
+
+  /** The object store's copy of content it holds (find() said so), for a fill of the local tier. */
+  async openShared(rr: RegistryRequest, target: ContentTarget, copy: SharedCopy): Promise<SourcedResult> {
+    const { body, size } = await this.shared!.open(target.digest);
+    if (size !== copy.size) {
+      body.destroy();
+      throw new UpstreamError("protocol", rr.host, `the object store holds ${size} bytes for ${target.digest.value}, its row says ${copy.size}`);
+    }
+    return { kind: "body", body, size, mediaType: copy.mediaType, host: rr.host, maxSize: target.kind === "manifest" ? MAX_MANIFEST_BYTES : undefined, via: "shared" };
   }
 
   /** A copy of what one peer holds (replication, or a manifest a recorded tag names): never upstream. */
@@ -89,7 +135,8 @@ export class ContentSources {
    * the pull for CPU and network (bench/: the cluster's cold pull).
    */
   replicate(rr: RegistryRequest, target: ContentTarget): void {
-    if (rr.fromPeer) return;
+    // With a shared tier, the object store holds the second copy.
+    if (rr.fromPeer || this.shared) return;
     this.cluster?.replicate({ kind: target.kind, host: rr.host, port: rr.port, name: target.name, digest: target.digest.value });
   }
 

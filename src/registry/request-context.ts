@@ -1,7 +1,7 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 
-/** PEER: this replica lacked it, and another replica's cache supplied it. */
-export type CacheStatus = "HIT" | "MISS" | "COALESCED" | "STALE" | "BYPASS" | "PEER";
+/** PEER: this replica lacked it, and another replica's cache supplied it; SHARED: the fleet's object store did. */
+export type CacheStatus = "HIT" | "MISS" | "COALESCED" | "STALE" | "BYPASS" | "PEER" | "SHARED";
 
 /** What the one log line per completed request says, filled in as the request is handled. */
 export interface RequestLogFields {
@@ -20,6 +20,8 @@ export interface RequestLogFields {
   client?: string;
   /** How access to cached content was settled (see AccessControl). */
   access?: string;
+  /** Why the fleet's object store could not hand over content it holds (the request went on to the other sources). */
+  sharedError?: string;
 }
 
 export interface RegistryRequest {
@@ -40,11 +42,12 @@ const CACHE_STATUS_FIELD: Record<CacheStatus, string> = {
   STALE: "regcache; hit; detail=stale",
   BYPASS: "regcache; fwd=bypass",
   PEER: "regcache; fwd=peer; stored",
+  SHARED: "regcache; fwd=shared; stored",
 };
 
 /** Answers that did not cost this request an upstream fetch (a coalesced request shares another's). */
 export function servedFromCache(cache: CacheStatus | undefined): boolean {
-  return cache === "HIT" || cache === "STALE" || cache === "COALESCED" || cache === "PEER";
+  return cache === "HIT" || cache === "STALE" || cache === "COALESCED" || cache === "PEER" || cache === "SHARED";
 }
 
 /** X-Cache for people and scripts, RFC 9211 Cache-Status for tools that know it. */

@@ -43,6 +43,8 @@ export interface ManifestContent {
   handle(rr: RegistryRequest, manifest: ManifestTarget): Promise<void>;
   /** A copy from a peer that holds it for the repository; undefined when none does. */
   keepCopy(rr: RegistryRequest, manifest: ManifestTarget): Promise<BlobEntry | undefined>;
+  /** The fleet's object store's copy, if it holds it for the repository; undefined when it does not. */
+  keepShared(rr: RegistryRequest, manifest: ManifestTarget): Promise<BlobEntry | undefined>;
 }
 
 /** What a tag answer needs of the store: linking a digest upstream named, and when a fetched manifest is stored. */
@@ -199,7 +201,7 @@ export class TagHandler {
     const digest = parseDigest(recorded.digest);
     if (!digest) return undefined;
     const manifest = { kind: "manifest" as const, name: tag.name, digest };
-    const entry = await this.content.usableEntry(rr, manifest);
+    const entry = (await this.content.usableEntry(rr, manifest)) ?? (await this.content.keepShared(rr, manifest));
     return entry ? { manifest, entry } : undefined;
   }
 

@@ -1,6 +1,7 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
 import type { BlobStore } from "../cache/blob-store.js";
 import type { Cluster } from "../cluster/cluster.js";
+import type { SharedTier } from "../fleet/shared-tier.js";
 import type { Lifecycle } from "../proxy/lifecycle.js";
 import type { AccessCounts } from "../registry/access-control.js";
 import { servedFromCache, type RegistryRequest } from "../registry/request-context.js";
@@ -22,6 +23,7 @@ export interface MetricsSources {
   accessCounts: AccessCounts;
   minter: LeafMinter;
   cluster?: Cluster;
+  shared?: SharedTier;
 }
 
 /**
@@ -103,6 +105,28 @@ export class Metrics {
           for (const [reason, n] of Object.entries(cluster.stats.peerErrors)) this.inc({ reason }, n);
         },
       });
+    }
+    const shared = sources.shared;
+    if (shared) {
+      new Gauge({
+        name: "regcache_shared_tier_up",
+        help: "1 while a configured part of the fleet's shared tier (object_store, index) answers",
+        labelNames: ["part"],
+        registers,
+        collect() {
+          const { objectStore, index } = shared.health;
+          if (objectStore !== "off") this.set({ part: "object_store" }, objectStore === "up" ? 1 : 0);
+          if (index !== "off") this.set({ part: "index" }, index === "up" ? 1 : 0);
+        },
+      });
+      count("regcache_shared_object_fills_total", "Contents read from the object store into this replica's disk", () => shared.stats.objectFills);
+      count("regcache_shared_holder_fills_total", "Contents streamed from the replica holding the fleet's lease on them", () => shared.stats.holderFills);
+      count("regcache_shared_duplicate_fetches_total", "Upstream fetches made without the fleet's lease (index down, holder unreachable, lease lost)", () => shared.stats.duplicateFetches);
+      count("regcache_shared_uploads_total", "Contents uploaded to the object store", () => shared.stats.uploads.uploaded);
+      count("regcache_shared_upload_failures_total", "Upload attempts that failed (retried later)", () => shared.stats.uploads.failures);
+      new Gauge({ name: "regcache_shared_uploads_queued", help: "Uploads waiting for their turn or a retry", registers, collect() { this.set(shared.stats.uploads.queued); } });
+      count("regcache_shared_evictions_total", "Objects this replica evicted from the object store as the fleet's evictor", () => shared.stats.evictions);
+      count("regcache_shared_damaged_objects_total", "Objects read from the store that did not match their digest (deleted)", () => shared.stats.damaged);
     }
     new Counter({
       name: "regcache_authorization_checks_total",

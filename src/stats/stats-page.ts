@@ -148,6 +148,7 @@ async function refresh() {
     c.diskFull ? '<span class="badge down">disk full</span> downloads stream through uncached (' + c.uncachedForSpace + " so far)" : '<span class="badge up">disk ok</span>',
     c.indexWriteError ? '<span class="badge down">index not durable</span> ' + esc(c.indexWriteError) : "",
     c.damagedFiles + " damaged files found and refetched, " + c.missingFiles + " missing",
+    s.shared ? sharedTier(s.shared) : "",
   ].filter(Boolean).join("<br>");
   rows($("connects").tBodies[0], s.notIntercepted, (c) => "<tr><td>" + esc(c.host) + '</td><td class="n">' + c.tunnelled + '</td><td class="n">' + c.denied + "</td></tr>");
   $("peersSection").hidden = !s.peers;
@@ -155,6 +156,11 @@ async function refresh() {
   rows($("top").tBodies[0], s.topRepositories, (r) => "<tr><td>" + esc(r.repository) + '</td><td class="n">' + bytes(r.bytes) + "</td></tr>");
   rows($("recent").tBodies[0], s.recentRequests.slice(0, 20), (r) => '<tr><td class="wide">' + new Date(r.time).toLocaleTimeString() + '</td><td class="wide">' + esc(r.host) + "</td><td>" + esc(r.repository ?? "") + '</td><td class="wide">' + esc(r.kind) + "</td><td>" + esc(r.cache) + '</td><td class="n">' + r.status + '</td><td class="n">' + bytes(r.bytes) + '</td><td class="n wide">' + r.durationMs + "</td></tr>");
   chart(s.series);
+}
+function sharedTier(t) {
+  const part = (name, state) => state === "off" ? "" : '<span class="badge ' + (state === "up" ? "up" : "down") + '">' + name + " " + (state === "up" ? "ok" : "down") + "</span> ";
+  return "Fleet: " + part("object store", t.objectStore) + part("index", t.index) + (t.degraded ? "serving without what is down; " : "") +
+    t.objectFills + " from the object store, " + t.holderFills + " from lease holders, " + t.uploads.uploaded + " uploaded (" + t.uploads.queued + " queued), " + t.duplicateFetches + " duplicate upstream fetches";
 }
 refresh();
 setInterval(refresh, 2000);

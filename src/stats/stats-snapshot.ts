@@ -1,5 +1,6 @@
 import type { BlobStore } from "../cache/blob-store.js";
 import type { Cluster } from "../cluster/cluster.js";
+import type { SharedTier } from "../fleet/shared-tier.js";
 import type { HostHealth, UpstreamHealth } from "../upstream/health.js";
 import type { StatsCollector, UpstreamTotals } from "./stats-collector.js";
 
@@ -10,6 +11,7 @@ export interface StatsSources {
   version: string;
   startedAt: number;
   cluster?: Cluster;
+  shared?: SharedTier;
 }
 
 /** A disk that refused a download this recently still counts as full: the cache is degraded. */
@@ -80,6 +82,7 @@ export function statsSnapshot(s: StatsSources) {
       missingFiles: s.store.stats.missing,
     },
     peers: s.cluster ? { self: s.cluster.self, members: s.cluster.membership.snapshot(), ...s.cluster.stats } : null,
+    shared: s.shared ? { ...s.shared.health, degraded: s.shared.degraded, ...s.shared.stats, uploads: { ...s.shared.stats.uploads } } : null,
     upstreams,
     upstreamsOmitted,
     inFlight: s.store.inFlight().map((d) => ({ digest: d.digest.value, host: d.host, repository: s.store.filledFor(d.digest) ?? null, bytes: d.written, size: d.expectedSize ?? null })),

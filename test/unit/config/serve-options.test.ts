@@ -119,3 +119,32 @@ describe("value parsers", () => {
     expect(hostMatches("anything", ["*"])).toBe(true);
   });
 });
+
+describe("serve options for a fleet's shared tier", () => {
+  it("without --blob-store or --index there is no shared tier, and the S3 options alone are an error", () => {
+    expect(parse([]).shared).toBeUndefined();
+    expect(() => parse(["--s3-endpoint", "http://127.0.0.1:9000"])).toThrow(/--s3-endpoint applies to --blob-store/);
+    expect(() => parse(["--s3-force-path-style"])).toThrow(/--s3-force-path-style applies to --blob-store/);
+  });
+
+  it("reads the object store, the index and the shared secret from flags and REGCACHE_* variables", () => {
+    const config = parse(["--blob-store", "s3://images/fleet-a", "--s3-endpoint", "http://127.0.0.1:9000", "--s3-force-path-style", "--blob-store-max-size", "2TiB", "--index", "redis://:pw@redis:6379/2", "--advertise", "10.0.0.5:3129", "--instance-secret-file", "/secret/key"]);
+    expect(config.shared).toEqual({
+      blobStore: { bucket: "images", prefix: "fleet-a", endpoint: "http://127.0.0.1:9000", forcePathStyle: true, region: undefined, maxBytes: 2 * 2 ** 40 },
+      index: "redis://:pw@redis:6379/2",
+    });
+    expect(config.instanceSecretFile).toBe("/secret/key");
+    // --index makes the replica reachable on the peer channel, even without a peer list: lease holders stream fills to the others.
+    expect(config.cluster).toEqual({ peers: [], peersDns: undefined, advertise: "10.0.0.5:3129", listen: { host: "0.0.0.0", port: 3129 } });
+    const fromEnv = parse([], { REGCACHE_BLOB_STORE: "s3://bucket", REGCACHE_S3_REGION: "eu-west-1", REGCACHE_INDEX: "redis://r:6379", REGCACHE_ADVERTISE: "10.0.0.6:3129" });
+    expect(fromEnv.shared?.blobStore).toMatchObject({ bucket: "bucket", prefix: "", region: "eu-west-1", forcePathStyle: false });
+    expect(fromEnv.shared?.index).toBe("redis://r:6379");
+  });
+
+  it("refuses an index that is not a redis URL, without echoing its password, and an index without --advertise", () => {
+    expect(() => parse(["--index", "http://:hunter2@redis:6379", "--advertise", "10.0.0.5:3129"])).toThrow(/redis:\/\/ or rediss:\/\/ URL, got "http:\/\/\*\*\*@redis:6379"/);
+    expect(() => parse(["--index", "http://:hunter2@redis:6379", "--advertise", "10.0.0.5:3129"])).not.toThrow(/hunter2/);
+    expect(() => parse(["--index", "redis://redis:6379"])).toThrow(/--advertise HOST:PORT is required with --peer, --peers-dns or --index/);
+    expect(() => parse(["--blob-store", "s3://b", "--blob-store-max-size", "0"])).toThrow(/--blob-store-max-size must be greater than 0/);
+  });
+});

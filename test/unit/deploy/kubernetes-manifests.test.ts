@@ -1,15 +1,19 @@
-import { readFileSync } from "node:fs";
+import { execFileSync } from "node:child_process";
+import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { Deployment } from "kubernetes-models/apps/v1/Deployment";
 import { DaemonSet } from "kubernetes-models/apps/v1/DaemonSet";
 import { NetworkPolicy } from "kubernetes-models/networking.k8s.io/v1/NetworkPolicy";
 import { PodDisruptionBudget } from "kubernetes-models/policy/v1/PodDisruptionBudget";
 import { Namespace } from "kubernetes-models/v1/Namespace";
+import { Secret } from "kubernetes-models/v1/Secret";
 import { Service } from "kubernetes-models/v1/Service";
 import { describe, expect, it } from "vitest";
 import { parse, parseAllDocuments } from "yaml";
+import { serveOptions } from "../../../src/cli/serve-options.js";
 
-const DIR = path.resolve(__dirname, "../../../deploy/kubernetes");
+const DIR = path.resolve(__dirname, "../../../deploy/kubernetes/base");
+const OVERLAY = path.resolve(__dirname, "../../../deploy/kubernetes/overlays/shared-storage");
 const MODELS: Record<string, new (data: any) => { validate(): void }> = {
   "apps/v1/Deployment": Deployment,
   "apps/v1/DaemonSet": DaemonSet,
@@ -105,5 +109,43 @@ describe("docker-compose.yml", () => {
     expect(c.ports).toEqual(expect.arrayContaining([expect.objectContaining({ name: "peer", containerPort: 3129 })]));
     const rule = byKind("NetworkPolicy").spec.ingress.find((r: { ports: { port: number }[] }) => r.ports.some((p) => p.port === 3129));
     expect(rule.from).toEqual([{ podSelector: { matchLabels: { "app.kubernetes.io/name": "regcache" } } }]);
+  });
+});
+
+describe("deploy/kubernetes/overlays/shared-storage", () => {
+  const overlay = parse(readFileSync(path.join(OVERLAY, "kustomization.yaml"), "utf8")) as { resources: string[]; patches: { path: string }[] };
+  const patch = parse(readFileSync(path.join(OVERLAY, overlay.patches[0]!.path), "utf8")) as any;
+  const secret = parse(readFileSync(path.join(OVERLAY, "shared-storage-secret.yaml"), "utf8")) as any;
+
+  it("builds on the base, with a Secret for the S3 credentials, the Redis URL and the shared instance secret", () => {
+    expect(overlay.resources).toEqual(["../../base", "shared-storage-secret.yaml"]);
+    expect(() => new Secret(secret).validate()).not.toThrow();
+    expect(Object.keys(secret.stringData).sort()).toEqual(["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "REGCACHE_INDEX", "instance-secret"]);
+  });
+
+  it("sets only options regcache has, points the object store and index at the Secret, and shrinks the local tier", () => {
+    const known = new Set(serveOptions().map((o) => o.envVar));
+    const c = patch.spec.template.spec.containers[0];
+    const env = Object.fromEntries(c.env.map((e: { name: string; value?: string; valueFrom?: unknown }) => [e.name, e.value ?? e.valueFrom]));
+    for (const name of Object.keys(env).filter((n) => n.startsWith("REGCACHE_"))) expect(known.has(name), name).toBe(true);
+    expect(env.REGCACHE_BLOB_STORE).toMatch(/^s3:\/\//);
+    expect(env.REGCACHE_INDEX).toEqual({ secretKeyRef: { name: secret.metadata.name, key: "REGCACHE_INDEX" } });
+    expect(env.REGCACHE_INSTANCE_SECRET_FILE).toBe("/shared-secret/instance-secret");
+    expect(c.volumeMounts).toEqual([{ name: "shared-secret", mountPath: "/shared-secret", readOnly: true }]);
+    const base = byKind("Deployment").spec.template.spec;
+    const sizeOf = (v: string): number => Number(v.replace(/Gi$/, ""));
+    expect(sizeOf(patch.spec.template.spec.volumes.find((v: any) => v.name === "data").emptyDir.sizeLimit)).toBeLessThan(sizeOf(base.volumes.find((v: any) => v.name === "data").emptyDir.sizeLimit));
+  });
+
+  it.skipIf(!existsSync("/usr/bin/kubectl") && process.env.CI !== "true")("renders with kustomize into objects that validate, the patch merged into the base Deployment", () => {
+    const rendered = parseAllDocuments(execFileSync("kubectl", ["kustomize", OVERLAY], { encoding: "utf8" })).map((d) => d.toJS());
+    for (const object of rendered) {
+      const Model = object.kind === "Secret" ? Secret : MODELS[`${object.apiVersion}/${object.kind}`];
+      expect(() => new Model!(object).validate(), object.kind).not.toThrow();
+    }
+    const c = rendered.find((o) => o.kind === "Deployment").spec.template.spec.containers[0];
+    const names = c.env.map((e: { name: string }) => e.name);
+    expect(names).toEqual(expect.arrayContaining(["REGCACHE_BLOB_STORE", "REGCACHE_INDEX", "REGCACHE_PEERS_DNS", "REGCACHE_ADVERTISE"]));
+    expect(names.filter((n: string) => n === "REGCACHE_MAX_CACHE_SIZE")).toHaveLength(1);
   });
 });

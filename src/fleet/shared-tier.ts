@@ -1,0 +1,226 @@
+import { randomUUID } from "node:crypto";
+import { stat } from "node:fs/promises";
+import type { Readable } from "node:stream";
+import { RegcacheError } from "../errors.js";
+import type { Logger } from "../log/logger.js";
+import type { Digest } from "../oci/digest.js";
+import { OCTET_STREAM } from "../oci/media-types.js";
+import type { FleetIndex } from "./fleet-index.js";
+import { HeldLease, LEASE_TTL_MS } from "./held-lease.js";
+import type { ObjectStore } from "./object-store.js";
+import { UploadQueue, type UploadQueueStats } from "./upload-queue.js";
+
+/**
+ * While the object store or the index is down, a request asks it again only this often: a stalled
+ * service must not cost every miss its timeout. Uploads and lease renewals keep probing meanwhile.
+ */
+const RECHECK_DOWN_MS = 5_000;
+
+/** What the object store holds for a digest. links: undefined when the fleet index could not say (it is down). */
+export interface SharedCopy {
+  size: number;
+  mediaType: string;
+  links: string[] | undefined;
+}
+
+/**
+ * Who fetches a digest nobody has: this replica (holding the fleet's lease, or alone when the
+ * index cannot be reached), or the replica holding the lease, whose growing file the others stream.
+ */
+export type FillTurn = { kind: "mine"; lease: HeldLease | undefined } | { kind: "holder"; holder: string };
+
+export interface SharedTierStats {
+  /** Contents read from the object store into the local tier. */
+  objectFills: number;
+  /** Contents streamed from the replica holding the lease. */
+  holderFills: number;
+  /** Upstream fetches made without the fleet's lease (index down, holder unreachable, lease lost): duplicates, made rare. */
+  duplicateFetches: number;
+  uploads: UploadQueueStats;
+  /** Objects and rows the fleet's evictor removed (on the replica that held its lease). */
+  evictions: number;
+  /** Objects read from the store that did not match their digest (deleted). */
+  damaged: number;
+}
+
+export interface SharedTierHealth {
+  objectStore: "up" | "down" | "off";
+  index: "up" | "down" | "off";
+}
+
+/** What a finished fill hands to the tier for upload: the file, and the row to write once it is stored. */
+export interface FilledContent {
+  digest: Digest;
+  file: string;
+  size: number;
+  mediaType: string;
+  links: string[];
+}
+
+/**
+ * The fleet's shared tier (--blob-store, --index): the object store every replica reads through
+ * its local tier, the index that says what it holds and in which repositories, and the leases
+ * that make a cold digest one upstream fetch for the whole fleet. Each part is optional and each
+ * may be down: then the replica acts as it would without it (shared-storage section of the README).
+ */
+export class SharedTier {
+  private readonly uploads: UploadQueue;
+  /** When the object store last failed, while it has not answered since (undefined: up). */
+  private objectStoreDownAt: number | undefined;
+  /** When a request last found the index down (undefined: not since it last answered). */
+  private indexDownAt: number | undefined;
+  readonly stats: SharedTierStats;
+
+  constructor(
+    private readonly objects: ObjectStore | undefined,
+    private readonly index: FleetIndex | undefined,
+    /** This replica's peer address, where the others stream a fill it holds the lease for; undefined: none (no peer channel). */
+    private readonly self: string | undefined,
+    private readonly logger: Logger,
+  ) {
+    this.uploads = new UploadQueue(logger);
+    this.stats = { objectFills: 0, holderFills: 0, duplicateFetches: 0, uploads: this.uploads.stats, evictions: 0, damaged: 0 };
+  }
+
+  get health(): SharedTierHealth {
+    return {
+      objectStore: this.objects ? (this.objectStoreDownAt === undefined ? "up" : "down") : "off",
+      index: this.index ? (this.index.available ? "up" : "down") : "off",
+    };
+  }
+
+  /** Whether any configured part cannot be reached: the replica serves, with less of the fleet's help. */
+  get degraded(): boolean {
+    const { objectStore, index } = this.health;
+    return objectStore === "down" || index === "down";
+  }
+
+  /**
+   * What the object store holds for `digest`: the index's row, or when the index is down, the
+   * store's own answer (without links: the repository must then be confirmed upstream).
+   */
+  async find(digest: Digest): Promise<SharedCopy | undefined> {
+    if (!this.objects) return undefined;
+    if (this.index && this.mayAskIndex()) {
+      try {
+        const row = await this.index.getBlob(digest.value);
+        this.indexDownAt = undefined;
+        return row && { size: row.size, mediaType: row.mediaType, links: row.links };
+      } catch {
+        // The index is down: the store itself says what it holds.
+        this.indexDownAt = Date.now();
+      }
+    }
+    if (this.objectStoreDownAt !== undefined && Date.now() - this.objectStoreDownAt < RECHECK_DOWN_MS) return undefined;
+    try {
+      const head = await this.observe(this.objects.head(digest));
+      return head && { size: head.size, mediaType: head.mediaType ?? OCTET_STREAM, links: undefined };
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** The object's bytes, for a fill of the local tier (verified by the download like upstream's). */
+  async open(digest: Digest): Promise<{ body: Readable; size: number }> {
+    const got = this.objects ? await this.observe(this.objects.get(digest)) : undefined;
+    if (!got) throw new RegcacheError("SHARED_STORE", `the object store no longer holds ${digest.value}`);
+    this.stats.objectFills += 1;
+    this.index?.touch(digest.value);
+    return got;
+  }
+
+  /** An object that did not match its digest: deleted with its row, so that the next request fetches it afresh. */
+  discard(digest: Digest): void {
+    this.stats.damaged += 1;
+    this.logger.error({ digest: digest.value }, "the object store's copy does not match its digest; deleted from the store");
+    this.objects?.delete(digest).catch(() => undefined);
+    this.index?.deleteBlob(digest.value).catch(() => undefined);
+  }
+
+  /** Records that upstream confirmed a stored digest in a repository (no row: nothing to record). */
+  link(digest: Digest, hostRepository: string): void {
+    this.index?.link(digest.value, hostRepository).catch(() => undefined);
+  }
+
+  /**
+   * Takes the fleet's lease on filling `digest`, or says who holds it. Without an index, or with
+   * the index down, every replica fills on its own (coalesced within the replica, as without a fleet).
+   */
+  async turn(digest: Digest): Promise<FillTurn> {
+    if (!this.index) return { kind: "mine", lease: undefined };
+    if (!this.mayAskIndex()) {
+      this.stats.duplicateFetches += 1;
+      return { kind: "mine", lease: undefined };
+    }
+    const name = `fill:${digest.value}`;
+    try {
+      const result = await this.index.acquireLease(name, this.self ?? `unreachable-${randomUUID()}`, LEASE_TTL_MS);
+      this.indexDownAt = undefined;
+      if (result.held) return { kind: "mine", lease: new HeldLease(this.index, name, result.token, () => (this.stats.duplicateFetches += 1), this.logger) };
+      if (this.self !== undefined && result.holder !== this.self && !result.holder.startsWith("unreachable-")) return { kind: "holder", holder: result.holder };
+      // A holder nobody can stream from (no peer channel, or this replica's own earlier run): fetch too.
+      this.stats.duplicateFetches += 1;
+      return { kind: "mine", lease: undefined };
+    } catch {
+      this.indexDownAt = Date.now();
+      this.stats.duplicateFetches += 1;
+      return { kind: "mine", lease: undefined };
+    }
+  }
+
+  private mayAskIndex(): boolean {
+    return this.indexDownAt === undefined || this.index!.available || Date.now() - this.indexDownAt >= RECHECK_DOWN_MS;
+  }
+
+  /** A fill this replica could not get from the lease holder: it fetches upstream itself, a duplicate. */
+  holderFailed(): void {
+    this.stats.duplicateFetches += 1;
+  }
+
+  holderServed(): void {
+    this.stats.holderFills += 1;
+  }
+
+  /**
+   * After this replica filled `content` from upstream: it is uploaded in the background, its row
+   * written once the object is stored, and the lease (kept meanwhile, so that the others stream
+   * from this replica's disk) released.
+   */
+  stored(content: FilledContent, lease: HeldLease | undefined): void {
+    if (!this.objects) {
+      lease?.release();
+      return;
+    }
+    const objects = this.objects;
+    this.uploads.add({
+      key: content.digest.value,
+      run: async () => {
+        // Evicted from the local tier before its turn came: upstream still has it.
+        if ((await stat(content.file).catch(() => undefined))?.size !== content.size) return "gone";
+        await this.observe(objects.put(content.digest, content.file, content.size, content.mediaType));
+        await this.index?.putBlob({ digest: content.digest.value, size: content.size, mediaType: content.mediaType, links: content.links, storedAt: Date.now() }).catch((err: unknown) => {
+          this.logger.warn({ digest: content.digest.value, err: (err as Error).message }, "object stored, but the fleet index did not record it; other replicas find it by asking the store");
+        });
+        return "uploaded";
+      },
+      settled: () => lease?.release(),
+    });
+  }
+
+  close(): void {
+    this.uploads.close();
+    this.objects?.close();
+  }
+
+  /** Tracks whether the object store answers, for health. */
+  private async observe<T>(call: Promise<T>): Promise<T> {
+    try {
+      const result = await call;
+      this.objectStoreDownAt = undefined;
+      return result;
+    } catch (err) {
+      if (err instanceof RegcacheError && err.code === "SHARED_STORE") this.objectStoreDownAt = Date.now();
+      throw err;
+    }
+  }
+}

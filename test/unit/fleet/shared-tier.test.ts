@@ -1,0 +1,209 @@
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { Readable } from "node:stream";
+import { afterEach, describe, expect, it, vi } from "vitest";
+import { RegcacheError } from "../../../src/errors.js";
+import type { FleetBlob, FleetIndex, LeaseResult } from "../../../src/fleet/fleet-index.js";
+import type { ObjectStore } from "../../../src/fleet/object-store.js";
+import { SharedTier } from "../../../src/fleet/shared-tier.js";
+import { createLogger } from "../../../src/log/logger.js";
+import { parseDigest } from "../../../src/oci/digest.js";
+
+const digest = parseDigest(`sha256:${"ab".repeat(32)}`)!;
+const down = () => new RegcacheError("SHARED_STORE", "down");
+
+class FakeIndex {
+  rows = new Map<string, FleetBlob>();
+  leases = new Map<string, string>();
+  released: string[] = [];
+  failing = false;
+  available = true;
+  private check(): void {
+    if (this.failing) throw down();
+  }
+  async getBlob(d: string) {
+    this.check();
+    return this.rows.get(d);
+  }
+  async putBlob(entry: FleetBlob) {
+    this.check();
+    this.rows.set(entry.digest, entry);
+  }
+  async link() {}
+  async deleteBlob(d: string) {
+    this.rows.delete(d);
+  }
+  touch() {}
+  async acquireLease(name: string, holder: string): Promise<LeaseResult> {
+    this.check();
+    const current = this.leases.get(name);
+    if (current) return { held: false, holder: current };
+    this.leases.set(name, holder);
+    return { held: true, token: "t" };
+  }
+  async renewLease() {
+    return true;
+  }
+  async releaseLease(name: string) {
+    this.released.push(name);
+    this.leases.delete(name);
+  }
+}
+
+class FakeObjects {
+  objects = new Map<string, { size: number; mediaType: string }>();
+  failPuts = 0;
+  puts = 0;
+  failing = false;
+  async head(d: { value: string }) {
+    if (this.failing) throw down();
+    return this.objects.get(d.value);
+  }
+  async get(d: { value: string }) {
+    if (this.failing) throw down();
+    const o = this.objects.get(d.value);
+    return o && { body: Readable.from([Buffer.alloc(o.size)]), size: o.size };
+  }
+  async put(d: { value: string }, _file: string, size: number, mediaType: string) {
+    this.puts += 1;
+    if (this.failPuts > 0) {
+      this.failPuts -= 1;
+      throw down();
+    }
+    this.objects.set(d.value, { size, mediaType });
+  }
+  async delete(d: { value: string }) {
+    this.objects.delete(d.value);
+  }
+  async *list() {}
+  close() {}
+}
+
+const logger = createLogger("silent");
+const tier = (objects: FakeObjects | undefined, index: FakeIndex | undefined, self: string | undefined) =>
+  new SharedTier(objects as unknown as ObjectStore | undefined, index as unknown as FleetIndex | undefined, self, logger);
+
+afterEach(() => vi.useRealTimers());
+
+describe("SharedTier: whose turn a fill is", () => {
+  it("the first replica takes the lease; the next is told who holds it", async () => {
+    const index = new FakeIndex();
+    const first = await tier(new FakeObjects(), index, "10.0.0.1:3129").turn(digest);
+    expect(first.kind).toBe("mine");
+    expect(first.kind === "mine" && first.lease).toBeTruthy();
+    expect(await tier(new FakeObjects(), index, "10.0.0.2:3129").turn(digest)).toEqual({ kind: "holder", holder: "10.0.0.1:3129" });
+    if (first.kind === "mine") first.lease!.release();
+    expect(index.released).toEqual([`fill:${digest.value}`]);
+  });
+
+  it("fills alone, and counts a duplicate, when the index is down, when the holder is this replica's earlier run, or when there is no peer channel", async () => {
+    const index = new FakeIndex();
+    index.failing = true;
+    const t = tier(new FakeObjects(), index, "10.0.0.1:3129");
+    expect(await t.turn(digest)).toEqual({ kind: "mine", lease: undefined });
+    expect(t.stats.duplicateFetches).toBe(1);
+
+    const held = new FakeIndex();
+    held.leases.set(`fill:${digest.value}`, "10.0.0.1:3129");
+    const restarted = tier(new FakeObjects(), held, "10.0.0.1:3129");
+    expect(await restarted.turn(digest)).toEqual({ kind: "mine", lease: undefined });
+    expect(restarted.stats.duplicateFetches).toBe(1);
+
+    const shared = new FakeIndex();
+    await tier(new FakeObjects(), shared, undefined).turn(digest);
+    const other = tier(new FakeObjects(), shared, "10.0.0.2:3129");
+    expect((await other.turn(digest)).kind).toBe("mine");
+    expect(other.stats.duplicateFetches).toBe(1);
+  });
+
+  it("without an index every fill is this replica's, uncounted", async () => {
+    const t = tier(new FakeObjects(), undefined, "10.0.0.1:3129");
+    expect(await t.turn(digest)).toEqual({ kind: "mine", lease: undefined });
+    expect(t.stats.duplicateFetches).toBe(0);
+  });
+});
+
+describe("SharedTier: what the object store holds", () => {
+  it("says so from the index's row, with its links; from the store itself, without links, when the index is down", async () => {
+    const index = new FakeIndex();
+    const objects = new FakeObjects();
+    objects.objects.set(digest.value, { size: 5, mediaType: "application/vnd.oci.image.manifest.v1+json" });
+    index.rows.set(digest.value, { digest: digest.value, size: 5, mediaType: "application/vnd.oci.image.manifest.v1+json", links: ["quay.io/a"], storedAt: 1 });
+    const t = tier(objects, index, "10.0.0.1:3129");
+    expect(await t.find(digest)).toEqual({ size: 5, mediaType: "application/vnd.oci.image.manifest.v1+json", links: ["quay.io/a"] });
+    index.failing = true;
+    expect(await t.find(digest)).toEqual({ size: 5, mediaType: "application/vnd.oci.image.manifest.v1+json", links: undefined });
+    expect(t.health).toEqual({ objectStore: "up", index: "up" });
+    objects.failing = true;
+    expect(await t.find(digest)).toBeUndefined();
+    expect(t.health.objectStore).toBe("down");
+    expect(t.degraded).toBe(true);
+  });
+
+  it("a store or index that is down is asked again only every 5 s, so a stalled one does not cost every miss its timeout", async () => {
+    vi.useFakeTimers({ toFake: ["Date"] });
+    const index = new FakeIndex();
+    const objects = new FakeObjects();
+    const t = tier(objects, index, "10.0.0.1:3129");
+    const asked = { index: 0, objects: 0 };
+    const getBlob = index.getBlob.bind(index);
+    const head = objects.head.bind(objects);
+    index.getBlob = async (d: string) => (asked.index++, getBlob(d));
+    objects.head = async (d: { value: string }) => (asked.objects++, head(d));
+    index.failing = true;
+    index.available = false;
+    objects.failing = true;
+    await t.find(digest);
+    await t.find(digest);
+    expect(await t.turn(digest)).toEqual({ kind: "mine", lease: undefined });
+    expect(asked).toEqual({ index: 1, objects: 1 });
+    vi.advanceTimersByTime(5_000);
+    index.failing = false;
+    index.available = true;
+    objects.failing = false;
+    await t.find(digest);
+    expect(asked).toEqual({ index: 2, objects: 1 });
+    expect(t.health).toEqual({ objectStore: "down", index: "up" });
+  });
+
+  it("an index without a row means the store does not hold it (no HEAD per miss)", async () => {
+    const objects = new FakeObjects();
+    objects.objects.set(digest.value, { size: 5, mediaType: "x" });
+    expect(await tier(objects, new FakeIndex(), "10.0.0.1:3129").find(digest)).toBeUndefined();
+  });
+});
+
+describe("SharedTier: uploads after a fill", () => {
+  it("uploads, writes the row, then releases the lease; a store that is down is retried, the lease kept meanwhile", async () => {
+    vi.useFakeTimers({ toFake: ["setTimeout", "setInterval", "Date"] });
+    const dir = mkdtempSync(path.join(tmpdir(), "regcache-tier-"));
+    const file = path.join(dir, "blob");
+    writeFileSync(file, Buffer.alloc(7));
+    const index = new FakeIndex();
+    const objects = new FakeObjects();
+    objects.failPuts = 1;
+    const t = tier(objects, index, "10.0.0.1:3129");
+    const turn = await t.turn(digest);
+    t.stored({ digest, file, size: 7, mediaType: "application/octet-stream", links: ["quay.io/a"] }, turn.kind === "mine" ? turn.lease : undefined);
+    await vi.waitFor(() => expect(t.stats.uploads.failures).toBe(1));
+    expect(index.released).toEqual([]);
+    expect(index.rows.has(digest.value)).toBe(false);
+    await vi.waitFor(() => expect(t.stats.uploads.uploaded).toBe(1), { timeout: 10_000, interval: 500 });
+    expect(objects.objects.get(digest.value)).toEqual({ size: 7, mediaType: "application/octet-stream" });
+    expect(index.rows.get(digest.value)).toMatchObject({ size: 7, links: ["quay.io/a"] });
+    expect(index.released).toEqual([`fill:${digest.value}`]);
+    expect(t.stats.uploads).toMatchObject({ uploaded: 1, failures: 1, queued: 0 });
+  });
+
+  it("a file evicted before its upload is skipped, and its lease released", async () => {
+    const index = new FakeIndex();
+    const objects = new FakeObjects();
+    const t = tier(objects, index, "10.0.0.1:3129");
+    const turn = await t.turn(digest);
+    t.stored({ digest, file: "/nonexistent/regcache-test", size: 7, mediaType: "application/octet-stream", links: [] }, turn.kind === "mine" ? turn.lease : undefined);
+    await new Promise((r) => setTimeout(r, 50));
+    expect(objects.puts).toBe(0);
+    expect(index.released).toEqual([`fill:${digest.value}`]);
+  });
+});
