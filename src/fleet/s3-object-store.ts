@@ -27,7 +27,10 @@ export interface S3ObjectStoreOptions {
   region?: string;
   timeouts: {
     connectMs: number;
-    /** The longest a request may go without a byte moving either way, before and after the answer began. */
+    /**
+     * The longest a request may go without a byte moving either way, before and after the answer
+     * began. A caller that stops reading a body for longer loses it too (an error, like a stall).
+     */
     requestMs: number;
   };
 }

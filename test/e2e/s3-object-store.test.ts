@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import type { Readable } from "node:stream";
-import { HeadObjectCommand, PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
+import { HeadObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { RegcacheError } from "../../src/errors.js";
 import { S3ObjectStore } from "../../src/fleet/s3-object-store.js";
@@ -186,6 +186,27 @@ describe.skipIf(missing.length > 0)("S3ObjectStore against a real S3-compatible 
         ].sort(),
       );
       for (const o of listed) expect(Math.abs(o.lastModified - Date.now())).toBeLessThan(10 * 60_000);
+    } finally {
+      s3.close();
+    }
+  });
+
+  it("lists past a page (the store answers 1000 keys at a time)", async () => {
+    const s3 = store("fleet/many");
+    try {
+      const digests = Array.from({ length: 1_050 }, (_, i) => createHash("sha256").update(String(i)).digest("hex"));
+      // Keys only: the store lists names, it does not look at the bytes.
+      const queue = [...digests];
+      await Promise.all(
+        Array.from({ length: 16 }, async () => {
+          for (let hex = queue.pop(); hex !== undefined; hex = queue.pop()) await putRaw(`fleet/many/blobs/sha256/${hex.slice(0, 2)}/${hex}`);
+        }),
+      );
+      const firstPage = await raw.send(new ListObjectsV2Command({ Bucket: swift.bucket, Prefix: "fleet/many/" }));
+      expect(firstPage.IsTruncated, "one page holds them all: this test would not test paging").toBe(true);
+      const listed = new Set<string>();
+      for await (const object of s3.list()) listed.add(object.digest);
+      expect(listed).toEqual(new Set(digests.map((hex) => `sha256:${hex}`)));
     } finally {
       s3.close();
     }

@@ -41,12 +41,12 @@ export class TestSwift {
   }
 
   /** The S3 client options that work with s3api: path-style, and no default CRC32/aws-chunked uploads (refused). */
-  clientConfig(credentials = SWIFT_CREDENTIALS): S3ClientConfig {
+  clientConfig(): S3ClientConfig {
     return {
       endpoint: this.endpoint,
       region: SWIFT_REGION,
       forcePathStyle: true,
-      credentials,
+      credentials: SWIFT_CREDENTIALS,
       requestChecksumCalculation: "WHEN_REQUIRED",
       responseChecksumValidation: "WHEN_REQUIRED",
     };
@@ -109,6 +109,7 @@ export class TestSwift {
     this.signal("proxy", "SIGCONT");
   }
 
+  /** Ends the store for good (what afterAll calls); the directory stays for the caller to remove. */
   async stop(): Promise<void> {
     await this.kill();
   }
