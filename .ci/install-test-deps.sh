@@ -25,6 +25,16 @@ declare -A need=(
   [chromium]=chromium
   # The Docker image test builds its stand-in for node:24-bookworm-slim from a Debian root filesystem.
   [debootstrap]=debootstrap
+  # The fleet's shared blob store: Debian's Swift with s3api (test/e2e/harness/swift.ts), by path
+  # because the harness runs them with Debian's /usr/bin/python3. Each pulls in python3-swift.
+  [/usr/bin/swift-proxy-server]=swift-proxy
+  [/usr/bin/swift-account-server]=swift-account
+  [/usr/bin/swift-container-server]=swift-container
+  [/usr/bin/swift-object-server]=swift-object
+  [/usr/bin/swift-ring-builder]=swift
+  [memcached]=memcached
+  # The fleet's shared index (--index redis://...).
+  [redis-server]=redis-server
 )
 if [ "${1:-}" = "--bench" ]; then
   need[/usr/lib/squid/security_file_certgen]=squid-openssl

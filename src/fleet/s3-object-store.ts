@@ -1,0 +1,274 @@
+import { open } from "node:fs/promises";
+import { PassThrough, Readable } from "node:stream";
+import {
+  DeleteObjectCommand,
+  GetObjectCommand,
+  HeadObjectCommand,
+  ListObjectsV2Command,
+  PutObjectCommand,
+  S3Client,
+  S3ServiceException,
+} from "@aws-sdk/client-s3";
+import { Upload } from "@aws-sdk/lib-storage";
+import { OptionError } from "../config/parse.js";
+import { RegcacheError, systemReason } from "../errors.js";
+import type { Logger } from "../log/logger.js";
+import { parseDigest, type Digest } from "../oci/digest.js";
+import type { ObjectStore, StoredObject } from "./object-store.js";
+
+export interface S3ObjectStoreOptions {
+  bucket: string;
+  /** Key prefix without leading or trailing slash; empty: the bucket's root. */
+  prefix: string;
+  /** An S3-compatible service (MinIO, Ceph, Swift's s3api); absent: AWS S3. */
+  endpoint?: string;
+  forcePathStyle: boolean;
+  /** Absent: the SDK's chain (AWS_REGION, the config file). */
+  region?: string;
+  timeouts: {
+    connectMs: number;
+    /**
+     * The longest a request may go without a byte moving either way, before and after the answer
+     * began. A caller that stops reading a body for longer loses it too (an error, like a stall).
+     */
+    requestMs: number;
+  };
+}
+
+/** lib-storage holds queueSize parts in memory per upload: 64 MiB at most. */
+const PART_SIZE = 16 * 1024 * 1024;
+const QUEUE_SIZE = 4;
+/** One retry for a blip; more would multiply how long callers wait on a store that is down. */
+const MAX_ATTEMPTS = 2;
+
+/**
+ * The fleet's shared blob tier on S3 or an S3-compatible store. Credentials come from the SDK's
+ * default chain (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, a profile, a role), never from
+ * regcache's options, so they never reach a log line or an error message.
+ *
+ * get() answers `size` as the object's whole size, also for a range (from Content-Range), so a
+ * caller can check it against the size it expects for the digest.
+ */
+export class S3ObjectStore implements ObjectStore {
+  private readonly client: S3Client;
+  /** Where every key of a blob begins: "<prefix>/blobs/" or "blobs/". */
+  private readonly blobsKey: string;
+  /** The store as an operator configured it, for error messages. */
+  private readonly where: string;
+
+  constructor(
+    private readonly options: S3ObjectStoreOptions,
+    private readonly logger: Logger,
+  ) {
+    this.blobsKey = options.prefix === "" ? "blobs/" : `${options.prefix}/blobs/`;
+    this.where = `s3://${options.bucket}${options.prefix === "" ? "" : `/${options.prefix}`} at ${options.endpoint ?? "AWS S3"}`;
+    this.client = new S3Client({
+      endpoint: options.endpoint,
+      region: options.region,
+      forcePathStyle: options.forcePathStyle,
+      maxAttempts: MAX_ATTEMPTS,
+      // The defaults (CRC32 trailers, aws-chunked uploads) are refused by Swift's s3api and others.
+      requestChecksumCalculation: "WHEN_REQUIRED",
+      responseChecksumValidation: "WHEN_REQUIRED",
+      requestHandler: {
+        connectionTimeout: options.timeouts.connectMs,
+        // An idle bound, not the handler's requestTimeout: that one spans a whole part upload, so
+        // it would fail a slow but moving transfer; this one also errors a body stalled mid-stream.
+        socketTimeout: options.timeouts.requestMs,
+      },
+      logger: sdkLogger(logger),
+    });
+  }
+
+  async head(digest: Digest): Promise<number | undefined> {
+    try {
+      const answer = await this.client.send(new HeadObjectCommand({ Bucket: this.options.bucket, Key: this.key(digest) }));
+      return this.contentLength(answer.ContentLength, `HEAD of ${digest.value}`);
+    } catch (err) {
+      // A HEAD answer has no body to tell NoSuchKey from NoSuchBucket: a 404 is taken as absent.
+      if (err instanceof S3ServiceException && err.$metadata.httpStatusCode === 404) return undefined;
+      throw this.failure(`HEAD of ${digest.value}`, err);
+    }
+  }
+
+  async get(digest: Digest, range?: { start: number; end: number }): Promise<{ body: Readable; size: number } | undefined> {
+    const action = range ? `GET of ${digest.value} bytes ${range.start}-${range.end}` : `GET of ${digest.value}`;
+    let answer;
+    try {
+      answer = await this.client.send(
+        new GetObjectCommand({ Bucket: this.options.bucket, Key: this.key(digest), Range: range && `bytes=${range.start}-${range.end}` }),
+      );
+    } catch (err) {
+      if (err instanceof S3ServiceException && err.name === "NoSuchKey") return undefined;
+      throw this.failure(action, err);
+    }
+    const body = answer.Body;
+    if (!(body instanceof Readable)) throw this.failure(action, new Error("the answer has no body stream"));
+    try {
+      const size = range ? this.totalOfRange(answer.ContentRange, action) : this.contentLength(answer.ContentLength, action);
+      return { body: this.guard(body, action), size };
+    } catch (err) {
+      body.destroy();
+      throw err;
+    }
+  }
+
+  async put(digest: Digest, file: string, size: number): Promise<void> {
+    // Opened before the request: a file that cannot be read is the local disk's failure, told at
+    // once, not a request left waiting for a body until the idle timeout.
+    let handle;
+    try {
+      handle = await open(file);
+    } catch (err) {
+      throw new RegcacheError("CACHE_IO", `cannot read ${file} to upload ${digest.value} to the shared blob store: ${systemReason(err)}`, { cause: err });
+    }
+    const params = {
+      Bucket: this.options.bucket,
+      Key: this.key(digest),
+      Body: handle.createReadStream(),
+      ContentType: "application/octet-stream",
+    };
+    try {
+      if (size < PART_SIZE) {
+        await this.client.send(new PutObjectCommand({ ...params, ContentLength: size }));
+      } else {
+        await new Upload({ client: this.client, params, partSize: PART_SIZE, queueSize: QUEUE_SIZE }).done();
+      }
+    } catch (err) {
+      throw this.failure(`upload of ${digest.value} (${size} bytes)`, err);
+    } finally {
+      params.Body.destroy();
+    }
+  }
+
+  async delete(digest: Digest): Promise<void> {
+    try {
+      await this.client.send(new DeleteObjectCommand({ Bucket: this.options.bucket, Key: this.key(digest) }));
+    } catch (err) {
+      // S3 answers 204 for a key that is not there; some compatible stores answer 404: gone either way.
+      if (err instanceof S3ServiceException && err.name === "NoSuchKey") return;
+      throw this.failure(`DELETE of ${digest.value}`, err);
+    }
+  }
+
+  async *list(): AsyncIterable<StoredObject> {
+    let token: string | undefined;
+    do {
+      let page;
+      try {
+        page = await this.client.send(new ListObjectsV2Command({ Bucket: this.options.bucket, Prefix: this.blobsKey, ContinuationToken: token }));
+      } catch (err) {
+        throw this.failure("listing", err);
+      }
+      for (const object of page.Contents ?? []) {
+        const digest = object.Key === undefined ? undefined : this.digestOf(object.Key);
+        if (digest === undefined) {
+          this.logger.debug({ key: object.Key }, "shared blob store: a key under the prefix is not a blob; ignored");
+          continue;
+        }
+        yield { digest: digest.value, size: object.Size ?? 0, lastModified: object.LastModified?.getTime() ?? 0 };
+      }
+      token = page.IsTruncated ? page.NextContinuationToken : undefined;
+    } while (token !== undefined);
+  }
+
+  close(): void {
+    this.client.destroy();
+  }
+
+  private key(digest: Digest): string {
+    return `${this.blobsKey}${digest.algorithm}/${digest.hex.slice(0, 2)}/${digest.hex}`;
+  }
+
+  /** The digest a key names, when it is exactly a blob's key (the layout of key()). */
+  private digestOf(key: string): Digest | undefined {
+    if (!key.startsWith(this.blobsKey)) return undefined;
+    const [algorithm, fanout, hex, ...rest] = key.slice(this.blobsKey.length).split("/");
+    if (rest.length > 0 || hex === undefined || fanout !== hex.slice(0, 2)) return undefined;
+    return parseDigest(`${algorithm}:${hex}`);
+  }
+
+  private contentLength(length: number | undefined, action: string): number {
+    if (length === undefined) throw this.failure(action, new Error("the answer has no Content-Length"));
+    return length;
+  }
+
+  /** The whole object's size from "bytes START-END/SIZE"; a store that ignored the Range has none. */
+  private totalOfRange(contentRange: string | undefined, action: string): number {
+    const match = contentRange === undefined ? null : /^bytes \d+-\d+\/(\d+)$/.exec(contentRange);
+    if (!match) throw this.failure(action, new Error(`the answer to a ranged GET has Content-Range ${JSON.stringify(contentRange ?? null)}`));
+    return Number(match[1]);
+  }
+
+  /**
+   * The body as callers see it: an error mid-stream (the store went away, the idle timeout
+   * fired) is a SHARED_STORE error like any other; a caller that stops reading frees the socket.
+   */
+  private guard(body: Readable, action: string): Readable {
+    const out = new PassThrough();
+    body.on("error", (err) => out.destroy(this.failure(`${action}, while reading the body`, err)));
+    out.once("close", () => {
+      if (!body.readableEnded) body.destroy();
+    });
+    body.pipe(out);
+    return out;
+  }
+
+  private failure(action: string, err: unknown): RegcacheError {
+    return new RegcacheError("SHARED_STORE", `shared blob store ${this.where}: ${action} failed: ${reason(err)}`, { cause: err });
+  }
+}
+
+/**
+ * Without a logger the SDK warns on the console (sockets exhausted, a failed upload it did not
+ * retry). Its error lines repeat each failed command, error document and all, which callers
+ * hear as a rejection; its info lines are each command's input and output: neither is kept.
+ */
+function sdkLogger(logger: Logger): { debug(): void; info(): void; warn(...content: unknown[]): void; error(): void } {
+  const child = logger.child({ component: "s3" });
+  return {
+    debug: () => undefined,
+    info: () => undefined,
+    warn: (...content) => child.warn(content.map(String).join(" ")),
+    error: () => undefined,
+  };
+}
+
+/** Names the SDK gives an error that has no error document (a HEAD answer has no body). */
+const NAMELESS = new Set(["Unknown", "UnknownError", "NotFound"]);
+
+/** Why a request failed, in the store's words when it answered, in the network's when it did not. */
+function reason(err: unknown): string {
+  if (err instanceof S3ServiceException) {
+    const status = err.$metadata.httpStatusCode;
+    const name = NAMELESS.has(err.name) || err.name === String(status) ? "" : ` ${err.name}`;
+    const message = err.message && err.message !== err.name && !NAMELESS.has(err.message) ? `: ${err.message}` : "";
+    const hint = status === 403 ? " (check the credentials the SDK found, AWS_ACCESS_KEY_ID and the rest, and the bucket's permissions)" : "";
+    return `the store answered ${status ?? "an error"}${name}${message}${hint}`;
+  }
+  if (err instanceof Error && err.name === "TimeoutError") return err.message.replace(/^@smithy\/node-http-handler - /, "");
+  return systemReason(err);
+}
+
+/**
+ * --blob-store s3://BUCKET[/PREFIX] as bucket and key prefix. Credentials never belong in it
+ * (they come from the environment), so a URL that carries some is refused without being echoed.
+ */
+export function parseBlobStoreUrl(value: string): { bucket: string; prefix: string } {
+  if (!value.startsWith("s3://")) throw new OptionError(`--blob-store must be s3://BUCKET or s3://BUCKET/PREFIX, got "${value}"`);
+  const rest = value.slice("s3://".length);
+  const slash = rest.indexOf("/");
+  const bucket = slash < 0 ? rest : rest.slice(0, slash);
+  if (bucket.includes("@")) {
+    throw new OptionError("--blob-store must not carry credentials: the AWS SDK reads them from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or a profile, or a role)");
+  }
+  // S3's rules, widened to what older buckets and compatible stores allow (capitals, underscores).
+  if (!/^[A-Za-z0-9][A-Za-z0-9._-]{1,253}[A-Za-z0-9]$/.test(bucket)) {
+    throw new OptionError(`--blob-store bucket must be 3 to 255 letters, digits, ".", "-" or "_", got "${bucket}"`);
+  }
+  const prefix = slash < 0 ? "" : rest.slice(slash + 1).replace(/\/+$/, "");
+  if (prefix !== "" && !prefix.split("/").every((segment) => /^[A-Za-z0-9._-]+$/.test(segment) && segment !== "." && segment !== "..")) {
+    throw new OptionError(`--blob-store prefix must be "/"-separated names of letters, digits, ".", "-" or "_", got "${prefix}"`);
+  }
+  return { bucket, prefix };
+}

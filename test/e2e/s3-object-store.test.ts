@@ -1,0 +1,336 @@
+import { createHash, randomBytes } from "node:crypto";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import type { Readable } from "node:stream";
+import { HeadObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { RegcacheError } from "../../src/errors.js";
+import { S3ObjectStore } from "../../src/fleet/s3-object-store.js";
+import { createLogger } from "../../src/log/logger.js";
+import { parseDigest, type Digest } from "../../src/oci/digest.js";
+import { SWIFT_CREDENTIALS, SWIFT_REGION, TestSwift } from "./harness/swift.js";
+import { missingTools } from "./harness/tools.js";
+
+const missing = missingTools(
+  "/usr/bin/python3",
+  "/usr/bin/swift-proxy-server",
+  "/usr/bin/swift-account-server",
+  "/usr/bin/swift-container-server",
+  "/usr/bin/swift-object-server",
+  "memcached",
+);
+
+/** What the store is configured with here; every "prompt" bound below is a few of these. */
+const TIMEOUTS = { connectMs: 1_000, requestMs: 2_000 };
+/** Far above what the timeouts allow (two attempts of 2 s), far below a hang. */
+const PROMPT_MS = 15_000;
+const WRONG_SECRET = "wrong-secret-5f0c2a9e";
+
+interface Blob {
+  digest: Digest;
+  file: string;
+  bytes: Buffer;
+}
+
+function readAll(stream: Readable): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    stream.on("data", (c: Buffer) => chunks.push(c));
+    stream.once("end", () => resolve(Buffer.concat(chunks)));
+    stream.once("error", reject);
+  });
+}
+
+/** How long `work` took to fail, and its error. */
+async function failure(work: () => Promise<unknown>): Promise<{ err: unknown; ms: number }> {
+  const started = Date.now();
+  try {
+    await work();
+  } catch (err) {
+    return { err, ms: Date.now() - started };
+  }
+  throw new Error("expected a failure");
+}
+
+function expectSharedStoreError(err: unknown): asserts err is RegcacheError {
+  expect(err).toBeInstanceOf(RegcacheError);
+  expect((err as RegcacheError).code).toBe("SHARED_STORE");
+}
+
+describe.skipIf(missing.length > 0)("S3ObjectStore against a real S3-compatible store (Swift with s3api)", () => {
+  let dir: string;
+  let swift: TestSwift;
+  let raw: S3Client;
+  let small: Blob;
+  let large: Blob;
+  const logLines: string[] = [];
+  const savedEnv = { id: process.env.AWS_ACCESS_KEY_ID, secret: process.env.AWS_SECRET_ACCESS_KEY };
+
+  function blob(name: string, size: number): Blob {
+    const bytes = randomBytes(size);
+    const file = path.join(dir, name);
+    writeFileSync(file, bytes);
+    return { digest: parseDigest(`sha256:${createHash("sha256").update(bytes).digest("hex")}`)!, file, bytes };
+  }
+
+  function store(prefix = "fleet/a"): S3ObjectStore {
+    const logger = createLogger("debug", { write: (line: string) => void logLines.push(line) });
+    return new S3ObjectStore({ bucket: swift.bucket, prefix, endpoint: swift.endpoint, forcePathStyle: true, region: SWIFT_REGION, timeouts: TIMEOUTS }, logger);
+  }
+
+  /** A key written around the store, as another tool or a bug would. */
+  async function putRaw(key: string): Promise<void> {
+    await raw.send(new PutObjectCommand({ Bucket: swift.bucket, Key: key, Body: "junk" }));
+  }
+
+  beforeAll(async () => {
+    dir = mkdtempSync(path.join(tmpdir(), "regcache-s3-"));
+    swift = new TestSwift(path.join(dir, "swift"));
+    await swift.start();
+    raw = new S3Client(swift.clientConfig());
+    // The store takes credentials from the SDK's default chain, as in production.
+    process.env.AWS_ACCESS_KEY_ID = SWIFT_CREDENTIALS.accessKeyId;
+    process.env.AWS_SECRET_ACCESS_KEY = SWIFT_CREDENTIALS.secretAccessKey;
+    small = blob("small", 100_000);
+    // Over two 16 MiB parts: a multipart upload with a short last part.
+    large = blob("large", 40 * 1024 * 1024);
+  });
+
+  afterAll(async () => {
+    raw?.destroy();
+    await swift?.stop();
+    for (const [name, value] of [["AWS_ACCESS_KEY_ID", savedEnv.id], ["AWS_SECRET_ACCESS_KEY", savedEnv.secret]] as const) {
+      if (value === undefined) delete process.env[name];
+      else process.env[name] = value;
+    }
+    if (dir && process.env.REGCACHE_KEEP_TEST_DIRS !== "1") rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("puts small and multipart blobs at the data directory's layout, and gets them back whole and in ranges", async () => {
+    const s3 = store();
+    try {
+      await s3.put(small.digest, small.file, small.bytes.length);
+      await s3.put(large.digest, large.file, large.bytes.length);
+
+      const key = `fleet/a/blobs/sha256/${large.digest.hex.slice(0, 2)}/${large.digest.hex}`;
+      const stored = await raw.send(new HeadObjectCommand({ Bucket: swift.bucket, Key: key }));
+      expect(stored.ContentLength).toBe(large.bytes.length);
+
+      expect(await s3.head(small.digest)).toBe(small.bytes.length);
+      expect(await s3.head(large.digest)).toBe(large.bytes.length);
+
+      for (const b of [small, large]) {
+        const whole = await s3.get(b.digest);
+        expect(whole?.size).toBe(b.bytes.length);
+        expect((await readAll(whole!.body)).equals(b.bytes)).toBe(true);
+      }
+
+      const partEdge = 16 * 1024 * 1024;
+      const ranges: [Blob, number, number][] = [
+        [small, 0, 0],
+        [small, 10, 99],
+        [small, small.bytes.length - 1, small.bytes.length - 1],
+        [large, partEdge - 10, partEdge + 10],
+        [large, 1_000, 30_000_000],
+      ];
+      for (const [b, start, end] of ranges) {
+        const part = await s3.get(b.digest, { start, end });
+        expect(part?.size, `size for ${start}-${end}`).toBe(b.bytes.length);
+        expect((await readAll(part!.body)).equals(b.bytes.subarray(start, end + 1)), `bytes ${start}-${end}`).toBe(true);
+      }
+    } finally {
+      s3.close();
+    }
+  });
+
+  it("answers undefined for an absent blob, and the empty prefix keys from the bucket's root", async () => {
+    const s3 = store();
+    const root = store("");
+    try {
+      const absent = parseDigest(`sha256:${"0".repeat(64)}`)!;
+      expect(await s3.head(absent)).toBeUndefined();
+      expect(await s3.get(absent)).toBeUndefined();
+      expect(await s3.get(absent, { start: 0, end: 9 })).toBeUndefined();
+      // Another prefix is another store.
+      expect(await root.head(small.digest)).toBeUndefined();
+
+      await root.put(small.digest, small.file, small.bytes.length);
+      const key = `blobs/sha256/${small.digest.hex.slice(0, 2)}/${small.digest.hex}`;
+      expect((await raw.send(new HeadObjectCommand({ Bucket: swift.bucket, Key: key }))).ContentLength).toBe(small.bytes.length);
+      await root.delete(small.digest);
+    } finally {
+      s3.close();
+      root.close();
+    }
+  });
+
+  it("lists the blobs under its prefix, ignoring keys that are not blobs", async () => {
+    const s3 = store();
+    try {
+      const hex = small.digest.hex;
+      await putRaw(`fleet/a/blobs/sha256/${hex.slice(0, 2)}/not-a-digest`);
+      await putRaw(`fleet/a/blobs/sha256/zz/${hex}`);
+      await putRaw(`fleet/a/blobs/md5/${hex.slice(0, 2)}/${hex}`);
+      await putRaw(`fleet/a/blobs/sha256/${hex.slice(0, 2)}/${hex}/extra`);
+      await putRaw(`fleet/a/blobs/sha256/${hex.slice(0, 2)}/${hex.toUpperCase()}`);
+      await putRaw("fleet/a/README");
+      await putRaw(`fleet/b/blobs/sha256/${hex.slice(0, 2)}/${"1".repeat(64)}`);
+
+      const listed = [];
+      for await (const object of s3.list()) listed.push(object);
+      expect(listed.map((o) => [o.digest, o.size]).sort()).toEqual(
+        [
+          [small.digest.value, small.bytes.length],
+          [large.digest.value, large.bytes.length],
+        ].sort(),
+      );
+      for (const o of listed) expect(Math.abs(o.lastModified - Date.now())).toBeLessThan(10 * 60_000);
+    } finally {
+      s3.close();
+    }
+  });
+
+  it("lists past a page (the store answers 1000 keys at a time)", async () => {
+    const s3 = store("fleet/many");
+    try {
+      const digests = Array.from({ length: 1_050 }, (_, i) => createHash("sha256").update(String(i)).digest("hex"));
+      // Keys only: the store lists names, it does not look at the bytes.
+      const queue = [...digests];
+      await Promise.all(
+        Array.from({ length: 16 }, async () => {
+          for (let hex = queue.pop(); hex !== undefined; hex = queue.pop()) await putRaw(`fleet/many/blobs/sha256/${hex.slice(0, 2)}/${hex}`);
+        }),
+      );
+      const firstPage = await raw.send(new ListObjectsV2Command({ Bucket: swift.bucket, Prefix: "fleet/many/" }));
+      expect(firstPage.IsTruncated, "one page holds them all: this test would not test paging").toBe(true);
+      const listed = new Set<string>();
+      for await (const object of s3.list()) listed.add(object.digest);
+      expect(listed).toEqual(new Set(digests.map((hex) => `sha256:${hex}`)));
+    } finally {
+      s3.close();
+    }
+  });
+
+  it("deletes, and deleting what is gone is not an error", async () => {
+    const s3 = store();
+    try {
+      await s3.delete(small.digest);
+      expect(await s3.head(small.digest)).toBeUndefined();
+      expect(await s3.get(small.digest)).toBeUndefined();
+      await s3.delete(small.digest);
+      await s3.put(small.digest, small.file, small.bytes.length);
+      expect(await s3.head(small.digest)).toBe(small.bytes.length);
+    } finally {
+      s3.close();
+    }
+  });
+
+  it("a file that cannot be read is the local disk's failure, at once", async () => {
+    const s3 = store();
+    try {
+      const { err, ms } = await failure(() => s3.put(small.digest, path.join(dir, "no-such-file"), 10));
+      expect((err as RegcacheError).code).toBe("CACHE_IO");
+      expect((err as Error).message).toContain("no-such-file");
+      expect(ms).toBeLessThan(1_000);
+    } finally {
+      s3.close();
+    }
+  });
+
+  it("with a wrong secret every method rejects with SHARED_STORE, and neither the message nor the log holds the secret", async () => {
+    process.env.AWS_SECRET_ACCESS_KEY = WRONG_SECRET;
+    const s3 = store();
+    logLines.length = 0;
+    try {
+      const attempts: [string, () => Promise<unknown>][] = [
+        ["head", () => s3.head(large.digest)],
+        ["get", () => s3.get(large.digest)],
+        ["put", () => s3.put(small.digest, small.file, small.bytes.length)],
+        ["put multipart", () => s3.put(large.digest, large.file, large.bytes.length)],
+        ["delete", () => s3.delete(small.digest)],
+        ["list", async () => { for await (const _ of s3.list()) void _; }],
+      ];
+      for (const [name, attempt] of attempts) {
+        const { err } = await failure(attempt);
+        expectSharedStoreError(err);
+        expect(err.message, name).toContain(swift.endpoint);
+        expect(err.message, name).toContain(swift.bucket);
+        expect(err.message, name).toMatch(/answered 403/);
+        expect(err.message, name).not.toContain(WRONG_SECRET);
+        expect(String(err.stack), name).not.toContain(WRONG_SECRET);
+      }
+      expect(logLines.join("")).not.toContain(WRONG_SECRET);
+    } finally {
+      s3.close();
+      process.env.AWS_SECRET_ACCESS_KEY = SWIFT_CREDENTIALS.secretAccessKey;
+    }
+    expect(await store().head(large.digest)).toBe(large.bytes.length);
+  });
+
+  it("a stalled store (its S3 front stopped) fails a request, and a body already flowing, within the timeouts", async () => {
+    const s3 = store();
+    try {
+      swift.pause();
+      const { err, ms } = await failure(() => s3.get(large.digest));
+      expectSharedStoreError(err);
+      expect(err.message).toMatch(/timed out/);
+      expect(ms).toBeLessThan(PROMPT_MS);
+      swift.resume();
+
+      const answer = await s3.get(large.digest);
+      const body = answer!.body;
+      await new Promise((resolve) => body.once("readable", resolve));
+      swift.pause();
+      const started = Date.now();
+      const streamErr = await readAll(body).then(
+        () => new Error("the body ended although the store stalled"),
+        (e: unknown) => e,
+      );
+      expectSharedStoreError(streamErr);
+      expect(streamErr.message).toMatch(/while reading the body/);
+      expect(Date.now() - started).toBeLessThan(PROMPT_MS);
+    } finally {
+      swift.resume();
+      s3.close();
+    }
+  });
+
+  it("a store that is down fails every method promptly with SHARED_STORE, and a body in flight errors", async () => {
+    const s3 = store();
+    try {
+      const answer = await s3.get(large.digest);
+      const body = answer!.body;
+      await new Promise((resolve) => body.once("readable", resolve));
+      // Settled into a value at once: the body fails while kill() is still awaited.
+      const read = readAll(body).then(
+        () => new Error("the body ended although the store was killed"),
+        (e: unknown) => e,
+      );
+      await swift.kill();
+      const streamErr = await read;
+      expectSharedStoreError(streamErr);
+      expect(streamErr.message).toMatch(/while reading the body/);
+
+      const attempts: [string, () => Promise<unknown>][] = [
+        ["head", () => s3.head(large.digest)],
+        ["get", () => s3.get(large.digest, { start: 0, end: 9 })],
+        ["put", () => s3.put(small.digest, small.file, small.bytes.length)],
+        ["put multipart", () => s3.put(large.digest, large.file, large.bytes.length)],
+        ["delete", () => s3.delete(small.digest)],
+        ["list", async () => { for await (const _ of s3.list()) void _; }],
+      ];
+      for (const [name, attempt] of attempts) {
+        const { err, ms } = await failure(attempt);
+        expectSharedStoreError(err);
+        expect(err.message, name).toContain(swift.endpoint);
+        expect(ms, name).toBeLessThan(PROMPT_MS);
+      }
+
+      await swift.restart();
+      expect(await s3.head(large.digest)).toBe(large.bytes.length);
+    } finally {
+      s3.close();
+    }
+  });
+});
