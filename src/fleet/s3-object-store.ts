@@ -80,10 +80,10 @@ export class S3ObjectStore implements ObjectStore {
     });
   }
 
-  async head(digest: Digest): Promise<number | undefined> {
+  async head(digest: Digest): Promise<{ size: number; mediaType: string | undefined } | undefined> {
     try {
       const answer = await this.client.send(new HeadObjectCommand({ Bucket: this.options.bucket, Key: this.key(digest) }));
-      return this.contentLength(answer.ContentLength, `HEAD of ${digest.value}`);
+      return { size: this.contentLength(answer.ContentLength, `HEAD of ${digest.value}`), mediaType: answer.ContentType };
     } catch (err) {
       // A HEAD answer has no body to tell NoSuchKey from NoSuchBucket: a 404 is taken as absent.
       if (err instanceof S3ServiceException && err.$metadata.httpStatusCode === 404) return undefined;
@@ -113,7 +113,7 @@ export class S3ObjectStore implements ObjectStore {
     }
   }
 
-  async put(digest: Digest, file: string, size: number): Promise<void> {
+  async put(digest: Digest, file: string, size: number, mediaType: string): Promise<void> {
     // Opened before the request: a file that cannot be read is the local disk's failure, told at
     // once, not a request left waiting for a body until the idle timeout.
     let handle;
@@ -126,7 +126,7 @@ export class S3ObjectStore implements ObjectStore {
       Bucket: this.options.bucket,
       Key: this.key(digest),
       Body: handle.createReadStream(),
-      ContentType: "application/octet-stream",
+      ContentType: mediaType,
     };
     try {
       if (size < PART_SIZE) {

@@ -23,6 +23,7 @@ const missing = missingTools(
 
 /** What the store is configured with here; every "prompt" bound below is a few of these. */
 const TIMEOUTS = { connectMs: 1_000, requestMs: 2_000 };
+const MANIFEST = "application/vnd.oci.image.manifest.v1+json";
 /** Far above what the timeouts allow (two attempts of 2 s), far below a hang. */
 const PROMPT_MS = 15_000;
 const WRONG_SECRET = "wrong-secret-5f0c2a9e";
@@ -110,15 +111,17 @@ describe.skipIf(missing.length > 0)("S3ObjectStore against a real S3-compatible 
   it("puts small and multipart blobs at the data directory's layout, and gets them back whole and in ranges", async () => {
     const s3 = store();
     try {
-      await s3.put(small.digest, small.file, small.bytes.length);
-      await s3.put(large.digest, large.file, large.bytes.length);
+      await s3.put(small.digest, small.file, small.bytes.length, "application/octet-stream");
+      await s3.put(large.digest, large.file, large.bytes.length, MANIFEST);
 
       const key = `fleet/a/blobs/sha256/${large.digest.hex.slice(0, 2)}/${large.digest.hex}`;
       const stored = await raw.send(new HeadObjectCommand({ Bucket: swift.bucket, Key: key }));
       expect(stored.ContentLength).toBe(large.bytes.length);
 
-      expect(await s3.head(small.digest)).toBe(small.bytes.length);
-      expect(await s3.head(large.digest)).toBe(large.bytes.length);
+      expect((await s3.head(small.digest))?.size).toBe(small.bytes.length);
+      expect((await s3.head(large.digest))?.size).toBe(large.bytes.length);
+      // The media type travels as Content-Type: a manifest found by HEAD while the index is down is served as what it is.
+      expect(await s3.head(large.digest)).toEqual({ size: large.bytes.length, mediaType: MANIFEST });
 
       for (const b of [small, large]) {
         const whole = await s3.get(b.digest);
@@ -155,7 +158,7 @@ describe.skipIf(missing.length > 0)("S3ObjectStore against a real S3-compatible 
       // Another prefix is another store.
       expect(await root.head(small.digest)).toBeUndefined();
 
-      await root.put(small.digest, small.file, small.bytes.length);
+      await root.put(small.digest, small.file, small.bytes.length, "application/octet-stream");
       const key = `blobs/sha256/${small.digest.hex.slice(0, 2)}/${small.digest.hex}`;
       expect((await raw.send(new HeadObjectCommand({ Bucket: swift.bucket, Key: key }))).ContentLength).toBe(small.bytes.length);
       await root.delete(small.digest);
@@ -219,8 +222,8 @@ describe.skipIf(missing.length > 0)("S3ObjectStore against a real S3-compatible 
       expect(await s3.head(small.digest)).toBeUndefined();
       expect(await s3.get(small.digest)).toBeUndefined();
       await s3.delete(small.digest);
-      await s3.put(small.digest, small.file, small.bytes.length);
-      expect(await s3.head(small.digest)).toBe(small.bytes.length);
+      await s3.put(small.digest, small.file, small.bytes.length, "application/octet-stream");
+      expect((await s3.head(small.digest))?.size).toBe(small.bytes.length);
     } finally {
       s3.close();
     }
@@ -229,7 +232,7 @@ describe.skipIf(missing.length > 0)("S3ObjectStore against a real S3-compatible 
   it("a file that cannot be read is the local disk's failure, at once", async () => {
     const s3 = store();
     try {
-      const { err, ms } = await failure(() => s3.put(small.digest, path.join(dir, "no-such-file"), 10));
+      const { err, ms } = await failure(() => s3.put(small.digest, path.join(dir, "no-such-file"), 10, "application/octet-stream"));
       expect((err as RegcacheError).code).toBe("CACHE_IO");
       expect((err as Error).message).toContain("no-such-file");
       expect(ms).toBeLessThan(1_000);
@@ -246,8 +249,8 @@ describe.skipIf(missing.length > 0)("S3ObjectStore against a real S3-compatible 
       const attempts: [string, () => Promise<unknown>][] = [
         ["head", () => s3.head(large.digest)],
         ["get", () => s3.get(large.digest)],
-        ["put", () => s3.put(small.digest, small.file, small.bytes.length)],
-        ["put multipart", () => s3.put(large.digest, large.file, large.bytes.length)],
+        ["put", () => s3.put(small.digest, small.file, small.bytes.length, "application/octet-stream")],
+        ["put multipart", () => s3.put(large.digest, large.file, large.bytes.length, MANIFEST)],
         ["delete", () => s3.delete(small.digest)],
         ["list", async () => { for await (const _ of s3.list()) void _; }],
       ];
@@ -265,7 +268,7 @@ describe.skipIf(missing.length > 0)("S3ObjectStore against a real S3-compatible 
       s3.close();
       process.env.AWS_SECRET_ACCESS_KEY = SWIFT_CREDENTIALS.secretAccessKey;
     }
-    expect(await store().head(large.digest)).toBe(large.bytes.length);
+    expect((await store().head(large.digest))?.size).toBe(large.bytes.length);
   });
 
   it("a stalled store (its S3 front stopped) fails a request, and a body already flowing, within the timeouts", async () => {
@@ -315,8 +318,8 @@ describe.skipIf(missing.length > 0)("S3ObjectStore against a real S3-compatible 
       const attempts: [string, () => Promise<unknown>][] = [
         ["head", () => s3.head(large.digest)],
         ["get", () => s3.get(large.digest, { start: 0, end: 9 })],
-        ["put", () => s3.put(small.digest, small.file, small.bytes.length)],
-        ["put multipart", () => s3.put(large.digest, large.file, large.bytes.length)],
+        ["put", () => s3.put(small.digest, small.file, small.bytes.length, "application/octet-stream")],
+        ["put multipart", () => s3.put(large.digest, large.file, large.bytes.length, MANIFEST)],
         ["delete", () => s3.delete(small.digest)],
         ["list", async () => { for await (const _ of s3.list()) void _; }],
       ];
@@ -328,7 +331,7 @@ describe.skipIf(missing.length > 0)("S3ObjectStore against a real S3-compatible 
       }
 
       await swift.restart();
-      expect(await s3.head(large.digest)).toBe(large.bytes.length);
+      expect((await s3.head(large.digest))?.size).toBe(large.bytes.length);
     } finally {
       s3.close();
     }

@@ -36,6 +36,11 @@ export class TestSwift {
     readonly bucket = "regcache",
   ) {}
 
+  /** What a regcache process needs in its environment to reach the store through the SDK's default chain. */
+  get credentialsEnv(): Record<string, string> {
+    return { AWS_ACCESS_KEY_ID: SWIFT_CREDENTIALS.accessKeyId, AWS_SECRET_ACCESS_KEY: SWIFT_CREDENTIALS.secretAccessKey, AWS_REGION: SWIFT_REGION };
+  }
+
   get endpoint(): string {
     return `http://127.0.0.1:${this.port("proxy")}`;
   }
