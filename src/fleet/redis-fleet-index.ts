@@ -86,8 +86,11 @@ export class RedisFleetIndex implements FleetIndex {
       throw new RegcacheError("USAGE", `--index ${shownUrl} is not a usable Redis URL (redis://[:password@]host:port[/db]): ${messageOf(err)}`, { cause: err });
     }
     let lastError: unknown;
+    let index: RedisFleetIndex | undefined;
+    // Also what keeps an unheard 'error' event from crashing the process: failures reach callers as rejections.
     client.on("error", (err: unknown) => {
       lastError = err;
+      index?.warn("connection", "fleet index: Redis connection failed; retrying in the background", err);
     });
     // connect() keeps retrying by the reconnect strategy: start-up bounds the wait itself.
     const connecting = client.connect().catch((err: unknown) => {
@@ -106,13 +109,11 @@ export class RedisFleetIndex implements FleetIndex {
     const adapter = new KeyvRedis(client, { namespace: NAMESPACE, keyPrefixSeparator: ":", throwOnErrors: true, throwOnConnectError: true });
     // The adapter already prefixes "regcache:": keyv's own prefix would double it.
     const keyv = new Keyv({ store: adapter, namespace: NAMESPACE, useKeyPrefix: false, throwOnErrors: true });
-    const index = new RedisFleetIndex(client, keyv, shownUrl, logger);
     // Failures reach callers as rejections; these listeners only keep an unheard 'error' event from crashing the process.
     adapter.on("error", () => undefined);
     keyv.on("error", () => undefined);
-    client.removeAllListeners("error");
-    client.on("error", (err: unknown) => index.warn("connection", "fleet index: Redis connection failed; retrying in the background", err));
     client.on("ready", () => logger.info({ index: shownUrl }, "fleet index: reconnected to Redis"));
+    index = new RedisFleetIndex(client, keyv, shownUrl, logger);
     logger.info({ index: shownUrl }, "fleet index: connected to Redis");
     return index;
   }
@@ -269,7 +270,7 @@ export class RedisFleetIndex implements FleetIndex {
 }
 
 /** The URL as it may be shown: any password (or user) replaced. */
-export function redactUrl(url: string): string {
+function redactUrl(url: string): string {
   try {
     const parsed = new URL(url);
     if (parsed.password) parsed.password = "redacted";
@@ -291,6 +292,8 @@ async function withTimeout<T>(work: Promise<T>, ms: number): Promise<T> {
   }
 }
 
+/** An error in words; a connection refused on every address of a name is an AggregateError with no message, only a code. */
 function messageOf(err: unknown): string {
-  return err instanceof Error ? err.message || err.name : String(err);
+  if (!(err instanceof Error)) return String(err);
+  return err.message || (err as NodeJS.ErrnoException).code || err.name;
 }

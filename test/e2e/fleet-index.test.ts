@@ -227,9 +227,10 @@ describe.skipIf(missing.length > 0)("RedisFleetIndex against a real redis-server
     await redis.restart();
   });
 
-  it("never logs the password, and does log the redacted URL", () => {
+  it("logs the outage and the recovery, with the URL redacted and never the password", () => {
     const log = logLines.join("");
-    expect(log).toContain("fleet index");
+    expect(log).toContain("Redis connection failed; retrying in the background");
+    expect(log).toContain("reconnected to Redis");
     expect(log).toContain(`redis://:redacted@127.0.0.1:${redis.port}`);
     expect(log).not.toContain(PASSWORD);
   });
