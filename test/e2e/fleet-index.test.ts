@@ -217,6 +217,18 @@ describe.skipIf(missing.length > 0)("RedisFleetIndex against a real redis-server
     expect(refused).toContain("WRONGPASS");
   }, 30_000);
 
+  it("refuses a URL that is not Redis's as the operator's input, without echoing the password", async () => {
+    for (const url of [`redis://:${PASSWORD}@127.0.0.1:${redis.port}/not-a-db`, "http://127.0.0.1:1", "not a url"]) {
+      const error = await RedisFleetIndex.open(url, logger).then(
+        () => undefined,
+        (err: unknown) => err,
+      );
+      expect(error).toMatchObject({ code: "USAGE" });
+      expect((error as Error).message).toContain("is not a usable Redis URL");
+      expect((error as Error).message).not.toContain(PASSWORD);
+    }
+  });
+
   it("closes promptly while Redis is down", async () => {
     const c = await RedisFleetIndex.open(redis.url, logger);
     c.touch(digest("u1"));
