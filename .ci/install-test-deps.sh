@@ -22,6 +22,9 @@ declare -A need=(
   [openssl]=openssl
   [htpasswd]=apache2-utils
   [haproxy]=haproxy
+  # The fleet index's tests (test/e2e/fleet-index.test.ts) run a real Redis.
+  [redis-server]=redis-server
+  [redis-cli]=redis-tools
   [chromium]=chromium
   # The Docker image test builds its stand-in for node:24-bookworm-slim from a Debian root filesystem.
   [debootstrap]=debootstrap
