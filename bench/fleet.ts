@@ -19,7 +19,7 @@ export interface SharedTierReads {
  */
 export async function measureSharedTierReads(env: TestEnvironment, runs: number, curlBlob: (proxy: RegcacheProcess) => Promise<number>): Promise<SharedTierReads> {
   const swift = new TestSwift(env.path("bench-swift"));
-  const redis = new TestRedis(env.path("bench-redis"));
+  const redis = new TestRedis();
   await Promise.all([swift.start(), redis.start()]);
   try {
     const replica = async (name: string): Promise<RegcacheProcess> => {

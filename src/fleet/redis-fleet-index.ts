@@ -25,8 +25,8 @@ const SIZES_KEY = `${NAMESPACE}:sizes`;
 /** The interface promises an answer within about a second: a stalled server gets no longer. */
 const COMMAND_TIMEOUT_MS = 1_000;
 const CONNECT_TIMEOUT_MS = 1_000;
-/** How long start-up waits for a first connection before saying the index cannot be reached. */
-const OPEN_TIMEOUT_MS = 5_000;
+/** How long start-up waits for a first connection before going on without the index. */
+const OPEN_TIMEOUT_MS = 3_000;
 /** Reconnects never stop (Redis coming back must be noticed without a restart), backing off to this. */
 const MAX_RECONNECT_DELAY_MS = 2_000;
 /** Access times are batched: a round trip per cache hit would cost more than the hit. */
@@ -56,7 +56,7 @@ export class RedisFleetIndex implements FleetIndex {
   private readonly touched = new Map<string, number>();
   private readonly warnedAt = new Map<string, number>();
   private readonly flushTimer: NodeJS.Timeout;
-  private lastCommandOk = true;
+  private lastCommandOk: boolean;
   private closed = false;
 
   private constructor(
@@ -65,7 +65,9 @@ export class RedisFleetIndex implements FleetIndex {
     /** The URL without its password: the only form that is logged or put in messages. */
     private readonly shownUrl: string,
     private readonly logger: Logger,
+    connected: boolean,
   ) {
+    this.lastCommandOk = connected;
     this.flushTimer = setInterval(() => void this.flushTouches(), TOUCH_FLUSH_MS);
     this.flushTimer.unref();
   }
@@ -92,20 +94,16 @@ export class RedisFleetIndex implements FleetIndex {
       lastError = err;
       index?.warn("connection", "fleet index: Redis connection failed; retrying in the background", err);
     });
-    // connect() keeps retrying by the reconnect strategy: start-up bounds the wait itself.
+    // connect() keeps retrying by the reconnect strategy. Start-up waits a little for Redis (it may
+    // be starting beside regcache), then goes on without it: a replica started during Redis's
+    // outage serves as a single replica would, and uses the index once it answers.
     const connecting = client.connect().catch((err: unknown) => {
       lastError = err;
     });
-    try {
-      await withTimeout(connecting.then(() => client.isReady || Promise.reject(lastError)), OPEN_TIMEOUT_MS);
-    } catch (err) {
-      client.destroy();
-      throw new RegcacheError(
-        "SHARED_STORE",
-        `cannot reach the fleet index at ${shownUrl} within ${OPEN_TIMEOUT_MS / 1000} s: ${messageOf(lastError ?? err)}`,
-        { cause: lastError ?? err },
-      );
-    }
+    const connected = await withTimeout(connecting.then(() => client.isReady || Promise.reject(lastError)), OPEN_TIMEOUT_MS).then(
+      () => true,
+      () => false,
+    );
     const adapter = new KeyvRedis(client, { namespace: NAMESPACE, keyPrefixSeparator: ":", throwOnErrors: true, throwOnConnectError: true });
     // The adapter already prefixes "regcache:": keyv's own prefix would double it.
     const keyv = new Keyv({ store: adapter, namespace: NAMESPACE, useKeyPrefix: false, throwOnErrors: true });
@@ -113,8 +111,9 @@ export class RedisFleetIndex implements FleetIndex {
     adapter.on("error", () => undefined);
     keyv.on("error", () => undefined);
     client.on("ready", () => logger.info({ index: shownUrl }, "fleet index: reconnected to Redis"));
-    index = new RedisFleetIndex(client, keyv, shownUrl, logger);
-    logger.info({ index: shownUrl }, "fleet index: connected to Redis");
+    index = new RedisFleetIndex(client, keyv, shownUrl, logger, connected);
+    if (connected) logger.info({ index: shownUrl }, "fleet index: connected to Redis");
+    else logger.warn({ index: shownUrl, err: messageOf(lastError ?? "no answer") }, "fleet index: Redis cannot be reached; serving without it (single flight per replica, local tag answers) and retrying in the background");
     return index;
   }
 

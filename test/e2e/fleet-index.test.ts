@@ -207,14 +207,33 @@ describe.skipIf(missing.length > 0)("RedisFleetIndex against a real redis-server
     await waitFor(async () => (await b.getRecord("meta:probe")) === undefined, 15_000, "the index to answer again");
   });
 
-  it("refuses to open, promptly and clearly, when Redis is not there or refuses the password", async () => {
-    // Start-up waits a few seconds for Redis (it may be starting beside regcache), then gives up.
-    const nobody = await freePort();
-    const unreachable = await rejectsPromptly(() => RedisFleetIndex.open(`redis://:${PASSWORD}@127.0.0.1:${nobody}`, logger).then((i) => i.close()), OPEN_BOUND_MS);
-    expect(unreachable).toContain(`cannot reach the fleet index at redis://:redacted@127.0.0.1:${nobody}`);
-    expect(unreachable).toContain("ECONNREFUSED");
-    const refused = await rejectsPromptly(() => RedisFleetIndex.open(`redis://:wrong-${PASSWORD}@127.0.0.1:${redis.port}`, logger).then((i) => i.close()), OPEN_BOUND_MS);
-    expect(refused).toContain("WRONGPASS");
+  it("opens without Redis (a replica started during its outage serves without it), says so, and uses it once it answers", async () => {
+    const later = new TestRedis(PASSWORD);
+    const port = await freePort();
+    const started = Date.now();
+    const c = await RedisFleetIndex.open(`redis://:${PASSWORD}@127.0.0.1:${port}`, logger);
+    try {
+      expect(Date.now() - started).toBeLessThan(OPEN_BOUND_MS);
+      expect(c.available).toBe(false);
+      expect(logLines.some((l) => l.includes("Redis cannot be reached") && l.includes(`redis://:redacted@127.0.0.1:${port}`))).toBe(true);
+      await rejectsPromptly(() => c.getBlob(digest("later")));
+      await later.start(port);
+      await waitFor(async () => (await c.getRecord("meta:probe").then(() => true, () => false)) && c.available, 15_000, "the index to answer once Redis is up");
+    } finally {
+      await c.close();
+      await later.stop();
+    }
+  }, 30_000);
+
+  it("with a wrong password, opens without the index and every call says why", async () => {
+    const c = await RedisFleetIndex.open(`redis://:wrong-${PASSWORD}@127.0.0.1:${redis.port}`, logger);
+    try {
+      expect(c.available).toBe(false);
+      const message = await rejectsPromptly(() => c.getBlob(digest("pw")));
+      expect(message).not.toContain(`wrong-${PASSWORD}`);
+    } finally {
+      await c.close();
+    }
   }, 30_000);
 
   it("refuses a URL that is not Redis's as the operator's input, without echoing the password", async () => {

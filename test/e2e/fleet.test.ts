@@ -84,7 +84,7 @@ describe.skipIf(missing.length > 0)("replicas sharing an object store and an ind
     big = await env.pushImage("team/big", "v1", [30_000_000, 20_000_000]);
     big2 = await env.pushImage("team/big2", "v1", [30_000_000, 20_000_000]);
     swift = new TestSwift(env.path("swift"));
-    redis = new TestRedis(env.path("redis"));
+    redis = new TestRedis();
     await Promise.all([swift.start(), redis.start()]);
     await exec(process.execPath, [CLI, "ca", "init", "--certs-dir", env.path("certs")]);
     const peerPorts = await Promise.all([0, 1, 2].map(() => freePort()));
@@ -233,7 +233,7 @@ describe.skipIf(missing.length > 0)("a fleet keeps private content private", () 
     await env.start();
     secret = await env.pushImage("corp/secret", "v1", [1_000_000], 1, ALICE);
     swift = new TestSwift(env.path("swift"));
-    redis = new TestRedis(env.path("redis"));
+    redis = new TestRedis();
     await Promise.all([swift.start(), redis.start()]);
     await exec(process.execPath, [CLI, "ca", "init", "--certs-dir", env.path("certs")]);
     const ports = await Promise.all([0, 1].map(() => freePort()));

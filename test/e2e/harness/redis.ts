@@ -16,8 +16,9 @@ export class TestRedis {
     return `redis://${auth}127.0.0.1:${this.port}`;
   }
 
-  async start(): Promise<void> {
-    this.port = await freePort();
+  /** On `port`, or on a free one. */
+  async start(port?: number): Promise<void> {
+    this.port = port ?? (await freePort());
     await this.spawn();
   }
 

@@ -145,6 +145,6 @@ describe("serve options for a fleet's shared tier", () => {
     expect(() => parse(["--index", "http://:hunter2@redis:6379", "--advertise", "10.0.0.5:3129"])).toThrow(/redis:\/\/ or rediss:\/\/ URL, got "http:\/\/\*\*\*@redis:6379"/);
     expect(() => parse(["--index", "http://:hunter2@redis:6379", "--advertise", "10.0.0.5:3129"])).not.toThrow(/hunter2/);
     expect(() => parse(["--index", "redis://redis:6379"])).toThrow(/--advertise HOST:PORT is required with --peer, --peers-dns or --index/);
-    expect(() => parse(["--blob-store", "s3://b", "--blob-store-max-size", "0"])).toThrow(/--blob-store-max-size must be greater than 0/);
+    expect(() => parse(["--blob-store", "s3://b", "--blob-store-max-size", "0B"])).toThrow(/--blob-store-max-size must be greater than 0/);
   });
 });
