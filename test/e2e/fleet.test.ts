@@ -189,6 +189,10 @@ describe.skipIf(missing.length > 0)("replicas sharing an object store and an ind
   });
 
   it("with the object store killed during one pull and the index during another, pulls succeed and each blob is fetched upstream at most once per replica", async () => {
+    // The upstream is back from the last test's outage: each replica's probe notices within --probe-interval.
+    for (const r of replicas) {
+      await waitFor(async () => (await curlThrough(r, `https://${REGISTRY_HOST}/v2/${big.repo}/manifests/v1`, ["-I", "-H", "Accept: application/vnd.oci.image.manifest.v1+json"])).status === 200, 15_000, "the replicas to see the upstream back");
+    }
     env.registry.clearLog();
     const during = async (image: PushedImage, label: string, kill: () => Promise<void>): Promise<void> => {
       const pulls = Array.from({ length: 4 }, (_, i) => withRetries(() => skopeoPull(front(), image.ref, env.path(`${label}-${i}`))));
@@ -198,6 +202,8 @@ describe.skipIf(missing.length > 0)("replicas sharing an object store and an ind
       for (let i = 0; i < 4; i++) expect(corruptBlobsInLayout(env.path(`${label}-${i}`)).corrupt).toEqual([]);
     };
     await during(big, "swift-killed", () => swift.kill());
+    // The kill landed mid-pull: uploads of what the pull fetched failed, and wait for the store.
+    expect((await Promise.all(replicas.map(sharedStats))).reduce((n, s) => n + s.uploads.failures, 0)).toBeGreaterThan(0);
     await waitFor(async () => (await sharedStats(replicas[0]!)).objectStore === "down" || (await sharedStats(replicas[1]!)).objectStore === "down" || (await sharedStats(replicas[2]!)).objectStore === "down", 20_000, "a replica to see the object store down");
     await during(big2, "redis-killed", () => redis.kill());
     // What is down shows: readiness stays (the replica serves), and says what it serves without.
@@ -206,6 +212,8 @@ describe.skipIf(missing.length > 0)("replicas sharing an object store and an ind
     const seen = degraded.find((d) => d.readyz.degraded?.index === "down");
     expect(seen?.readyz.status).toBe("ready");
     expect(seen?.up).toBe(0);
+    // With the index gone, replicas filled on their own, and counted it.
+    expect((await Promise.all(replicas.map(sharedStats))).reduce((n, s) => n + s.duplicateFetches, 0)).toBeGreaterThan(0);
     for (const image of [big, big2]) {
       for (const layer of image.layerDigests) expect(env.registry.blobGets(layer).filter((e) => e.status === 200).length, layer).toBeLessThanOrEqual(replicas.length);
     }

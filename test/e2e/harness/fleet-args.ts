@@ -11,6 +11,6 @@ export function fleetArgs(swift: TestSwift, redis: TestRedis, peerPort: number, 
     "--advertise", `127.0.0.1:${peerPort}`,
     "--peer-listen", `127.0.0.1:${peerPort}`,
     "--failure-threshold", "2",
-    "--probe-interval", "60s",
+    "--probe-interval", "1s",
   ];
 }
