@@ -278,6 +278,9 @@ describe.skipIf(missing.length > 0)("a fleet keeps private content private", () 
       }
       const layer = await curlThrough(b, `https://quay.test/v2/corp/secret/blobs/${secret.layerDigests[0]}`);
       expect([401, 403]).toContain(layer.status);
+      // alice was confirmed through b: within --offline-grace her pull works there while upstream is down.
+      const offline = await skopeoPull(b, secret.ref, env.path("alice-b-offline"), { creds: ALICE });
+      expect(offline.ok, offline.stderr).toBe(true);
     } finally {
       await env.registry.start();
     }
