@@ -96,28 +96,45 @@ export class SharedTier {
   }
 
   /**
-   * What the object store holds for `digest`: the index's row, or when the index is down, the
-   * store's own answer (without links: the repository must then be confirmed upstream).
+   * What the object store holds for `digest`: the index's row, else the store's own answer, without
+   * links (the repository must then be confirmed upstream). A row can be missing while the object
+   * is there: Redis restarted empty, or lost the write after an upload; the row is then written
+   * again, so that the links confirmed from now on are recorded.
    */
   async find(digest: Digest): Promise<SharedCopy | undefined> {
     if (!this.objects) return undefined;
+    let indexAnswered = false;
     if (this.index && this.mayAskIndex()) {
       try {
         const row = await this.index.getBlob(digest.value);
         this.indexDownAt = undefined;
-        return row && { size: row.size, mediaType: row.mediaType, links: row.links };
+        if (row) return { size: row.size, mediaType: row.mediaType, links: row.links };
+        indexAnswered = true;
       } catch {
-        // The index is down: the store itself says what it holds.
         this.indexDownAt = Date.now();
       }
     }
     if (this.objectStoreDownAt !== undefined && Date.now() - this.objectStoreDownAt < RECHECK_DOWN_MS) return undefined;
+    let head;
     try {
-      const head = await this.observe(this.objects.head(digest));
-      return head && { size: head.size, mediaType: head.mediaType ?? OCTET_STREAM, links: undefined };
+      head = await this.observe(this.objects.head(digest));
     } catch {
       return undefined;
     }
+    if (!head) return undefined;
+    const mediaType = head.mediaType ?? OCTET_STREAM;
+    if (indexAnswered) this.index!.putBlob({ digest: digest.value, size: head.size, mediaType, links: [], storedAt: Date.now() }).catch(() => undefined);
+    return { size: head.size, mediaType, links: undefined };
+  }
+
+  /**
+   * The index's row alone, when one was written since find() last looked: the holder writes it
+   * just before releasing its lease, so a replica that then takes the lease checks here first.
+   */
+  async storedSince(digest: Digest): Promise<SharedCopy | undefined> {
+    if (!this.objects || !this.index) return undefined;
+    const row = await this.index.getBlob(digest.value).catch(() => undefined);
+    return row && { size: row.size, mediaType: row.mediaType, links: row.links };
   }
 
   /** The object's bytes, for a fill of the local tier (verified by the download like upstream's). */

@@ -35,17 +35,23 @@ export class ContentHandler {
   ) {}
 
   async handle(rr: RegistryRequest, target: ContentTarget): Promise<void> {
-    const entry = await this.usableEntry(rr, target);
-    if (entry) {
-      if (await this.mayServe(rr, target)) this.serveCached(rr, target, entry);
-      return;
-    }
+    if (await this.servedFromDisk(rr, target)) return;
     // The fleet's object store is the next tier: content there is cached content, for the same rules.
     const copy = await this.sharedCopy(rr, target);
+    // Asking the fleet takes round trips, during which a fill of this replica's may have landed.
+    if (this.sources.shared && (await this.servedFromDisk(rr, target))) return;
     if (copy && !(await this.mayServe(rr, target, copy.links))) return;
     if (rr.req.method === "GET") await this.fillAndServe(rr, target, copy);
     else if (copy) this.respond(rr, { digest: target.digest, mediaType: copy.mediaType, size: copy.size }, "SHARED", {}, () => Readable.from([]));
     else await this.headMiss(rr, target);
+  }
+
+  /** Serves what this replica's disk holds (or sends the refusal); false when it holds nothing usable. */
+  private async servedFromDisk(rr: RegistryRequest, target: ContentTarget): Promise<boolean> {
+    const entry = await this.usableEntry(rr, target);
+    if (!entry) return false;
+    if (await this.mayServe(rr, target)) this.serveCached(rr, target, entry);
+    return true;
   }
 
   /** What the fleet's object store holds for this request, if its media type suits the client. */
@@ -198,6 +204,8 @@ export class ContentHandler {
             return;
           }
           if (opened?.via === "shared") {
+            // Upstream said yes to this client (mayServe, or the lease's check): what it says of anonymous clients is worth knowing.
+            this.access.learnPublic(rr, target.name, contentPath(target));
             this.afterSharedFill(outcome.download);
             this.serveDownload(rr, outcome.download, "SHARED");
             return;

@@ -50,8 +50,16 @@ export class ContentSources {
     let lease: HeldLease | undefined;
     if (this.shared && !rr.fromPeer) {
       const turn = await this.shared.turn(target.digest);
-      if (turn.kind === "mine") lease = turn.lease;
-      else {
+      if (turn.kind === "mine") {
+        lease = turn.lease;
+        const stored = lease && (await this.shared.storedSince(target.digest));
+        if (stored) {
+          lease!.release();
+          lease = undefined;
+          const confirmed = await this.confirmedFromStore(rr, target, stored);
+          if (confirmed) return confirmed;
+        }
+      } else {
         const held = await this.fromHolder(rr, target, turn.holder);
         if (held) return held;
       }
@@ -104,6 +112,28 @@ export class ContentSources {
     await response?.body.dump();
     this.shared!.holderFailed();
     return undefined;
+  }
+
+  /**
+   * Content stored by another replica between this one's lookup and its lease: when upstream says
+   * this client may read it there (a HEAD with its credentials), the bytes come from the store.
+   * Otherwise (a refusal, or no answer) undefined: upstream's GET gives the client its own answer.
+   */
+  private async confirmedFromStore(rr: RegistryRequest, target: ContentTarget, stored: SharedCopy): Promise<SourcedResult | undefined> {
+    const confirmed = await requestFollowingRedirects(this.upstream, {
+      host: rr.host,
+      port: rr.port,
+      method: "HEAD",
+      path: contentPath(target),
+      headers: upstreamRequestHeaders(rr.req.headers, NOT_FORWARDED_ON_FILL),
+    }).then(
+      async ({ response }) => {
+        await response.body.dump();
+        return response.statusCode === 200;
+      },
+      () => false,
+    );
+    return confirmed ? this.openShared(rr, target, stored).catch(() => undefined) : undefined;
   }
 
   /** The object store's copy of content it holds (find() said so), for a fill of the local tier. */

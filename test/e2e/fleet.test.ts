@@ -222,6 +222,28 @@ describe.skipIf(missing.length > 0)("replicas sharing an object store and an ind
     await waitFor(async () => (await queuedAnywhere()) === 0, 90_000, "the queued uploads to go through");
     await waitFor(async () => (await Promise.all(replicas.map(sharedStats))).every((s) => !s.degraded), 30_000, "every replica to see the shared tier up");
   });
+
+  it("after Redis came back empty, objects stored before are still found (by asking the store) and re-indexed: no upstream blob GETs", async () => {
+    await restartEmpty(2);
+    env.registry.clearLog();
+    const pulled = await skopeoPull(replicas[2]!, cold.ref, env.path("after-redis-lost"));
+    expect(pulled.ok, pulled.stderr).toBe(true);
+    expect(corruptBlobsInLayout(env.path("after-redis-lost")).corrupt).toEqual([]);
+    expect(env.registry.blobGets().filter((e) => e.status === 200)).toEqual([]);
+    expect(replicas[2]!.requestLogs().filter((l) => l.cache === "SHARED").length).toBeGreaterThanOrEqual(cold.layerDigests.length);
+    // The rows are back, with the repository confirmed upstream and found public again: an outage
+    // now finds them linked, through a replica that never saw the image.
+    const publicVerdict = async () => (await exec("redis-cli", ["-p", String(redis.port), "GET", `regcache:meta:public:${REGISTRY_HOST}/${cold.repo}`])).stdout.trim();
+    await waitFor(async () => (await publicVerdict()).includes('"isPublic":true'), 10_000, "the fleet to learn the repository is public again");
+    await env.registry.stop();
+    try {
+      await restartEmpty(0);
+      const offline = await skopeoPull(replicas[0]!, cold.ref, env.path("after-redis-lost-offline"));
+      expect(offline.ok, offline.stderr).toBe(true);
+    } finally {
+      await env.registry.start();
+    }
+  });
 });
 
 /** Issue 10's rule across a fleet: the object store and index never make private content readable to others. */

@@ -163,14 +163,20 @@ describe("SharedTier: what the object store holds", () => {
     index.available = true;
     objects.failing = false;
     await t.find(digest);
-    expect(asked).toEqual({ index: 2, objects: 1 });
-    expect(t.health).toEqual({ objectStore: "down", index: "up" });
+    expect(asked).toEqual({ index: 2, objects: 2 });
+    expect(t.health).toEqual({ objectStore: "up", index: "up" });
   });
 
-  it("an index without a row means the store does not hold it (no HEAD per miss)", async () => {
+  it("an object without a row (Redis restarted empty) is found by asking the store, and its row written again, without links", async () => {
     const objects = new FakeObjects();
     objects.objects.set(digest.value, { size: 5, mediaType: "x" });
-    expect(await tier(objects, new FakeIndex(), "10.0.0.1:3129").find(digest)).toBeUndefined();
+    const index = new FakeIndex();
+    expect(await tier(objects, index, "10.0.0.1:3129").find(digest)).toEqual({ size: 5, mediaType: "x", links: undefined });
+    await new Promise((r) => setImmediate(r));
+    expect(index.rows.get(digest.value)).toMatchObject({ size: 5, mediaType: "x", links: [] });
+    objects.objects.clear();
+    index.rows.clear();
+    expect(await tier(objects, index, "10.0.0.1:3129").find(digest)).toBeUndefined();
   });
 });
 
