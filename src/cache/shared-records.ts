@@ -22,9 +22,16 @@ function madeAt(record: unknown): number | undefined {
   return typeof checkedAt === "number" ? checkedAt : undefined;
 }
 
-/** The newer of a local and a shared copy of a record; the local one when neither says when it was made. Pure. */
-export function newerRecord<T>(local: T | undefined, shared: T | undefined): T | undefined {
-  if (shared === undefined) return local;
+/** A clock this far ahead is another replica's error (or a forged record): its records are not taken. */
+const CLOCK_SKEW_MS = 60_000;
+
+/**
+ * The newer of a local and a shared copy of a record; the local one when neither says when it was
+ * made. A shared record dated in the future is ignored: it would outrank every newer answer and
+ * stay fresh past its TTL. Pure.
+ */
+export function newerRecord<T>(local: T | undefined, shared: T | undefined, now = Date.now()): T | undefined {
+  if (shared === undefined || (madeAt(shared) ?? 0) > now + CLOCK_SKEW_MS) return local;
   if (local === undefined) return shared;
   return (madeAt(shared) ?? -Infinity) > (madeAt(local) ?? Infinity) ? shared : local;
 }

@@ -184,11 +184,11 @@ function clusterConfig(raw: RawServeOptions): ClusterConfig | undefined {
 function sharedConfig(raw: RawServeOptions): SharedConfig | undefined {
   const maxBytes = parseSize(raw.blobStoreMaxSize, "--blob-store-max-size");
   if (maxBytes <= 0) throw new OptionError(`--blob-store-max-size must be greater than 0, got "${raw.blobStoreMaxSize}"`);
-  if (!raw.blobStore && !raw.index) {
+  if (!raw.blobStore) {
     for (const [flag, value] of [["--s3-endpoint", raw.s3Endpoint], ["--s3-region", raw.s3Region], ["--s3-force-path-style", raw.s3ForcePathStyle]] as const) {
       if (value !== undefined) throw new OptionError(`${flag} applies to --blob-store, which is not set`);
     }
-    return undefined;
+    if (!raw.index) return undefined;
   }
   if (raw.index !== undefined && !/^rediss?:\/\/[^/]/.test(raw.index)) throw new OptionError(`--index must be a redis:// or rediss:// URL, got "${redactUrl(raw.index)}"`);
   const blobStore = raw.blobStore

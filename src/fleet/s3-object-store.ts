@@ -32,6 +32,11 @@ export interface S3ObjectStoreOptions {
      * began. A caller that stops reading a body for longer loses it too (an error, like a stall).
      */
     requestMs: number;
+    /**
+     * How long a HEAD or GET may wait for the store's answer (its headers), retries included: a
+     * client waits on it, and a stalled store must send it to upstream soon, not after requestMs twice.
+     */
+    answerMs: number;
   };
 }
 
@@ -82,7 +87,7 @@ export class S3ObjectStore implements ObjectStore {
 
   async head(digest: Digest): Promise<{ size: number; mediaType: string | undefined } | undefined> {
     try {
-      const answer = await this.client.send(new HeadObjectCommand({ Bucket: this.options.bucket, Key: this.key(digest) }));
+      const answer = await this.answered((options) => this.client.send(new HeadObjectCommand({ Bucket: this.options.bucket, Key: this.key(digest) }), options));
       return { size: this.contentLength(answer.ContentLength, `HEAD of ${digest.value}`), mediaType: answer.ContentType };
     } catch (err) {
       // A HEAD answer has no body to tell NoSuchKey from NoSuchBucket: a 404 is taken as absent.
@@ -95,8 +100,8 @@ export class S3ObjectStore implements ObjectStore {
     const action = range ? `GET of ${digest.value} bytes ${range.start}-${range.end}` : `GET of ${digest.value}`;
     let answer;
     try {
-      answer = await this.client.send(
-        new GetObjectCommand({ Bucket: this.options.bucket, Key: this.key(digest), Range: range && `bytes=${range.start}-${range.end}` }),
+      answer = await this.answered((options) =>
+        this.client.send(new GetObjectCommand({ Bucket: this.options.bucket, Key: this.key(digest), Range: range && `bytes=${range.start}-${range.end}` }), options),
       );
     } catch (err) {
       if (err instanceof S3ServiceException && err.name === "NoSuchKey") return undefined;
@@ -113,6 +118,20 @@ export class S3ObjectStore implements ObjectStore {
     }
   }
 
+  /** A request whose answer must begin within answerMs; the body, once it flows, is bounded by requestMs alone. */
+  private async answered<T>(send: (options: { abortSignal: AbortSignal }) => Promise<T>): Promise<T> {
+    const abort = new AbortController();
+    const timer = setTimeout(() => abort.abort(new Error(`no answer within ${this.options.timeouts.answerMs} ms`)), this.options.timeouts.answerMs);
+    try {
+      return await send({ abortSignal: abort.signal });
+    } catch (err) {
+      // The SDK says only "Request aborted": the reason is the deadline.
+      throw abort.signal.aborted ? abort.signal.reason : err;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
   async put(digest: Digest, file: string, size: number, mediaType: string): Promise<void> {
     // Opened before the request: a file that cannot be read is the local disk's failure, told at
     // once, not a request left waiting for a body until the idle timeout.
@@ -125,7 +144,8 @@ export class S3ObjectStore implements ObjectStore {
     const params = {
       Bucket: this.options.bucket,
       Key: this.key(digest),
-      Body: handle.createReadStream(),
+      // The SDK pipes the body without listening for its errors: a disk read error must fail the upload, not the process.
+      Body: handle.createReadStream().on("error", () => undefined),
       ContentType: mediaType,
     };
     try {

@@ -114,7 +114,7 @@ export class SharedTier {
         this.indexDownAt = Date.now();
       }
     }
-    if (this.objectStoreDownAt !== undefined && Date.now() - this.objectStoreDownAt < RECHECK_DOWN_MS) return undefined;
+    if (this.recentlyDown()) return undefined;
     let head;
     try {
       head = await this.observe(this.objects.head(digest));
@@ -139,8 +139,13 @@ export class SharedTier {
 
   /** The object's bytes, for a fill of the local tier (verified by the download like upstream's). */
   async open(digest: Digest): Promise<{ body: Readable; size: number }> {
+    if (this.recentlyDown()) throw new RegcacheError("SHARED_STORE", "the object store did not answer a moment ago");
     const got = this.objects ? await this.observe(this.objects.get(digest)) : undefined;
-    if (!got) throw new RegcacheError("SHARED_STORE", `the object store no longer holds ${digest.value}`);
+    if (!got) {
+      // Deleted behind the index's back (a lifecycle rule, an operator): the row goes too.
+      this.index?.deleteBlob(digest.value).catch(() => undefined);
+      throw new RegcacheError("SHARED_STORE", `the object store no longer holds ${digest.value}`);
+    }
     this.stats.objectFills += 1;
     this.index?.touch(digest.value);
     return got;
@@ -185,6 +190,10 @@ export class SharedTier {
     }
   }
 
+  private recentlyDown(): boolean {
+    return this.objectStoreDownAt !== undefined && Date.now() - this.objectStoreDownAt < RECHECK_DOWN_MS;
+  }
+
   private mayAskIndex(): boolean {
     return this.indexDownAt === undefined || this.index!.available || Date.now() - this.indexDownAt >= RECHECK_DOWN_MS;
   }
@@ -214,7 +223,13 @@ export class SharedTier {
       run: async () => {
         // Evicted from the local tier before its turn came: upstream still has it.
         if ((await stat(content.file).catch(() => undefined))?.size !== content.size) return "gone";
-        await this.observe(objects.put(content.digest, content.file, content.size, content.mediaType));
+        try {
+          await this.observe(objects.put(content.digest, content.file, content.size, content.mediaType));
+        } catch (err) {
+          // While the store refuses, the others fetch on their own (counted) rather than wait on a lease renewed for hours.
+          lease?.release();
+          throw err;
+        }
         await this.index?.putBlob({ digest: content.digest.value, size: content.size, mediaType: content.mediaType, links: content.links, storedAt: Date.now() }).catch((err: unknown) => {
           this.logger.warn({ digest: content.digest.value, err: (err as Error).message }, "object stored, but the fleet index did not record it; other replicas find it by asking the store");
         });

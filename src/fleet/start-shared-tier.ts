@@ -1,4 +1,4 @@
-import type { SharedConfig } from "../config/config.js";
+import { DEFAULTS, type SharedConfig } from "../config/config.js";
 import type { Logger } from "../log/logger.js";
 import { FleetRecords } from "./fleet-records.js";
 import { ObjectEvictor } from "./object-evictor.js";
@@ -6,9 +6,11 @@ import { RedisFleetIndex } from "./redis-fleet-index.js";
 import { S3ObjectStore } from "./s3-object-store.js";
 import { SharedTier } from "./shared-tier.js";
 
-/** The object store is given this long to connect and to answer a request: past it, the replica goes on without it. */
-const OBJECT_STORE_TIMEOUTS = { connectMs: 3_000, requestMs: 30_000 };
-const DEFAULT_REGION = "us-east-1";
+/**
+ * A client waits on a HEAD or GET of the store: 5 s for its answer, then upstream serves instead.
+ * Uploads only must not stall: 30 s without a byte moving fails them (they are retried).
+ */
+const OBJECT_STORE_TIMEOUTS = { connectMs: 3_000, requestMs: 30_000, answerMs: 5_000 };
 
 export interface RunningSharedTier {
   tier: SharedTier;
@@ -26,7 +28,7 @@ export async function createSharedTier(config: SharedConfig, advertise: string |
   const store = config.blobStore;
   const objects = store
     ? new S3ObjectStore(
-        { bucket: store.bucket, prefix: store.prefix, endpoint: store.endpoint, forcePathStyle: store.forcePathStyle, region: store.region ?? process.env.AWS_REGION ?? DEFAULT_REGION, timeouts: OBJECT_STORE_TIMEOUTS },
+        { bucket: store.bucket, prefix: store.prefix, endpoint: store.endpoint, forcePathStyle: store.forcePathStyle, region: store.region ?? process.env.AWS_REGION ?? DEFAULTS.s3Region, timeouts: OBJECT_STORE_TIMEOUTS },
         logger,
       )
     : undefined;

@@ -56,9 +56,12 @@ export class UploadQueue {
     this.pump();
   }
 
+  /** Stops; what waits is dropped (its jobs told, so that they release what they hold). */
   close(): void {
     this.closed = true;
     clearTimeout(this.retryTimer);
+    for (const { job } of this.waiting.values()) job.settled("dropped");
+    this.waiting.clear();
   }
 
   private pump(): void {

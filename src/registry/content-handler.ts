@@ -42,7 +42,10 @@ export class ContentHandler {
     if (this.sources.shared && (await this.servedFromDisk(rr, target))) return;
     if (copy && !(await this.mayServe(rr, target, copy.links))) return;
     if (rr.req.method === "GET") await this.fillAndServe(rr, target, copy);
-    else if (copy) this.respond(rr, { digest: target.digest, mediaType: copy.mediaType, size: copy.size }, "SHARED", {}, () => Readable.from([]));
+    else if (copy) {
+      rr.log.cache = "SHARED";
+      this.respond(rr, { digest: target.digest, mediaType: copy.mediaType, size: copy.size }, "SHARED", {}, () => Readable.from([]));
+    }
     else await this.headMiss(rr, target);
   }
 
@@ -231,6 +234,12 @@ export class ContentHandler {
         relayUpstreamResponse(rr, outcome.response, "MISS");
         return;
       case "uncached":
+        if (opened?.via === "shared") {
+          // Streamed through, the store's bytes would reach the client unverified: upstream serves instead.
+          outcome.body.destroy();
+          await this.fillAndServe(rr, target);
+          return;
+        }
         rr.log.cache = "BYPASS";
         rr.log.uncached = outcome.reason;
         this.respond(rr, { digest: target.digest, mediaType: outcome.mediaType, size: outcome.size }, "BYPASS", {}, () => outcome.body, true);

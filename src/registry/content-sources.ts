@@ -8,6 +8,7 @@ import type { UpstreamClient, UpstreamResponse } from "../upstream/client.js";
 import { headerValue, upstreamRequestHeaders } from "../upstream/headers.js";
 import { requestFollowingRedirects } from "../upstream/redirects.js";
 import { isUnavailableStatus, UpstreamError } from "../upstream/upstream-error.js";
+import { acceptAllows, normalizeAccept } from "./accept.js";
 import { contentPath, type ContentTarget } from "./content-target.js";
 import type { RegistryRequest } from "./request-context.js";
 
@@ -53,7 +54,7 @@ export class ContentSources {
       if (turn.kind === "mine") {
         lease = turn.lease;
         const stored = lease && (await this.shared.storedSince(target.digest));
-        if (stored) {
+        if (stored && (target.kind === "blob" || acceptAllows(normalizeAccept(rr.req.headers.accept), stored.mediaType))) {
           lease!.release();
           lease = undefined;
           const confirmed = await this.confirmedFromStore(rr, target, stored);

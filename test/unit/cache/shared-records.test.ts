@@ -15,6 +15,14 @@ describe("newerRecord: the local or the fleet's copy of a record", () => {
     ["confirmations: the later", 50, 100, 100],
     ["undated (a challenge): local", "Bearer realm=a", "Bearer realm=b", "Bearer realm=a"],
   ])("%s", (_name, local, shared, expected) => {
-    expect(newerRecord<unknown>(local, shared)).toEqual(expected);
+    expect(newerRecord<unknown>(local, shared, 1_000)).toEqual(expected);
+  });
+
+  it("ignores a shared record dated more than a minute ahead (a skewed clock, or a forged verdict)", () => {
+    const now = 1_000_000;
+    const forged = { isPublic: true, checkedAt: now + 3_600_000 };
+    expect(newerRecord<unknown>({ isPublic: false, checkedAt: now - 10 }, forged, now)).toEqual({ isPublic: false, checkedAt: now - 10 });
+    expect(newerRecord<unknown>(undefined, forged, now)).toBeUndefined();
+    expect(newerRecord<unknown>(undefined, { isPublic: true, checkedAt: now + 30_000 }, now)).toEqual({ isPublic: true, checkedAt: now + 30_000 });
   });
 });
