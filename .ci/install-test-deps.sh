@@ -36,8 +36,6 @@ declare -A need=(
   [/usr/bin/swift-object-server]=swift-object
   [/usr/bin/swift-ring-builder]=swift
   [memcached]=memcached
-  # The fleet's shared index (--index redis://...).
-  [redis-server]=redis-server
 )
 if [ "${1:-}" = "--bench" ]; then
   need[/usr/lib/squid/security_file_certgen]=squid-openssl

@@ -1,6 +1,6 @@
 import { Option } from "commander";
 import { DEFAULTS, type ClusterConfig, type Config, type OfflineAccess, type SharedConfig } from "../config/config.js";
-import { parseBlobStoreUrl } from "../fleet/s3-object-store.js";
+import { parseBlobStoreUrl } from "../config/blob-store-url.js";
 import { peerAddress } from "../cluster/membership.js";
 import type { LogLevel } from "../log/logger.js";
 import { OptionError, parseDuration, parseHostPattern, parseHostPort, parsePort, parseResolve, parseSize, splitList, type HostPort } from "../config/parse.js";

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { RegcacheError } from "../../../src/errors.js";
-import { parseBlobStoreUrl } from "../../../src/fleet/s3-object-store.js";
+import { parseBlobStoreUrl } from "../../../src/config/blob-store-url.js";
 
 function usageError(value: string): RegcacheError {
   try {
