@@ -1,6 +1,7 @@
 import { Option } from "commander";
 import { DEFAULTS, type ClusterConfig, type Config, type OfflineAccess, type SharedConfig } from "../config/config.js";
 import { parseBlobStoreUrl } from "../config/blob-store-url.js";
+import { redactUrl } from "../config/redact-url.js";
 import { peerAddress } from "../cluster/membership.js";
 import type { LogLevel } from "../log/logger.js";
 import { OptionError, parseDuration, parseHostPattern, parseHostPort, parsePort, parseResolve, parseSize, splitList, type HostPort } from "../config/parse.js";
@@ -201,11 +202,6 @@ function sharedConfig(raw: RawServeOptions): SharedConfig | undefined {
       }
     : undefined;
   return { blobStore, index: raw.index };
-}
-
-/** A URL as it may be shown: without a password. */
-function redactUrl(url: string): string {
-  return url.replace(/\/\/[^@/]*@/, "//***@");
 }
 
 function formatPeer(hp: HostPort): string {

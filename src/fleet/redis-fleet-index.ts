@@ -2,6 +2,7 @@ import { randomUUID } from "node:crypto";
 import KeyvRedis, { createClient } from "@keyv/redis";
 import Keyv from "keyv";
 import { addLink } from "../cache/cache-index.js";
+import { redactUrl } from "../config/redact-url.js";
 import { RegcacheError } from "../errors.js";
 import type { Logger } from "../log/logger.js";
 import type { FleetBlob, FleetIndex, LeaseResult } from "./fleet-index.js";
@@ -265,17 +266,6 @@ export class RedisFleetIndex implements FleetIndex {
     if (now - (this.warnedAt.get(kind) ?? 0) < WARN_EVERY_MS) return;
     this.warnedAt.set(kind, now);
     this.logger.warn({ index: this.shownUrl, reason: messageOf(err) }, msg);
-  }
-}
-
-/** The URL as it may be shown: any password (or user) replaced. */
-function redactUrl(url: string): string {
-  try {
-    const parsed = new URL(url);
-    if (parsed.password) parsed.password = "redacted";
-    return parsed.toString();
-  } catch {
-    return "(an unparseable URL)";
   }
 }
 

@@ -5,7 +5,7 @@ import { RegcacheError } from "../errors.js";
 import type { Logger } from "../log/logger.js";
 import type { Digest } from "../oci/digest.js";
 import { OCTET_STREAM } from "../oci/media-types.js";
-import type { FleetIndex } from "./fleet-index.js";
+import type { FleetBlob, FleetIndex } from "./fleet-index.js";
 import { HeldLease, LEASE_TTL_MS } from "./held-lease.js";
 import type { ObjectStore } from "./object-store.js";
 import { UploadQueue, type UploadQueueStats } from "./upload-queue.js";
@@ -108,7 +108,7 @@ export class SharedTier {
       try {
         const row = await this.index.getBlob(digest.value);
         this.indexDownAt = undefined;
-        if (row) return { size: row.size, mediaType: row.mediaType, links: row.links };
+        if (row) return copyOf(row);
         indexAnswered = true;
       } catch {
         this.indexDownAt = Date.now();
@@ -134,7 +134,7 @@ export class SharedTier {
   async storedSince(digest: Digest): Promise<SharedCopy | undefined> {
     if (!this.objects || !this.index) return undefined;
     const row = await this.index.getBlob(digest.value).catch(() => undefined);
-    return row && { size: row.size, mediaType: row.mediaType, links: row.links };
+    return row && copyOf(row);
   }
 
   /** The object's bytes, for a fill of the local tier (verified by the download like upstream's). */
@@ -255,4 +255,8 @@ export class SharedTier {
       throw err;
     }
   }
+}
+
+function copyOf(row: FleetBlob): SharedCopy {
+  return { size: row.size, mediaType: row.mediaType, links: row.links };
 }

@@ -61,24 +61,25 @@ export class ContentSources {
           if (confirmed) return confirmed;
         }
       } else {
-        const held = await this.fromHolder(rr, target, turn.holder);
+        // The holder cannot be asked or cannot answer: this replica fetches upstream itself, a counted duplicate.
+        const held = await this.fillFromPeer(rr, target, turn.holder, "holder");
+        if (held?.kind === "body") this.shared.holderServed();
         if (held) return held;
+        this.shared.holderFailed();
       }
     } else if (cluster) {
       const owner = cluster.ranking(target.digest.value)[0]!;
       if (owner !== cluster.self) {
         const request = this.peerRequest(rr, target);
-        const response = await cluster.fillFromOwner(owner, request);
-        if (response?.statusCode === 200) {
-          // The copy this replica keeps of what it streams is the second one (see replicate); if the
-          // stream breaks, another replica copies the owner's instead.
-          finished(response.body, (err) => {
+        const filled = await this.fillFromPeer(rr, target, owner, "owner", request);
+        // The copy this replica keeps of what it streams is the second one (see replicate); if the
+        // stream breaks, another replica copies the owner's instead.
+        if (filled?.kind === "body") {
+          finished(filled.body, (err) => {
             if (err) cluster.replicate(request, owner);
           });
-          return { ...this.body(target, response, rr.host), via: "owner", peerCache: headerValue(response.headers["x-cache"]) };
         }
-        if (response && !isUnavailableStatus(response.statusCode)) return { kind: "refused", response };
-        await response?.body.dump();
+        if (filled) return filled;
       }
     }
     let failure: unknown;
@@ -100,18 +101,14 @@ export class ContentSources {
   }
 
   /**
-   * The fill the lease holder is making (or has made), streamed from it; undefined when it cannot
-   * be asked or cannot answer, and this replica fetches upstream itself: a counted duplicate.
+   * The fill `peer` (the digest's owner, or the holder of its lease) makes or has made, streamed
+   * from it; its refusal, which is final; or undefined when it cannot be asked or cannot answer.
    */
-  private async fromHolder(rr: RegistryRequest, target: ContentTarget, holder: string): Promise<SourcedResult | undefined> {
-    const response = await this.cluster?.fillFromOwner(holder, this.peerRequest(rr, target));
-    if (response?.statusCode === 200) {
-      this.shared!.holderServed();
-      return { ...this.body(target, response, rr.host), via: "holder", peerCache: headerValue(response.headers["x-cache"]) };
-    }
+  private async fillFromPeer(rr: RegistryRequest, target: ContentTarget, peer: string, via: "owner" | "holder", request = this.peerRequest(rr, target)): Promise<SourcedResult | undefined> {
+    const response = await this.cluster?.fillFromOwner(peer, request);
+    if (response?.statusCode === 200) return { ...this.body(target, response, rr.host), via, peerCache: headerValue(response.headers["x-cache"]) };
     if (response && !isUnavailableStatus(response.statusCode)) return { kind: "refused", response };
     await response?.body.dump();
-    this.shared!.holderFailed();
     return undefined;
   }
 
