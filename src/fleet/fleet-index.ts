@@ -6,7 +6,7 @@ export interface FleetBlob {
   mediaType: string;
   /** "host/repository" pairs upstream confirmed it in (issue 10's links), most recent last, bounded. */
   links: string[];
-  /** When it was uploaded (ms since the epoch). */
+  /** When it was uploaded (ms since the epoch); also its place in the LRU until it is read. */
   storedAt: number;
 }
 
@@ -30,6 +30,8 @@ export interface FleetIndex {
   touch(digest: string): void;
   /** Digests with their last access, least recently used first, and their sizes: what the evictor reads. */
   leastRecentlyUsed(limit: number): Promise<{ digest: string; size: number; lastAccess: number }[]>;
+  /** Of these digests, those without a row (one round trip for a page of the store's listing). */
+  withoutRows(digests: string[]): Promise<string[]>;
   /** Total bytes of the rows. */
   storedBytes(): Promise<number>;
 

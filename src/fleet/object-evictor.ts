@@ -1,8 +1,9 @@
 import { randomUUID } from "node:crypto";
 import type { Logger } from "../log/logger.js";
 import { parseDigest } from "../oci/digest.js";
+import { OCTET_STREAM } from "../oci/media-types.js";
 import type { FleetIndex } from "./fleet-index.js";
-import type { ObjectStore } from "./object-store.js";
+import type { ObjectStore, StoredObject } from "./object-store.js";
 
 /** The evictor looks this often; whichever replica takes its lease does the work. */
 const EVICT_EVERY_MS = 60_000;
@@ -10,23 +11,50 @@ const EVICTOR_LEASE_MS = 2 * EVICT_EVERY_MS;
 /** Eviction goes below the bound, as the local tier's does, so that one upload does not trigger another round. */
 const LOW_WATER_RATIO = 0.9;
 const BATCH = 500;
+/**
+ * The store is listed this often for the fleet: the "reconcile" lease is taken for this long and
+ * never released, so it doubles as the fleet-wide timer (whoever takes it next lists next).
+ */
+const RECONCILE_EVERY_MS = 60 * 60_000;
+/** An object younger than this may be an upload whose row is being written: it is left to its uploader. */
+const ORPHAN_GRACE_MS = 10 * 60_000;
+/** Digests looked up in the index per round trip: one page of the store's listing. */
+const LISTING_PAGE = 1_000;
+
+export interface ObjectEvictorOptions {
+  maxBytes: number;
+  orphanGraceMs?: number;
+}
+
+export interface ObjectEvictorEvents {
+  evicted(count: number): void;
+  reindexed(count: number): void;
+}
 
 /**
  * Keeps the object store within --blob-store-max-size: one replica at a time (the holder of the
  * "evictor" lease) deletes the least recently read objects and their rows. Without an index there
  * is no fleet-wide LRU to go by, so the store's bound is then left to the bucket's lifecycle rules.
+ *
+ * The LRU knows only objects with a row. An object uploaded while the index was down, or stored
+ * before the index lost its data, has none: it would be served (found by a HEAD) but never counted
+ * or evicted. Once an hour one replica lists the store and writes such objects a row, placed in the
+ * LRU by when they were stored, so that they are counted against the bound and evicted in turn.
  */
 export class ObjectEvictor {
   private timer: NodeJS.Timeout | undefined;
   private readonly id = randomUUID();
+  private readonly orphanGraceMs: number;
 
   constructor(
     private readonly objects: ObjectStore,
     private readonly index: FleetIndex,
-    private readonly maxBytes: number,
-    private readonly onEvicted: (count: number) => void,
+    private readonly options: ObjectEvictorOptions,
+    private readonly events: ObjectEvictorEvents,
     private readonly logger: Logger,
-  ) {}
+  ) {
+    this.orphanGraceMs = options.orphanGraceMs ?? ORPHAN_GRACE_MS;
+  }
 
   start(): void {
     this.timer = setInterval(() => {
@@ -39,15 +67,28 @@ export class ObjectEvictor {
     clearInterval(this.timer);
   }
 
-  /** One round, if this replica takes the lease; says how many objects went. */
+  /** One round: the store's listing if this replica's turn has come, then eviction if it takes the lease. Says how many objects went. */
   async runOnce(): Promise<number> {
+    const turn = await this.index.acquireLease("reconcile", this.id, RECONCILE_EVERY_MS);
+    if (turn.held) {
+      await this.reindexOrphans().catch(async (err: unknown) => {
+        // The next round, on whichever replica, tries again rather than an hour later.
+        await this.index.releaseLease("reconcile", turn.token).catch(() => undefined);
+        this.logger.warn({ err: (err as Error).message }, "listing the object store for objects without an index row failed; trying again later");
+      });
+    }
+    return this.evict();
+  }
+
+  private async evict(): Promise<number> {
     const lease = await this.index.acquireLease("evictor", this.id, EVICTOR_LEASE_MS);
     if (!lease.held) return 0;
+    const maxBytes = this.options.maxBytes;
     let evicted = 0;
     try {
       let total = await this.index.storedBytes();
-      const target = Math.floor(this.maxBytes * LOW_WATER_RATIO);
-      while (total > this.maxBytes || (evicted > 0 && total > target)) {
+      const target = Math.floor(maxBytes * LOW_WATER_RATIO);
+      while (total > maxBytes || (evicted > 0 && total > target)) {
         const oldest = await this.index.leastRecentlyUsed(BATCH);
         if (oldest.length === 0) break;
         for (const { digest, size } of oldest) {
@@ -63,9 +104,40 @@ export class ObjectEvictor {
       await this.index.releaseLease("evictor", lease.token).catch(() => undefined);
     }
     if (evicted > 0) {
-      this.onEvicted(evicted);
-      this.logger.info({ evicted, maxBytes: this.maxBytes }, "object store over its bound: least recently read objects deleted");
+      this.events.evicted(evicted);
+      this.logger.info({ evicted, maxBytes }, "object store over its bound: least recently read objects deleted");
     }
     return evicted;
+  }
+
+  private async reindexOrphans(): Promise<void> {
+    const startedAt = Date.now();
+    let listed = 0;
+    let reindexed = 0;
+    let page: StoredObject[] = [];
+    const settle = async (): Promise<void> => {
+      const orphans = new Set(await this.index.withoutRows(page.map((o) => o.digest)));
+      for (const object of page) if (orphans.has(object.digest)) reindexed += (await this.reindex(object)) ? 1 : 0;
+      page = [];
+    };
+    for await (const object of this.objects.list()) {
+      listed += 1;
+      if (startedAt - object.lastModified < this.orphanGraceMs) continue;
+      page.push(object);
+      if (page.length === LISTING_PAGE) await settle();
+    }
+    await settle();
+    if (reindexed > 0) this.events.reindexed(reindexed);
+    this.logger.info({ listed, reindexed, ms: Date.now() - startedAt }, "object store listed for objects without an index row");
+  }
+
+  /** Writes the row of an object that has none; its Content-Type (a manifest's media type) comes from a HEAD. */
+  private async reindex(object: StoredObject): Promise<boolean> {
+    const digest = parseDigest(object.digest);
+    const head = digest && (await this.objects.head(digest));
+    // Deleted since the listing, or given a row meanwhile (its uploader's row has the links: keep it).
+    if (!head || (await this.index.withoutRows([object.digest])).length === 0) return false;
+    await this.index.putBlob({ digest: object.digest, size: head.size, mediaType: head.mediaType ?? OCTET_STREAM, links: [], storedAt: object.lastModified });
+    return true;
   }
 }

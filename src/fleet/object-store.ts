@@ -1,6 +1,14 @@
 import type { Readable } from "node:stream";
 import type { Digest } from "../oci/digest.js";
 
+/** One object of the shared store, as listed for the fleet's evictor. */
+export interface StoredObject {
+  digest: string;
+  size: number;
+  /** ms since the epoch */
+  lastModified: number;
+}
+
 /**
  * The fleet's shared blob tier (--blob-store): one object per digest, in the data directory's
  * layout ("<prefix>/blobs/<algorithm>/<hex[0:2]>/<hex>"). Bytes read from it are verified by the
@@ -18,5 +26,7 @@ export interface ObjectStore {
   /** Uploads a local file that already matched its digest (multipart when large), with its media type as Content-Type. */
   put(digest: Digest, file: string, size: number, mediaType: string): Promise<void>;
   delete(digest: Digest): Promise<void>;
+  /** Every object under the prefix. */
+  list(): AsyncIterable<StoredObject>;
   close(): void;
 }

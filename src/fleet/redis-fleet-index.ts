@@ -132,7 +132,7 @@ export class RedisFleetIndex implements FleetIndex {
       await this.keyv.set(BLOB_PREFIX + entry.digest, entry);
       await this.client
         .multi()
-        .zAdd(LRU_KEY, { score: Date.now(), value: entry.digest })
+        .zAdd(LRU_KEY, { score: entry.storedAt, value: entry.digest })
         .hSet(SIZES_KEY, entry.digest, String(entry.size))
         .exec();
     });
@@ -172,6 +172,14 @@ export class RedisFleetIndex implements FleetIndex {
         members.map((m) => m.value),
       );
       return members.map((m, i) => ({ digest: m.value, size: Number(sizes[i] ?? 0), lastAccess: m.score }));
+    });
+  }
+
+  async withoutRows(digests: string[]): Promise<string[]> {
+    if (digests.length === 0) return [];
+    return this.run("looking up rows", async () => {
+      const sizes = await this.client.hmGet(SIZES_KEY, digests);
+      return digests.filter((_, i) => sizes[i] === null || sizes[i] === undefined);
     });
   }
 

@@ -4,6 +4,7 @@ import {
   DeleteObjectCommand,
   GetObjectCommand,
   HeadObjectCommand,
+  ListObjectsV2Command,
   PutObjectCommand,
   S3Client,
   S3ServiceException,
@@ -11,8 +12,8 @@ import {
 import { Upload } from "@aws-sdk/lib-storage";
 import { RegcacheError, systemReason } from "../errors.js";
 import type { Logger } from "../log/logger.js";
-import type { Digest } from "../oci/digest.js";
-import type { ObjectStore } from "./object-store.js";
+import { parseDigest, type Digest } from "../oci/digest.js";
+import type { ObjectStore, StoredObject } from "./object-store.js";
 
 export interface S3ObjectStoreOptions {
   bucket: string;
@@ -61,7 +62,7 @@ export class S3ObjectStore implements ObjectStore {
 
   constructor(
     private readonly options: S3ObjectStoreOptions,
-    logger: Logger,
+    private readonly logger: Logger,
   ) {
     this.blobsKey = options.prefix === "" ? "blobs/" : `${options.prefix}/blobs/`;
     this.where = `s3://${options.bucket}${options.prefix === "" ? "" : `/${options.prefix}`} at ${options.endpoint ?? "AWS S3"}`;
@@ -169,12 +170,41 @@ export class S3ObjectStore implements ObjectStore {
     }
   }
 
+  async *list(): AsyncIterable<StoredObject> {
+    let token: string | undefined;
+    do {
+      let page;
+      try {
+        page = await this.client.send(new ListObjectsV2Command({ Bucket: this.options.bucket, Prefix: this.blobsKey, ContinuationToken: token }));
+      } catch (err) {
+        throw this.failure("listing", err);
+      }
+      for (const object of page.Contents ?? []) {
+        const digest = object.Key === undefined ? undefined : this.digestOf(object.Key);
+        if (digest === undefined) {
+          this.logger.debug({ key: object.Key }, "shared blob store: a key under the prefix is not a blob; ignored");
+          continue;
+        }
+        yield { digest: digest.value, size: object.Size ?? 0, lastModified: object.LastModified?.getTime() ?? 0 };
+      }
+      token = page.IsTruncated ? page.NextContinuationToken : undefined;
+    } while (token !== undefined);
+  }
+
   close(): void {
     this.client.destroy();
   }
 
   private key(digest: Digest): string {
     return `${this.blobsKey}${digest.algorithm}/${digest.hex.slice(0, 2)}/${digest.hex}`;
+  }
+
+  /** The digest a key names, when it is exactly a blob's key (the layout of key()). */
+  private digestOf(key: string): Digest | undefined {
+    if (!key.startsWith(this.blobsKey)) return undefined;
+    const [algorithm, fanout, hex, ...rest] = key.slice(this.blobsKey.length).split("/");
+    if (rest.length > 0 || hex === undefined || fanout !== hex.slice(0, 2)) return undefined;
+    return parseDigest(`${algorithm}:${hex}`);
   }
 
   private contentLength(length: number | undefined, action: string): number {

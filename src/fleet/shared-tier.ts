@@ -39,6 +39,8 @@ export interface SharedTierStats {
   uploads: UploadQueueStats;
   /** Objects and rows the fleet's evictor removed (on the replica that held its lease). */
   evictions: number;
+  /** Objects found in the store without an index row (uploaded while the index was down) and given one. */
+  reindexed: number;
   /** Objects read from the store that did not match their digest (deleted). */
   damaged: number;
 }
@@ -79,7 +81,7 @@ export class SharedTier {
     private readonly logger: Logger,
   ) {
     this.uploads = new UploadQueue(logger);
-    this.stats = { objectFills: 0, holderFills: 0, duplicateFetches: 0, uploads: this.uploads.stats, evictions: 0, damaged: 0 };
+    this.stats = { objectFills: 0, holderFills: 0, duplicateFetches: 0, uploads: this.uploads.stats, evictions: 0, reindexed: 0, damaged: 0 };
   }
 
   get health(): SharedTierHealth {

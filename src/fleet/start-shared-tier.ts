@@ -33,7 +33,13 @@ export async function createSharedTier(config: SharedConfig, advertise: string |
       )
     : undefined;
   const tier = new SharedTier(objects, index, advertise, logger);
-  const evictor = objects && index && store ? new ObjectEvictor(objects, index, store.maxBytes, (n) => (tier.stats.evictions += n), logger) : undefined;
+  const evictor = objects && index && store ? new ObjectEvictor(
+          objects,
+          index,
+          { maxBytes: store.maxBytes },
+          { evicted: (n) => (tier.stats.evictions += n), reindexed: (n) => (tier.stats.reindexed += n) },
+          logger,
+        ) : undefined;
   evictor?.start();
   logger.info({ blobStore: store ? `s3://${store.bucket}/${store.prefix}` : undefined, s3Endpoint: store?.endpoint, index: index ? "redis" : undefined, shareConfirmations }, "fleet shared tier configured");
   return {

@@ -126,6 +126,7 @@ export class Metrics {
       count("regcache_shared_upload_failures_total", "Upload attempts that failed (retried later)", () => shared.stats.uploads.failures);
       new Gauge({ name: "regcache_shared_uploads_queued", help: "Uploads waiting for their turn or a retry", registers, collect() { this.set(shared.stats.uploads.queued); } });
       count("regcache_shared_evictions_total", "Objects this replica evicted from the object store as the fleet's evictor", () => shared.stats.evictions);
+      count("regcache_shared_reindexed_objects_total", "Objects this replica found in the object store without an index row and gave one", () => shared.stats.reindexed);
       count("regcache_shared_damaged_objects_total", "Objects read from the store that did not match their digest (deleted)", () => shared.stats.damaged);
     }
     new Counter({

@@ -49,6 +49,7 @@ function everyCall(index: FleetIndex): (() => Promise<unknown>)[] {
     () => index.deleteBlob(digest("e4")),
     () => index.leastRecentlyUsed(10),
     () => index.storedBytes(),
+    () => index.withoutRows([digest("e10")]),
     () => index.getRecord("meta:test:e5"),
     () => index.putRecord("meta:test:e6", { n: 1 }),
     () => index.acquireLease("e7", "replica", 10_000),
@@ -152,6 +153,7 @@ describe.skipIf(missing.length > 0)("RedisFleetIndex against a real redis-server
     }
     expect((await b.leastRecentlyUsed(10)).map((e) => e.digest)).toEqual([d1, d2, d3]);
     expect(await b.storedBytes()).toBe(123);
+    expect(await b.withoutRows([d1, digest("u4"), d3, digest("u5")])).toEqual([digest("u4"), digest("u5")]);
 
     a.touch(d1);
     // A touch must not bring back what another replica deleted meanwhile.

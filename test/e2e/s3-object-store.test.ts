@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import type { Readable } from "node:stream";
-import { HeadObjectCommand, S3Client } from "@aws-sdk/client-s3";
+import { HeadObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { RegcacheError } from "../../src/errors.js";
 import { S3ObjectStore } from "../../src/fleet/s3-object-store.js";
@@ -78,6 +78,11 @@ describe.skipIf(missing.length > 0)("S3ObjectStore against a real S3-compatible 
   function store(prefix = "fleet/a"): S3ObjectStore {
     const logger = createLogger("debug", { write: (line: string) => void logLines.push(line) });
     return new S3ObjectStore({ bucket: swift.bucket, prefix, endpoint: swift.endpoint, forcePathStyle: true, region: SWIFT_REGION, timeouts: TIMEOUTS }, logger);
+  }
+
+  /** A key written around the store, as another tool or a bug would. */
+  async function putRaw(key: string): Promise<void> {
+    await raw.send(new PutObjectCommand({ Bucket: swift.bucket, Key: key, Body: "junk" }));
   }
 
   beforeAll(async () => {
@@ -163,6 +168,53 @@ describe.skipIf(missing.length > 0)("S3ObjectStore against a real S3-compatible 
     }
   });
 
+  it("lists the blobs under its prefix, ignoring keys that are not blobs", async () => {
+    const s3 = store();
+    try {
+      const hex = small.digest.hex;
+      await putRaw(`fleet/a/blobs/sha256/${hex.slice(0, 2)}/not-a-digest`);
+      await putRaw(`fleet/a/blobs/sha256/zz/${hex}`);
+      await putRaw(`fleet/a/blobs/md5/${hex.slice(0, 2)}/${hex}`);
+      await putRaw(`fleet/a/blobs/sha256/${hex.slice(0, 2)}/${hex}/extra`);
+      await putRaw(`fleet/a/blobs/sha256/${hex.slice(0, 2)}/${hex.toUpperCase()}`);
+      await putRaw("fleet/a/README");
+      await putRaw(`fleet/b/blobs/sha256/${hex.slice(0, 2)}/${"1".repeat(64)}`);
+
+      const listed = [];
+      for await (const object of s3.list()) listed.push(object);
+      expect(listed.map((o) => [o.digest, o.size]).sort()).toEqual(
+        [
+          [small.digest.value, small.bytes.length],
+          [large.digest.value, large.bytes.length],
+        ].sort(),
+      );
+      for (const o of listed) expect(Math.abs(o.lastModified - Date.now())).toBeLessThan(10 * 60_000);
+    } finally {
+      s3.close();
+    }
+  });
+
+  it("lists past a page (the store answers 1000 keys at a time)", async () => {
+    const s3 = store("fleet/many");
+    try {
+      const digests = Array.from({ length: 1_050 }, (_, i) => createHash("sha256").update(String(i)).digest("hex"));
+      // Keys only: the store lists names, it does not look at the bytes.
+      const queue = [...digests];
+      await Promise.all(
+        Array.from({ length: 16 }, async () => {
+          for (let hex = queue.pop(); hex !== undefined; hex = queue.pop()) await putRaw(`fleet/many/blobs/sha256/${hex.slice(0, 2)}/${hex}`);
+        }),
+      );
+      const firstPage = await raw.send(new ListObjectsV2Command({ Bucket: swift.bucket, Prefix: "fleet/many/" }));
+      expect(firstPage.IsTruncated, "one page holds them all: this test would not test paging").toBe(true);
+      const listed = new Set<string>();
+      for await (const object of s3.list()) listed.add(object.digest);
+      expect(listed).toEqual(new Set(digests.map((hex) => `sha256:${hex}`)));
+    } finally {
+      s3.close();
+    }
+  });
+
   it("deletes, and deleting what is gone is not an error", async () => {
     const s3 = store();
     try {
@@ -200,6 +252,7 @@ describe.skipIf(missing.length > 0)("S3ObjectStore against a real S3-compatible 
         ["put", () => s3.put(small.digest, small.file, small.bytes.length, "application/octet-stream")],
         ["put multipart", () => s3.put(large.digest, large.file, large.bytes.length, MANIFEST)],
         ["delete", () => s3.delete(small.digest)],
+        ["list", async () => { for await (const _ of s3.list()) void _; }],
       ];
       for (const [name, attempt] of attempts) {
         const { err } = await failure(attempt);
@@ -269,6 +322,7 @@ describe.skipIf(missing.length > 0)("S3ObjectStore against a real S3-compatible 
         ["put", () => s3.put(small.digest, small.file, small.bytes.length, "application/octet-stream")],
         ["put multipart", () => s3.put(large.digest, large.file, large.bytes.length, MANIFEST)],
         ["delete", () => s3.delete(small.digest)],
+        ["list", async () => { for await (const _ of s3.list()) void _; }],
       ];
       for (const [name, attempt] of attempts) {
         const { err, ms } = await failure(attempt);

@@ -1,19 +1,24 @@
 import { describe, expect, it } from "vitest";
 import type { FleetBlob, FleetIndex, LeaseResult } from "../../../src/fleet/fleet-index.js";
-import { ObjectEvictor } from "../../../src/fleet/object-evictor.js";
-import type { ObjectStore } from "../../../src/fleet/object-store.js";
+import { ObjectEvictor, type ObjectEvictorOptions } from "../../../src/fleet/object-evictor.js";
+import type { ObjectStore, StoredObject } from "../../../src/fleet/object-store.js";
 import { createLogger } from "../../../src/log/logger.js";
 
 const digest = (n: number): string => `sha256:${n.toString(16).padStart(64, "0")}`;
 
-/** Rows with their last access, in a map ordered oldest first, and a lease anyone can hold or not. */
-function fleet(sizes: number[], leaseHolder?: string) {
-  const rows = new Map<string, { size: number; lastAccess: number }>(sizes.map((size, i) => [digest(i), { size, lastAccess: i }]));
+/**
+ * Rows with their last access (oldest first), objects the store lists (those with a row and any
+ * `orphans` without one), and leases anyone can hold unless `leaseHolder` holds them.
+ */
+function fleet(sizes: number[], opts: { leaseHolder?: string; orphans?: StoredObject[]; listingFails?: boolean } = {}) {
+  const rows = new Map<string, { size: number; lastAccess: number; mediaType?: string }>(sizes.map((size, i) => [digest(i), { size, lastAccess: i }]));
+  const stored = new Map<string, StoredObject>([...rows].map(([d, r]) => [d, { digest: d, size: r.size, lastModified: r.lastAccess }]));
+  for (const o of opts.orphans ?? []) stored.set(o.digest, o);
   const deletedObjects: string[] = [];
   const released: string[] = [];
   const index = {
     async acquireLease(_name: string, holder: string): Promise<LeaseResult> {
-      return leaseHolder ? { held: false, holder: leaseHolder } : { held: true, token: holder };
+      return opts.leaseHolder ? { held: false, holder: opts.leaseHolder } : { held: true, token: holder };
     },
     async releaseLease(name: string) {
       released.push(name);
@@ -29,44 +34,92 @@ function fleet(sizes: number[], leaseHolder?: string) {
     async deleteBlob(d: string) {
       rows.delete(d);
     },
-  } as unknown as FleetIndex & { putBlob(entry: FleetBlob): Promise<void> };
+    async withoutRows(digests: string[]) {
+      return digests.filter((d) => !rows.has(d));
+    },
+    async putBlob(entry: FleetBlob) {
+      rows.set(entry.digest, { size: entry.size, lastAccess: entry.storedAt, mediaType: entry.mediaType });
+    },
+  } as unknown as FleetIndex;
   const objects = {
     async delete(d: { value: string }) {
       deletedObjects.push(d.value);
+      stored.delete(d.value);
+    },
+    async *list() {
+      if (opts.listingFails) throw new Error("store down");
+      yield* [...stored.values()];
+    },
+    async head(d: { value: string }) {
+      const o = stored.get(d.value);
+      return o && { size: o.size, mediaType: o.digest === digest(100) ? "application/vnd.oci.image.manifest.v1+json" : undefined };
     },
   } as unknown as ObjectStore;
-  return { rows, deletedObjects, released, index, objects };
+  const counted = { evicted: 0, reindexed: 0 };
+  const evictor = (options: ObjectEvictorOptions) =>
+    new ObjectEvictor(objects, index, options, { evicted: (n) => (counted.evicted += n), reindexed: (n) => (counted.reindexed += n) }, createLogger("silent"));
+  return { rows, deletedObjects, released, counted, evictor };
 }
 
 describe("ObjectEvictor", () => {
   it("under the bound, deletes nothing; over it, the least recently read objects and rows go, down to 90% of the bound", async () => {
     const under = fleet([100, 100, 100]);
-    expect(await new ObjectEvictor(under.objects, under.index, 1_000, () => undefined, createLogger("silent")).runOnce()).toBe(0);
+    expect(await under.evictor({ maxBytes: 1_000 }).runOnce()).toBe(0);
     expect(under.deletedObjects).toEqual([]);
 
     const over = fleet([300, 300, 300, 300]);
-    let reported = 0;
-    const evicted = await new ObjectEvictor(over.objects, over.index, 1_000, (n) => (reported = n), createLogger("silent")).runOnce();
     // 1200 bytes against a bound of 1000: down to 900 or less, oldest first.
-    expect(evicted).toBe(1);
+    expect(await over.evictor({ maxBytes: 1_000 }).runOnce()).toBe(1);
     expect(over.deletedObjects).toEqual([digest(0)]);
     expect([...over.rows.keys()]).toEqual([digest(1), digest(2), digest(3)]);
-    expect(reported).toBe(1);
+    expect(over.counted.evicted).toBe(1);
     expect(over.released).toEqual(["evictor"]);
   });
 
   it("goes on past one batch until under 90% of the bound", async () => {
     const many = fleet(Array.from({ length: 1_200 }, () => 10));
-    const evicted = await new ObjectEvictor(many.objects, many.index, 10_000, () => undefined, createLogger("silent")).runOnce();
-    expect(evicted).toBe(300);
+    expect(await many.evictor({ maxBytes: 10_000 }).runOnce()).toBe(300);
     expect(many.deletedObjects[0]).toBe(digest(0));
     expect(many.deletedObjects.at(-1)).toBe(digest(299));
   });
 
   it("leaves the work to the replica holding the evictor's lease", async () => {
-    const other = fleet([5_000], "another-replica");
-    expect(await new ObjectEvictor(other.objects, other.index, 1_000, () => undefined, createLogger("silent")).runOnce()).toBe(0);
+    const other = fleet([5_000], { leaseHolder: "another-replica", orphans: [{ digest: digest(7), size: 9, lastModified: 0 }] });
+    expect(await other.evictor({ maxBytes: 1_000 }).runOnce()).toBe(0);
     expect(other.deletedObjects).toEqual([]);
     expect(other.released).toEqual([]);
+    expect(other.rows.has(digest(7))).toBe(false);
+  });
+
+  it("gives stored objects without a row one (counted, placed in the LRU by when they were stored), so they are evicted in turn", async () => {
+    const now = Date.now();
+    const orphans = [
+      { digest: digest(100), size: 400, lastModified: -5 },
+      { digest: digest(101), size: 400, lastModified: -4 },
+      // Young: maybe an upload whose row is being written.
+      { digest: digest(102), size: 400, lastModified: now },
+    ];
+    const f = fleet([300, 300], { orphans });
+    // 600 bytes of rows are under the bound; with the orphans' 800 they are over it.
+    expect(await f.evictor({ maxBytes: 1_000, orphanGraceMs: 60_000 }).runOnce()).toBe(2);
+    expect(f.counted.reindexed).toBe(2);
+    expect(f.deletedObjects).toEqual([digest(100), digest(101)]);
+    expect([...f.rows.keys()]).toEqual([digest(0), digest(1)]);
+    expect(f.rows.has(digest(102))).toBe(false);
+    // The reconcile lease is the fleet's hourly timer: kept, not released.
+    expect(f.released).toEqual(["evictor"]);
+  });
+
+  it("keeps a manifest's media type from the store's Content-Type", async () => {
+    const f = fleet([], { orphans: [{ digest: digest(100), size: 10, lastModified: 0 }, { digest: digest(101), size: 10, lastModified: 0 }] });
+    await f.evictor({ maxBytes: 1_000, orphanGraceMs: 0 }).runOnce();
+    expect(f.rows.get(digest(100))?.mediaType).toBe("application/vnd.oci.image.manifest.v1+json");
+    expect(f.rows.get(digest(101))?.mediaType).toBe("application/octet-stream");
+  });
+
+  it("a listing that fails gives the turn back (the next round lists again) and still evicts", async () => {
+    const f = fleet([600, 600], { listingFails: true });
+    expect(await f.evictor({ maxBytes: 1_000 }).runOnce()).toBe(1);
+    expect(f.released).toEqual(["reconcile", "evictor"]);
   });
 });
