@@ -17,12 +17,12 @@ import { TestRedis } from "./harness/redis.js";
 import { expectOthersRefused } from "./harness/private-checks.js";
 import { CLI, type RegcacheProcess } from "./harness/regcache-process.js";
 import { writeHtpasswd } from "./harness/registry.js";
-import { TestSwift } from "./harness/swift.js";
+import { SWIFT_TOOLS, TestSwift } from "./harness/swift.js";
 import { containerdUnavailable, missingTools } from "./harness/tools.js";
 
 const exec = promisify(execFile);
 const sha256 = (bytes: Buffer): string => `sha256:${createHash("sha256").update(bytes).digest("hex")}`;
-const missing = missingTools("docker-registry", "skopeo", "openssl", "curl", "haproxy", "redis-server", "swift-proxy-server", "memcached");
+const missing = missingTools("docker-registry", "skopeo", "openssl", "curl", "haproxy", "redis-server", ...SWIFT_TOOLS);
 
 async function withRetries(attempt: () => Promise<SkopeoResult>, tries = 3): Promise<SkopeoResult> {
   let last: SkopeoResult = { ok: false, stdout: "", stderr: "not tried", durationMs: 0 };

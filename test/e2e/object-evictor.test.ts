@@ -10,18 +10,10 @@ import { createLogger } from "../../src/log/logger.js";
 import { parseDigest, type Digest } from "../../src/oci/digest.js";
 import { waitFor } from "./harness/ports.js";
 import { TestRedis } from "./harness/redis.js";
-import { SWIFT_CREDENTIALS, SWIFT_REGION, TestSwift } from "./harness/swift.js";
+import { SWIFT_REGION, SWIFT_TOOLS, swiftCredentialsInEnv, TestSwift } from "./harness/swift.js";
 import { missingTools } from "./harness/tools.js";
 
-const missing = missingTools(
-  "/usr/bin/python3",
-  "/usr/bin/swift-proxy-server",
-  "/usr/bin/swift-account-server",
-  "/usr/bin/swift-container-server",
-  "/usr/bin/swift-object-server",
-  "memcached",
-  "redis-server",
-);
+const missing = missingTools(...SWIFT_TOOLS, "redis-server");
 
 const MANIFEST = "application/vnd.oci.image.manifest.v1+json";
 const SIZE = 10_000;
@@ -51,7 +43,7 @@ describe.skipIf(missing.length > 0)("ObjectEvictor against Swift (s3api) and Red
     return digest;
   }
 
-  const savedEnv = { id: process.env.AWS_ACCESS_KEY_ID, secret: process.env.AWS_SECRET_ACCESS_KEY };
+  let restoreEnv: (() => void) | undefined;
 
   /**
    * Waits until the store lists `digests` as older than now: Swift's container listing follows
@@ -70,9 +62,7 @@ describe.skipIf(missing.length > 0)("ObjectEvictor against Swift (s3api) and Red
   }
 
   beforeAll(async () => {
-    // The store takes credentials from the SDK's default chain, as in production.
-    process.env.AWS_ACCESS_KEY_ID = SWIFT_CREDENTIALS.accessKeyId;
-    process.env.AWS_SECRET_ACCESS_KEY = SWIFT_CREDENTIALS.secretAccessKey;
+    restoreEnv = swiftCredentialsInEnv();
     dir = mkdtempSync(path.join(tmpdir(), "regcache-evictor-"));
     swift = new TestSwift(path.join(dir, "swift"));
     await Promise.all([swift.start(), redis.start()]);
@@ -88,10 +78,7 @@ describe.skipIf(missing.length > 0)("ObjectEvictor against Swift (s3api) and Red
     await index?.close();
     await redis.kill();
     await swift?.stop();
-    for (const [name, value] of [["AWS_ACCESS_KEY_ID", savedEnv.id], ["AWS_SECRET_ACCESS_KEY", savedEnv.secret]] as const) {
-      if (value === undefined) delete process.env[name];
-      else process.env[name] = value;
-    }
+    restoreEnv?.();
     if (dir && process.env.REGCACHE_KEEP_TEST_DIRS !== "1") rmSync(dir, { recursive: true, force: true });
   });
 

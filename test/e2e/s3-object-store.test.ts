@@ -9,17 +9,10 @@ import { RegcacheError } from "../../src/errors.js";
 import { S3ObjectStore } from "../../src/fleet/s3-object-store.js";
 import { createLogger } from "../../src/log/logger.js";
 import { parseDigest, type Digest } from "../../src/oci/digest.js";
-import { SWIFT_CREDENTIALS, SWIFT_REGION, TestSwift } from "./harness/swift.js";
+import { SWIFT_CREDENTIALS, SWIFT_REGION, SWIFT_TOOLS, swiftCredentialsInEnv, TestSwift } from "./harness/swift.js";
 import { missingTools } from "./harness/tools.js";
 
-const missing = missingTools(
-  "/usr/bin/python3",
-  "/usr/bin/swift-proxy-server",
-  "/usr/bin/swift-account-server",
-  "/usr/bin/swift-container-server",
-  "/usr/bin/swift-object-server",
-  "memcached",
-);
+const missing = missingTools(...SWIFT_TOOLS);
 
 /** What the store is configured with here; every "prompt" bound below is a few of these. */
 const TIMEOUTS = { connectMs: 1_000, requestMs: 2_000, answerMs: 3_000 };
@@ -66,7 +59,7 @@ describe.skipIf(missing.length > 0)("S3ObjectStore against a real S3-compatible 
   let small: Blob;
   let large: Blob;
   const logLines: string[] = [];
-  const savedEnv = { id: process.env.AWS_ACCESS_KEY_ID, secret: process.env.AWS_SECRET_ACCESS_KEY };
+  let restoreEnv: (() => void) | undefined;
 
   function blob(name: string, size: number): Blob {
     const bytes = randomBytes(size);
@@ -90,9 +83,7 @@ describe.skipIf(missing.length > 0)("S3ObjectStore against a real S3-compatible 
     swift = new TestSwift(path.join(dir, "swift"));
     await swift.start();
     raw = new S3Client(swift.clientConfig());
-    // The store takes credentials from the SDK's default chain, as in production.
-    process.env.AWS_ACCESS_KEY_ID = SWIFT_CREDENTIALS.accessKeyId;
-    process.env.AWS_SECRET_ACCESS_KEY = SWIFT_CREDENTIALS.secretAccessKey;
+    restoreEnv = swiftCredentialsInEnv();
     small = blob("small", 100_000);
     // Over two 16 MiB parts: a multipart upload with a short last part.
     large = blob("large", 40 * 1024 * 1024);
@@ -101,10 +92,7 @@ describe.skipIf(missing.length > 0)("S3ObjectStore against a real S3-compatible 
   afterAll(async () => {
     raw?.destroy();
     await swift?.stop();
-    for (const [name, value] of [["AWS_ACCESS_KEY_ID", savedEnv.id], ["AWS_SECRET_ACCESS_KEY", savedEnv.secret]] as const) {
-      if (value === undefined) delete process.env[name];
-      else process.env[name] = value;
-    }
+    restoreEnv?.();
     if (dir && process.env.REGCACHE_KEEP_TEST_DIRS !== "1") rmSync(dir, { recursive: true, force: true });
   });
 

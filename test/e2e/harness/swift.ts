@@ -8,6 +8,15 @@ import { freePort, waitFor } from "./ports.js";
 /** tempauth's user "test:tester" (see the proxy's [filter:tempauth]); s3api takes it as access key and secret. */
 export const SWIFT_CREDENTIALS = { accessKeyId: "test:tester", secretAccessKey: "testing" };
 export const SWIFT_REGION = "us-east-1";
+/** What TestSwift runs: the four Swift servers, their Python, and memcached (s3api's token cache). */
+export const SWIFT_TOOLS = [
+  "/usr/bin/python3",
+  "/usr/bin/swift-proxy-server",
+  "/usr/bin/swift-account-server",
+  "/usr/bin/swift-container-server",
+  "/usr/bin/swift-object-server",
+  "memcached",
+] as const;
 
 /** Debian's interpreter by path: another python3 earlier on PATH (pyenv, a venv) cannot import swift. */
 const PYTHON = "/usr/bin/python3";
@@ -242,4 +251,20 @@ export class TestSwift {
       { stdio: ["ignore", "ignore", "pipe"] },
     );
   }
+}
+
+/**
+ * Puts the test store's credentials where the SDK's default chain finds them first (the store
+ * takes credentials only from that chain, as in production); returns what puts the old ones back.
+ */
+export function swiftCredentialsInEnv(): () => void {
+  const saved = { AWS_ACCESS_KEY_ID: process.env.AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY: process.env.AWS_SECRET_ACCESS_KEY };
+  process.env.AWS_ACCESS_KEY_ID = SWIFT_CREDENTIALS.accessKeyId;
+  process.env.AWS_SECRET_ACCESS_KEY = SWIFT_CREDENTIALS.secretAccessKey;
+  return () => {
+    for (const [name, value] of Object.entries(saved)) {
+      if (value === undefined) delete process.env[name];
+      else process.env[name] = value;
+    }
+  };
 }
