@@ -20,6 +20,10 @@ const RECONCILE_EVERY_MS = 60 * 60_000;
 const ORPHAN_GRACE_MS = 10 * 60_000;
 /** Digests looked up in the index per round trip: one page of the store's listing. */
 const LISTING_PAGE = 1_000;
+/** HEADs in flight for the objects of a page without a row (after Redis lost its data, that is every object). */
+const HEADS_AT_ONCE = 16;
+/** After a listing failed: the next try, on whichever replica, waits this long rather than an hour (or a minute: a full relist each time). */
+const RECONCILE_RETRY_MS = 10 * 60_000;
 
 export interface ObjectEvictorOptions {
   maxBytes: number;
@@ -43,6 +47,8 @@ export interface ObjectEvictorEvents {
  */
 export class ObjectEvictor {
   private timer: NodeJS.Timeout | undefined;
+  /** A round outlasting the timer's period (a long listing) is not joined by a second one. */
+  private running = false;
   private readonly id = randomUUID();
   private readonly orphanGraceMs: number;
 
@@ -58,7 +64,11 @@ export class ObjectEvictor {
 
   start(): void {
     this.timer = setInterval(() => {
-      this.runOnce().catch((err: unknown) => this.logger.warn({ err: (err as Error).message }, "object store eviction failed; trying again later"));
+      if (this.running) return;
+      this.running = true;
+      this.runOnce()
+        .catch((err: unknown) => this.logger.warn({ err: (err as Error).message }, "object store eviction failed; trying again later"))
+        .finally(() => (this.running = false));
     }, EVICT_EVERY_MS);
     this.timer.unref();
   }
@@ -71,9 +81,8 @@ export class ObjectEvictor {
   async runOnce(): Promise<number> {
     const turn = await this.index.acquireLease("reconcile", this.id, RECONCILE_EVERY_MS);
     if (turn.held) {
-      await this.reindexOrphans().catch(async (err: unknown) => {
-        // The next round, on whichever replica, tries again rather than an hour later.
-        await this.index.releaseLease("reconcile", turn.token).catch(() => undefined);
+      await this.reindexOrphans(turn.token).catch(async (err: unknown) => {
+        await this.index.renewLease("reconcile", turn.token, RECONCILE_RETRY_MS).catch(() => undefined);
         this.logger.warn({ err: (err as Error).message }, "listing the object store for objects without an index row failed; trying again later");
       });
     }
@@ -110,15 +119,22 @@ export class ObjectEvictor {
     return evicted;
   }
 
-  private async reindexOrphans(): Promise<void> {
+  /** Lists the store, a page at a time, renewing the hour's turn with each page so that a long listing is not started again beside itself. */
+  private async reindexOrphans(token: string): Promise<void> {
     const startedAt = Date.now();
     let listed = 0;
     let reindexed = 0;
     let page: StoredObject[] = [];
     const settle = async (): Promise<void> => {
       const orphans = new Set(await this.index.withoutRows(page.map((o) => o.digest)));
-      for (const object of page) if (orphans.has(object.digest)) reindexed += (await this.reindex(object)) ? 1 : 0;
+      const todo = page.filter((o) => orphans.has(o.digest));
       page = [];
+      for (let i = 0; i < todo.length; i += HEADS_AT_ONCE) {
+        const done = (await Promise.all(todo.slice(i, i + HEADS_AT_ONCE).map((o) => this.reindex(o)))).filter(Boolean).length;
+        reindexed += done;
+        if (done > 0) this.events.reindexed(done);
+      }
+      await this.index.renewLease("reconcile", token, RECONCILE_EVERY_MS);
     };
     for await (const object of this.objects.list()) {
       listed += 1;
@@ -127,7 +143,6 @@ export class ObjectEvictor {
       if (page.length === LISTING_PAGE) await settle();
     }
     await settle();
-    if (reindexed > 0) this.events.reindexed(reindexed);
     this.logger.info({ listed, reindexed, ms: Date.now() - startedAt }, "object store listed for objects without an index row");
   }
 
@@ -136,6 +151,9 @@ export class ObjectEvictor {
     const digest = parseDigest(object.digest);
     const head = digest && (await this.objects.head(digest));
     // Deleted since the listing, or given a row meanwhile (its uploader's row has the links: keep it).
+    // A row written between this check and the write below is replaced: that loses its links (one
+    // upstream re-check each) and its place in the LRU, never bytes; the 10-minute grace makes it a
+    // matter of an upload finishing long after it started, within these few milliseconds.
     if (!head || (await this.index.withoutRows([object.digest])).length === 0) return false;
     await this.index.putBlob({ digest: object.digest, size: head.size, mediaType: head.mediaType ?? OCTET_STREAM, links: [], storedAt: object.lastModified });
     return true;

@@ -31,7 +31,12 @@ export class ServerContextFactory {
   private keyPem: string | undefined;
   private refill: NodeJS.Timeout | undefined;
 
-  /** A context serving `chainPem` (leaf first) with `keyPem`, the key every leaf of this process shares. */
+  /**
+   * A context serving `chainPem` (leaf first) with `keyPem`, the key every leaf of this process
+   * shares. The chain's leaf must be that key's: a spare takes the certificate after the key (Node
+   * sets them the other way round), and OpenSSL then drops a key that does not match silently, so
+   * a mismatch fails the handshake instead of throwing here.
+   */
   contextFor(keyPem: string, chainPem: string): SecureContext {
     if (keyPem !== this.keyPem) {
       this.keyPem = keyPem;
@@ -56,7 +61,13 @@ export class ServerContextFactory {
     this.refill = setTimeout(() => {
       this.refill = undefined;
       if (this.keyPem === undefined) return;
-      this.spare.push(createSecureContext({ key: this.keyPem }));
+      try {
+        this.spare.push(createSecureContext({ key: this.keyPem }));
+      } catch {
+        // A key OpenSSL refuses: contextFor's own createSecureContext throws it to its caller.
+        this.spare = [];
+        return;
+      }
       this.refillSoon();
     }, REFILL_DELAY_MS);
     this.refill.unref();

@@ -8,18 +8,18 @@ import { freePort, waitFor } from "./ports.js";
 /** tempauth's user "test:tester" (see the proxy's [filter:tempauth]); s3api takes it as access key and secret. */
 export const SWIFT_CREDENTIALS = { accessKeyId: "test:tester", secretAccessKey: "testing" };
 export const SWIFT_REGION = "us-east-1";
+
+/** Debian's interpreter by path: another python3 earlier on PATH (pyenv, a venv) cannot import swift. */
+const PYTHON = "/usr/bin/python3";
 /** What TestSwift runs: the four Swift servers, their Python, and memcached (s3api's token cache). */
 export const SWIFT_TOOLS = [
-  "/usr/bin/python3",
+  PYTHON,
   "/usr/bin/swift-proxy-server",
   "/usr/bin/swift-account-server",
   "/usr/bin/swift-container-server",
   "/usr/bin/swift-object-server",
   "memcached",
 ] as const;
-
-/** Debian's interpreter by path: another python3 earlier on PATH (pyenv, a venv) cannot import swift. */
-const PYTHON = "/usr/bin/python3";
 
 type Server = "account" | "container" | "object" | "proxy";
 const SERVERS: Server[] = ["account", "container", "object", "proxy"];
@@ -258,7 +258,10 @@ export class TestSwift {
  * takes credentials only from that chain, as in production); returns what puts the old ones back.
  */
 export function swiftCredentialsInEnv(): () => void {
-  const saved = { AWS_ACCESS_KEY_ID: process.env.AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY: process.env.AWS_SECRET_ACCESS_KEY };
+  // A developer's session token or profile would otherwise ride along with the test's keys.
+  const names = ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"] as const;
+  const saved = Object.fromEntries(names.map((name) => [name, process.env[name]]));
+  for (const name of names) delete process.env[name];
   process.env.AWS_ACCESS_KEY_ID = SWIFT_CREDENTIALS.accessKeyId;
   process.env.AWS_SECRET_ACCESS_KEY = SWIFT_CREDENTIALS.secretAccessKey;
   return () => {

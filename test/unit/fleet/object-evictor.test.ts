@@ -16,12 +16,17 @@ function fleet(sizes: number[], opts: { leaseHolder?: string; orphans?: StoredOb
   for (const o of opts.orphans ?? []) stored.set(o.digest, o);
   const deletedObjects: string[] = [];
   const released: string[] = [];
+  const renewed: [string, number][] = [];
   const index = {
     async acquireLease(_name: string, holder: string): Promise<LeaseResult> {
       return opts.leaseHolder ? { held: false, holder: opts.leaseHolder } : { held: true, token: holder };
     },
     async releaseLease(name: string) {
       released.push(name);
+    },
+    async renewLease(name: string, _token: string, ttlMs: number) {
+      renewed.push([name, ttlMs]);
+      return true;
     },
     async storedBytes() {
       let total = 0;
@@ -58,7 +63,7 @@ function fleet(sizes: number[], opts: { leaseHolder?: string; orphans?: StoredOb
   const counted = { evicted: 0, reindexed: 0 };
   const evictor = (options: ObjectEvictorOptions) =>
     new ObjectEvictor(objects, index, options, { evicted: (n) => (counted.evicted += n), reindexed: (n) => (counted.reindexed += n) }, createLogger("silent"));
-  return { rows, deletedObjects, released, counted, evictor };
+  return { rows, deletedObjects, released, renewed, counted, evictor };
 }
 
 describe("ObjectEvictor", () => {
@@ -117,9 +122,18 @@ describe("ObjectEvictor", () => {
     expect(f.rows.get(digest(101))?.mediaType).toBe("application/octet-stream");
   });
 
-  it("a listing that fails gives the turn back (the next round lists again) and still evicts", async () => {
+  it("a listing that fails keeps the turn for 10 minutes (not an hour, nor a full relist every minute) and still evicts", async () => {
     const f = fleet([600, 600], { listingFails: true });
     expect(await f.evictor({ maxBytes: 1_000 }).runOnce()).toBe(1);
-    expect(f.released).toEqual(["reconcile", "evictor"]);
+    expect(f.renewed).toEqual([["reconcile", 10 * 60_000]]);
+    expect(f.released).toEqual(["evictor"]);
+  });
+
+  it("renews the hour's turn with each page of a long listing", async () => {
+    const orphans = Array.from({ length: 2_500 }, (_, i) => ({ digest: digest(1_000 + i), size: 1, lastModified: 0 }));
+    const f = fleet([], { orphans });
+    await f.evictor({ maxBytes: 1_000_000, orphanGraceMs: 0 }).runOnce();
+    expect(f.counted.reindexed).toBe(2_500);
+    expect(f.renewed).toEqual([["reconcile", 3_600_000], ["reconcile", 3_600_000], ["reconcile", 3_600_000]]);
   });
 });

@@ -2,7 +2,7 @@ import { X509Certificate } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { connect, createServer, type SecureContext } from "node:tls";
+import { connect, createSecureContext, createServer, type SecureContext } from "node:tls";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadOrCreateCa, type CertificateAuthority } from "../../../src/tls/ca.js";
 import { LeafMinter } from "../../../src/tls/leaf-minter.js";
@@ -57,6 +57,22 @@ describe("ServerContextFactory", () => {
       expect(new Set(contexts).size).toBe(hosts.length);
       // Every context still serves its own host: a later one did not overwrite an earlier one's certificate.
       for (const [i, host] of hosts.entries()) expect(await served(ca, contexts[i]!, host)).toEqual({ subjectAltName: `DNS:${host}`, reply: "hello" });
+    } finally {
+      factory.close();
+    }
+  });
+
+  it("finds the native setCert it relies on in this Node.js (else every context takes the slower public path)", () => {
+    expect(typeof (createSecureContext({}).context as { setCert?: unknown }).setCert).toBe("function");
+  });
+
+  it("survives a key OpenSSL refuses: the caller gets the error, the spares' timer does not crash the process", async () => {
+    const factory = new ServerContextFactory();
+    try {
+      expect(() => factory.contextFor("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n", "")).toThrow();
+      await idle(2);
+      const leaf = new LeafMinter(ca).leafFor("a.test");
+      expect(await served(ca, factory.contextFor(leaf.keyPem, leaf.chainPem), "a.test")).toEqual({ subjectAltName: "DNS:a.test", reply: "hello" });
     } finally {
       factory.close();
     }
