@@ -1,4 +1,5 @@
 import { lookup } from "node:dns/promises";
+import { isIP } from "node:net";
 import type { Logger } from "../log/logger.js";
 
 export interface MembershipOptions {
@@ -43,7 +44,7 @@ export class Membership {
     private readonly options: MembershipOptions,
     private readonly checkHealth: (address: string) => Promise<void>,
     private readonly logger: Logger,
-    private readonly resolve: (name: string) => Promise<string[]> = resolveAll,
+    private readonly resolve: (name: string, family: 0 | 4 | 6) => Promise<string[]> = resolveAll,
   ) {}
 
   get self(): string {
@@ -112,7 +113,7 @@ export class Membership {
    */
   private async resolveNamed(name: string): Promise<string[]> {
     try {
-      const found = (await this.resolve(name)).map((a) => peerAddress(a, this.options.peerPort));
+      const found = (await this.resolve(name, this.family())).map((a) => peerAddress(a, this.options.peerPort));
       if (this.dnsError !== undefined) this.logger.info({ name, peers: found }, "--peers-dns resolves again");
       this.dnsError = undefined;
       return found;
@@ -130,6 +131,15 @@ export class Membership {
     }
   }
 
+  /**
+   * The address family of --advertise: a dual-stack Service names every pod twice (A and AAAA),
+   * and only the family this replica advertises in lets it skip itself and count each peer once.
+   */
+  private family(): 0 | 4 | 6 {
+    const self = this.options.self;
+    return isIP(self.slice(0, self.lastIndexOf(":")).replace(/^\[|\]$/g, "")) as 0 | 4 | 6;
+  }
+
   private transition(peer: PeerState, live: boolean, error?: string): void {
     peer.live = live;
     peer.since = Date.now();
@@ -142,6 +152,6 @@ export class Membership {
  * Every address of a name, as the system resolver gives them (a headless Service's ready pods
  * through the cluster DNS in resolv.conf; /etc/hosts too, which static setups can use).
  */
-async function resolveAll(name: string): Promise<string[]> {
-  return (await lookup(name, { all: true })).map((a) => a.address);
+async function resolveAll(name: string, family: 0 | 4 | 6): Promise<string[]> {
+  return (await lookup(name, { all: true, family })).map((a) => a.address);
 }

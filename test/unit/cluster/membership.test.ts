@@ -102,6 +102,21 @@ describe("Membership", () => {
     m.stop();
   });
 
+  it("asks DNS for addresses of the family it advertises in: a dual-stack Service names each pod twice", async () => {
+    const asked: number[] = [];
+    const resolver = (self: string) =>
+      new Membership({ staticPeers: [], dnsName: "regcache-peers", peerPort: 3129, self, refreshMs: 60_000 }, async () => undefined, silent, async (_name, family) => {
+        asked.push(family);
+        return [];
+      });
+    for (const self of ["10.0.0.1:3129", "[fd00::1]:3129", "regcache-0.regcache-peers:3129"]) {
+      const m = resolver(self);
+      await m.start();
+      m.stop();
+    }
+    expect(asked).toEqual([4, 6, 0]);
+  });
+
   it("names peers host:port, IPv6 bracketed", () => {
     expect(peerAddress("10.0.0.2", 3129)).toBe("10.0.0.2:3129");
     expect(peerAddress("fd00::4", 3129)).toBe("[fd00::4]:3129");
