@@ -291,8 +291,9 @@ describe.skipIf(missing.length > 0)("a replica's first read of a blob it lacks s
     const asker = env.regcache("damaged-owner-asker", peerArgs(self, owner));
     try {
       await holder.start();
-      // Filled from upstream, so hashed on the way in: verified this run.
+      // Filled from upstream, so hashed on the way in: verified this run, once stored (a HIT says so).
       expect((await curlThrough(holder, blobUrl)).status).toBe(200);
+      await waitFor(async () => (await curlThrough(holder, blobUrl, ["-I"])).headers["x-cache"] === "HIT", 10_000, "the owner to store the blob");
       const file = blobFile(holder, layer);
       const size = statSync(file).size;
       flipByte(file, 1_000_000);
