@@ -36,6 +36,8 @@ declare -A need=(
   [/usr/bin/swift-object-server]=swift-object
   [/usr/bin/swift-ring-builder]=swift
   [memcached]=memcached
+  # --peers-dns end to end (test/e2e/peers-dns.test.ts): a real DNS server for the replicas' resolver.
+  [dnsmasq]=dnsmasq-base
 )
 if [ "${1:-}" = "--bench" ]; then
   need[/usr/lib/squid/security_file_certgen]=squid-openssl

@@ -217,15 +217,15 @@ export class BlobStore {
 
   /**
    * Bytes [start, end] of the cached file as a response source; the digest stays pinned until it
-   * closes. Large files not verified this run (or within --verify-interval) are hashed as they are
-   * served, and their last byte is released only if they still match.
+   * closes. Large files not verified this run (or within --verify-interval), or all of them with
+   * `always`, are hashed as they are served, and their last byte is released only if they still match.
    */
-  readCached(entry: BlobEntry, digest: Digest, start: number, end: number): RangeSource {
+  readCached(entry: BlobEntry, digest: Digest, start: number, end: number, always = false): RangeSource {
     this.index.touch(entry.digest);
     const fd = openSync(this.paths.blobFile(digest), "r");
     this.pin(entry.digest);
     const slot = this.openStreams.open();
-    const check = this.needsCheck(entry)
+    const check = this.needsCheck(entry, always)
       ? {
           algorithm: digest.algorithm,
           hex: digest.hex,
@@ -245,10 +245,10 @@ export class BlobStore {
     );
   }
 
-  /** Small files were just checked whole by present(); large ones when not verified this run or lately. */
-  private needsCheck(entry: BlobEntry): boolean {
+  /** Small files were just checked whole by present(); large ones when asked, or not verified this run or lately. */
+  private needsCheck(entry: BlobEntry, always: boolean): boolean {
     if (entry.size <= ALWAYS_CHECKED_BYTES) return false;
-    return !this.verifiedThisRun.has(entry.digest) || Date.now() - (entry.verifiedAt ?? 0) >= this.options.verifyIntervalMs;
+    return always || !this.verifiedThisRun.has(entry.digest) || Date.now() - (entry.verifiedAt ?? 0) >= this.options.verifyIntervalMs;
   }
 
   private markVerified(entry: BlobEntry): void {

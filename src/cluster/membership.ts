@@ -1,4 +1,5 @@
 import { lookup } from "node:dns/promises";
+import { isIP } from "node:net";
 import type { Logger } from "../log/logger.js";
 
 export interface MembershipOptions {
@@ -34,12 +35,16 @@ export function peerAddress(host: string, port: number): string {
 export class Membership {
   private readonly peers = new Map<string, PeerState>();
   private timer: NodeJS.Timeout | undefined;
+  /** The peers --peers-dns last named ("host:port"), kept while the name cannot be resolved. */
+  private named: string[] = [];
+  /** Why the name last failed to resolve; undefined while it resolves. */
+  private dnsError: string | undefined;
 
   constructor(
     private readonly options: MembershipOptions,
     private readonly checkHealth: (address: string) => Promise<void>,
     private readonly logger: Logger,
-    private readonly resolve: (name: string) => Promise<string[]> = resolveAll,
+    private readonly resolve: (name: string, family: 0 | 4 | 6) => Promise<string[]> = resolveAll,
   ) {}
 
   get self(): string {
@@ -75,16 +80,14 @@ export class Membership {
   }
 
   private async refresh(): Promise<void> {
-    const addresses = new Set(this.options.staticPeers);
-    if (this.options.dnsName) {
-      const found = await this.resolve(this.options.dnsName).catch((err: unknown) => {
-        this.logger.warn({ name: this.options.dnsName, err: (err as Error).message }, "cannot resolve --peers-dns; keeping the peers known so far");
-        return [...this.peers.keys()].filter((a) => !this.options.staticPeers.includes(a)).map((a) => a.slice(0, a.lastIndexOf(":")).replace(/^\[|\]$/g, ""));
-      });
-      for (const address of found) addresses.add(peerAddress(address, this.options.peerPort));
-    }
+    if (this.options.dnsName) this.named = await this.resolveNamed(this.options.dnsName);
+    const addresses = new Set([...this.options.staticPeers, ...this.named]);
     addresses.delete(this.options.self);
-    for (const address of this.peers.keys()) if (!addresses.has(address)) this.peers.delete(address);
+    for (const address of this.peers.keys()) {
+      if (addresses.has(address)) continue;
+      this.peers.delete(address);
+      this.logger.info({ peer: address }, "peer is no longer a member");
+    }
     await Promise.all(
       [...addresses].map(async (address) => {
         let peer = this.peers.get(address);
@@ -102,6 +105,41 @@ export class Membership {
     );
   }
 
+  /**
+   * The name's answer as peer addresses; when it cannot be resolved (no such name, or the DNS
+   * server does not answer), the last answer. Kubernetes DNS has blips, and a headless Service with
+   * no ready pod at all has no name: forgetting every peer then would send each replica upstream on
+   * its own, while the health checks already skip the peers that are really gone.
+   */
+  private async resolveNamed(name: string): Promise<string[]> {
+    try {
+      const found = (await this.resolve(name, this.family())).map((a) => peerAddress(a, this.options.peerPort));
+      if (this.dnsError !== undefined) this.logger.info({ name, peers: found }, "--peers-dns resolves again");
+      this.dnsError = undefined;
+      return found;
+    } catch (err) {
+      const reason = (err as { code?: string }).code ?? (err as Error).message;
+      // Once per failure, not at every refresh: a name that stays unresolvable would flood the log.
+      if (this.dnsError !== reason) {
+        this.logger.warn(
+          { name, err: (err as Error).message, kept: this.named },
+          this.named.length > 0 ? "cannot resolve --peers-dns; keeping the peers it last named" : "cannot resolve --peers-dns; serving as a single replica until it resolves",
+        );
+      }
+      this.dnsError = reason;
+      return this.named;
+    }
+  }
+
+  /**
+   * The address family of --advertise: a dual-stack Service names every pod twice (A and AAAA),
+   * and only the family this replica advertises in lets it skip itself and count each peer once.
+   */
+  private family(): 0 | 4 | 6 {
+    const self = this.options.self;
+    return isIP(self.slice(0, self.lastIndexOf(":")).replace(/^\[|\]$/g, "")) as 0 | 4 | 6;
+  }
+
   private transition(peer: PeerState, live: boolean, error?: string): void {
     peer.live = live;
     peer.since = Date.now();
@@ -114,6 +152,6 @@ export class Membership {
  * Every address of a name, as the system resolver gives them (a headless Service's ready pods
  * through the cluster DNS in resolv.conf; /etc/hosts too, which static setups can use).
  */
-async function resolveAll(name: string): Promise<string[]> {
-  return (await lookup(name, { all: true })).map((a) => a.address);
+async function resolveAll(name: string, family: 0 | 4 | 6): Promise<string[]> {
+  return (await lookup(name, { all: true, family })).map((a) => a.address);
 }

@@ -166,10 +166,15 @@ export class ContentHandler {
     return (await this.store.present(entry, target.digest)) ? entry : undefined;
   }
 
+  /**
+   * A peer's bytes are hashed as they are served, even for a file verified this run: the peer cuts a
+   * response that does not match, but only this replica can drop its damaged file, and until it does
+   * every replica that asks gets the same wrong bytes (the owner of a digest is asked by all of them).
+   */
   serveCached(rr: RegistryRequest, target: ContentTarget, entry: BlobEntry, cache: CacheStatus = "HIT", extraHeaders: Record<string, string> = {}): void {
     rr.log.cache = cache;
     const rep = { digest: target.digest, mediaType: entry.mediaType, size: entry.size };
-    this.respond(rr, rep, cache, extraHeaders, (start, end) => this.store.readCached(entry, target.digest, start, end));
+    this.respond(rr, rep, cache, extraHeaders, (start, end) => this.store.readCached(entry, target.digest, start, end, rr.fromPeer === true));
   }
 
   /**

@@ -1,6 +1,6 @@
 import { execFile } from "node:child_process";
 import { createHash } from "node:crypto";
-import { existsSync, mkdtempSync, readdirSync, readFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { connect as netConnect } from "node:net";
 import { connect } from "node:tls";
@@ -8,7 +8,7 @@ import path from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { corruptBlobsInLayout, curlThrough, runPrefetch, skopeoPull, TestContainerd, type SkopeoResult } from "./harness/clients.js";
-import { blobFile } from "./harness/cache-files.js";
+import { blobFile, flipByte } from "./harness/cache-files.js";
 import { REGISTRY_HOST, TestEnvironment, type PushedImage } from "./harness/environment.js";
 import { FakePeer, type PeerFault } from "./harness/fake-peer.js";
 import { TestHaproxy } from "./harness/haproxy.js";
@@ -283,6 +283,43 @@ describe.skipIf(missing.length > 0)("a replica's first read of a blob it lacks s
     expect(env.registry.blobGets(layer)).toHaveLength(1);
     await asker.stop();
     await holder.stop();
+  });
+
+  it("from an owner whose file was damaged after it was verified: the first read is cut, the owner drops its file, and the retry is byte-exact", async () => {
+    const { self, owner } = await portsWithPeerOwning();
+    const holder = env.regcache("damaged-owner", peerArgs(owner, self));
+    const asker = env.regcache("damaged-owner-asker", peerArgs(self, owner));
+    try {
+      await holder.start();
+      // Filled from upstream, so hashed on the way in: verified this run, once stored (a HIT says so).
+      expect((await curlThrough(holder, blobUrl)).status).toBe(200);
+      await waitFor(async () => (await curlThrough(holder, blobUrl, ["-I"])).headers["x-cache"] === "HIT", 10_000, "the owner to store the blob");
+      const file = blobFile(holder, layer);
+      const size = statSync(file).size;
+      flipByte(file, 1_000_000);
+      await asker.start();
+      await waitFor(() => asker.logs.some((l) => l.msg === "peer is live"), 15_000, "the replica to see its peer");
+      env.registry.clearLog();
+      const first = await curlThrough(asker, blobUrl);
+      expect(first.exitCode, "curl must see the body cut short").not.toBe(0);
+      expect(first.body.length).toBeLessThan(size);
+      await holder.waitForLog((l) => l.msg === "cached file does not match its digest; quarantined, will be refetched" && l.digest === layer);
+      const retry = await curlThrough(asker, blobUrl);
+      expect(retry.exitCode).toBe(0);
+      expect(retry.status).toBe(200);
+      expect(sha256(retry.body)).toBe(layer);
+      // The fleet heals: the next read is a right one kept by both. (The retry can have been streamed
+      // through uncached: when the cut stream ends, the asker tries to copy the owner's file for itself,
+      // and a read that joins that attempt goes upstream on its own once the owner says it has none.)
+      const third = await curlThrough(asker, blobUrl);
+      expect(sha256(third.body)).toBe(layer);
+      await waitFor(() => existsSync(file) && existsSync(blobFile(asker, layer)), 10_000, "the owner and the asker to keep the blob");
+      expect(sha256(readFileSync(file))).toBe(layer);
+      expect(sha256(readFileSync(blobFile(asker, layer)))).toBe(layer);
+    } finally {
+      await asker.stop();
+      await holder.stop();
+    }
   });
 
   for (const fault of ["wrong-byte", "early-close"] satisfies PeerFault[]) {

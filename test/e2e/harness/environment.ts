@@ -48,10 +48,10 @@ export class TestEnvironment {
   }
 
   /** A regcache process for this world; `name` separates data dirs, certs are shared like replicas share a Secret. */
-  regcache(name = "proxy", extraArgs: string[] = [], options: { upstreamCa?: boolean; env?: Record<string, string>; dataDir?: string; node?: string } = {}): RegcacheProcess {
+  regcache(name = "proxy", extraArgs: string[] = [], options: { upstreamCa?: boolean; env?: Record<string, string>; dataDir?: string; node?: string; wrapper?: string[] } = {}): RegcacheProcess {
     const registryRoute = this.registry.port > 0 ? ["--resolve", `${REGISTRY_HOST}:443=127.0.0.1:${this.registry.port}`] : [];
     const args = [...registryRoute, ...(options.upstreamCa === false ? [] : ["--upstream-ca", this.pki.caCert]), ...extraArgs];
-    const proxy = new RegcacheProcess(options.dataDir ?? path.join(this.dir, `data-${name}`), path.join(this.dir, "certs"), args, options.env, options.node);
+    const proxy = new RegcacheProcess(options.dataDir ?? path.join(this.dir, `data-${name}`), path.join(this.dir, "certs"), args, options.env, options.node, options.wrapper);
     this.proxies.push(proxy);
     return proxy;
   }

@@ -36,6 +36,8 @@ export class RegcacheProcess {
     readonly env: Record<string, string> = {},
     /** The Node.js binary that runs regcache: this one's unless a benchmark compares runtimes. */
     readonly node = process.execPath,
+    /** A command that runs Node.js for regcache, its arguments then Node's (e.g. dns-server.ts's withResolvConf). */
+    readonly wrapper: string[] = [],
   ) {}
 
   get proxyUrl(): string {
@@ -51,7 +53,8 @@ export class RegcacheProcess {
     // REGCACHE_NODE_ARGS lets benchmarks profile the proxy (e.g. "--cpu-prof --cpu-prof-dir=...").
     const nodeArgs = (process.env.REGCACHE_NODE_ARGS ?? "").split(" ").filter(Boolean);
     const args = [...nodeArgs, CLI, "serve", "--listen", `127.0.0.1:${port}`, "--data-dir", this.dataDir, "--certs-dir", this.certsDir, "--log-level", "debug", "--drain-delay", "0s", ...this.extraArgs];
-    const child = spawn(this.node, args, { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, ...this.env } });
+    const [command, ...commandArgs] = [...this.wrapper, this.node, ...args];
+    const child = spawn(command!, commandArgs, { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, ...this.env } });
     this.child = child;
     let exitError = "";
     child.stderr!.on("data", (c: Buffer) => {

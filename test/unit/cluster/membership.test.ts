@@ -1,10 +1,28 @@
+import { Writable } from "node:stream";
 import { describe, expect, it } from "vitest";
 import { Membership, peerAddress } from "../../../src/cluster/membership.js";
-import { createLogger } from "../../../src/log/logger.js";
+import { createLogger, type Logger } from "../../../src/log/logger.js";
 
-const logger = createLogger("silent");
+const silent = createLogger("silent");
 
-function membership(answers: () => string[] | Error, healthy: (address: string) => boolean) {
+/** A logger whose lines land in `lines`, parsed. */
+function capturing(lines: { msg: string; [key: string]: unknown }[]): Logger {
+  return createLogger(
+    "info",
+    new Writable({
+      write(chunk: Buffer, _encoding, done) {
+        lines.push(JSON.parse(chunk.toString()) as { msg: string });
+        done();
+      },
+    }),
+  );
+}
+
+function nxdomain(): Error {
+  return Object.assign(new Error("getaddrinfo ENOTFOUND regcache-peers.regcache.svc.cluster.local"), { code: "ENOTFOUND" });
+}
+
+function membership(answers: () => string[] | Error, healthy: (address: string) => boolean, logger = silent) {
   return new Membership(
     { staticPeers: ["10.0.0.9:3129"], dnsName: "regcache-peers.regcache.svc.cluster.local", peerPort: 3129, self: "10.0.0.1:3129", refreshMs: 60_000 },
     async (address) => {
@@ -49,6 +67,54 @@ describe("Membership", () => {
     await (m as unknown as { refresh(): Promise<void> }).refresh();
     expect(m.live().sort()).toEqual(["10.0.0.2:3129", "10.0.0.9:3129"]);
     m.stop();
+  });
+
+  it("with a name that does not resolve from the start, serves alone with its static peers, says so once, and says when it resolves", async () => {
+    const lines: { msg: string; [key: string]: unknown }[] = [];
+    let answer: () => string[] | Error = nxdomain;
+    const m = membership(() => answer(), () => true, capturing(lines));
+    const refresh = (m as unknown as { refresh(): Promise<void> }).refresh.bind(m);
+    await m.start();
+    await refresh();
+    await refresh();
+    expect(m.live()).toEqual(["10.0.0.9:3129"]);
+    expect(lines.filter((l) => l.msg.startsWith("cannot resolve --peers-dns"))).toEqual([expect.objectContaining({ msg: "cannot resolve --peers-dns; serving as a single replica until it resolves", kept: [] })]);
+    answer = () => ["10.0.0.2"];
+    await refresh();
+    expect(m.live().sort()).toEqual(["10.0.0.2:3129", "10.0.0.9:3129"]);
+    expect(lines.filter((l) => l.msg === "--peers-dns resolves again")).toHaveLength(1);
+    answer = () => Object.assign(new Error("getaddrinfo EAI_AGAIN"), { code: "EAI_AGAIN" });
+    await refresh();
+    expect(m.live().sort()).toEqual(["10.0.0.2:3129", "10.0.0.9:3129"]);
+    expect(lines.at(-1)).toMatchObject({ msg: "cannot resolve --peers-dns; keeping the peers it last named", kept: ["10.0.0.2:3129"] });
+    m.stop();
+  });
+
+  it("keeps the peers it knew when the name vanishes, and drops the ones whose health check then fails", async () => {
+    let answer: () => string[] | Error = () => ["10.0.0.2", "10.0.0.3"];
+    let down = "";
+    const m = membership(() => answer(), (a) => a !== down);
+    await m.start();
+    answer = nxdomain;
+    down = "10.0.0.3:3129";
+    await (m as unknown as { refresh(): Promise<void> }).refresh();
+    expect(m.live().sort()).toEqual(["10.0.0.2:3129", "10.0.0.9:3129"]);
+    m.stop();
+  });
+
+  it("asks DNS for addresses of the family it advertises in: a dual-stack Service names each pod twice", async () => {
+    const asked: number[] = [];
+    const resolver = (self: string) =>
+      new Membership({ staticPeers: [], dnsName: "regcache-peers", peerPort: 3129, self, refreshMs: 60_000 }, async () => undefined, silent, async (_name, family) => {
+        asked.push(family);
+        return [];
+      });
+    for (const self of ["10.0.0.1:3129", "[fd00::1]:3129", "regcache-0.regcache-peers:3129"]) {
+      const m = resolver(self);
+      await m.start();
+      m.stop();
+    }
+    expect(asked).toEqual([4, 6, 0]);
   });
 
   it("names peers host:port, IPv6 bracketed", () => {
