@@ -57,7 +57,7 @@ export function serveOptions(): Option[] {
     new Option("--unpermitted-hosts <action>", "hosts outside the CA's name constraints: tunnel (TLS untouched) or deny").env("REGCACHE_UNPERMITTED_HOSTS").choices(["tunnel", "deny"]).default(DEFAULTS.unpermittedHosts),
     new Option("--max-connections <n>", "client connections accepted at once").env("REGCACHE_MAX_CONNECTIONS").default(String(DEFAULTS.maxConnections)),
     listOption("--peer <host:port>", "another replica's peer address: replicas form one cache; repeatable", "REGCACHE_PEER"),
-    new Option("--peers-dns <name>", "a headless Service name whose addresses are the replicas (peer port from --peer-listen)").env("REGCACHE_PEERS_DNS"),
+    new Option("--peers-dns <name>", "a headless Service name whose addresses are the replicas (peer port from --advertise)").env("REGCACHE_PEERS_DNS"),
     new Option("--advertise <host:port>", "this replica's peer address as the others reach it (the pod IP); required with --peer or --peers-dns").env("REGCACHE_ADVERTISE"),
     new Option("--peer-listen <host:port>", "address of the peer channel (mutual TLS), used with --peer, --peers-dns or --index").env("REGCACHE_PEER_LISTEN").default(DEFAULTS.peerListen),
     new Option("--blob-store <url>", "s3://BUCKET/PREFIX: an object store the fleet shares, behind each replica's disk (credentials from the AWS SDK's default chain)").env("REGCACHE_BLOB_STORE"),
