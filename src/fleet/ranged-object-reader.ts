@@ -7,8 +7,11 @@ export interface ByteRange {
   end: number;
 }
 
-/** One ranged GET of the object: its body and the whole object's size, or undefined when the object is absent. */
-export type RangeGet = (range: ByteRange) => Promise<{ body: Readable; size: number } | undefined>;
+/**
+ * One ranged GET of the object: its body and the whole object's size, or undefined when the
+ * object is absent. `signal` aborts a request still waiting for its answer.
+ */
+export type RangeGet = (range: ByteRange, signal?: AbortSignal) => Promise<{ body: Readable; size: number } | undefined>;
 
 export interface PartPlan {
   partSize: number;
@@ -55,7 +58,7 @@ interface Part {
  * and the next part is asked for only once the first is handed on whole, so memory stays within
  * partsInFlight parts whatever the reader's consumer does. Any part failing (the store's error,
  * the object gone, a size other than asked) destroys the stream with that error; destroying the
- * stream destroys every part's body.
+ * stream aborts the requests still waiting and destroys every part's body.
  */
 class RangedObjectReader extends Readable {
   /** Parts requested and not yet handed on whole, in the object's order. */
@@ -64,6 +67,8 @@ class RangedObjectReader extends Readable {
   private nextPart = 0;
   /** Whether the consumer asked for more since push() last said to stop. */
   private wanted = false;
+  /** Ends the requests still waiting for their answer when the stream is destroyed. */
+  private readonly requests = new AbortController();
 
   constructor(
     private readonly get: RangeGet,
@@ -84,6 +89,8 @@ class RangedObjectReader extends Readable {
   }
 
   override _destroy(err: Error | null, callback: (err?: Error | null) => void): void {
+    // Read to the end, every request is done: nothing to abort.
+    if (!this.readableEnded) this.requests.abort(err ?? new Error("the read was given up"));
     for (const part of this.parts) part.body?.destroy();
     this.parts.length = 0;
     callback(err);
@@ -92,7 +99,7 @@ class RangedObjectReader extends Readable {
   private requestParts(): void {
     while (this.parts.length < this.plan.partsInFlight && this.nextPart < this.partCount && !this.destroyed) {
       const part = this.newPart();
-      this.get(part.range).then(
+      this.get(part.range, this.requests.signal).then(
         (answer) => {
           if (this.destroyed) {
             answer?.body.destroy();

@@ -166,7 +166,7 @@ export class SharedTier {
 
   private read(objects: ObjectStore, digest: Digest, size: number): Promise<{ body: Readable; size: number } | undefined> {
     if (size < READ_IN_PARTS_FROM) return this.observe(objects.get(digest));
-    return readInParts((range) => this.observe(objects.get(digest, range)), size, PART_PLAN, digest.value);
+    return readInParts((range, signal) => this.observe(objects.get(digest, range, signal)), size, PART_PLAN, digest.value);
   }
 
   /** An object that did not match its digest: deleted with its row, so that the next request fetches it afresh. */

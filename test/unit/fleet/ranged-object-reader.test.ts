@@ -38,8 +38,11 @@ class FakeStore {
 
   constructor(readonly bytes: Buffer) {}
 
-  readonly get = async (range: ByteRange) => {
+  readonly signals: (AbortSignal | undefined)[] = [];
+
+  readonly get = async (range: ByteRange, signal?: AbortSignal) => {
     this.requests.push(range);
+    this.signals.push(signal);
     const answered = await this.answer(range);
     if (answered) this.bodies.push(answered.body);
     return answered;
@@ -92,9 +95,10 @@ describe("readInParts", () => {
     const opened = await open(store);
     for (let i = 0; i < 5; i++) await settle();
     expect(store.requests).toHaveLength(PLAN.partsInFlight);
-    // Reading resumes the requests, still in order, to the end.
+    // Reading resumes the requests, still in order, to the end; a read to the end aborts nothing.
     expect((await readAll(opened.body)).equals(store.bytes)).toBe(true);
     expect(store.requests).toHaveLength(20);
+    expect(store.signals.some((signal) => signal?.aborted)).toBe(false);
   });
 
   it("answers undefined for an absent object, after one request", async () => {
@@ -159,7 +163,7 @@ describe("readInParts", () => {
     }
   });
 
-  it("destroyed by its reader, it destroys every part's body, and a part answered afterwards", async () => {
+  it("destroyed by its reader, it aborts the requests still waiting, destroys every part's body, and a part answered afterwards", async () => {
     const store = new FakeStore(randomBytes(5000));
     let answerLate: (() => void) | undefined;
     const late = silentBody();
@@ -173,8 +177,10 @@ describe("readInParts", () => {
     const opened = await open(store);
     await settle();
     expect(store.requests).toHaveLength(3);
+    expect(store.signals[2]?.aborted).toBe(false);
     opened.body.destroy();
     await once(opened.body, "close");
+    expect(store.signals[2]?.aborted).toBe(true);
     expect(store.bodies.every((b) => b.destroyed)).toBe(true);
     answerLate!();
     await settle();
