@@ -21,8 +21,11 @@ export interface StoredObject {
 export interface ObjectStore {
   /** The object's size and Content-Type (a manifest's media type), or undefined when the store has no such object. */
   head(digest: Digest): Promise<{ size: number; mediaType: string | undefined } | undefined>;
-  /** The object's bytes (all of them, or [start, end] inclusive), or undefined when absent. */
-  get(digest: Digest, range?: { start: number; end: number }): Promise<{ body: Readable; size: number } | undefined>;
+  /**
+   * The object's bytes (all of them, or [start, end] inclusive), or undefined when absent.
+   * `signal`: the caller gave up; the request ends at once and rejects with the signal's reason.
+   */
+  get(digest: Digest, range?: { start: number; end: number }, signal?: AbortSignal): Promise<{ body: Readable; size: number } | undefined>;
   /** Uploads a local file that already matched its digest (multipart when large), with its media type as Content-Type. */
   put(digest: Digest, file: string, size: number, mediaType: string): Promise<void>;
   delete(digest: Digest): Promise<void>;

@@ -95,14 +95,17 @@ export class S3ObjectStore implements ObjectStore {
     }
   }
 
-  async get(digest: Digest, range?: { start: number; end: number }): Promise<{ body: Readable; size: number } | undefined> {
+  async get(digest: Digest, range?: { start: number; end: number }, signal?: AbortSignal): Promise<{ body: Readable; size: number } | undefined> {
     const action = range ? `GET of ${digest.value} bytes ${range.start}-${range.end}` : `GET of ${digest.value}`;
     let answer;
     try {
-      answer = await this.answered((options) =>
-        this.client.send(new GetObjectCommand({ Bucket: this.options.bucket, Key: this.key(digest), Range: range && `bytes=${range.start}-${range.end}` }), options),
+      answer = await this.answered(
+        (options) => this.client.send(new GetObjectCommand({ Bucket: this.options.bucket, Key: this.key(digest), Range: range && `bytes=${range.start}-${range.end}` }), options),
+        signal,
       );
     } catch (err) {
+      // The caller's own choice, not the store's failure: it must not count against the store's health.
+      if (signal?.aborted) throw signal.reason;
       if (err instanceof S3ServiceException && err.name === "NoSuchKey") return undefined;
       throw this.failure(action, err);
     }
@@ -118,11 +121,11 @@ export class S3ObjectStore implements ObjectStore {
   }
 
   /** A request whose answer must begin within answerMs; the body, once it flows, is bounded by requestMs alone. */
-  private async answered<T>(send: (options: { abortSignal: AbortSignal }) => Promise<T>): Promise<T> {
+  private async answered<T>(send: (options: { abortSignal: AbortSignal }) => Promise<T>, callerSignal?: AbortSignal): Promise<T> {
     const abort = new AbortController();
     const timer = setTimeout(() => abort.abort(new Error(`no answer within ${this.options.timeouts.answerMs} ms`)), this.options.timeouts.answerMs);
     try {
-      return await send({ abortSignal: abort.signal });
+      return await send({ abortSignal: callerSignal ? AbortSignal.any([abort.signal, callerSignal]) : abort.signal });
     } catch (err) {
       // The SDK says only "Request aborted": the reason is the deadline.
       throw abort.signal.aborted ? abort.signal.reason : err;

@@ -136,7 +136,7 @@ export class ContentSources {
 
   /** The object store's copy of content it holds (find() said so), for a fill of the local tier. */
   async openShared(rr: RegistryRequest, target: ContentTarget, copy: SharedCopy): Promise<SourcedResult> {
-    const { body, size } = await this.shared!.open(target.digest);
+    const { body, size } = await this.shared!.open(target.digest, copy.size);
     if (size !== copy.size) {
       body.destroy();
       throw new UpstreamError("protocol", rr.host, `the object store holds ${size} bytes for ${target.digest.value}, its row says ${copy.size}`);

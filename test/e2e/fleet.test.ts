@@ -9,7 +9,7 @@ import { corruptBlobsInLayout, curlThrough, skopeoPull, TestContainerd, type Sko
 import { REGISTRY_HOST, TestEnvironment, type PushedImage } from "./harness/environment.js";
 import { S3ObjectStore } from "../../src/fleet/s3-object-store.js";
 import { createLogger } from "../../src/log/logger.js";
-import { parseDigest } from "../../src/oci/digest.js";
+import { parseDigest, type Digest } from "../../src/oci/digest.js";
 import { fleetArgs } from "./harness/fleet-args.js";
 import { TestHaproxy } from "./harness/haproxy.js";
 import { freePort, waitFor } from "./harness/ports.js";
@@ -64,6 +64,7 @@ describe.skipIf(missing.length > 0)("replicas sharing an object store and an ind
   let multi: PushedImage;
   let big: PushedImage;
   let big2: PushedImage;
+  let large: PushedImage;
 
   const front = () => ({ proxyUrl: haproxy.proxyUrl, caFile: path.join(env.path("certs"), "ca.crt") });
   const uploadedEverywhere = async (): Promise<number> => (await Promise.all(replicas.map(sharedStats))).reduce((n, s) => n + s.uploads.uploaded, 0);
@@ -76,6 +77,19 @@ describe.skipIf(missing.length > 0)("replicas sharing an object store and an ind
     rmSync(r.dataDir, { recursive: true, force: true });
     await r.start(port);
   };
+  /** The fleet's object store as the replicas see it, for a test to damage what it holds. */
+  const storeClient = (): S3ObjectStore => {
+    Object.assign(process.env, swift.credentialsEnv);
+    return new S3ObjectStore({ bucket: swift.bucket, prefix: "fleet", endpoint: swift.endpoint, forcePathStyle: true, region: "us-east-1", timeouts: { connectMs: 3_000, requestMs: 30_000, answerMs: 5_000 } }, createLogger("silent"));
+  };
+  /** Replaces the stored object with `right` but for one flipped byte, at `at`. */
+  const putFlipped = async (store: S3ObjectStore, digest: Digest, right: Buffer, at: number): Promise<void> => {
+    const flipped = Buffer.from(right);
+    flipped[at]! ^= 0xff;
+    const file = env.path(`flipped-${digest.hex}`);
+    writeFileSync(file, flipped);
+    await store.put(digest, file, flipped.length, "application/octet-stream");
+  };
 
   beforeAll(async () => {
     env = new TestEnvironment("fleet");
@@ -84,6 +98,8 @@ describe.skipIf(missing.length > 0)("replicas sharing an object store and an ind
     multi = await env.pushImage("team/multi", "v1", [700_000, 300_000], 2);
     big = await env.pushImage("team/big", "v1", [30_000_000, 20_000_000]);
     big2 = await env.pushImage("team/big2", "v1", [30_000_000, 20_000_000]);
+    // Large enough to be read from the store in ranged parts (shared-tier.ts: READ_IN_PARTS_FROM, PART_PLAN).
+    large = await env.pushImage("team/large", "v1", [40_000_000]);
     swift = new TestSwift(env.path("swift"));
     redis = new TestRedis();
     await Promise.all([swift.start(), redis.start()]);
@@ -139,14 +155,9 @@ describe.skipIf(missing.length > 0)("replicas sharing an object store and an ind
     const digest = parseDigest(layer)!;
     const right = (await curlThrough(replicas[0]!, `https://${REGISTRY_HOST}/v2/${cold.repo}/blobs/${layer}`)).body;
     expect(sha256(right)).toBe(layer);
-    const flipped = Buffer.from(right);
-    flipped[flipped.length >> 1]! ^= 0xff;
-    const file = env.path("flipped-layer");
-    writeFileSync(file, flipped);
-    Object.assign(process.env, swift.credentialsEnv);
-    const store = new S3ObjectStore({ bucket: swift.bucket, prefix: "fleet", endpoint: swift.endpoint, forcePathStyle: true, region: "us-east-1", timeouts: { connectMs: 3_000, requestMs: 30_000, answerMs: 5_000 } }, createLogger("silent"));
+    const store = storeClient();
     try {
-      await store.put(digest, file, flipped.length, "application/octet-stream");
+      await putFlipped(store, digest, right, right.length >> 1);
       await restartEmpty(1);
       env.registry.clearLog();
       const cut = await curlThrough(replicas[1]!, `https://${REGISTRY_HOST}/v2/${cold.repo}/blobs/${layer}`);
@@ -160,6 +171,42 @@ describe.skipIf(missing.length > 0)("replicas sharing an object store and an ind
       expect(env.registry.blobGets(layer).filter((e) => e.status === 200)).toHaveLength(1);
       // Refetched from upstream, and stored again for the fleet.
       await waitFor(async () => (await store.head(digest))?.size === right.length, 30_000, "the object to be uploaded again");
+    } finally {
+      store.close();
+    }
+  });
+
+  it("a blob large enough to be read in ranged parts comes from the store whole through an empty replica; damaged in a later part, it is cut, deleted, and read right next", async () => {
+    const layer = large.layerDigests[0]!;
+    const digest = parseDigest(layer)!;
+    const url = `https://${REGISTRY_HOST}/v2/${large.repo}/blobs/${layer}`;
+    const right = (await curlThrough(replicas[0]!, url)).body;
+    expect(sha256(right)).toBe(layer);
+    const store = storeClient();
+    try {
+      await waitFor(async () => (await store.head(digest))?.size === right.length, 30_000, "the blob's upload");
+      await restartEmpty(1);
+      env.registry.clearLog();
+      const shared = await curlThrough(replicas[1]!, url);
+      expect(shared.status).toBe(200);
+      expect(shared.headers["x-cache"]).toBe("SHARED");
+      expect(shared.body.length).toBe(right.length);
+      expect(sha256(shared.body)).toBe(layer);
+      expect(env.registry.blobGets(layer).filter((e) => e.status === 200)).toEqual([]);
+
+      // In the third 8 MiB part: neither the first part nor the last.
+      await putFlipped(store, digest, right, 20 * 1024 * 1024 + 12_345);
+      await restartEmpty(1);
+      const cut = await curlThrough(replicas[1]!, url);
+      expect(cut.exitCode, "curl must see the body cut short").not.toBe(0);
+      expect(cut.body.length).toBeLessThan(right.length);
+      await waitFor(async () => (await store.head(digest)) === undefined, 10_000, "the damaged object to be deleted");
+      expect(await metric(replicas[1]!, "regcache_shared_damaged_objects_total")).toBe(1);
+      const again = await curlThrough(replicas[1]!, url);
+      expect(again.status).toBe(200);
+      expect(sha256(again.body)).toBe(layer);
+      expect(env.registry.blobGets(layer).filter((e) => e.status === 200)).toHaveLength(1);
+      await waitFor(async () => (await store.head(digest))?.size === right.length, 30_000, "the blob to be uploaded again");
     } finally {
       store.close();
     }

@@ -217,6 +217,24 @@ describe.skipIf(missing.length > 0)("S3ObjectStore against a real S3-compatible 
     }
   });
 
+  it("a GET its caller aborts while the store has not answered rejects with the caller's reason, not as the store's failure", async () => {
+    const s3 = store();
+    const caller = new AbortController();
+    const givenUp = new Error("the reader was destroyed");
+    try {
+      swift.pause();
+      const pending = s3.get(large.digest, { start: 0, end: 1023 }, caller.signal);
+      setImmediate(() => caller.abort(givenUp));
+      await expect(pending).rejects.toBe(givenUp);
+      swift.resume();
+      const part = await s3.get(large.digest, { start: 0, end: 1023 }, new AbortController().signal);
+      expect((await readAll(part!.body)).equals(large.bytes.subarray(0, 1024))).toBe(true);
+    } finally {
+      swift.resume();
+      s3.close();
+    }
+  });
+
   it("a file that cannot be read is the local disk's failure, at once", async () => {
     const s3 = store();
     try {

@@ -9,6 +9,7 @@ import type { ObjectStore } from "../../../src/fleet/object-store.js";
 import { SharedTier } from "../../../src/fleet/shared-tier.js";
 import { createLogger } from "../../../src/log/logger.js";
 import { parseDigest } from "../../../src/oci/digest.js";
+import { OCTET_STREAM } from "../../../src/oci/media-types.js";
 
 const digest = parseDigest(`sha256:${"ab".repeat(32)}`)!;
 const down = () => new RegcacheError("SHARED_STORE", "down");
@@ -60,10 +61,13 @@ class FakeObjects {
     if (this.failing) throw down();
     return this.objects.get(d.value);
   }
-  async get(d: { value: string }) {
+  /** The ranges asked for, undefined for a whole object. */
+  gets: ({ start: number; end: number } | undefined)[] = [];
+  async get(d: { value: string }, range?: { start: number; end: number }) {
     if (this.failing) throw down();
+    this.gets.push(range);
     const o = this.objects.get(d.value);
-    return o && { body: Readable.from([Buffer.alloc(o.size)]), size: o.size };
+    return o && { body: Readable.from([Buffer.alloc(range ? range.end - range.start + 1 : o.size, range ? range.start >> 20 : 0)]), size: o.size };
   }
   async put(d: { value: string }, _file: string, size: number, mediaType: string) {
     this.puts += 1;
@@ -177,6 +181,49 @@ describe("SharedTier: what the object store holds", () => {
     objects.objects.clear();
     index.rows.clear();
     expect(await tier(objects, index, "10.0.0.1:3129").find(digest)).toBeUndefined();
+  });
+});
+
+describe("SharedTier: reading an object for a fill", () => {
+  const MiB = 1024 * 1024;
+  const readAll = async (body: Readable): Promise<Buffer> => {
+    const chunks: Buffer[] = [];
+    for await (const chunk of body) chunks.push(chunk as Buffer);
+    return Buffer.concat(chunks);
+  };
+
+  it("reads a large object in ranged parts, in order, and a small one in one GET; each counts as a fill", async () => {
+    const objects = new FakeObjects();
+    const t = tier(objects, new FakeIndex(), undefined);
+    const size = 40 * MiB + 5;
+    objects.objects.set(digest.value, { size, mediaType: OCTET_STREAM });
+    const large = await t.open(digest, size);
+    expect(large.size).toBe(size);
+    const bytes = await readAll(large.body);
+    expect(bytes.length).toBe(size);
+    // The fake fills each part with its first MiB's number: the parts arrive in the object's order.
+    for (const at of [0, 8, 16, 24, 32, 40]) expect(bytes[at * MiB], `byte ${at} MiB`).toBe(at);
+    expect(objects.gets.every((range) => range !== undefined)).toBe(true);
+    expect(objects.gets.map((range) => range!.start)).toEqual([0, 8, 16, 24, 32, 40].map((at) => at * MiB));
+    expect(objects.gets.at(-1)!.end).toBe(size - 1);
+
+    objects.gets.length = 0;
+    objects.objects.set(digest.value, { size: MiB, mediaType: OCTET_STREAM });
+    const small = await t.open(digest, MiB);
+    expect((await readAll(small.body)).length).toBe(MiB);
+    expect(objects.gets).toEqual([undefined]);
+    expect(t.stats.objectFills).toBe(2);
+  });
+
+  it("an object deleted behind the index's back fails the read and its row goes too, large or small", async () => {
+    for (const size of [MiB, 40 * MiB]) {
+      const index = new FakeIndex();
+      index.rows.set(digest.value, { digest: digest.value, size, mediaType: OCTET_STREAM, links: [], storedAt: 0 });
+      const t = tier(new FakeObjects(), index, undefined);
+      await expect(t.open(digest, size)).rejects.toThrow(/no longer holds/);
+      expect(index.rows.has(digest.value), `size ${size}`).toBe(false);
+      expect(t.stats.objectFills).toBe(0);
+    }
   });
 });
 
