@@ -91,6 +91,28 @@ describe.skipIf(missing.length > 0)("replicas sharing an object store and an ind
     await store.put(digest, file, flipped.length, "application/octet-stream");
   };
 
+  /**
+   * Damages the stored object at `at` and reads it through replica 1 restarted empty: the client's
+   * body is cut, the object deleted, and the next read is right, fetched once from upstream and
+   * stored again for the fleet.
+   */
+  const expectDamagedObjectHeals = async (store: S3ObjectStore, url: string, layer: string, right: Buffer, at: number): Promise<void> => {
+    const digest = parseDigest(layer)!;
+    await putFlipped(store, digest, right, at);
+    await restartEmpty(1);
+    env.registry.clearLog();
+    const cut = await curlThrough(replicas[1]!, url);
+    expect(cut.exitCode, "curl must see the body cut short").not.toBe(0);
+    expect(cut.body.length).toBeLessThan(right.length);
+    await waitFor(async () => (await store.head(digest)) === undefined, 10_000, "the damaged object to be deleted");
+    expect(await metric(replicas[1]!, "regcache_shared_damaged_objects_total")).toBe(1);
+    const again = await curlThrough(replicas[1]!, url);
+    expect(again.status).toBe(200);
+    expect(sha256(again.body)).toBe(layer);
+    expect(env.registry.blobGets(layer).filter((e) => e.status === 200)).toHaveLength(1);
+    await waitFor(async () => (await store.head(digest))?.size === right.length, 30_000, "the object to be uploaded again");
+  };
+
   beforeAll(async () => {
     env = new TestEnvironment("fleet");
     await env.start();
@@ -152,25 +174,12 @@ describe.skipIf(missing.length > 0)("replicas sharing an object store and an ind
 
   it("an object damaged in the store is never served: the client's body is cut, the object deleted, and the next read is right", async () => {
     const layer = cold.layerDigests[2]!;
-    const digest = parseDigest(layer)!;
-    const right = (await curlThrough(replicas[0]!, `https://${REGISTRY_HOST}/v2/${cold.repo}/blobs/${layer}`)).body;
+    const url = `https://${REGISTRY_HOST}/v2/${cold.repo}/blobs/${layer}`;
+    const right = (await curlThrough(replicas[0]!, url)).body;
     expect(sha256(right)).toBe(layer);
     const store = storeClient();
     try {
-      await putFlipped(store, digest, right, right.length >> 1);
-      await restartEmpty(1);
-      env.registry.clearLog();
-      const cut = await curlThrough(replicas[1]!, `https://${REGISTRY_HOST}/v2/${cold.repo}/blobs/${layer}`);
-      expect(cut.exitCode, "curl must see the body cut short").not.toBe(0);
-      expect(cut.body.length).toBeLessThan(right.length);
-      await waitFor(async () => (await store.head(digest)) === undefined, 10_000, "the damaged object to be deleted");
-      expect(await metric(replicas[1]!, "regcache_shared_damaged_objects_total")).toBe(1);
-      const again = await curlThrough(replicas[1]!, `https://${REGISTRY_HOST}/v2/${cold.repo}/blobs/${layer}`);
-      expect(again.status).toBe(200);
-      expect(sha256(again.body)).toBe(layer);
-      expect(env.registry.blobGets(layer).filter((e) => e.status === 200)).toHaveLength(1);
-      // Refetched from upstream, and stored again for the fleet.
-      await waitFor(async () => (await store.head(digest))?.size === right.length, 30_000, "the object to be uploaded again");
+      await expectDamagedObjectHeals(store, url, layer, right, right.length >> 1);
     } finally {
       store.close();
     }
@@ -195,18 +204,7 @@ describe.skipIf(missing.length > 0)("replicas sharing an object store and an ind
       expect(env.registry.blobGets(layer).filter((e) => e.status === 200)).toEqual([]);
 
       // In the third 8 MiB part: neither the first part nor the last.
-      await putFlipped(store, digest, right, 20 * 1024 * 1024 + 12_345);
-      await restartEmpty(1);
-      const cut = await curlThrough(replicas[1]!, url);
-      expect(cut.exitCode, "curl must see the body cut short").not.toBe(0);
-      expect(cut.body.length).toBeLessThan(right.length);
-      await waitFor(async () => (await store.head(digest)) === undefined, 10_000, "the damaged object to be deleted");
-      expect(await metric(replicas[1]!, "regcache_shared_damaged_objects_total")).toBe(1);
-      const again = await curlThrough(replicas[1]!, url);
-      expect(again.status).toBe(200);
-      expect(sha256(again.body)).toBe(layer);
-      expect(env.registry.blobGets(layer).filter((e) => e.status === 200)).toHaveLength(1);
-      await waitFor(async () => (await store.head(digest))?.size === right.length, 30_000, "the blob to be uploaded again");
+      await expectDamagedObjectHeals(store, url, layer, right, 20 * 1024 * 1024 + 12_345);
     } finally {
       store.close();
     }
