@@ -37,6 +37,15 @@ export function settleAccess(rr: RegistryRequest, decision: AccessDecision): boo
   return false;
 }
 
+/**
+ * What the offline policy says of a peer's copy for one client, from the facts recorded when the
+ * client's access was decided: the peer's own finding that the repository is public (it travels
+ * with the copy) counts too. Judging counts the decision and records it on the request's log line.
+ */
+export interface OfflineRule {
+  judge(peerPublicSince: number | undefined): Promise<AccessDecision>;
+}
+
 export interface AccessOptions extends AccessTimings {
   offlineAccess: OfflineAccess;
 }
@@ -163,6 +172,21 @@ export class AccessControl {
     const repoKey = `${rr.host}/${name}`;
     const facts = { now: Date.now(), publicVerdict: await this.publicVerdict(repoKey), confirmedAt: await this.confirmedAt(`${this.credentialKey(rr)}:${repoKey}`) };
     return this.offline(rr, facts);
+  }
+
+  /** The offline policy's rule for copies peers hold, from what is recorded now (see OfflineRule). */
+  async offlineRule(rr: RegistryRequest, name: string): Promise<OfflineRule> {
+    const repoKey = `${rr.host}/${name}`;
+    const facts = { now: Date.now(), publicVerdict: await this.publicVerdict(repoKey), confirmedAt: await this.confirmedAt(`${this.credentialKey(rr)}:${repoKey}`) };
+    return {
+      judge: async (peerPublicSince) => {
+        const known = facts.publicVerdict;
+        const publicVerdict = peerPublicSince !== undefined && !(known && known.checkedAt >= peerPublicSince) ? { isPublic: true, checkedAt: peerPublicSince } : known;
+        const decision = await this.offline(rr, { ...facts, publicVerdict });
+        rr.log.access = decision.result;
+        return decision;
+      },
+    };
   }
 
   async authorize(rr: RegistryRequest, name: string, probePath: string): Promise<AccessDecision> {

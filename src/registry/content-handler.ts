@@ -2,74 +2,75 @@ import { Readable } from "node:stream";
 import type { BlobEntry } from "../cache/cache-index.js";
 import { settleAccess, type AccessControl } from "./access-control.js";
 import type { BlobStore } from "../cache/blob-store.js";
-import { DigestMismatchError, SizeMismatchError, type Download } from "../cache/download.js";
-import type { HeldLease } from "../fleet/held-lease.js";
-import type { SharedCopy } from "../fleet/shared-tier.js";
+import type { Download } from "../cache/download.js";
 import type { RangeSource } from "../cache/range-source.js";
+import type { Refusal, SourceRefusal } from "../sources/content-source.js";
+import type { ChainBody, SourceChain } from "../sources/source-chain.js";
 import type { UpstreamClient, UpstreamResponse } from "../upstream/client.js";
 import { headerValue, upstreamRequestHeaders } from "../upstream/headers.js";
 import { isUnavailableStatus, isUpstreamOutage, UpstreamError } from "../upstream/upstream-error.js";
 import { acceptAllows, normalizeAccept } from "./accept.js";
-import type { ContentSources, SourcedResult } from "./content-sources.js";
+import type { ContentAccess, ContentClearance } from "./content-access.js";
+import type { ContentSources } from "./content-sources.js";
 import { contentPath, type ContentTarget } from "./content-target.js";
-import { cachedContentStep } from "./link-policy.js";
 import { sendFailure } from "./errors.js";
 import { passThrough, relayUpstreamResponse } from "./pass-through.js";
 import { contentReply, type Representation } from "./content-reply.js";
 import { errorReply, writeReply } from "./reply.js";
 import type { CacheStatus, RegistryRequest } from "./request-context.js";
 
-/** What a peer's X-Cache says when the bytes came from the cluster's cache rather than upstream. */
-const PEER_CACHED = new Set(["HIT", "STALE", "COALESCED", "PEER"]);
-
 /**
- * GET and HEAD of blobs and manifests by digest: immutable, so served from the
- * cache when present, else fetched once (coalesced) and streamed while stored.
+ * GET and HEAD of blobs and manifests by digest: immutable, so served from the cache when present,
+ * else fetched once (coalesced) and streamed while stored. Each request's access is decided once
+ * (content-access.ts), before anything is opened; a fill then reads one stream from the chain of
+ * sources (content-sources.ts).
  */
 export class ContentHandler {
   constructor(
     private readonly store: BlobStore,
     private readonly upstream: UpstreamClient,
     private readonly access: AccessControl,
+    private readonly clearance: ContentClearance,
     private readonly sources: ContentSources,
   ) {}
 
   async handle(rr: RegistryRequest, target: ContentTarget): Promise<void> {
     if (await this.servedFromDisk(rr, target)) return;
-    // The fleet's object store is the next tier: content there is cached content, for the same rules.
-    const copy = await this.sharedCopy(rr, target);
-    // Asking the fleet takes round trips, during which a fill of this replica's may have landed.
-    if (this.sources.shared && (await this.servedFromDisk(rr, target))) return;
-    if (copy && !(await this.mayServe(rr, target, copy.links))) return;
-    if (rr.req.method === "GET") await this.fillAndServe(rr, target, copy);
-    else if (copy) {
-      rr.log.cache = "SHARED";
-      this.respond(rr, { digest: target.digest, mediaType: copy.mediaType, size: copy.size }, "SHARED", {}, () => Readable.from([]));
-    }
-    else await this.headMiss(rr, target);
+    if (rr.req.method === "GET") await this.fillAndServe(rr, target);
+    else await this.head(rr, target);
   }
 
   /** Serves what this replica's disk holds (or sends the refusal); false when it holds nothing usable. */
   private async servedFromDisk(rr: RegistryRequest, target: ContentTarget): Promise<boolean> {
     const entry = await this.usableEntry(rr, target);
     if (!entry) return false;
-    if (await this.mayServe(rr, target)) this.serveCached(rr, target, entry);
+    if (this.settled(rr, await this.clearance.decide(rr, target, { local: true }))) this.serveCached(rr, target, entry);
     return true;
   }
 
-  /** What the fleet's object store holds for this request, if its media type suits the client. */
-  private async sharedCopy(rr: RegistryRequest, target: ContentTarget): Promise<SharedCopy | undefined> {
-    const copy = await this.sources.shared?.find(target.digest);
-    if (!copy || (target.kind === "manifest" && !acceptAllows(normalizeAccept(rr.req.headers.accept), copy.mediaType))) return undefined;
-    return copy;
+  /** Logs how access was settled and sends a refusal; says whether to serve. */
+  private settled(rr: RegistryRequest, access: ContentAccess): boolean {
+    return access.kind === "upstream" || settleAccess(rr, access.decision);
   }
 
   /**
-   * HEAD of content not cached here: upstream's answer, or with peers, while upstream cannot
-   * answer, the headers of a peer's copy for a client the offline policy allows.
+   * HEAD of content not on this disk: the object store's row (for a client that may have it), else
+   * upstream's answer, or with peers, while upstream cannot answer, the headers of a peer's copy
+   * for a client the offline policy allows.
    */
-  private async headMiss(rr: RegistryRequest, target: ContentTarget): Promise<void> {
-    if (!this.sources.clustered || rr.fromPeer) {
+  private async head(rr: RegistryRequest, target: ContentTarget): Promise<void> {
+    const located = await this.sources.locate(rr, target, false);
+    // Asking the fleet takes round trips, during which a fill of this replica's may have landed.
+    if (this.sources.shared && (await this.servedFromDisk(rr, target))) return;
+    const access = await this.clearance.decide(rr, target, { local: false, store: located.store });
+    if (!this.settled(rr, access)) return;
+    if (located.store) {
+      rr.log.cache = "SHARED";
+      this.respond(rr, { digest: target.digest, mediaType: located.store.mediaType, size: located.store.size }, "SHARED", {}, () => Readable.from([]));
+      return;
+    }
+    // Without peers to ask (or for a peer), upstream's answer is the answer.
+    if (access.kind === "cached" || !access.offline) {
       await passThrough(this.upstream, rr, "MISS");
       return;
     }
@@ -90,31 +91,8 @@ export class ContentHandler {
       return;
     }
     await copy.body.dump();
-    if (await this.allowedOffline(rr, target)) relayUpstreamResponse(rr, copy, "PEER");
-  }
-
-  private async allowedOffline(rr: RegistryRequest, target: ContentTarget): Promise<boolean> {
-    return settleAccess(rr, await this.access.authorizeOffline(rr, target.name));
-  }
-
-  /**
-   * Content cached (or downloading) for one client reaches this one only in a repository
-   * upstream confirmed it in, and only if upstream would serve this client there
-   * (link-policy.ts). When it refuses, the refusal has been sent.
-   */
-  private async mayServe(rr: RegistryRequest, target: ContentTarget, sharedLinks?: string[]): Promise<boolean> {
-    const hostRepository = `${rr.host}/${target.name}`;
-    const step = cachedContentStep(this.store.isLinked(target.digest, hostRepository) || (sharedLinks?.includes(hostRepository) ?? false));
-    const decision =
-      step === "authorize"
-        ? await this.access.authorize(rr, target.name, contentPath(target))
-        : await this.access.confirmInRepository(rr, target.name, contentPath(target), target.kind === "blob" ? "BLOB_UNKNOWN" : "MANIFEST_UNKNOWN");
-    if (!settleAccess(rr, decision)) return false;
-    if (step === "confirm") {
-      this.store.link(target.digest, hostRepository);
-      this.sources.shared?.link(target.digest, hostRepository);
-    }
-    return true;
+    const publicSince = Number(headerValue(copy.headers["x-regcache-public-since"])) || undefined;
+    if (settleAccess(rr, await access.offline.judge(publicSince))) relayUpstreamResponse(rr, copy, "PEER");
   }
 
   /** For a peer: what this replica holds for the repository (linked), or 404; nothing is fetched. */
@@ -134,26 +112,24 @@ export class ContentHandler {
    * once stored; undefined when no peer has it.
    */
   keepCopy(rr: RegistryRequest, target: ContentTarget, from?: string): Promise<BlobEntry | undefined> {
-    return this.keep(rr, target, () => this.sources.openCopy(rr, target, from));
+    return this.keep(rr, target, this.sources.copies(rr, target, from));
   }
 
   /** Keeps the object store's copy of content it holds for the repository (a manifest a recorded tag names). */
   async keepShared(rr: RegistryRequest, target: ContentTarget): Promise<BlobEntry | undefined> {
-    const copy = await this.sharedCopy(rr, target);
-    if (!copy?.links?.includes(`${rr.host}/${target.name}`)) return undefined;
-    return this.keep(rr, target, () => this.sources.openShared(rr, target, copy));
+    const { store } = await this.sources.locate(rr, target, false);
+    if (!store?.links?.includes(`${rr.host}/${target.name}`)) return undefined;
+    return this.keep(rr, target, this.sources.stored(rr, target, store));
   }
 
-  private async keep(rr: RegistryRequest, target: ContentTarget, open: () => Promise<SourcedResult>): Promise<BlobEntry | undefined> {
+  private async keep(rr: RegistryRequest, target: ContentTarget, chain: SourceChain): Promise<BlobEntry | undefined> {
     const cached = await this.usableEntry(rr, target);
     if (cached) return cached;
-    let opened: SourcedResult | undefined;
-    const outcome = await this.store.fill<UpstreamResponse>(target.digest, `${rr.host}/${target.name}`, async () => (opened = await open())).catch(() => undefined);
-    if (outcome?.kind === "refused") await outcome.response.body.dump();
+    const outcome = await this.store.fill<Refusal>(target.digest, `${rr.host}/${target.name}`, async () => fillResult(await chain.open())).catch(() => undefined);
+    chain.settle(outcome?.kind === "download" && !outcome.coalesced ? outcome.download : undefined);
+    if (outcome?.kind === "refused" && outcome.response.kind === "upstream") await outcome.response.response.body.dump();
     if (outcome?.kind === "uncached") outcome.body.destroy();
     if (outcome?.kind !== "download") return undefined;
-    if (opened?.publicSince) await this.access.adoptPublicVerdict(rr.host, target.name, opened.publicSince);
-    if (opened?.via === "shared") this.afterSharedFill(outcome.download);
     await outcome.download.done.catch(() => undefined);
     return this.store.lookup(target.digest);
   }
@@ -178,71 +154,62 @@ export class ContentHandler {
   }
 
   /**
-   * Fills the local tier from the first source that has the content and serves it as it lands.
-   * `copy`: the object store holds it and the client may read it (authorized by the caller); if
-   * the store fails to hand it over, the other sources are asked as if it had not been there.
+   * Fills the local tier and serves the content as it lands. The request that starts the fill
+   * finds where the fleet holds it, decides the client's access once, and reads the chain of
+   * sources as one stream; a request joining a fill in progress decides its own access as for
+   * cached content, and reads the same download.
    */
-  private async fillAndServe(rr: RegistryRequest, target: ContentTarget, copy?: SharedCopy): Promise<void> {
-    let opened: SourcedResult | undefined;
+  private async fillAndServe(rr: RegistryRequest, target: ContentTarget): Promise<void> {
+    let chain: SourceChain | undefined;
+    let began: ChainBody | undefined;
     let outcome;
-    const open = async (): Promise<SourcedResult> => {
-      if (copy) {
-        try {
-          return await this.sources.openShared(rr, target, copy);
-        } catch (err) {
-          rr.log.sharedError = (err as Error).message;
-        }
-      }
-      return this.sources.open(rr, target);
-    };
     try {
-      outcome = await this.store.fill<UpstreamResponse>(target.digest, `${rr.host}/${target.name}`, async () => (opened = await open()));
+      outcome = await this.store.fill<Refusal>(target.digest, `${rr.host}/${target.name}`, async () => {
+        const located = await this.sources.locate(rr, target, true);
+        const access = await this.clearance.decide(rr, target, { local: false, store: located.store }).catch((err: unknown) => {
+          located.lease?.release();
+          throw err;
+        });
+        if (access.kind === "cached") rr.log.access = access.decision.result;
+        if (access.kind === "cached" && !access.decision.allowed) {
+          located.lease?.release();
+          return { kind: "refused", response: { kind: "access", decision: access.decision } };
+        }
+        chain = this.sources.fill(rr, target, located, access);
+        const answer = await chain.open();
+        if (answer.kind === "body") began = answer;
+        return fillResult(answer);
+      });
     } catch (err) {
-      opened?.lease?.release();
+      chain?.settle(undefined);
       sendFailure(rr, err);
       return;
     }
-    if (outcome.kind !== "download" || outcome.coalesced) opened?.lease?.release();
+    chain?.settle(outcome.kind === "download" && !outcome.coalesced ? outcome.download : undefined);
     switch (outcome.kind) {
       case "download": {
         const release = outcome.download.hold();
         try {
           if (outcome.coalesced) {
-            if (copy || (await this.mayServe(rr, target))) this.serveDownload(rr, outcome.download, "COALESCED");
-            return;
+            if (this.settled(rr, await this.clearance.decide(rr, target, { local: true }))) this.serveDownload(rr, outcome.download, "COALESCED");
+          } else {
+            this.learnFromFill(rr, target, began!);
+            this.serveDownload(rr, outcome.download, began!.cache);
           }
-          if (opened?.via === "shared") {
-            // Upstream said yes to this client (mayServe, or the lease's check): what it says of anonymous clients is worth knowing.
-            this.access.learnPublic(rr, target.name, contentPath(target));
-            this.afterSharedFill(outcome.download);
-            this.serveDownload(rr, outcome.download, "SHARED");
-            return;
-          }
-          if (opened?.via === "copy") {
-            // A peer's copy, taken because upstream cannot answer: the offline policy decides.
-            if (opened.publicSince) await this.access.adoptPublicVerdict(rr.host, target.name, opened.publicSince);
-            if (await this.allowedOffline(rr, target)) this.serveDownload(rr, outcome.download, "PEER");
-            return;
-          }
-          this.access.recordConfirmation(rr, target.name);
-          this.access.learnPublic(rr, target.name, contentPath(target));
-          if (opened?.via === "upstream") this.afterUpstreamFill(rr, target, outcome.download, opened.lease);
-          this.serveDownload(rr, outcome.download, (opened?.via === "owner" || opened?.via === "holder") && PEER_CACHED.has(opened.peerCache ?? "") ? "PEER" : "MISS");
         } finally {
           release();
         }
         return;
       }
       case "refused":
-        this.access.recordChallenge(rr.host, headerValue(outcome.response.headers["www-authenticate"]));
-        rr.log.cache = "MISS";
-        relayUpstreamResponse(rr, outcome.response, "MISS");
+        this.sendRefusal(rr, outcome.response);
         return;
       case "uncached":
-        if (opened?.via === "shared") {
+        if (began?.source.via === "store") {
           // Streamed through, the store's bytes would reach the client unverified: upstream serves instead.
           outcome.body.destroy();
-          await this.fillAndServe(rr, target);
+          rr.log.uncached = outcome.reason;
+          await passThrough(this.upstream, rr, "BYPASS");
           return;
         }
         rr.log.cache = "BYPASS";
@@ -255,24 +222,26 @@ export class ContentHandler {
     }
   }
 
-  /** A fill from upstream is the cluster's or the fleet's first copy: a peer or the object store keeps the second. */
-  private afterUpstreamFill(rr: RegistryRequest, target: ContentTarget, download: Download, lease: HeldLease | undefined): void {
-    download.done.then(
-      () => {
-        this.sources.replicate(rr, target);
-        const entry = this.store.lookup(target.digest);
-        if (!this.sources.shared || !entry) return lease?.release();
-        this.sources.shared.stored({ digest: target.digest, file: this.store.fileOf(target.digest), size: entry.size, mediaType: entry.mediaType, links: [...entry.links] }, lease);
-      },
-      () => lease?.release(),
-    );
+  /**
+   * What a fill's first bytes say about the client: upstream's 200 to its own credentials (or a
+   * peer's, filling with them) confirms it for the repository; whether anonymous clients may read
+   * the repository too is worth knowing for later hits, online or offline. A copy taken from a
+   * peer was judged by the offline policy instead, and proves nothing about upstream.
+   */
+  private learnFromFill(rr: RegistryRequest, target: ContentTarget, began: ChainBody): void {
+    if (began.source.via === "copy") return;
+    if (began.source.via !== "store") this.access.recordConfirmation(rr, target.name);
+    this.access.learnPublic(rr, target.name, contentPath(target));
   }
 
-  /** An object that does not match its digest is no copy at all: it leaves the store, and the next request goes upstream. */
-  private afterSharedFill(download: Download): void {
-    download.done.catch((err: unknown) => {
-      if (err instanceof DigestMismatchError || err instanceof SizeMismatchError) this.sources.shared?.discard(download.digest);
-    });
+  private sendRefusal(rr: RegistryRequest, refusal: Refusal): void {
+    if (refusal.kind === "access") {
+      settleAccess(rr, refusal.decision);
+      return;
+    }
+    this.access.recordChallenge(rr.host, headerValue(refusal.response.headers["www-authenticate"]));
+    rr.log.cache = "MISS";
+    relayUpstreamResponse(rr, refusal.response, "MISS");
   }
 
   private serveDownload(rr: RegistryRequest, download: Download, cache: CacheStatus): void {
@@ -285,4 +254,9 @@ export class ContentHandler {
   private respond(rr: RegistryRequest, rep: Representation, cache: CacheStatus, extraHeaders: Record<string, string>, open: (start: number, end: number) => RangeSource | Readable, wholeOnly = false): void {
     writeReply(rr.res, contentReply(rep, cache, headerValue(rr.req.headers.range), open, { extraHeaders, wholeOnly }), rr.req.method);
   }
+}
+
+/** A chain's answer as a fill's: a body to store, or a refusal to relay. */
+function fillResult(answer: ChainBody | SourceRefusal): ChainBody | { kind: "refused"; response: Refusal } {
+  return answer.kind === "body" ? answer : { kind: "refused", response: answer.refusal };
 }
