@@ -34,7 +34,7 @@ export class ContentClearance {
   ) {}
 
   async decide(rr: RegistryRequest, target: ContentTarget, held: Held): Promise<ContentAccess> {
-    if (!held.local && !held.store) return { kind: "upstream", offline: this.peers && !rr.fromPeer ? await this.access.offlineRule(rr, target.name) : undefined };
+    if (!held.local && !held.store) return { kind: "upstream", offline: this.peers && !rr.fromPeer ? this.access.offlineRule(rr, target.name) : undefined };
     // Linked: settled as for any content of the repository. Not linked: upstream is asked whether
     // the repository has it, with the client's credentials, before anything is served (link-policy.ts).
     const hostRepository = `${rr.host}/${target.name}`;

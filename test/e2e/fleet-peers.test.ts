@@ -56,13 +56,30 @@ describe.skipIf(missing.length > 0)("a fleet whose replicas are also peers loses
   /** Resolves once replica `r` has filled `fraction` of `digest`: its fill is then well under way. */
   const filling = (r: RegcacheProcess, digest: string, fraction: number) =>
     waitFor(async () => (await stats(r)).inFlight.some((d) => d.digest === digest && d.size !== null && d.bytes >= d.size * fraction), 60_000, "the fill to be under way");
-  /** The one GET of `digest` the client made, and how the fill went on after its source failed. */
-  const afterCut = async (r: RegcacheProcess, digest: string) => ({
-    gets: r.requestLogs().filter((l) => l.digest === digest && l.method === "GET"),
-    failed: await r.waitForLog((l) => l.msg === "a source failed mid-stream; asking the next for the rest" && l.digest === digest),
-    continued: await r.waitForLog((l) => l.msg === "the fill continues from the next source" && l.digest === digest),
-  });
-  const layerBytes = (layout: string, digest: string): number => statSync(path.join(layout, "blobs", "sha256", digest.slice(7))).size;
+  /**
+   * Replica 1, restarted empty, pulls the large image; `kill` runs once the layer's fill is a fifth
+   * done. The pull must succeed with right digests; what the replica logged of it is returned.
+   */
+  const pullCutMidStream = async (label: string, kill: () => Promise<void>) => {
+    const layer = huge.layerDigests[0]!;
+    await restartEmpty(1);
+    env.registry.clearLog();
+    const dest = env.path(label);
+    const pull = skopeoPull(replicas[1]!, huge.ref, dest);
+    await filling(replicas[1]!, layer, 0.2);
+    await kill();
+    const pulled = await pull;
+    expect(pulled.ok, pulled.stderr).toBe(true);
+    expect(corruptBlobsInLayout(dest).corrupt).toEqual([]);
+    const r = replicas[1]!;
+    return {
+      layer,
+      bytes: statSync(path.join(dest, "blobs", "sha256", layer.slice(7))).size,
+      gets: r.requestLogs().filter((l) => l.digest === layer && l.method === "GET"),
+      failed: await r.waitForLog((l) => l.msg === "a source failed mid-stream; asking the next for the rest" && l.digest === layer),
+      continued: await r.waitForLog((l) => l.msg === "the fill continues from the next source" && l.digest === layer),
+    };
+  };
 
   beforeAll(async () => {
     env = new TestEnvironment("fleet-peers");
@@ -102,39 +119,19 @@ describe.skipIf(missing.length > 0)("a fleet whose replicas are also peers loses
   });
 
   it("the object store killed while a 200 MB layer streams from it to a replica restarted empty: the rest comes from a peer, and the client's one pull completes with the right digests", async () => {
-    const layer = huge.layerDigests[0]!;
-    await restartEmpty(1);
-    env.registry.clearLog();
-    const dest = env.path("store-killed");
-    const pull = skopeoPull(replicas[1]!, huge.ref, dest);
-    await filling(replicas[1]!, layer, 0.2);
-    await swift.kill();
-    const pulled = await pull;
-    expect(pulled.ok, pulled.stderr).toBe(true);
-    expect(corruptBlobsInLayout(dest).corrupt).toEqual([]);
-    const { gets, failed, continued } = await afterCut(replicas[1]!, layer);
-    expect(gets.map((l) => [l.status, l.cache, l.completed, l.bytes])).toEqual([[200, "SHARED", true, layerBytes(dest, layer)]]);
+    const { layer, bytes, gets, failed, continued } = await pullCutMidStream("store-killed", () => swift.kill());
+    expect(gets.map((l) => [l.status, l.cache, l.completed, l.bytes])).toEqual([[200, "SHARED", true, bytes]]);
     expect(failed.source).toBe("object store");
     expect(continued.source).toBe(`peer 127.0.0.1:${peerPorts[0]}`);
     expect(env.registry.blobGets(layer)).toEqual([]);
   });
 
   it("with the store down, the peer a 200 MB layer streams from killed mid-stream: the rest comes from upstream with a Range request, and the client's one pull completes with the right digests", async () => {
-    const layer = huge.layerDigests[0]!;
     // Of replica 1's peers only replica 0 holds the layer.
-    await restartEmpty(1);
-    env.registry.clearLog();
-    const dest = env.path("peer-killed");
-    const pull = skopeoPull(replicas[1]!, huge.ref, dest);
-    await filling(replicas[1]!, layer, 0.2);
     const port0 = replicas[0]!.port;
-    await replicas[0]!.stop("SIGKILL");
     try {
-      const pulled = await pull;
-      expect(pulled.ok, pulled.stderr).toBe(true);
-      expect(corruptBlobsInLayout(dest).corrupt).toEqual([]);
-      const { gets, failed, continued } = await afterCut(replicas[1]!, layer);
-      expect(gets.map((l) => [l.status, l.cache, l.completed, l.bytes])).toEqual([[200, "PEER", true, layerBytes(dest, layer)]]);
+      const { layer, bytes, gets, failed, continued } = await pullCutMidStream("peer-killed", () => replicas[0]!.stop("SIGKILL").then(() => undefined));
+      expect(gets.map((l) => [l.status, l.cache, l.completed, l.bytes])).toEqual([[200, "PEER", true, bytes]]);
       expect(failed.source).toBe(`peer 127.0.0.1:${peerPorts[0]}`);
       expect(continued.source).toBe("upstream quay.test");
       expect(env.registry.blobGets(layer).map((e) => e.status)).toEqual([206]);
