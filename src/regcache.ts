@@ -18,6 +18,11 @@ import { createFrontServer } from "./proxy/front-server.js";
 import { createInterceptedRequestHandler } from "./proxy/intercepted-request.js";
 import { Lifecycle } from "./proxy/lifecycle.js";
 import { MitmInterceptor } from "./proxy/mitm-interceptor.js";
+import { createRequestRunner } from "./proxy/request-runner.js";
+import type { ConnectPolicy } from "./proxy/connect-policy.js";
+import { AnonymousTokens } from "./mirror/anonymous-tokens.js";
+import { createMirrorRequestHandler } from "./mirror/mirror-requests.js";
+import { MirrorServer } from "./mirror/mirror-server.js";
 import { loadSetupScript, setupScriptRoute } from "./proxy/setup-script.js";
 import { OwnEndpoints } from "./proxy/own-endpoints.js";
 import { createCluster } from "./cluster/start-cluster.js";
@@ -48,6 +53,8 @@ import { loadUpstreamTrust } from "./upstream/trust-store.js";
 
 export interface RunningRegcache {
   port: number;
+  /** The mirror endpoint's port, when --mirror-listen is set. */
+  mirrorPort?: number;
   ca: CertificateAuthority;
   store: BlobStore;
   health: UpstreamHealth;
@@ -118,7 +125,8 @@ export async function startRegcache(config: Config, logger: Logger): Promise<Run
   const observers = [(rr: RegistryRequest, status: number, bytes: number, ms: number) => collector.observe(rr, status, bytes, ms), metrics.observeRequest.bind(metrics)];
   // The library's throwaway CA (see MitmInterceptor.start) is written outside the data disk: that disk may be full.
   const mitmScratch = await mkdtemp(path.join(tmpdir(), "regcache-mitm-"));
-  const interceptor = new MitmInterceptor(minter, mitmScratch, createInterceptedRequestHandler(registry, logger, lifecycle, observers), logger);
+  const run = createRequestRunner(registry, logger, lifecycle, observers);
+  const interceptor = new MitmInterceptor(minter, mitmScratch, createInterceptedRequestHandler(run), logger);
   await interceptor.start();
   await rm(mitmScratch, { recursive: true, force: true });
 
@@ -140,16 +148,28 @@ export async function startRegcache(config: Config, logger: Logger): Promise<Run
       return { objectStore, index };
     },
   }, [statsRoutes(statsSources, metrics), setupScriptRoute(loadSetupScript(), ca.certificate.fingerprint256, () => `${config.listen.host === "0.0.0.0" ? "127.0.0.1" : config.listen.host}:${port}`)], [cacheAdminRoutes(new CacheAdmin(store, paths), adminAccess, logger)]);
+  const policy: ConnectPolicy = {
+    allowPorts: config.allowPorts,
+    noIntercept: config.noIntercept,
+    allowHosts: config.allowHosts,
+    denyHosts: config.denyHosts,
+    caPermittedDomains: ca.permittedDomains,
+    unpermittedHosts: config.unpermittedHosts,
+    denyPrivateAddresses: config.denyPrivateAddresses,
+  };
+  // The same requests as the proxy's, the same run, the same policy: only how a request names its upstream differs.
+  const mirror = config.mirror
+    ? new MirrorServer(config.mirror, {
+        ca,
+        minter,
+        lifecycle,
+        maxConnections: config.maxConnections,
+        logger,
+        onRequest: createMirrorRequestHandler({ run, policy, defaultUpstream: config.mirror.defaultUpstream, tokens: new AnonymousTokens(upstream), holdsCredentials: (host) => credentials?.covers(host) ?? false }),
+      })
+    : undefined;
   const server = createFrontServer({
-    policy: {
-      allowPorts: config.allowPorts,
-      noIntercept: config.noIntercept,
-      allowHosts: config.allowHosts,
-      denyHosts: config.denyHosts,
-      caPermittedDomains: ca.permittedDomains,
-      unpermittedHosts: config.unpermittedHosts,
-      denyPrivateAddresses: config.denyPrivateAddresses,
-    },
+    policy,
     lifecycle,
     proxyAuth: config.proxyAuthFile ? new ProxyAuth(config.proxyAuthFile) : undefined,
     maxConnections: config.maxConnections,
@@ -168,10 +188,13 @@ export async function startRegcache(config: Config, logger: Logger): Promise<Run
     });
   });
   port = (server.address() as AddressInfo).port;
-  logger.info({ listen: `${config.listen.host}:${port}`, dataDir: paths.root, maxCacheSize: config.maxCacheSize }, "regcache listening");
+  const mirrorPort = await mirror?.listen();
+  const mirrorListen = config.mirror && { mirror: `${config.mirror.listen.host}:${mirrorPort}`, mirrorTls: !config.mirror.plainHttp };
+  logger.info({ listen: `${config.listen.host}:${port}`, ...mirrorListen, dataDir: paths.root, maxCacheSize: config.maxCacheSize }, "regcache listening");
 
   return {
     port,
+    mirrorPort,
     ca,
     store,
     health,
@@ -181,12 +204,14 @@ export async function startRegcache(config: Config, logger: Logger): Promise<Run
       // http.Server#close also destroys connections it considers idle, and a CONNECT tunnel
       // streaming a blob looks idle to it; net.Server#close only stops accepting.
       NetServer.prototype.close.call(server);
+      mirror?.stopAccepting();
       const deadline = Date.now() + graceMs;
       const idle = (await lifecycle.waitIdle(graceMs)) && (await lifecycle.waitTunnelsQuiet(TUNNEL_QUIET_MS, deadline));
       logger.info({ idle, activeRequests: lifecycle.activeRequests }, idle ? "in-flight requests finished" : "shutdown grace period over; closing open requests");
       health.stop();
       store.stopScrub();
       server.closeAllConnections();
+      mirror?.closeAllConnections();
       interceptor.close();
       await peers?.close();
       await fleet?.close();

@@ -22,6 +22,8 @@ export interface RequestLogFields {
   access?: string;
   /** Why the fleet's object store could not hand over content it holds (the request went on to the other sources). */
   sharedError?: string;
+  /** Came in on the mirror port, not through CONNECT: how it named its upstream (src/mirror/mirror-target.ts). */
+  mirror?: "ns" | "path" | "default";
 }
 
 export interface RegistryRequest {
