@@ -22,7 +22,7 @@ import { createRequestRunner } from "./proxy/request-runner.js";
 import type { ConnectPolicy } from "./proxy/connect-policy.js";
 import { AnonymousTokens } from "./mirror/anonymous-tokens.js";
 import { createMirrorRequestHandler } from "./mirror/mirror-requests.js";
-import { MirrorServer } from "./mirror/mirror-server.js";
+import { MirrorServer, mirrorUrl } from "./mirror/mirror-server.js";
 import { loadSetupScript, setupScriptRoute } from "./proxy/setup-script.js";
 import { OwnEndpoints } from "./proxy/own-endpoints.js";
 import { createCluster } from "./cluster/start-cluster.js";
@@ -131,6 +131,7 @@ export async function startRegcache(config: Config, logger: Logger): Promise<Run
   await rm(mitmScratch, { recursive: true, force: true });
 
   let port = config.listen.port;
+  let mirrorPort: number | undefined;
   const statsSources = { collector, store, health, version: VERSION, startedAt, cluster: peers?.cluster, shared: fleet?.tier };
   const endpoints = new OwnEndpoints(ca.certPem, {
     async notReadyReason() {
@@ -147,7 +148,7 @@ export async function startRegcache(config: Config, logger: Logger): Promise<Run
       const { objectStore, index } = fleet.tier.health;
       return { objectStore, index };
     },
-  }, [statsRoutes(statsSources, metrics), setupScriptRoute(loadSetupScript(), ca.certificate.fingerprint256, () => `${config.listen.host === "0.0.0.0" ? "127.0.0.1" : config.listen.host}:${port}`)], [cacheAdminRoutes(new CacheAdmin(store, paths), adminAccess, logger)]);
+  }, [statsRoutes(statsSources, metrics), setupScriptRoute(loadSetupScript(), ca.certificate.fingerprint256, () => `${config.listen.host === "0.0.0.0" ? "127.0.0.1" : config.listen.host}:${port}`, config.mirror && ((authority) => mirrorUrl(config.mirror!, mirrorPort!, authority)))], [cacheAdminRoutes(new CacheAdmin(store, paths), adminAccess, logger)]);
   const policy: ConnectPolicy = {
     allowPorts: config.allowPorts,
     noIntercept: config.noIntercept,
@@ -188,7 +189,7 @@ export async function startRegcache(config: Config, logger: Logger): Promise<Run
     });
   });
   port = (server.address() as AddressInfo).port;
-  const mirrorPort = await mirror?.listen();
+  mirrorPort = await mirror?.listen();
   const mirrorListen = config.mirror && { mirror: `${config.mirror.listen.host}:${mirrorPort}`, mirrorTls: !config.mirror.plainHttp };
   logger.info({ listen: `${config.listen.host}:${port}`, ...mirrorListen, dataDir: paths.root, maxCacheSize: config.maxCacheSize }, "regcache listening");
 

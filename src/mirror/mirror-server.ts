@@ -114,6 +114,16 @@ export class MirrorServer {
   }
 }
 
+/**
+ * The mirror's URL as nodes should use it (node-setup.sh --mirror): its first --mirror-name, or
+ * with plain HTTP the host of `authority` (how the node reached the proxy port).
+ */
+export function mirrorUrl(config: MirrorConfig, port: number, authority: string): string {
+  const name = config.names[0];
+  const host = name === undefined ? authority.replace(/:\d+$/, "") : isIP(name) === 6 ? `[${name}]` : name;
+  return `${config.plainHttp ? "http" : "https"}://${host}:${port}`;
+}
+
 /** A registry error on a connection that has no HTTP server behind it, closed after. */
 function plainErrorResponse(code: "UNSUPPORTED", message: string): string {
   const body = registryErrorBody(code, message);

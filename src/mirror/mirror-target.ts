@@ -41,6 +41,14 @@ function looksLikeHost(segment: string): boolean {
   return /[.:]/.test(segment) || segment === "localhost" || segment !== segment.toLowerCase();
 }
 
+/**
+ * A registry named in the path: HOST, HOST:PORT, or HOST_PORT, since an image reference cannot
+ * hold a colon after its first component, so containers/image cannot send `quay.test:5000` there.
+ */
+function pathAuthority(segment: string): HostPort | undefined {
+  return parseUpstreamAuthority(segment.toLowerCase().replace(/_(\d{1,5})$/, ":$1"));
+}
+
 function sameAuthority(a: HostPort, b: HostPort): boolean {
   return a.host === b.host && a.port === b.port;
 }
@@ -50,7 +58,7 @@ function sameAuthority(a: HostPort, b: HostPort): boolean {
  * - containerd: `/v2/<name>/...?ns=<registry>`; with `override_path` and the registry in the
  *   mirror URL's path as well, `/v2/<registry>/<name>/...?ns=<registry>`;
  * - containers/image (CRI-O, podman, skopeo), a mirror location with a namespace path:
- *   `/v2/<registry>/<name>/...`;
+ *   `/v2/<registry>/<name>/...`, a port written `<host>_<port>` (pathAuthority);
  * - Docker (`registry-mirrors`, Docker Hub only): `/v2/<name>/...`, the default upstream.
  * Pure: the request target is only read, and the answer says what the upstream should be asked.
  */
@@ -75,10 +83,10 @@ export function parseMirrorTarget(url: string, defaultUpstream: HostPort): Mirro
     upstream = parseUpstreamAuthority(ns[0]!.toLowerCase());
     if (!upstream) return { ok: false, status: 400, code: "NAME_INVALID", message: `ns "${ns[0]!.slice(0, 100)}" is not a registry host` };
     namedBy = "ns";
-    const inPath = looksLikeHost(first) ? parseUpstreamAuthority(first.toLowerCase()) : undefined;
+    const inPath = looksLikeHost(first) ? pathAuthority(first) : undefined;
     if (inPath && sameAuthority(inPath, upstream)) nameStart = 1;
   } else if (looksLikeHost(first)) {
-    upstream = parseUpstreamAuthority(first.toLowerCase());
+    upstream = pathAuthority(first);
     if (!upstream) return { ok: false, status: 400, code: "NAME_INVALID", message: `"${first.slice(0, 100)}" is not a registry host` };
     namedBy = "path";
     nameStart = 1;

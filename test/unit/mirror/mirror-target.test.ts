@@ -39,6 +39,8 @@ describe("parseMirrorTarget", () => {
     expect(target("/v2/quay.io/team/app/manifests/1")).toEqual({ ok: true, target: { host: "quay.io", port: 443, url: "/v2/team/app/manifests/1", namedBy: "path" } });
     expect(target("/v2/docker.io/library/alpine/manifests/3")).toMatchObject({ target: { ...HUB, url: "/v2/library/alpine/manifests/3" } });
     expect(target("/v2/registry.local:5000/app/tags/list")).toMatchObject({ target: { host: "registry.local", port: 5000, url: "/v2/app/tags/list" } });
+    // A reference cannot hold "registry.local:5000/" after its first component: the port comes as _5000.
+    expect(target("/v2/registry.local_5000/app/manifests/1")).toMatchObject({ target: { host: "registry.local", port: 5000, url: "/v2/app/manifests/1" } });
     expect(target("/v2/localhost/app/manifests/1")).toMatchObject({ target: { host: "localhost", url: "/v2/app/manifests/1" } });
     expect(target("/v2/quay.io/")).toMatchObject({ target: { host: "quay.io", url: "/v2/" } });
   });
