@@ -156,32 +156,41 @@ remove_ours() {
   if [ -e "$1" ] && head -n 1 "$1" | grep -qF "$MARK"; then remove "$1"; fi
 }
 
-# daemon.json is the operator's file too: the mirror goes in as one exact piece, `"registry-mirrors": [URL], `
-# right after the first "{" (or as the whole file when there is none), and that piece alone comes out again.
-DOCKER_PIECE_RE='"registry-mirrors": \["[^"]*"\], '
-DOCKER_ALONE_RE='^\{"registry-mirrors": \["[^"]*"\]\}$'
+# daemon.json is the operator's file too: the mirror goes in as one exact piece, `"registry-mirrors":
+# [URL], ` right after the first "{" (or as the whole file when there is none), and a note of what
+# went in lets uninstall take out that piece alone.
+DOCKER_NOTE="$ROOT/var/lib/regcache-setup/docker-registry-mirrors"
 
 docker_mirror_add() {
   piece="\"registry-mirrors\": [\"$MIRROR\"]"
-  if [ ! -s "$DAEMON_JSON" ] || [ "$(tr -d ' \t\r\n' < "$DAEMON_JSON")" = "{}" ]; then
-    put_text "$DAEMON_JSON" "{$piece}"
-  elif grep -qF "$piece" "$DAEMON_JSON"; then
+  if [ -f "$DOCKER_NOTE" ] && [ -f "$DAEMON_JSON" ] && grep -qF "$piece" "$DAEMON_JSON"; then
     echo "unchanged: $DAEMON_JSON"
+  elif [ ! -s "$DAEMON_JSON" ] || [ "$(tr -d ' \t\r\n' < "$DAEMON_JSON")" = "{}" ]; then
+    put_text "$DAEMON_JSON" "{$piece}"
+    put_text "$DOCKER_NOTE" "file $MIRROR"
   elif grep -q '"registry-mirrors"' "$DAEMON_JSON"; then
     die "$DAEMON_JSON already lists registry-mirrors: add $MIRROR to it by hand"
   else
     [ "$(tr -d ' \t\r\n' < "$DAEMON_JSON" | cut -c1)" = "{" ] || die "$DAEMON_JSON does not hold a JSON object"
     put_text "$DAEMON_JSON" "$(awk -v piece="$piece, " 'done || !/\{/ { print; next } { i = index($0, "{"); print substr($0, 1, i) piece substr($0, i + 1); done = 1 }' "$DAEMON_JSON")"
+    put_text "$DOCKER_NOTE" "piece $MIRROR"
   fi
 }
 
 docker_mirror_remove() {
-  [ -f "$DAEMON_JSON" ] || return 0
-  if grep -qE "$DOCKER_ALONE_RE" "$DAEMON_JSON" && [ "$(wc -l < "$DAEMON_JSON")" -le 1 ]; then
+  [ -f "$DOCKER_NOTE" ] || return 0
+  read -r kind url < "$DOCKER_NOTE"
+  piece="\"registry-mirrors\": [\"$url\"]"
+  if [ ! -f "$DAEMON_JSON" ]; then
+    :
+  elif [ "$kind" = file ] && [ "$(cat "$DAEMON_JSON")" = "{$piece}" ]; then
     remove "$DAEMON_JSON"
-  elif grep -qE "$DOCKER_PIECE_RE" "$DAEMON_JSON"; then
-    put_text "$DAEMON_JSON" "$(sed -E "s/$DOCKER_PIECE_RE//" "$DAEMON_JSON")"
+  elif [ "$kind" = piece ] && grep -qF "$piece, " "$DAEMON_JSON"; then
+    put_text "$DAEMON_JSON" "$(awk -v piece="$piece, " '{ i = index($0, piece); if (i) $0 = substr($0, 1, i - 1) substr($0, i + length(piece)); print }' "$DAEMON_JSON")"
+  else
+    echo "left alone: $DAEMON_JSON no longer holds what node-setup.sh put in ($piece)"
   fi
+  remove "$DOCKER_NOTE"
 }
 
 # The mirror's CA for the runtime's per-registry certs.d (containers/image, Docker), named so that uninstall finds it.

@@ -330,6 +330,15 @@ describe.skipIf(missingTools("docker-registry", "curl").length > 0)("mirror mode
     return { status: response!.status, code: error?.code ?? "", message: error?.message ?? "" };
   }
 
+  it("GET /setup/node.sh names the mirror too, so that --mode mirror needs no more arguments", async () => {
+    const script = (await exec("curl", ["-sf", `${regcache.proxyUrl}/setup/node.sh`])).stdout;
+    expect(script).toContain(`DEFAULT_MIRROR='https://${MIRROR_NAME}:${mirrorPort}'`);
+    const root = env.path("setup-root");
+    await exec("sh", ["-c", `curl -sf ${regcache.proxyUrl}/setup/node.sh | sh -s -- --root ${root} --mode mirror`]);
+    expect(readFileSync(path.join(root, "etc/containerd/certs.d/_default/hosts.toml"), "utf8")).toContain(`[host."https://${MIRROR_NAME}:${mirrorPort}"]`);
+    expect(readFileSync(path.join(root, "etc/containerd/certs.d/_default/regcache-ca.crt"), "utf8").trim()).toBe(ca.trim());
+  });
+
   it("answers each with a registry error, and keeps serving", async () => {
     const port = env.registry.port;
     // The upstream named by ns or path goes through the proxy's host policies.
