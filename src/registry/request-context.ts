@@ -1,4 +1,5 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
+import type { UncachedReason } from "../cache/blob-store.js";
 
 /** PEER: this replica lacked it, and another replica's cache supplied it; SHARED: the fleet's object store did. */
 export type CacheStatus = "HIT" | "MISS" | "COALESCED" | "STALE" | "BYPASS" | "PEER" | "SHARED";
@@ -14,7 +15,7 @@ export interface RequestLogFields {
   kind?: "blob" | "manifest" | "tag" | "ping" | "other";
   cache?: CacheStatus;
   /** Why a body was streamed through without being cached. */
-  uncached?: "too-large" | "no-space";
+  uncached?: UncachedReason;
   upstreamStatus?: number;
   upstreamHost?: string;
   client?: string;

@@ -78,6 +78,9 @@ export function statsSnapshot(s: StatsSources) {
       /** The disk had no room for a download lately: bodies stream through uncached meanwhile. */
       diskFull: s.store.stats.noSpaceAt !== undefined && Date.now() - s.store.stats.noSpaceAt < DISK_FULL_RECENT_MS,
       uncachedForSpace: s.store.stats.uncachedForSpace,
+      /** Why the data disk cannot be written (read-only, failing), and since when; null while it can. */
+      diskFault: s.store.disk.fault ? { ...s.store.disk.fault } : null,
+      uncachedForDiskFault: s.store.stats.uncachedForDiskFault,
       damagedFiles: s.store.stats.damaged,
       missingFiles: s.store.stats.missing,
     },
