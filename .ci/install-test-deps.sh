@@ -38,6 +38,13 @@ declare -A need=(
   [memcached]=memcached
   # --peers-dns end to end (test/e2e/peers-dns.test.ts): a real DNS server for the replicas' resolver.
   [dnsmasq]=dnsmasq-base
+  # A real ext4 data disk that fails (test/e2e/disk-faults.test.ts): loop-mounted, made immutable, turned read-only.
+  [mkfs.ext4]=e2fsprogs
+  [e2fsck]=e2fsprogs
+  [chattr]=e2fsprogs
+  [losetup]=mount
+  # Wall-clock steps under a running regcache (test/e2e/clock-and-shutdown.test.ts).
+  [faketime]=faketime
 )
 if [ "${1:-}" = "--bench" ]; then
   need[/usr/lib/squid/security_file_certgen]=squid-openssl

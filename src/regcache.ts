@@ -62,6 +62,8 @@ export interface RunningRegcache {
 
 /** On shutdown, a tunnel that wrote nothing for this long has delivered its last response. */
 const TUNNEL_QUIET_MS = 500;
+/** After the grace, how long the sockets of cut requests get to close (and log) before the process goes. */
+const CUT_SETTLE_MS = 2_000;
 
 /** Where the data dir's lock is held while its disk is read-only: on this machine, named for the directory. */
 function outsideLockFile(dataDir: string): string {
@@ -128,7 +130,7 @@ export async function startRegcache(config: Config, logger: Logger): Promise<Run
   const registry = new RegistryHandler(upstream, content, tags, new PingHandler(upstream, access));
   await peers?.listen(peerServices(content, tags));
 
-  const startedAt = Date.now();
+  const startedAt = performance.now();
   const collector = new StatsCollector();
   const observers = [(rr: RegistryRequest, status: number, bytes: number, ms: number) => collector.observe(rr, status, bytes, ms), metrics.observeRequest.bind(metrics)];
   // The library's throwaway CA (see MitmInterceptor.start) is written outside the data disk: that disk may be full.
@@ -193,14 +195,24 @@ export async function startRegcache(config: Config, logger: Logger): Promise<Run
       // http.Server#close also destroys connections it considers idle, and a CONNECT tunnel
       // streaming a blob looks idle to it; net.Server#close only stops accepting.
       NetServer.prototype.close.call(server);
-      const deadline = Date.now() + graceMs;
+      const deadline = performance.now() + graceMs;
       const idle = (await lifecycle.waitIdle(graceMs)) && (await lifecycle.waitTunnelsQuiet(TUNNEL_QUIET_MS, deadline));
-      logger.info({ idle, activeRequests: lifecycle.activeRequests }, idle ? "in-flight requests finished" : "shutdown grace period over; closing open requests");
+      if (idle) logger.info("in-flight requests finished");
+      else {
+        const cut = lifecycle.inFlight();
+        logger.warn(
+          { graceMs, requests: cut.length, cut: cut.slice(0, 20).map((l) => ({ client: l.client, host: l.host, repository: l.repository, digest: l.digest ?? l.tag, path: l.digest || l.tag ? undefined : l.path })) },
+          "shutdown grace period over (--shutdown-grace): cutting the requests still in flight; their clients resume from another replica",
+        );
+      }
       health.stop();
       store.stopScrub();
       disk.stop();
+      lifecycle.cutAll();
       server.closeAllConnections();
       interceptor.close();
+      // The cut requests' own log lines (cutAtShutdown) are written as their responses close: wait for them.
+      await lifecycle.waitIdle(CUT_SETTLE_MS);
       await peers?.close();
       await fleet?.close();
       await transport.destroy().catch(() => undefined);

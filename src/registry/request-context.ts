@@ -23,6 +23,8 @@ export interface RequestLogFields {
   access?: string;
   /** Why the fleet's object store could not hand over content it holds (the request went on to the other sources). */
   sharedError?: string;
+  /** Still streaming when the shutdown grace period (--shutdown-grace) ran out, and cut. */
+  cutAtShutdown?: boolean;
 }
 
 export interface RegistryRequest {

@@ -9,6 +9,7 @@ export interface StatsSources {
   store: BlobStore;
   health: UpstreamHealth;
   version: string;
+  /** performance.now() at start: uptime is a duration, which a wall-clock step must not bend. */
   startedAt: number;
   cluster?: Cluster;
   shared?: SharedTier;
@@ -60,7 +61,7 @@ export function statsSnapshot(s: StatsSources) {
   const { upstreams, upstreamsOmitted } = upstreamRows(s);
   return {
     version: s.version,
-    uptimeSeconds: Math.round((Date.now() - s.startedAt) / 1000),
+    uptimeSeconds: Math.round((performance.now() - s.startedAt) / 1000),
     totals: {
       ...t,
       hitRatio: ratio(t.hits, t.contentRequests),
