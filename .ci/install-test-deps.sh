@@ -43,6 +43,8 @@ declare -A need=(
   [e2fsck]=e2fsprogs
   [chattr]=e2fsprogs
   [losetup]=mount
+  # EIO on writes (test/e2e/disk-faults.test.ts): a FUSE filesystem in Debian's python3 (python3-fusepy, below).
+  [fusermount]=fuse
   # Wall-clock steps under a running regcache (test/e2e/clock-and-shutdown.test.ts).
   [faketime]=faketime
 )
@@ -59,6 +61,7 @@ missing=()
 for cmd in "${!need[@]}"; do
   command -v "$cmd" >/dev/null 2>&1 || missing+=("${need[$cmd]}")
 done
+/usr/bin/python3 -c "import fusepy" >/dev/null 2>&1 || missing+=(python3-fusepy)
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
 fi

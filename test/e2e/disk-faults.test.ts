@@ -1,11 +1,12 @@
 import { createHash, randomBytes } from "node:crypto";
 import { execFileSync } from "node:child_process";
-import { lstatSync, readdirSync, readlinkSync, rmSync, writeFileSync } from "node:fs";
+import { lstatSync, mkdirSync, readdirSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { corruptBlobsInLayout, curlThrough, skopeoPull } from "./harness/clients.js";
 import { TestEnvironment, type PushedImage } from "./harness/environment.js";
-import { FakeUpstream } from "./harness/fake-upstream.js";
+import { EioFs, eioFsUnavailable } from "./harness/eio-fs.js";
+import { drip, FakeUpstream } from "./harness/fake-upstream.js";
 import { LoopDisk, loopDiskUnavailable } from "./harness/loop-disk.js";
 import { waitFor } from "./harness/ports.js";
 import type { RegcacheProcess } from "./harness/regcache-process.js";
@@ -257,5 +258,93 @@ describe.skipIf(missing.length > 0 || tmpfsUnavailable())("an endless body of un
     expect(streamed.headers["x-cache"]).toBe("BYPASS");
     expect(isRunning(proxy)).toBe(true);
     expect((await stats(proxy)).cache.entries).toBe(20);
+  });
+});
+
+/**
+ * EIO from the disk, which neither a read-only remount nor a full disk gives: tmp/ and blobs/ live
+ * on a FUSE filesystem whose writes fail on demand (harness/eio-fs.py), the index beside them.
+ */
+describe.skipIf(missing.length > 0 || eioFsUnavailable())("a data disk whose writes fail with EIO", () => {
+  let env: TestEnvironment;
+  let eio: EioFs;
+  let upstream: FakeUpstream;
+  let proxy: RegcacheProcess;
+  let warm: PushedImage;
+  let cold: PushedImage;
+  const slow = randomBytes(4_000_000);
+  const slowUrl = `https://slow.test/v2/team/app/blobs/${sha256(slow)}`;
+
+  beforeAll(async () => {
+    env = new TestEnvironment("eio");
+    await env.start();
+    warm = await env.pushImage("team/warm", "1", [2_000_000]);
+    cold = await env.pushImage("team/cold", "1", [2_000_000]);
+    upstream = new FakeUpstream(env.pki, (_req, res) => {
+      res.writeHead(200, { "content-type": "application/octet-stream", "content-length": slow.length });
+      drip(res, slow, 40, 50);
+    });
+    await upstream.start();
+    eio = new EioFs(env.path("eio"));
+    await eio.mount();
+    const dataDir = env.path("data-eio");
+    mkdirSync(dataDir, { recursive: true });
+    for (const dir of ["tmp", "blobs"]) {
+      mkdirSync(path.join(eio.mountPoint, dir));
+      symlinkSync(path.join(eio.mountPoint, dir), path.join(dataDir, dir));
+    }
+    proxy = env.regcache("eio", upstream.resolveArg("slow.test"), { dataDir });
+    await proxy.start();
+    const pulled = await skopeoPull(proxy, warm.ref, env.path("warm-0"));
+    expect(pulled.ok, pulled.stderr).toBe(true);
+  }, 300_000);
+  afterAll(async () => {
+    await proxy?.stop("SIGKILL").catch(() => undefined);
+    await upstream?.stop();
+    eio?.unmount();
+    await env?.cleanup();
+  });
+
+  it("a cache file that cannot be created: the pull streams through uncached, what is cached is served, and caching resumes when writes work again", async () => {
+    eio.failWrites();
+    try {
+      const pulled = await skopeoPull(proxy, cold.ref, env.path("cold-eio"));
+      expect(pulled.ok, pulled.stderr).toBe(true);
+      expect(corruptBlobsInLayout(env.path("cold-eio")).corrupt).toEqual([]);
+      expect(proxy.requestLogs().some((l) => l.uncached === "disk-fault")).toBe(true);
+      expect((await stats(proxy)).cache.diskFault?.code).toBe("EIO");
+      env.registry.clearLog();
+      const again = await skopeoPull(proxy, warm.ref, env.path("warm-eio"));
+      expect(again.ok, again.stderr).toBe(true);
+      expect(env.registry.blobGets()).toEqual([]);
+      expect(isRunning(proxy)).toBe(true);
+    } finally {
+      eio.healWrites();
+    }
+    await proxy.waitForLog((l) => l.msg === "data disk writable again: caching resumes", 20_000);
+  });
+
+  it("writes that start failing in the middle of a download cut that one response; the process stays up and the next request is served", async () => {
+    proxy.logs.length = 0;
+    const during = curlThrough(proxy, slowUrl);
+    await waitFor(() => proxy.logs.some((l) => l.msg === "request") || upstream.requests.length > 0, 10_000, "the download to start");
+    await new Promise((r) => setTimeout(r, 800));
+    eio.failWrites();
+    try {
+      const cut = await during;
+      expect(cut.exitCode).not.toBe(0);
+      expect(cut.body.length).toBeLessThan(slow.length);
+      await proxy.waitForLog((l) => l.msg === "download failed; nothing cached" && JSON.stringify(l).includes("EIO"));
+      expect(isRunning(proxy)).toBe(true);
+      const next = await curlThrough(proxy, slowUrl);
+      expect(next.exitCode).toBe(0);
+      expect(next.headers["x-cache"]).toBe("BYPASS");
+      expect(sha256(next.body)).toBe(sha256(slow));
+    } finally {
+      eio.healWrites();
+    }
+    await proxy.waitForLog((l) => l.msg === "data disk writable again: caching resumes", 20_000);
+    expect((await curlThrough(proxy, slowUrl)).headers["x-cache"]).toBe("MISS");
+    expect((await curlThrough(proxy, slowUrl)).headers["x-cache"]).toBe("HIT");
   });
 });
