@@ -28,15 +28,6 @@ async function readyz(proxy: RegcacheProcess): Promise<{ status: number; body: {
   return { status: res.status, body: (await res.json()) as { status: string; degraded?: Record<string, string> } };
 }
 
-function isRunning(proxy: RegcacheProcess): boolean {
-  try {
-    process.kill(proxy.pid!, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 const sha256 = (data: Buffer): string => `sha256:${createHash("sha256").update(data).digest("hex")}`;
 
 /**
@@ -88,7 +79,7 @@ describe.skipIf(missing.length > 0 || loopDiskUnavailable())("a data disk that f
     try {
       await pull(cold[0]!);
       expect(uncachedFor(cold[0]!).length).toBeGreaterThan(0);
-      expect(isRunning(proxy)).toBe(true);
+      expect(proxy.running).toBe(true);
       const ready = await readyz(proxy);
       expect(ready.status).toBe(200);
       expect(ready.body.degraded?.dataDisk).toMatch(/^cannot create a cache file: /);
@@ -115,7 +106,7 @@ describe.skipIf(missing.length > 0 || loopDiskUnavailable())("a data disk that f
     try {
       await pull(cold[1]!);
       expect(uncachedFor(cold[1]!).length).toBeGreaterThan(0);
-      expect(isRunning(proxy)).toBe(true);
+      expect(proxy.running).toBe(true);
       expect((await stats(proxy)).cache.diskFault?.code).toBe("EPERM");
     } finally {
       execFileSync("chattr", ["-i", blobs]);
@@ -134,7 +125,7 @@ describe.skipIf(missing.length > 0 || loopDiskUnavailable())("a data disk that f
     const during = skopeoPull(proxy, cold[2]!.ref, env.path(`pull-${++pulls}`));
     disk.failReadOnly();
     await during;
-    expect(isRunning(proxy)).toBe(true);
+    expect(proxy.running).toBe(true);
     await pull(cold[2]!);
     await pull(cold[3]!);
     expect(uncachedFor(cold[3]!).length).toBeGreaterThan(0);
@@ -149,7 +140,7 @@ describe.skipIf(missing.length > 0 || loopDiskUnavailable())("a data disk that f
     expect(Number(/^regcache_cache_uncached_disk_fault_total (\d+)$/m.exec(metrics)?.[1])).toBeGreaterThan(0);
     const warning = proxy.logs.filter((l) => l.msg === "data disk cannot be written: serving what is cached, streaming misses through uncached until it can");
     expect(warning.length).toBe(1);
-    expect(isRunning(proxy)).toBe(true);
+    expect(proxy.running).toBe(true);
   });
 
   it("restarted while the disk is read-only, it starts, says so, and serves what is cached", async () => {
@@ -236,7 +227,7 @@ describe.skipIf(missing.length > 0 || tmpfsUnavailable())("an endless body of un
     const cut = await curlThrough(proxy, blobUrl(endless), [], 120_000);
     expect(cut.exitCode).not.toBe(0);
     expect(cut.body.length).toBeGreaterThan(300 * 1024 * 1024);
-    expect(isRunning(proxy)).toBe(true);
+    expect(proxy.running).toBe(true);
     await proxy.waitForLog((l) => l.msg === "download failed; nothing cached" && JSON.stringify(l).includes("the cache disk is full and upstream did not declare the size"));
     await waitFor(() => readdirSync(path.join(mountPoint, "data", "tmp")).length === 0, 10_000, "the partial file to go");
     await waitFor(async () => !(await stats(proxy)).cache.diskFull, 15_000, "the disk to read as not full");
@@ -256,7 +247,7 @@ describe.skipIf(missing.length > 0 || tmpfsUnavailable())("an endless body of un
   it("its next request streams through uncached, cut only by the client, and still evicts nothing", async () => {
     const streamed = await curlThrough(proxy, blobUrl(endless), ["--max-time", "3"], 60_000);
     expect(streamed.headers["x-cache"]).toBe("BYPASS");
-    expect(isRunning(proxy)).toBe(true);
+    expect(proxy.running).toBe(true);
     expect((await stats(proxy)).cache.entries).toBe(20);
   });
 });
@@ -317,7 +308,7 @@ describe.skipIf(missing.length > 0 || eioFsUnavailable())("a data disk whose wri
       const again = await skopeoPull(proxy, warm.ref, env.path("warm-eio"));
       expect(again.ok, again.stderr).toBe(true);
       expect(env.registry.blobGets()).toEqual([]);
-      expect(isRunning(proxy)).toBe(true);
+      expect(proxy.running).toBe(true);
     } finally {
       eio.healWrites();
     }
@@ -335,7 +326,7 @@ describe.skipIf(missing.length > 0 || eioFsUnavailable())("a data disk whose wri
       expect(cut.exitCode).not.toBe(0);
       expect(cut.body.length).toBeLessThan(slow.length);
       await proxy.waitForLog((l) => l.msg === "download failed; nothing cached" && JSON.stringify(l).includes("EIO"));
-      expect(isRunning(proxy)).toBe(true);
+      expect(proxy.running).toBe(true);
       const next = await curlThrough(proxy, slowUrl);
       expect(next.exitCode).toBe(0);
       expect(next.headers["x-cache"]).toBe("BYPASS");
