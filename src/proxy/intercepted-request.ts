@@ -22,10 +22,7 @@ export interface RequestObserver {
  */
 export function createInterceptedRequestHandler(registry: RegistryHandler, logger: Logger, lifecycle: Lifecycle, observers: RequestObserver[] = []) {
   return (req: IncomingMessage, res: ServerResponse, connectTarget: string | undefined, isTls: boolean): void => {
-    const started = Date.now();
-    lifecycle.begin();
-    // While draining, clients are told to reconnect, so their next request reaches another replica.
-    if (lifecycle.draining) res.setHeader("connection", "close");
+    const started = performance.now();
     const target = connectTarget ? parseConnectTarget(connectTarget) : undefined;
     const rr: RegistryRequest = {
       req,
@@ -34,10 +31,13 @@ export function createInterceptedRequestHandler(registry: RegistryHandler, logge
       port: target?.port ?? 0,
       log: { host: target?.host ?? "", method: req.method ?? "", path: (req.url ?? "").slice(0, 512), client: req.socket.remoteAddress },
     };
+    lifecycle.begin(rr.log, res);
+    // While draining, clients are told to reconnect, so their next request reaches another replica.
+    if (lifecycle.draining) res.setHeader("connection", "close");
     const bodyBytes = countBodyBytes(res);
     res.on("close", () => {
-      lifecycle.end();
-      const durationMs = Date.now() - started;
+      lifecycle.end(rr.log);
+      const durationMs = Math.round(performance.now() - started);
       const bytes = bodyBytes();
       // A client that goes away mid-response is ordinary (a cancelled pull): one info line, no stack.
       logger.info({ ...rr.log, status: res.statusCode, bytes, durationMs, completed: res.writableFinished }, "request");
