@@ -8,7 +8,7 @@ import { LruMap } from "../util/lru-map.js";
 
 /** How long what a registry's /v2/ said about its auth holds: a registry does not change its token service often. */
 const CHALLENGE_TTL_MS = 10 * 60_000;
-/** A token is dropped this long before it expires, so that it never expires on the way. */
+/** A token is dropped this long before it expires, so that it never expires on the way. Lifetimes run on the monotonic clock. */
 const EXPIRY_MARGIN_MS = 10_000;
 /** Keyed by registry and repository, which clients choose: bounded; an evicted token is fetched again. */
 const MAX_KEPT = 10_000;
@@ -30,10 +30,7 @@ export class AnonymousTokens {
   /** One fetch per key at a time: a pull asks for a repository's layers all at once. */
   private readonly inFlight = new Map<string, Promise<string | undefined>>();
 
-  constructor(
-    private readonly upstream: UpstreamClient,
-    private readonly now: () => number = Date.now,
-  ) {}
+  constructor(private readonly upstream: UpstreamClient) {}
 
   /**
    * An Authorization header for an anonymous pull of host:port/name, or undefined when the registry
@@ -44,14 +41,14 @@ export class AnonymousTokens {
   async authorization(host: string, port: number, name: string): Promise<string | undefined> {
     const key = `${host}:${port}/${name}`;
     const kept = this.tokens.get(key);
-    if (kept && kept.until > this.now()) return kept.header;
+    if (kept && kept.until > performance.now()) return kept.header;
     return this.once(key, async () => {
       const challenge = await this.challenge(host, port);
       if (challenge?.kind !== "bearer") return undefined;
       const token = await requestRegistryToken((req) => this.upstream.request(req), { ...challenge.params, scope: `repository:${name}:pull` }).catch(unlessAnticipated);
       if (!token) return undefined;
       const header = `Bearer ${token.token}`;
-      this.tokens.set(key, { header, until: this.now() + Math.max(5_000, token.expiresIn * 1000 - EXPIRY_MARGIN_MS) });
+      this.tokens.set(key, { header, until: performance.now() + Math.max(5_000, token.expiresIn * 1000 - EXPIRY_MARGIN_MS) });
       return header;
     });
   }
@@ -65,14 +62,14 @@ export class AnonymousTokens {
   private async challenge(host: string, port: number): Promise<Challenge | undefined> {
     const key = `${host}:${port}`;
     const kept = this.challenges.get(key);
-    if (kept && kept.until > this.now()) return kept.challenge;
+    if (kept && kept.until > performance.now()) return kept.challenge;
     const response = await this.upstream.request({ host, port, method: "GET", path: "/v2/", headers: {}, anonymous: true }).catch(unlessAnticipated);
     if (!response) return undefined;
     await response.body.dump().catch(() => undefined);
     if (isUnavailableStatus(response.statusCode)) return undefined;
     const bearer = response.statusCode === 401 ? parseWwwAuthenticate(headerValue(response.headers["www-authenticate"])).find((c) => c.scheme === "bearer") : undefined;
     const challenge: Challenge = bearer?.params.realm ? { kind: "bearer", params: bearer.params } : { kind: "none" };
-    this.challenges.set(key, { challenge, until: this.now() + CHALLENGE_TTL_MS });
+    this.challenges.set(key, { challenge, until: performance.now() + CHALLENGE_TTL_MS });
     return challenge;
   }
 

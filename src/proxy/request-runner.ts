@@ -29,15 +29,15 @@ export type RequestRunner = (rr: RegistryRequest, admit: Admission) => void;
  */
 export function createRequestRunner(registry: RegistryHandler, logger: Logger, lifecycle: Lifecycle, observers: RequestObserver[] = []): RequestRunner {
   return (rr, admit) => {
-    const started = Date.now();
+    const started = performance.now();
     const { res } = rr;
-    lifecycle.begin();
+    lifecycle.begin(rr.log, res);
     // While draining, clients are told to reconnect, so their next request reaches another replica.
     if (lifecycle.draining) res.setHeader("connection", "close");
     const bodyBytes = countBodyBytes(res);
     res.on("close", () => {
-      lifecycle.end();
-      const durationMs = Date.now() - started;
+      lifecycle.end(rr.log);
+      const durationMs = Math.round(performance.now() - started);
       const bytes = bodyBytes();
       // A client that goes away mid-response is ordinary (a cancelled pull): one info line, no stack.
       logger.info({ ...rr.log, status: res.statusCode, bytes, durationMs, completed: res.writableFinished }, "request");

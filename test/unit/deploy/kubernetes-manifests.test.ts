@@ -11,6 +11,7 @@ import { Service } from "kubernetes-models/v1/Service";
 import { describe, expect, it } from "vitest";
 import { parse, parseAllDocuments } from "yaml";
 import { serveOptions } from "../../../src/cli/serve-options.js";
+import { DEFAULT_SHUTDOWN_SECONDS } from "./stop-time.js";
 
 const DIR = path.resolve(__dirname, "../../../deploy/kubernetes/base");
 const OVERLAY = path.resolve(__dirname, "../../../deploy/kubernetes/overlays/shared-storage");
@@ -65,7 +66,7 @@ describe("deploy/kubernetes", () => {
     const ca = pod.volumes.find((v: any) => v.name === "ca");
     expect(ca.secret.secretName).toBe("regcache-ca");
     expect(c.volumeMounts.find((m: any) => m.name === "ca")).toMatchObject({ mountPath: "/certs", readOnly: true });
-    expect(pod.terminationGracePeriodSeconds).toBeGreaterThan(30);
+    expect(pod.terminationGracePeriodSeconds).toBeGreaterThan(DEFAULT_SHUTDOWN_SECONDS);
     expect(pod.enableServiceLinks).toBe(false);
   });
 
