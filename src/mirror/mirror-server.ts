@@ -101,7 +101,11 @@ export class MirrorServer {
         return;
       }
       const tlsSocket = new TLSSocket(socket, { isServer: true, secureContext: this.currentContext(), ALPNProtocols: ["http/1.1"] });
-      tlsSocket.on("error", () => tlsSocket.destroy());
+      // A node that does not trust the CA, or reached the mirror by a name not in --mirror-name, ends here.
+      tlsSocket.on("error", (err: NodeJS.ErrnoException) => {
+        this.deps.logger.debug({ client: socket.remoteAddress, code: err.code, err: err.message }, "mirror TLS connection failed");
+        tlsSocket.destroy();
+      });
       tlsSocket.once("secure", () => this.http.emit("connection", tlsSocket));
     });
   }

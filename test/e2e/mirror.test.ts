@@ -1,4 +1,5 @@
 import { execFile } from "node:child_process";
+import { createHash } from "node:crypto";
 import { readFileSync, writeFileSync } from "node:fs";
 import { connect, createServer, type Server, type Socket } from "node:net";
 import path from "node:path";
@@ -309,7 +310,7 @@ describe.skipIf(missing.length > 0 || noContainerd)("mirror mode: runtimes use r
   }
 });
 
-describe.skipIf(missingTools("docker-registry", "curl").length > 0)("mirror mode: bad input on the mirror port gets registry errors, never a crash", () => {
+describe.skipIf(missingTools("docker-registry", "curl").length > 0)("mirror mode: the mirror port itself (plain HTTP, the setup script, bad input)", () => {
   let env: TestEnvironment;
   let regcache: RegcacheProcess;
   let mirrorPort: number;
@@ -331,6 +332,26 @@ describe.skipIf(missingTools("docker-registry", "curl").length > 0)("mirror mode
     const error = (JSON.parse(response!.body.toString()) as { errors?: { code: string; message: string }[] }).errors?.[0];
     return { status: response!.status, code: error?.code ?? "", message: error?.message ?? "" };
   }
+
+  it("--mirror-plain-http serves the same API over plain HTTP", async () => {
+    const image = await env.pushImage("team/plain", "1", [30_000]);
+    const plainPort = await freePort();
+    const port = env.registry.port;
+    const plain = env.regcache("plain", ["--allow-port", String(port), "--resolve", `quay.test:${port}=127.0.0.1:${port}`, "--mirror-listen", `127.0.0.1:${plainPort}`, "--mirror-plain-http"]);
+    await plain.start();
+    const get = async (target: string): Promise<{ headers: string; body: Buffer }> => {
+      const { stdout } = await exec("curl", ["-s", "-D", "-", "-o", env.path("plain-body"), "-H", `Accept: ${image.topMediaType}`, `http://127.0.0.1:${plainPort}${target}`]);
+      return { headers: stdout, body: readFileSync(env.path("plain-body")) };
+    };
+    const manifest = await get(`/v2/team/plain/manifests/1?ns=quay.test:${port}`);
+    expect(manifest.headers).toMatch(/^HTTP\/1\.1 200 /);
+    expect(manifest.headers.toLowerCase()).toContain(`docker-content-digest: ${image.topDigest}`);
+    const layer = image.layerDigests[0]!;
+    const blob = await get(`/v2/quay.test:${port}/team/plain/blobs/${layer}`);
+    expect(blob.headers).toMatch(/^HTTP\/1\.1 200 /);
+    expect(`sha256:${createHash("sha256").update(blob.body).digest("hex")}`).toBe(layer);
+    await plain.stop();
+  });
 
   it("GET /setup/node.sh names the mirror too, so that --mode mirror needs no more arguments", async () => {
     const script = (await exec("curl", ["-sf", `${regcache.proxyUrl}/setup/node.sh`])).stdout;
