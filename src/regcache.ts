@@ -19,6 +19,11 @@ import { createFrontServer } from "./proxy/front-server.js";
 import { createInterceptedRequestHandler } from "./proxy/intercepted-request.js";
 import { Lifecycle } from "./proxy/lifecycle.js";
 import { MitmInterceptor } from "./proxy/mitm-interceptor.js";
+import { createRequestRunner } from "./proxy/request-runner.js";
+import type { ConnectPolicy } from "./proxy/connect-policy.js";
+import { AnonymousTokens } from "./mirror/anonymous-tokens.js";
+import { createMirrorRequestHandler } from "./mirror/mirror-requests.js";
+import { MirrorServer, mirrorUrl } from "./mirror/mirror-server.js";
 import { loadSetupScript, setupScriptRoute } from "./proxy/setup-script.js";
 import { OwnEndpoints } from "./proxy/own-endpoints.js";
 import { createCluster } from "./cluster/start-cluster.js";
@@ -49,6 +54,8 @@ import { loadUpstreamTrust } from "./upstream/trust-store.js";
 
 export interface RunningRegcache {
   port: number;
+  /** The mirror endpoint's port, when --mirror-listen is set. */
+  mirrorPort?: number;
   ca: CertificateAuthority;
   store: BlobStore;
   health: UpstreamHealth;
@@ -135,11 +142,13 @@ export async function startRegcache(config: Config, logger: Logger): Promise<Run
   const observers = [(rr: RegistryRequest, status: number, bytes: number, ms: number) => collector.observe(rr, status, bytes, ms), metrics.observeRequest.bind(metrics)];
   // The library's throwaway CA (see MitmInterceptor.start) is written outside the data disk: that disk may be full.
   const mitmScratch = await mkdtemp(path.join(tmpdir(), "regcache-mitm-"));
-  const interceptor = new MitmInterceptor(minter, mitmScratch, createInterceptedRequestHandler(registry, logger, lifecycle, observers), logger);
+  const run = createRequestRunner(registry, logger, lifecycle, observers);
+  const interceptor = new MitmInterceptor(minter, mitmScratch, createInterceptedRequestHandler(run), logger);
   await interceptor.start();
   await rm(mitmScratch, { recursive: true, force: true });
 
   let port = config.listen.port;
+  let mirrorPort: number | undefined;
   const statsSources = { collector, store, health, version: VERSION, startedAt, cluster: peers?.cluster, shared: fleet?.tier };
   const endpoints = new OwnEndpoints(ca.certPem, {
     async notReadyReason() {
@@ -153,17 +162,29 @@ export async function startRegcache(config: Config, logger: Logger): Promise<Run
       if (fleet?.tier.degraded) Object.assign(markers, { objectStore: fleet.tier.health.objectStore, index: fleet.tier.health.index });
       return Object.keys(markers).length > 0 ? markers : undefined;
     },
-  }, [statsRoutes(statsSources, metrics), setupScriptRoute(loadSetupScript(), ca.certificate.fingerprint256, () => `${config.listen.host === "0.0.0.0" ? "127.0.0.1" : config.listen.host}:${port}`)], [cacheAdminRoutes(new CacheAdmin(store, paths), adminAccess, logger)]);
+  }, [statsRoutes(statsSources, metrics), setupScriptRoute(loadSetupScript(), ca.certificate.fingerprint256, () => `${config.listen.host === "0.0.0.0" ? "127.0.0.1" : config.listen.host}:${port}`, config.mirror && ((authority) => mirrorUrl(config.mirror!, mirrorPort!, authority)))], [cacheAdminRoutes(new CacheAdmin(store, paths), adminAccess, logger)]);
+  const policy: ConnectPolicy = {
+    allowPorts: config.allowPorts,
+    noIntercept: config.noIntercept,
+    allowHosts: config.allowHosts,
+    denyHosts: config.denyHosts,
+    caPermittedDomains: ca.permittedDomains,
+    unpermittedHosts: config.unpermittedHosts,
+    denyPrivateAddresses: config.denyPrivateAddresses,
+  };
+  // The same requests as the proxy's, the same run, the same policy: only how a request names its upstream differs.
+  const mirror = config.mirror
+    ? new MirrorServer(config.mirror, {
+        ca,
+        minter,
+        lifecycle,
+        maxConnections: config.maxConnections,
+        logger,
+        onRequest: createMirrorRequestHandler({ run, policy, defaultUpstream: config.mirror.defaultUpstream, tokens: new AnonymousTokens(upstream), holdsCredentials: (host) => credentials?.covers(host) ?? false }),
+      })
+    : undefined;
   const server = createFrontServer({
-    policy: {
-      allowPorts: config.allowPorts,
-      noIntercept: config.noIntercept,
-      allowHosts: config.allowHosts,
-      denyHosts: config.denyHosts,
-      caPermittedDomains: ca.permittedDomains,
-      unpermittedHosts: config.unpermittedHosts,
-      denyPrivateAddresses: config.denyPrivateAddresses,
-    },
+    policy,
     lifecycle,
     proxyAuth: config.proxyAuthFile ? new ProxyAuth(config.proxyAuthFile) : undefined,
     maxConnections: config.maxConnections,
@@ -182,10 +203,13 @@ export async function startRegcache(config: Config, logger: Logger): Promise<Run
     });
   });
   port = (server.address() as AddressInfo).port;
-  logger.info({ listen: `${config.listen.host}:${port}`, dataDir: paths.root, maxCacheSize: config.maxCacheSize }, "regcache listening");
+  mirrorPort = await mirror?.listen();
+  const mirrorListen = config.mirror && { mirror: `${config.mirror.listen.host}:${mirrorPort}`, mirrorTls: !config.mirror.plainHttp };
+  logger.info({ listen: `${config.listen.host}:${port}`, ...mirrorListen, dataDir: paths.root, maxCacheSize: config.maxCacheSize }, "regcache listening");
 
   return {
     port,
+    mirrorPort,
     ca,
     store,
     health,
@@ -195,6 +219,7 @@ export async function startRegcache(config: Config, logger: Logger): Promise<Run
       // http.Server#close also destroys connections it considers idle, and a CONNECT tunnel
       // streaming a blob looks idle to it; net.Server#close only stops accepting.
       NetServer.prototype.close.call(server);
+      mirror?.stopAccepting();
       const deadline = performance.now() + graceMs;
       const idle = (await lifecycle.waitIdle(graceMs)) && (await lifecycle.waitTunnelsQuiet(TUNNEL_QUIET_MS, deadline));
       if (idle) logger.info("in-flight requests finished");
@@ -210,6 +235,7 @@ export async function startRegcache(config: Config, logger: Logger): Promise<Run
       disk.stop();
       lifecycle.cutAll();
       server.closeAllConnections();
+      mirror?.closeAllConnections();
       interceptor.close();
       // The cut requests' own log lines (cutAtShutdown) are written as their responses close: wait for them.
       await lifecycle.waitIdle(CUT_SETTLE_MS);

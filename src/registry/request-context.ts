@@ -25,6 +25,8 @@ export interface RequestLogFields {
   sharedError?: string;
   /** Still streaming when the shutdown grace period (--shutdown-grace) ran out, and cut. */
   cutAtShutdown?: boolean;
+  /** Came in on the mirror port, not through CONNECT: how it named its upstream (src/mirror/mirror-target.ts). */
+  mirror?: "ns" | "path" | "default";
 }
 
 export interface RegistryRequest {

@@ -52,7 +52,12 @@ export class ProxyCredentials {
   constructor(private readonly credentials: Map<string, HostCredential>) {}
 
   appliesTo(req: UpstreamRequest): boolean {
-    return !req.anonymous && req.headers.authorization === undefined && this.credentials.has(req.host.toLowerCase());
+    return !req.anonymous && req.headers.authorization === undefined && this.covers(req.host);
+  }
+
+  /** Whether credentials are held for this registry host. */
+  covers(host: string): boolean {
+    return this.credentials.has(host.toLowerCase());
   }
 
   async send(req: UpstreamRequest, send: Send): Promise<UpstreamResponse> {
