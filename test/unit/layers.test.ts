@@ -21,7 +21,7 @@ const LAYERS: string[][] = [
   ["fleet"],
   ["upstream"],
   ["registry", "cluster", "sources"],
-  ["proxy", "prefetch"],
+  ["proxy", "prefetch", "mirror"],
   ["stats", "admin"],
   ["regcache.ts"],
   ["cli"],
