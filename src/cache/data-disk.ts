@@ -35,6 +35,8 @@ export class DataDisk {
   private current: (DiskFault & { dirs: string[]; err: unknown }) | undefined;
   private probeTimer: NodeJS.Timeout | undefined;
   private lastWarningAt = -Infinity;
+  /** The errno last warned of: a fault of another kind is said at once, the same one again (a flapping disk) once a minute. */
+  private lastWarnedCode: string | undefined;
   private uncachedSinceWarning = 0;
   private readonly writableAgain: ((fault: unknown) => Promise<void>)[] = [];
 
@@ -83,6 +85,7 @@ export class DataDisk {
     if (!isDiskFault(err)) return false;
     if (!this.current) {
       this.current = { action, code: errnoOf(err)!, reason: systemReason(err), since: Date.now(), dirs: this.probeDirsFor(err), err };
+      if (this.current.code !== this.lastWarnedCode) this.lastWarningAt = -Infinity;
       this.warnAtMostEveryMinute();
       this.scheduleProbe();
     }
@@ -106,6 +109,7 @@ export class DataDisk {
     const fault = this.current;
     if (!fault || performance.now() - this.lastWarningAt < WARN_EVERY_MS) return;
     this.lastWarningAt = performance.now();
+    this.lastWarnedCode = fault.code;
     this.logger.warn(
       { dataDir: this.paths.root, action: fault.action, code: fault.code, reason: fault.reason, since: new Date(fault.since).toISOString(), uncachedSinceLastWarning: this.uncachedSinceWarning },
       "data disk cannot be written: serving what is cached, streaming misses through uncached until it can",
