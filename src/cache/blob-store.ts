@@ -9,6 +9,7 @@ import { parseDigest, type Digest } from "../oci/digest.js";
 import { addLink, type BlobEntry, type CacheIndex } from "./cache-index.js";
 import type { DataPaths } from "./data-paths.js";
 import type { DataDisk } from "./data-disk.js";
+import { isNoSpace } from "./disk-errors.js";
 import { DISK_HEADROOM, effectiveCacheBound, freeBytes } from "./disk-space.js";
 import { Download, DownloadAbortedError } from "./download.js";
 import { chooseEvictions } from "./eviction.js";
@@ -31,11 +32,11 @@ const SCRUB_IDLE_MS = 60_000;
 const RATE_WINDOW_MS = 60_000;
 /** Damaged files kept for inspection; older ones are deleted. */
 const QUARANTINE_KEEP = 3;
-const NO_SPACE = new Set(["ENOSPC", "EDQUOT"]);
 /** How often a disk that read as full is looked at again. */
 const ROOM_CHECK_MS = 5_000;
-/** Digests whose undeclared size outgrew the disk, remembered so that their next fill streams through uncached. */
+/** Digests whose undeclared size outgrew the disk, remembered (this many, this long) so that their next fills stream through uncached. */
 const OUTGREW_DISK_KEEP = 1000;
+const OUTGREW_DISK_MS = 60 * 60_000;
 
 export interface BlobStoreOptions {
   /** --max-cache-size: the bound regcache may fill, when the disk can hold it. */
@@ -54,8 +55,11 @@ export type OpenResult<R> =
   | { kind: "body"; body: Readable; size: number | undefined; mediaType: string; host: string; maxSize?: number }
   | { kind: "refused"; response: R };
 
-/** Why a body streams through uncached: larger than the cache, no room on the disk, or a disk that cannot be written (data-disk.ts). */
-export type UncachedReason = "too-large" | "no-space" | "disk-fault";
+/**
+ * Why a body streams through uncached: larger than the cache, no room on the disk, a disk that
+ * cannot be written (data-disk.ts), or another failure to make its file (out of descriptors, say).
+ */
+export type UncachedReason = "too-large" | "no-space" | "disk-fault" | "cache-error";
 
 /**
  * For the request that started a fetch: its download, upstream's own (uncacheable) answer, or a
@@ -104,8 +108,8 @@ export class BlobStore {
   /** The bound in force: --max-cache-size, or less while the disk cannot hold that (disk-space.ts). */
   private bound: number;
   readonly stats: BlobStoreStats = { evictions: 0, evictedBytes: 0, damaged: 0, missing: 0, uncachedForSpace: 0, uncachedForDiskFault: 0, noSpaceAt: undefined };
-  /** Digests whose body, of undeclared size, filled the disk: their next fill is not tried (see startFetch). */
-  private readonly outgrewDisk = new Set<string>();
+  /** Digests whose body, of undeclared size, filled the disk, and when (performance.now()): their next fills are not tried (see startFetch). */
+  private readonly outgrewDisk = new Map<string, number>();
 
   constructor(
     private readonly paths: DataPaths,
@@ -330,7 +334,10 @@ export class BlobStore {
     };
     if (result.size !== undefined && result.size > this.options.maxBytes) return uncached("too-large");
     if (!this.disk.writable) return uncached("disk-fault");
-    if (result.size === undefined && this.outgrewDisk.has(digest.value)) return uncached("no-space");
+    if (result.size === undefined && this.outgrewDiskLately(digest)) {
+      this.stats.uncachedForSpace += 1;
+      return uncached("no-space");
+    }
     let download: Download;
     try {
       // The disk may have freed up (or filled) since the bound was last fitted: eviction goes by now.
@@ -350,19 +357,18 @@ export class BlobStore {
       // The body is the client's answer still: it streams through, only the cache goes without it.
       this.reservations.delete(digest.value);
       this.logger.error({ err, digest: digest.value }, "cannot create a cache file; streaming through uncached");
-      if (NO_SPACE.has((err as NodeJS.ErrnoException).code ?? "")) {
+      if (isNoSpace(err)) {
         this.noRoom();
         this.stats.uncachedForSpace += 1;
         return uncached("no-space");
       }
-      this.disk.failed(err, "create a cache file");
-      return uncached("disk-fault");
+      return uncached(this.disk.failed(err, "create a cache file") ? "disk-fault" : "cache-error");
     }
     this.downloads.set(digest.value, download);
     this.pendingLinks.set(digest.value, [hostRepository]);
     this.pin(digest.value);
     download.done.then(
-      () => this.commit(download),
+      () => this.commit(download).catch((err: unknown) => this.logger.error({ err, digest: digest.value }, "cannot record a stored download")),
       (err: Error) => {
         this.disk.failed(err, "write a cache file");
         this.logger.error({ err, digest: digest.value, upstreamHost: result.host }, "download failed; nothing cached");
@@ -529,9 +535,18 @@ export class BlobStore {
    */
   private async refuseRoom(digest: Digest, host: string): Promise<never> {
     this.noRoom();
-    this.outgrewDisk.add(digest.value);
-    if (this.outgrewDisk.size > OUTGREW_DISK_KEEP) this.outgrewDisk.delete(this.outgrewDisk.values().next().value!);
+    this.outgrewDisk.delete(digest.value);
+    this.outgrewDisk.set(digest.value, performance.now());
+    if (this.outgrewDisk.size > OUTGREW_DISK_KEEP) this.outgrewDisk.delete(this.outgrewDisk.keys().next().value!);
     throw new DownloadAbortedError(host, "the cache disk is full and upstream did not declare the size; the next request streams it through uncached");
+  }
+
+  private outgrewDiskLately(digest: Digest): boolean {
+    const at = this.outgrewDisk.get(digest.value);
+    if (at === undefined) return false;
+    if (performance.now() - at < OUTGREW_DISK_MS) return true;
+    this.outgrewDisk.delete(digest.value);
+    return false;
   }
 
   private evictableBytes(): number {
@@ -540,11 +555,26 @@ export class BlobStore {
     return bytes;
   }
 
+  /** The file first: a disk that refuses to delete it keeps the entry, still served. */
   async remove(entry: BlobEntry): Promise<void> {
-    await this.index.deleteBlob(entry.digest);
-    this.verifiedThisRun.delete(entry.digest);
     const [algorithm, hex] = entry.digest.split(":");
     await rm(path.join(this.paths.blobsDir, algorithm!, hex!.slice(0, 2), hex!), { force: true });
+    await this.index.deleteBlob(entry.digest);
+    this.verifiedThisRun.delete(entry.digest);
+  }
+
+  /**
+   * Removes what tmp/ holds that no download in progress writes: partial files a disk that turned
+   * read-only could not remove (called when it can be written again). Never rejects.
+   */
+  async removeStrayTempFiles(): Promise<number> {
+    const writing = new Set([...this.downloads.values()].map((d) => path.basename(d.tempFile)));
+    let removed = 0;
+    for (const name of await readdir(this.paths.tmpDir).catch(() => [] as string[])) {
+      if (writing.has(name)) continue;
+      if (await rm(path.join(this.paths.tmpDir, name), { recursive: true, force: true }).then(() => true, () => false)) removed += 1;
+    }
+    return removed;
   }
 
   /**

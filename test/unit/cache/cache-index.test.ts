@@ -1,3 +1,4 @@
+import { execFileSync } from "node:child_process";
 import { randomBytes, randomFillSync } from "node:crypto";
 import { copyFileSync, existsSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync, writeSync, closeSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -421,5 +422,61 @@ describe.skipIf(tmpfsUnavailable())("CacheIndex on a full disk", () => {
     await index.close();
     expect(readdirSync(dir)).toEqual([path.basename(filler)]);
     expect(existsSync(file)).toBe(false);
+  });
+});
+
+describe("CacheIndex.reopen (its disk writable again)", () => {
+  const nextFile = freshIndexFiles();
+
+  it("a file damaged meanwhile is set aside like at start-up, and what memory holds goes into a new one", async () => {
+    const file = nextFile();
+    const { logger, lines } = captureLogger();
+    const index = await CacheIndex.open(file, logger);
+    await index.putBlob(blob(3));
+    await index.flush();
+    writeFileSync(file, "regcache index? no: garbage\n".repeat(400));
+    await index.reopen();
+    expect(lines.some((l) => l.msg.startsWith("cache index damaged: moved aside and replaced"))).toBe(true);
+    await index.close();
+    const again = await CacheIndex.open(file, quiet());
+    expect([...again.allBlobs()].map((b) => b.digest)).toEqual([blob(3).digest]);
+    await again.close();
+  });
+});
+
+describe.skipIf(tmpfsUnavailable())("CacheIndex.reopen after a read-only spell", () => {
+  let dir: string;
+  const remount = (mode: "ro" | "rw"): void => void execFileSync("mount", ["-o", `remount,${mode}`, dir]);
+  beforeAll(() => {
+    dir = mkdtempSync(path.join(tmpdir(), "regcache-index-ro-"));
+    mountTmpfs(dir, 8 * 1024 * 1024);
+  });
+  afterAll(() => {
+    unmountTmpfs(dir);
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("an index kept in memory moves onto its file with every row, and loses no record written while it moves", async () => {
+    const file = path.join(dir, "index.sqlite");
+    const before = await CacheIndex.open(file, quiet());
+    await before.putBlob(blob(1));
+    await before.close();
+    remount("ro");
+    const index = await CacheIndex.open(file, quiet());
+    expect(index.writeFailing).toBe(true);
+    await index.putTag("quay.test/team/app:v1@x", TAG);
+    remount("rw");
+    const reopened = index.reopen();
+    // Written while the connection changes hands: kept in memory and written by the new one.
+    await index.putTag("quay.test/team/app:v2@x", { ...TAG, recorded: 2 });
+    await index.putBlob(blob(2));
+    await reopened;
+    expect(index.writeFailing).toBe(false);
+    await index.close();
+    const again = await CacheIndex.open(file, quiet());
+    expect([...again.allBlobs()].map((b) => b.digest).sort()).toEqual([blob(1).digest, blob(2).digest].sort());
+    expect(await again.getTag("quay.test/team/app:v1@x")).toEqual(TAG);
+    expect(await again.getTag("quay.test/team/app:v2@x")).toEqual({ ...TAG, recorded: 2 });
+    await again.close();
   });
 });
