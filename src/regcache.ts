@@ -134,10 +134,14 @@ export async function startRegcache(config: Config, logger: Logger): Promise<Run
         return `data dir ${paths.root} is not writable`;
       }
     },
+    // Each marker clears by itself: the tier's background probe (start-shared-tier.ts), the peers' health checks (membership.ts).
     degraded() {
-      if (!fleet?.tier.degraded) return undefined;
-      const { objectStore, index } = fleet.tier.health;
-      return { objectStore, index };
+      const parts: Record<string, string> = {};
+      if (fleet?.tier.degraded) Object.assign(parts, fleet.tier.health);
+      const members = peers?.cluster.membership.snapshot() ?? [];
+      const silent = members.filter((m) => !m.live).length;
+      if (silent > 0) parts.peers = `${silent} of ${members.length} not answering`;
+      return Object.keys(parts).length > 0 ? parts : undefined;
     },
   }, [statsRoutes(statsSources, metrics), setupScriptRoute(loadSetupScript(), ca.certificate.fingerprint256, () => `${config.listen.host === "0.0.0.0" ? "127.0.0.1" : config.listen.host}:${port}`)], [cacheAdminRoutes(new CacheAdmin(store, paths), adminAccess, logger)]);
   const server = createFrontServer({
