@@ -16,6 +16,8 @@ export interface ClusterStats {
   peerErrors: Record<string, number>;
   /** Copies this replica asked a peer to keep. */
   replications: number;
+  /** Connections the peer port refused, by cause (refusal-log.ts). */
+  refusedConnections: Record<string, number>;
 }
 
 /**
@@ -24,13 +26,16 @@ export interface ClusterStats {
  * When upstream cannot be reached, any live peer that holds a digest for the repository hands it over.
  */
 export class Cluster {
-  readonly stats: ClusterStats = { peerFills: 0, peerCopies: 0, peerTags: 0, peerErrors: {}, replications: 0 };
+  readonly stats: ClusterStats;
 
   constructor(
     readonly membership: Membership,
     private readonly client: PeerClient,
     private readonly logger: Logger,
-  ) {}
+    refusedConnections: Record<string, number> = {},
+  ) {
+    this.stats = { peerFills: 0, peerCopies: 0, peerTags: 0, peerErrors: {}, replications: 0, refusedConnections };
+  }
 
   get self(): string {
     return this.membership.self;

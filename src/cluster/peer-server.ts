@@ -1,5 +1,6 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { createServer, type Server } from "node:https";
+import type { Socket } from "node:net";
 import type { TLSSocket } from "node:tls";
 import type { Logger } from "../log/logger.js";
 import type { RegistryErrorCode } from "../oci/error-body.js";
@@ -8,6 +9,7 @@ import { parseRegistryPath } from "../registry/routes.js";
 import { errorReply, writeReply } from "../registry/reply.js";
 import type { RegistryRequest } from "../registry/request-context.js";
 import { isPeerCertificate, type PeerIdentity } from "./peer-identity.js";
+import type { RefusalLog } from "./refusal-log.js";
 
 /** What the peer server serves, from the replica's own parts (composed in regcache.ts). */
 export interface PeerServices {
@@ -22,6 +24,8 @@ export interface PeerServices {
 }
 
 const HOST = /^[a-z0-9.-]{1,253}$|^[0-9a-f:.]{2,45}$/i;
+/** The TLS verify codes of a certificate that does not chain to the CA given (one from another CA). */
+const OTHER_CA = new Set(["UNABLE_TO_VERIFY_LEAF_SIGNATURE", "UNABLE_TO_GET_ISSUER_CERT", "UNABLE_TO_GET_ISSUER_CERT_LOCALLY", "SELF_SIGNED_CERT_IN_CHAIN", "DEPTH_ZERO_SELF_SIGNED_CERT", "CERT_SIGNATURE_FAILURE"]);
 
 function send(res: ServerResponse, status: number, code: RegistryErrorCode, message: string): void {
   writeReply(res, errorReply(status, code, message), res.req.method);
@@ -29,10 +33,10 @@ function send(res: ServerResponse, status: number, code: RegistryErrorCode, mess
 
 /**
  * The peer channel's server: its own port, mutual TLS with the root CA that every replica holds,
- * and only certificates that name a peer (peer-identity.ts). Everything else is refused with a
- * clear line in the log, and bad input gets a registry-style error, as on the proxy port.
+ * and only certificates that name a peer (peer-identity.ts). Everything else is refused, counted
+ * and logged by cause (refusal-log.ts), and bad input gets a registry-style error, as on the proxy port.
  */
-export function createPeerServer(identity: PeerIdentity, services: PeerServices, logger: Logger): Server {
+export function createPeerServer(identity: PeerIdentity, services: PeerServices, logger: Logger, refusals: RefusalLog): Server {
   // A peer completes its handshake in milliseconds; anything slower is not a peer.
   const server = createServer({ cert: identity.certPem, key: identity.keyPem, ca: identity.caPem, requestCert: true, rejectUnauthorized: true, minVersion: "TLSv1.2", handshakeTimeout: 10_000 }, (req, res) => {
     const started = Date.now();
@@ -42,13 +46,21 @@ export function createPeerServer(identity: PeerIdentity, services: PeerServices,
       send(res, 500, "UNSUPPORTED", "internal error in regcache");
     });
   });
+  // A socket the TLS layer destroyed no longer knows its client: the address is taken as the connection arrives.
+  const clients = new WeakMap<Socket, string | undefined>();
+  server.prependListener("connection", (socket: Socket) => clients.set(socket, socket.remoteAddress));
   server.on("secureConnection", (socket: TLSSocket) => {
     if (isPeerCertificate(socket.getPeerCertificate())) return;
-    logger.warn({ peer: socket.remoteAddress }, "peer channel: refused a certificate from our CA that is not a peer's");
+    refusals.note("not-a-peer", socket.remoteAddress);
     socket.destroy();
   });
-  server.on("tlsClientError", (err: Error, socket: TLSSocket) => {
-    logger.warn({ peer: socket.remoteAddress, err: err.message }, "peer channel: refused a client without a valid peer certificate");
+  server.on("tlsClientError", (err: NodeJS.ErrnoException, socket: TLSSocket) => {
+    // The TLS socket wraps the TCP one (Node's _parent), whose address was kept above.
+    const client = socket.remoteAddress ?? clients.get((socket as unknown as { _parent: Socket })._parent);
+    const verifyError = socket.authorizationError as unknown as string | undefined;
+    if (err.code === "ERR_SSL_PEER_DID_NOT_RETURN_A_CERTIFICATE") refusals.note("no-certificate", client);
+    else if (verifyError) refusals.note(OTHER_CA.has(verifyError) ? "other-ca" : "unverified-certificate", client, verifyError);
+    else refusals.note("handshake", client, err.code ?? err.message);
     socket.destroy();
   });
   server.on("clientError", (_err, socket) => socket.destroy());

@@ -105,6 +105,16 @@ export class Metrics {
           for (const [reason, n] of Object.entries(cluster.stats.peerErrors)) this.inc({ reason }, n);
         },
       });
+      new Counter({
+        name: "regcache_peer_refused_connections_total",
+        help: "Connections the peer port refused, by cause (no-certificate, other-ca, unverified-certificate, not-a-peer, handshake)",
+        labelNames: ["cause"],
+        registers,
+        collect() {
+          this.reset();
+          for (const [cause, n] of Object.entries(cluster.stats.refusedConnections)) this.inc({ cause }, n);
+        },
+      });
     }
     const shared = sources.shared;
     if (shared) {
