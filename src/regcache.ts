@@ -27,6 +27,7 @@ import { ContentSources } from "./registry/content-sources.js";
 import { PingHandler } from "./registry/ping-handler.js";
 import { RegistryHandler } from "./registry/registry-handler.js";
 import { TagHandler } from "./registry/tag-handler.js";
+import { TagPeers } from "./registry/tag-peers.js";
 import { loadOrCreateCa, type CertificateAuthority } from "./tls/ca.js";
 import { LeafMinter } from "./tls/leaf-minter.js";
 import type { UpstreamClient } from "./upstream/client.js";
@@ -109,9 +110,10 @@ export async function startRegcache(config: Config, logger: Logger): Promise<Run
   const recordedTags = new RecordedTags(index);
   const pruned = { tagAnswers: await recordedTags.pruneUncached(), confirmations: await access.pruneConfirmations() };
   if (pruned.tagAnswers + pruned.confirmations > 0) logger.info(pruned, "cache index: rows no answer reads any more pruned");
-  const tags = new TagHandler(upstream, store, recordedTags, content, access, config.tagTtl, peers?.cluster);
+  const tagPeers = peers ? new TagPeers(peers.cluster, recordedTags, content, access, logger) : undefined;
+  const tags = new TagHandler(upstream, store, recordedTags, content, access, config.tagTtl, tagPeers);
   const registry = new RegistryHandler(upstream, content, tags, new PingHandler(upstream, access));
-  await peers?.listen(peerServices(content, tags));
+  if (peers && tagPeers) await peers.listen(peerServices(content, tagPeers));
 
   const startedAt = Date.now();
   const collector = new StatsCollector();

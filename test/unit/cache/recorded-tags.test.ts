@@ -37,3 +37,31 @@ describe("RecordedTags.pruneUncached", () => {
     await index.close();
   });
 });
+
+describe("RecordedTags.keepNewer: another replica's answer (its second copy)", () => {
+  const dirs: string[] = [];
+  afterEach(() => {
+    for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("is kept for its Accept set and as the latest, each only where it is newer than what is held", async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), "regcache-tags-"));
+    dirs.push(dir);
+    const index = await CacheIndex.open(path.join(dir, "index.sqlite"), createLogger("silent"));
+    const tags = new RecordedTags(index);
+    const image = { host: "quay.test", name: "team/app", tag: "v1" };
+    const answer = (digest: string, recorded: number): TagEntry => ({ digest, mediaType: "m", size: 1, recorded });
+    await tags.keepNewer(image, ["a"], answer(CACHED, 10));
+    expect(await tags.forAccept(image, ["a"])).toEqual(answer(CACHED, 10));
+    expect(await tags.latest(image)).toEqual(answer(CACHED, 10));
+    // This replica recorded a newer answer for another Accept set: the latest stays, the older copy fills only its own Accept set.
+    await tags.record(image, ["b"], answer(NOT_CACHED, 30));
+    await tags.keepNewer(image, ["c"], answer(CACHED, 20));
+    expect(await tags.forAccept(image, ["c"])).toEqual(answer(CACHED, 20));
+    expect(await tags.latest(image)).toEqual(answer(NOT_CACHED, 30));
+    // An older copy of an Accept set held here changes nothing.
+    await tags.keepNewer(image, ["a"], answer(NOT_CACHED, 5));
+    expect(await tags.forAccept(image, ["a"])).toEqual(answer(CACHED, 10));
+    await index.close();
+  });
+});
