@@ -14,7 +14,7 @@ import { chooseEvictions } from "./eviction.js";
 import { hashFile } from "./file-hash.js";
 import { OpenStreams } from "./read-chunk.js";
 import { CachedFileSource, DownloadSource, type RangeSource } from "./range-source.js";
-import { stampOfDescriptor, stampOfFile, VerifiedFiles, type FileStamp } from "./verified-files.js";
+import { stampOfDescriptor, stampOfFile, stampOfFileNow, VerifiedFiles, type FileStamp } from "./verified-files.js";
 
 /** Eviction goes below the bound, so that one new blob does not trigger another eviction at once. */
 const LOW_WATER_RATIO = 0.9;
@@ -384,7 +384,7 @@ export class BlobStore {
     for (const link of this.pendingLinks.get(download.digest.value) ?? []) addLink(entry.links, link);
     // Its bytes were hashed on the way in: as verified as a file can be.
     entry.verifiedAt = now;
-    this.verifiedThisRun.add(entry.digest, await stampOfFile(this.paths.blobFile(download.digest)));
+    this.verifiedThisRun.add(entry.digest, stampOfFileNow(this.paths.blobFile(download.digest)));
     try {
       await this.index.putBlob(entry);
     } catch (err) {

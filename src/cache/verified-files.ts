@@ -1,5 +1,5 @@
 import type { BigIntStats } from "node:fs";
-import { fstatSync } from "node:fs";
+import { fstatSync, statSync } from "node:fs";
 import { stat } from "node:fs/promises";
 
 /**
@@ -22,6 +22,18 @@ function stampOf(s: BigIntStats): FileStamp {
 /** The stamp of an open file: one fstat, the whole cost of a hit's check. */
 export function stampOfDescriptor(fd: number): FileStamp {
   return stampOf(fstatSync(fd, { bigint: true }));
+}
+
+/**
+ * The stamp of a file by path, now: for a caller that must not yield (a download's commit indexes
+ * the file before anything waiting on the download runs). Undefined when it cannot be read.
+ */
+export function stampOfFileNow(file: string): FileStamp | undefined {
+  try {
+    return stampOf(statSync(file, { bigint: true }));
+  } catch {
+    return undefined;
+  }
 }
 
 /** The stamp of a file by path; undefined when it cannot be read. */
