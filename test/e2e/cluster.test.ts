@@ -185,6 +185,7 @@ describe.skipIf(missing.length > 0)("replicas act as one cache", () => {
       }
     } finally {
       await containerd?.stop();
+      await Promise.all(replicas.map((r) => r.stop("SIGKILL")));
       await env.registry.start();
       restore(snapshot);
       await startAll();
