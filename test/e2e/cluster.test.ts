@@ -109,17 +109,22 @@ describe.skipIf(missing.length > 0)("replicas act as one cache", () => {
     expect(corruptBlobsInLayout(env.path("cold-15")).corrupt).toEqual([]);
   });
 
-  it("after prefetch through the balancer, and after one ordinary pull per image, with the upstream stopped: 30 of 30 fresh pulls of each succeed, by tag and by digest, skopeo and ctr", async () => {
+  /** Warms through the balancer: `prefetch` of single and multi, one ordinary pull of the others; each digest then on two replicas. */
+  const warmBothWays = async (label: string): Promise<void> => {
     const prefetched = await runPrefetch(["--proxy", haproxy.proxyUrl, single.ref, multi.ref]);
     expect(prefetched.code, prefetched.stdout + prefetched.stderr).toBe(0);
     for (const image of [single, multi]) await onTwoReplicas(image);
     for (const image of [warmByPull, pulledMulti]) {
-      const dest = env.path(`warm-${image.repo.replace("/", "-")}`);
+      const dest = env.path(`${label}-${image.repo.replace("/", "-")}`);
       const warmed = await skopeoPull(front(), image.ref, dest);
       expect(warmed.ok, warmed.stderr).toBe(true);
       // A node's pull fetches its own platform only, and the index it resolves it through.
       await onTwoReplicas(image, [image.topDigest, ...pulledDigests(dest)]);
     }
+  };
+
+  it("after prefetch through the balancer, and after one ordinary pull per image, with the upstream stopped: 30 of 30 fresh pulls of each succeed, by tag and by digest, skopeo and ctr", async () => {
+    await warmBothWays("warm");
     // Both ways of warming are checked in one outage: replicas take up to --probe-interval to see upstream back.
     await env.registry.stop();
     try {
@@ -154,15 +159,7 @@ describe.skipIf(missing.length > 0)("replicas act as one cache", () => {
     await Promise.all(replicas.map((r) => r.stop("SIGKILL")));
     for (const r of replicas) rmSync(r.dataDir, { recursive: true, force: true });
     await startAll();
-    const prefetched = await runPrefetch(["--proxy", haproxy.proxyUrl, single.ref, multi.ref]);
-    expect(prefetched.code, prefetched.stdout + prefetched.stderr).toBe(0);
-    for (const image of [single, multi]) await onTwoReplicas(image);
-    for (const image of [warmByPull, pulledMulti]) {
-      const dest = env.path(`rewarm-${image.repo.replace("/", "-")}`);
-      const warmed = await skopeoPull(front(), image.ref, dest);
-      expect(warmed.ok, warmed.stderr).toBe(true);
-      await onTwoReplicas(image, [image.topDigest, ...pulledDigests(dest)]);
-    }
+    await warmBothWays("rewarm");
     // Each tag answer reached a second replica, with its manifest.
     for (const image of [single, multi, warmByPull, pulledMulti]) {
       await waitFor(() => replicas.some((r) => r.logs.some((l) => l.msg === "kept a tag answer a peer recorded" && l.repository === image.repo && l.manifestKept === true)), 20_000, `the tag of ${image.repo} on a second replica`);

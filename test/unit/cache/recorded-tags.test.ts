@@ -10,16 +10,21 @@ const DAY = 24 * 60 * 60_000;
 const CACHED = `sha256:${"a".repeat(64)}`;
 const NOT_CACHED = `sha256:${"b".repeat(64)}`;
 
-describe("RecordedTags.pruneUncached", () => {
-  const dirs: string[] = [];
-  afterEach(() => {
-    for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
-  });
+const dirs: string[] = [];
+afterEach(() => {
+  for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
+});
 
+/** An index in a fresh directory, removed after the test. */
+async function freshIndex(): Promise<CacheIndex> {
+  const dir = mkdtempSync(path.join(tmpdir(), "regcache-tags-"));
+  dirs.push(dir);
+  return CacheIndex.open(path.join(dir, "index.sqlite"), createLogger("silent"));
+}
+
+describe("RecordedTags.pruneUncached", () => {
   it("drops answers whose manifest is not cached once they are a week old, and keeps every other", async () => {
-    const dir = mkdtempSync(path.join(tmpdir(), "regcache-tags-"));
-    dirs.push(dir);
-    const index = await CacheIndex.open(path.join(dir, "index.sqlite"), createLogger("silent"));
+    const index = await freshIndex();
     await index.putBlob({ digest: CACHED, size: 1, mediaType: "m", created: 0, lastAccess: 0, hits: 0, links: [] });
     const tags = new RecordedTags(index);
     const now = 100 * DAY;
@@ -39,15 +44,8 @@ describe("RecordedTags.pruneUncached", () => {
 });
 
 describe("RecordedTags.keepNewer: another replica's answer (its second copy)", () => {
-  const dirs: string[] = [];
-  afterEach(() => {
-    for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
-  });
-
   it("is kept for its Accept set and as the latest, each only where it is newer than what is held", async () => {
-    const dir = mkdtempSync(path.join(tmpdir(), "regcache-tags-"));
-    dirs.push(dir);
-    const index = await CacheIndex.open(path.join(dir, "index.sqlite"), createLogger("silent"));
+    const index = await freshIndex();
     const tags = new RecordedTags(index);
     const image = { host: "quay.test", name: "team/app", tag: "v1" };
     const answer = (digest: string, recorded: number): TagEntry => ({ digest, mediaType: "m", size: 1, recorded });
