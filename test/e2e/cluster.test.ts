@@ -146,6 +146,7 @@ describe.skipIf(missing.length > 0)("replicas act as one cache", () => {
     await Promise.all(among.map((r) => r.start(r.port)));
     await waitFor(() => among.every((r) => r.logs.filter((l) => l.msg === "peer is live").length >= among.length - 1), 15_000, "every replica to see its peers live");
   };
+  const readyz = async (r: RegcacheProcess): Promise<unknown> => (await fetch(`${r.proxyUrl}/readyz`)).json();
   /** Every data dir made what `snapshot` holds (the replicas stopped). */
   const restore = (snapshot: string): void => {
     for (const [i, r] of replicas.entries()) {
@@ -178,6 +179,8 @@ describe.skipIf(missing.length > 0)("replicas act as one cache", () => {
         await replicas[killed]!.stop("SIGKILL");
         await freshPulls([single, multi], true, containerd, `killed-${killed}-prefetched`);
         await freshPulls([warmByPull, pulledMulti], false, containerd, `killed-${killed}-pulled`);
+        // The survivors stay ready, and say which part they serve without.
+        for (const r of replicas.filter((_, i) => i !== killed)) expect(await readyz(r)).toEqual({ status: "ready", degraded: { peers: "1 of 2 not answering" } });
         await Promise.all(replicas.map((r) => r.stop("SIGKILL")));
       }
     } finally {
@@ -187,6 +190,7 @@ describe.skipIf(missing.length > 0)("replicas act as one cache", () => {
       restore(snapshot);
       await startAll();
     }
+    for (const r of replicas) expect(await readyz(r)).toEqual({ status: "ready" });
   });
 
   it("a replica started empty while the upstream is down serves cached images from its peers", async () => {
