@@ -34,6 +34,7 @@ import { ContentSources } from "./registry/content-sources.js";
 import { PingHandler } from "./registry/ping-handler.js";
 import { RegistryHandler } from "./registry/registry-handler.js";
 import { TagHandler } from "./registry/tag-handler.js";
+import { TagPeers } from "./registry/tag-peers.js";
 import { loadOrCreateCa, type CertificateAuthority } from "./tls/ca.js";
 import { LeafMinter } from "./tls/leaf-minter.js";
 import type { UpstreamClient } from "./upstream/client.js";
@@ -149,9 +150,10 @@ export async function startRegcache(config: Config, logger: Logger): Promise<Run
   const recordedTags = new RecordedTags(index);
   const pruned = { tagAnswers: await recordedTags.pruneUncached(), confirmations: await access.pruneConfirmations() };
   if (pruned.tagAnswers + pruned.confirmations > 0) logger.info(pruned, "cache index: rows no answer reads any more pruned");
-  const tags = new TagHandler(upstream, store, recordedTags, content, access, config.tagTtl, peers?.cluster);
+  const tagPeers = peers ? new TagPeers(peers.cluster, recordedTags, content, access, logger) : undefined;
+  const tags = new TagHandler(upstream, store, recordedTags, content, access, config.tagTtl, tagPeers);
   const registry = new RegistryHandler(upstream, content, tags, new PingHandler(upstream, access));
-  await peers?.listen(peerServices(content, tags));
+  if (peers && tagPeers) await peers.listen(peerServices(content, tagPeers));
 
   const startedAt = performance.now();
   const collector = new StatsCollector();
@@ -171,12 +173,16 @@ export async function startRegcache(config: Config, logger: Logger): Promise<Run
       return lifecycle.draining ? "shutting down" : null;
     },
     // A disk that cannot be written still serves what it holds, and streams the rest through: ready, and said so.
+    // Each marker clears by itself: the disk's probe (data-disk.ts), the tier's (start-shared-tier.ts), the peers' health checks (membership.ts).
     degraded() {
-      const markers: Record<string, string> = {};
+      const parts: Record<string, string> = {};
       const fault = disk.fault;
-      if (fault) markers.dataDisk = `cannot ${fault.action}: ${fault.reason} (since ${new Date(fault.since).toISOString()}); serving cached content, misses uncached`;
-      if (fleet?.tier.degraded) Object.assign(markers, { objectStore: fleet.tier.health.objectStore, index: fleet.tier.health.index });
-      return Object.keys(markers).length > 0 ? markers : undefined;
+      if (fault) parts.dataDisk = `cannot ${fault.action}: ${fault.reason} (since ${new Date(fault.since).toISOString()}); serving cached content, misses uncached`;
+      if (fleet?.tier.degraded) Object.assign(parts, fleet.tier.health);
+      const members = peers?.cluster.membership.snapshot() ?? [];
+      const silent = members.filter((m) => !m.live).length;
+      if (silent > 0) parts.peers = `${silent} of ${members.length} not answering`;
+      return Object.keys(parts).length > 0 ? parts : undefined;
     },
   }, [statsRoutes(statsSources, metrics), setupScriptRoute(loadSetupScript(), ca.certificate.fingerprint256, () => `${config.listen.host === "0.0.0.0" ? "127.0.0.1" : config.listen.host}:${port}`, config.mirror && ((authority) => mirrorUrl(config.mirror!, mirrorPort!, authority)))], [cacheAdminRoutes(new CacheAdmin(store, paths), adminAccess, logger)]);
   const policy: ConnectPolicy = {

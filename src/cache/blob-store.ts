@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { openSync } from "node:fs";
+import { closeSync, openSync } from "node:fs";
 import { mkdir, readdir, rename, rm, stat } from "node:fs/promises";
 import path from "node:path";
 import type { Readable } from "node:stream";
@@ -16,6 +16,7 @@ import { chooseEvictions } from "./eviction.js";
 import { hashFile } from "./file-hash.js";
 import { OpenStreams } from "./read-chunk.js";
 import { CachedFileSource, DownloadSource, type RangeSource } from "./range-source.js";
+import { stampOfDescriptor, stampOfFile, stampOfFileNow, VerifiedFiles, type FileStamp } from "./verified-files.js";
 
 /** Eviction goes below the bound, so that one new blob does not trigger another eviction at once. */
 const LOW_WATER_RATIO = 0.9;
@@ -98,8 +99,8 @@ export class BlobStore {
   private readonly pins = new Map<string, number>();
   /** Links of digests still downloading: the starter's repository and any confirmed while it runs. */
   private readonly pendingLinks = new Map<string, string[]>();
-  /** Digests whose file matched its digest since this process started. */
-  private readonly verifiedThisRun = new Set<string>();
+  /** Digests whose file matched its digest since this process started, with what the file looked like then. */
+  private readonly verifiedThisRun = new VerifiedFiles();
   private readonly openStreams = new OpenStreams();
   private scrubTimer: NodeJS.Timeout | undefined;
   private roomTimer: NodeJS.Timeout | undefined;
@@ -199,13 +200,15 @@ export class BlobStore {
   async verify(entry: BlobEntry, digest: Digest): Promise<"ok" | "damaged" | "missing"> {
     // Checked before pinning: hasFile leaves the row of a pinned digest alone.
     if (!(await this.hasFile(entry, digest))) return "missing";
+    // Taken before hashing: a write while the hash runs leaves the file looking changed.
+    const stamp = await stampOfFile(this.paths.blobFile(digest));
     this.pin(entry.digest);
     try {
       if (!(await this.hashMatches(entry, digest))) return "damaged";
     } finally {
       this.unpin(entry.digest);
     }
-    this.markVerified(entry);
+    this.markVerified(entry, stamp);
     return "ok";
   }
 
@@ -238,20 +241,28 @@ export class BlobStore {
 
   /**
    * Bytes [start, end] of the cached file as a response source; the digest stays pinned until it
-   * closes. Large files not verified this run (or within --verify-interval), or all of them with
-   * `always`, are hashed as they are served, and their last byte is released only if they still match.
+   * closes. Large files not verified this run (or within --verify-interval), changed on disk since
+   * (verified-files.ts), or all of them with `always`, are hashed as they are served, and their
+   * last byte is released only if they still match.
    */
   readCached(entry: BlobEntry, digest: Digest, start: number, end: number, always = false): RangeSource {
     this.index.touch(entry.digest);
     const fd = openSync(this.paths.blobFile(digest), "r");
+    let stamp: FileStamp;
+    try {
+      stamp = stampOfDescriptor(fd);
+    } catch (err) {
+      closeSync(fd);
+      throw err;
+    }
     this.pin(entry.digest);
     const slot = this.openStreams.open();
-    const check = this.needsCheck(entry, always)
+    const check = this.needsCheck(entry, always, stamp)
       ? {
           algorithm: digest.algorithm,
           hex: digest.hex,
           mode: start === 0 && end === entry.size - 1 ? ("inline" as const) : ("whole" as const),
-          onResult: (matched: boolean, actual: string) => (matched ? this.markVerified(entry) : void this.quarantine(entry, digest, actual)),
+          onResult: (matched: boolean, actual: string) => (matched ? this.markVerified(entry, stamp) : void this.quarantine(entry, digest, actual)),
         }
       : undefined;
     return new CachedFileSource(
@@ -266,14 +277,14 @@ export class BlobStore {
     );
   }
 
-  /** Small files were just checked whole by present(); large ones when asked, or not verified this run or lately. */
-  private needsCheck(entry: BlobEntry, always: boolean): boolean {
+  /** Small files were just checked whole by present(); large ones when asked, or not verified this run, lately, or as they look now. */
+  private needsCheck(entry: BlobEntry, always: boolean, stamp: FileStamp): boolean {
     if (entry.size <= ALWAYS_CHECKED_BYTES) return false;
-    return always || !this.verifiedThisRun.has(entry.digest) || Date.now() - (entry.verifiedAt ?? 0) >= this.options.verifyIntervalMs;
+    return always || !this.verifiedThisRun.matches(entry.digest, stamp) || Date.now() - (entry.verifiedAt ?? 0) >= this.options.verifyIntervalMs;
   }
 
-  private markVerified(entry: BlobEntry): void {
-    this.verifiedThisRun.add(entry.digest);
+  private markVerified(entry: BlobEntry, stamp: FileStamp | undefined): void {
+    this.verifiedThisRun.add(entry.digest, stamp);
     this.index.markVerified(entry.digest, Date.now());
   }
 
@@ -281,7 +292,7 @@ export class BlobStore {
   private async quarantine(entry: BlobEntry, digest: Digest, actual: string): Promise<void> {
     if (this.index.getBlob(entry.digest) !== entry) return;
     this.stats.damaged += 1;
-    this.verifiedThisRun.delete(entry.digest);
+    this.verifiedThisRun.forget(entry.digest);
     this.logger.error({ digest: entry.digest, actual, bytes: entry.size }, "cached file does not match its digest; quarantined, will be refetched");
     try {
       await this.index.deleteBlob(entry.digest);
@@ -411,7 +422,7 @@ export class BlobStore {
     for (const link of this.pendingLinks.get(download.digest.value) ?? []) addLink(entry.links, link);
     // Its bytes were hashed on the way in: as verified as a file can be.
     entry.verifiedAt = now;
-    this.verifiedThisRun.add(entry.digest);
+    this.verifiedThisRun.add(entry.digest, stampOfFileNow(this.paths.blobFile(download.digest)));
     await this.index.putBlob(entry);
     this.release(download);
     await this.evictFor(0).catch((err: unknown) => this.logger.error({ err }, "eviction failed"));
@@ -560,7 +571,7 @@ export class BlobStore {
     const [algorithm, hex] = entry.digest.split(":");
     await rm(path.join(this.paths.blobsDir, algorithm!, hex!.slice(0, 2), hex!), { force: true });
     await this.index.deleteBlob(entry.digest);
-    this.verifiedThisRun.delete(entry.digest);
+    this.verifiedThisRun.forget(entry.digest);
   }
 
   /**

@@ -426,12 +426,13 @@ export class CacheIndex {
     return written;
   }
 
-  private async putRecord(key: string, value: unknown): Promise<void> {
+  /** `share`: false for a record read from the fleet's copy, which has it already. */
+  private async putRecord(key: string, value: unknown, share = true): Promise<void> {
     // Held until sqlite has it, so that reads see it meanwhile; re-inserted so the newest are last.
     this.pendingRecords.delete(key);
     this.pendingRecords.set(key, value);
     if (this.pendingRecords.size > MAX_PENDING_RECORDS) this.pendingRecords.delete(this.pendingRecords.keys().next().value!);
-    if (this.shared?.shares(key)) this.shared.put(key, value);
+    if (share && this.shared?.shares(key)) this.shared.put(key, value);
     await this.persistRecord(key, value);
   }
 
@@ -456,10 +457,17 @@ export class CacheIndex {
     return deleted ? gone.length : 0;
   }
 
-  /** The local record, or the fleet's copy when that is newer (another replica recorded it later). */
+  /**
+   * The local record, or the fleet's copy when that is newer (another replica recorded it later).
+   * A copy taken from the fleet is kept locally as well (written in the background, readable at
+   * once): when the shared index is down later, this replica still answers with what it served.
+   */
   private async getRecord<T>(key: string): Promise<T | undefined> {
     const shared = this.shared?.shares(key) ? this.shared.get<T>(key) : undefined;
-    return newerRecord(await this.getLocalRecord<T>(key), await shared);
+    const local = await this.getLocalRecord<T>(key);
+    const newer = newerRecord(local, await shared);
+    if (newer !== undefined && newer !== local) void this.putRecord(key, newer, false);
+    return newer;
   }
 
   private async getLocalRecord<T>(key: string): Promise<T | undefined> {

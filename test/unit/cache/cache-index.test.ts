@@ -7,6 +7,7 @@ import KeyvSqlite from "@keyv/sqlite";
 import Keyv from "keyv";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { CacheIndex, type BlobEntry, type TagEntry } from "../../../src/cache/cache-index.js";
+import type { SharedRecords } from "../../../src/cache/shared-records.js";
 import { createLogger } from "../../../src/log/logger.js";
 import { fillDisk, mountTmpfs, tmpfsUnavailable, unmountTmpfs } from "../../e2e/harness/tmpfs.js";
 
@@ -478,5 +479,59 @@ describe.skipIf(tmpfsUnavailable())("CacheIndex.reopen after a read-only spell",
     expect(await again.getTag("quay.test/team/app:v1@x")).toEqual(TAG);
     expect(await again.getTag("quay.test/team/app:v2@x")).toEqual({ ...TAG, recorded: 2 });
     await again.close();
+  });
+});
+
+describe("CacheIndex with the fleet's shared records", () => {
+  const fresh = freshIndexFiles();
+
+  /** The fleet's copy as a map; `down` makes it answer nothing, as FleetRecords does while Redis is away. */
+  function fleet(): SharedRecords & { rows: Map<string, unknown>; down: boolean; puts: string[] } {
+    const rows = new Map<string, unknown>();
+    const puts: string[] = [];
+    return {
+      rows,
+      puts,
+      down: false,
+      shares: (key) => key.startsWith("tag:") || key.startsWith("meta:public:"),
+      async get<T>(key: string) {
+        return this.down ? undefined : (rows.get(key) as T | undefined);
+      },
+      put(key, value) {
+        puts.push(key);
+        rows.set(key, value);
+      },
+    };
+  }
+
+  it("a tag answer and a verdict read from the fleet are kept locally, without writing them back: once the fleet is down, and after a restart, they are still there", async () => {
+    const file = fresh();
+    const shared = fleet();
+    shared.rows.set("tag:quay.test/app:v1@x", { ...TAG, recorded: 5 });
+    shared.rows.set("meta:public:quay.test/app", { isPublic: true, checkedAt: 7 });
+    const index = await CacheIndex.open(file, quiet(), shared);
+    expect(await index.getTag("quay.test/app:v1@x")).toEqual({ ...TAG, recorded: 5 });
+    expect(await index.getMeta("public:quay.test/app")).toEqual({ isPublic: true, checkedAt: 7 });
+    expect(shared.puts).toEqual([]);
+    shared.down = true;
+    expect(await index.getTag("quay.test/app:v1@x")).toEqual({ ...TAG, recorded: 5 });
+    await index.close();
+    const reopened = await CacheIndex.open(file, quiet(), shared);
+    expect(await reopened.getTag("quay.test/app:v1@x")).toEqual({ ...TAG, recorded: 5 });
+    expect(await reopened.getMeta("public:quay.test/app")).toEqual({ isPublic: true, checkedAt: 7 });
+    await reopened.close();
+  });
+
+  it("a newer answer in the fleet replaces the local one; an older one leaves it", async () => {
+    const shared = fleet();
+    const index = await CacheIndex.open(fresh(), quiet(), shared);
+    await index.putTag("quay.test/app:v1@x", { ...TAG, recorded: 10 });
+    shared.rows.set("tag:quay.test/app:v1@x", { ...TAG, digest: "sha256:newer", recorded: 20 });
+    expect((await index.getTag("quay.test/app:v1@x"))?.digest).toBe("sha256:newer");
+    shared.rows.set("tag:quay.test/app:v1@x", { ...TAG, digest: "sha256:older", recorded: 15 });
+    expect((await index.getTag("quay.test/app:v1@x"))?.digest).toBe("sha256:newer");
+    shared.down = true;
+    expect((await index.getTag("quay.test/app:v1@x"))?.digest).toBe("sha256:newer");
+    await index.close();
   });
 });
