@@ -125,6 +125,8 @@ export class ContentHandler {
   private async keep(rr: RegistryRequest, target: ContentTarget, chain: SourceChain): Promise<BlobEntry | undefined> {
     const cached = await this.usableEntry(rr, target);
     if (cached) return cached;
+    // A copy for later is no use on a disk that cannot take it: no stream is opened for nothing.
+    if (!this.store.disk.writable) return undefined;
     const outcome = await this.store.fill<Refusal>(target.digest, `${rr.host}/${target.name}`, async () => fillResult(await chain.open())).catch(() => undefined);
     chain.settle(outcome?.kind === "download" && !outcome.coalesced ? outcome.download : undefined);
     if (outcome?.kind === "refused" && outcome.response.kind === "upstream") await outcome.response.response.body.dump();
@@ -212,6 +214,8 @@ export class ContentHandler {
           await passThrough(this.upstream, rr, "BYPASS");
           return;
         }
+        // Any other body passed the client's access decision before it was opened (a peer's copy
+        // taken while upstream cannot answer was judged by the offline policy then): it streams through.
         rr.log.cache = "BYPASS";
         rr.log.uncached = outcome.reason;
         this.respond(rr, { digest: target.digest, mediaType: outcome.mediaType, size: outcome.size }, "BYPASS", {}, () => outcome.body, true);

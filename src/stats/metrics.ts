@@ -97,6 +97,7 @@ export class Metrics {
       count("regcache_peer_copies_total", "Content copied from a peer that held it: replication, or what upstream or the object store could not serve", () => cluster.stats.peerCopies);
       count("regcache_peer_tag_answers_total", "Tag answers learnt from a peer while upstream could not be reached", () => cluster.stats.peerTags);
       count("regcache_peer_replications_total", "Copies this replica asked a peer to keep", () => cluster.stats.replications);
+      count("regcache_peer_tag_replications_total", "Tag answers this replica recorded and sent to the peer that keeps their second copy", () => cluster.stats.tagReplications);
       new Counter({
         name: "regcache_peer_errors_total",
         help: "Requests to peers that failed, by reason",
@@ -105,6 +106,16 @@ export class Metrics {
         collect() {
           this.reset();
           for (const [reason, n] of Object.entries(cluster.stats.peerErrors)) this.inc({ reason }, n);
+        },
+      });
+      new Counter({
+        name: "regcache_peer_refused_connections_total",
+        help: "Connections the peer port refused, by cause (no-certificate, other-ca, unverified-certificate, not-a-peer, handshake)",
+        labelNames: ["cause"],
+        registers,
+        collect() {
+          this.reset();
+          for (const [cause, n] of Object.entries(cluster.stats.refusedConnections)) this.inc({ cause }, n);
         },
       });
     }
