@@ -57,7 +57,7 @@ USER 10001:10001
 # The cache only, kept out of the container's writable layer; it is rebuildable, so an
 # anonymous volume that goes with `docker run --rm` loses nothing. /certs is deliberately not
 # a volume: an anonymous one would give every run a new CA (and leave its key behind in
-# Docker's volume directory). Mount /certs to keep the CA (README, "Docker").
+# Docker's volume directory). Mount /certs to keep the CA (docs/operations.md, "Docker").
 VOLUME ["/data"]
 EXPOSE 3128
 # SIGTERM drains: /readyz fails for --drain-delay, then in-flight responses get

@@ -85,7 +85,7 @@ function withCommonOptions(command: Command): Command {
     .option("--json", "print the API's JSON answer");
 }
 
-/** `regcache cache ls|rm|verify`: the cache admin API (README "Cache admin API") from a terminal. */
+/** `regcache cache ls|rm|verify`: the cache admin API (docs/operations.md, "Cache admin API") from a terminal. */
 export function cacheCommand(): Command {
   const cache = new Command("cache").description("list, remove and verify what a running regcache has cached");
   withCommonOptions(cache.command("ls").description("list cached images (tags clients pulled through regcache), or with --blobs every cached digest"))

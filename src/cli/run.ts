@@ -19,7 +19,7 @@ import { prefetchCommand } from "./prefetch-command.js";
 import { serveOptions, toConfig, type RawServeOptions } from "./serve-options.js";
 import { statsCommand } from "./stats-command.js";
 
-/** Exit codes (README "Errors and exit codes"): the command line was wrong, or running failed. */
+/** Exit codes (docs/operations.md, "Errors and exit codes"): the command line was wrong, or running failed. */
 const EXIT_USAGE = 2;
 const EXIT_RUNTIME = 1;
 /** Log levels at which an error is shown with its stack, as --debug does. */
