@@ -3,15 +3,13 @@ import { access } from "node:fs/promises";
 import { constants as osConstants } from "node:os";
 import path from "node:path";
 import { inspect } from "node:util";
-import { Command, Option } from "commander";
-import { DEFAULTS } from "../config/config.js";
-import { parseHostPattern } from "../config/parse.js";
+import { Command } from "commander";
 import { RegcacheError, systemReason } from "../errors.js";
 import { createLogger, routeConsoleToLogger } from "../log/logger.js";
 import { startRegcache } from "../regcache.js";
-import { loadExistingCa, loadOrCreateCa } from "../tls/ca.js";
 import { makeDirectory } from "../util/make-directory.js";
 import { VERSION } from "../version.js";
+import { caCommand } from "./ca-command.js";
 import { cacheCommand } from "./cache-command.js";
 import { healthCommand } from "./health-command.js";
 import { boundHeapGrowth } from "./heap-tuning.js";
@@ -98,37 +96,7 @@ function exitOnEscapedErrors(logger: ReturnType<typeof createLogger>): void {
   process.on("unhandledRejection", (err) => die(err, "unhandledRejection"));
 }
 
-const ca = program.command("ca").description("manage the root CA");
-const certsDirOption = (): Option => new Option("--certs-dir <dir>", "directory of ca.crt and ca.key").env("REGCACHE_CERTS_DIR").default(DEFAULTS.certsDir);
-ca.command("init")
-  .description("create the root CA if it is missing, and print where it is")
-  .addOption(certsDirOption())
-  .addOption(
-    new Option("--name-constraint <domain>", "only allow the CA to issue for this DNS subtree (X.509 Name Constraints); repeatable").argParser(
-      (value: string, previous: string[] | undefined) => [...(previous ?? []), parseHostPattern(value, "--name-constraint")],
-    ),
-  )
-  .option("--common-name <cn>", "subject common name of a new CA")
-  .action(async (opts: { certsDir: string; nameConstraint?: string[]; commonName?: string }) => {
-    const authority = await loadOrCreateCa(opts.certsDir, { nameConstraints: opts.nameConstraint, commonName: opts.commonName });
-    if (!authority.created && opts.nameConstraint) {
-      process.stderr.write(`note: a CA already exists in ${opts.certsDir}; --name-constraint applies to new CAs only\n`);
-    }
-    process.stdout.write(`${authority.created ? "created" : "exists"}: ${authority.certPath}\n`);
-  });
-ca.command("cert")
-  .description("print the root CA certificate (PEM); never creates one")
-  .addOption(certsDirOption())
-  .action(async (opts: { certsDir: string }) => {
-    process.stdout.write((await loadExistingCa(opts.certsDir)).certPem);
-  });
-ca.command("fingerprint")
-  .description("print the root CA certificate's SHA-256 fingerprint as uppercase hex pairs joined by colons, the form of `openssl x509 -noout -fingerprint -sha256` (node-setup.sh --ca-sha256 takes it)")
-  .addOption(certsDirOption())
-  .action(async (opts: { certsDir: string }) => {
-    process.stdout.write(`${(await loadExistingCa(opts.certsDir)).certificate.fingerprint256}\n`);
-  });
-
+program.addCommand(caCommand());
 program.addCommand(prefetchCommand());
 program.addCommand(statsCommand());
 program.addCommand(healthCommand());
