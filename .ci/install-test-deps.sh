@@ -38,6 +38,9 @@ declare -A need=(
   [memcached]=memcached
   # --peers-dns end to end (test/e2e/peers-dns.test.ts): a real DNS server for the replicas' resolver.
   [dnsmasq]=dnsmasq-base
+  # A data dir on a mount that stops answering (test/e2e/cli.test.ts): a FUSE mount whose daemon is stopped.
+  [bindfs]=bindfs
+  [fusermount]=fuse
 )
 if [ "${1:-}" = "--bench" ]; then
   need[/usr/lib/squid/security_file_certgen]=squid-openssl

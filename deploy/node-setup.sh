@@ -1,20 +1,14 @@
 #!/bin/sh
 # regcache node setup: trust regcache's root CA and point a container runtime at the proxy.
 # Idempotent: running it twice changes nothing the second time. POSIX sh, no bashisms.
-#
-#   node-setup.sh --proxy http://10.96.0.50:3128 --ca /path/ca.crt [--ca-sha256 FINGERPRINT]
-#                 [--runtime containerd|docker|crio] [--no-proxy LIST] [--restart] [--uninstall]
-#                 [--root DIR] [--os debian|rhel]
-#
-# --ca-sha256 refuses a CA whose SHA-256 fingerprint differs (`regcache ca fingerprint` prints it;
-# hex, colons optional, any case). --root DIR writes below DIR instead of / and runs no system
-# command (for tests and image builds).
+# Options: see usage() below, or run it with --help.
 set -eu
 
 # @regcache-defaults@
 PROXY="${DEFAULT_PROXY:-}"
 CA="${DEFAULT_CA:-}"
 CA_SHA256="${DEFAULT_CA_SHA256:-}"
+CA_NEXT=""
 RUNTIME=containerd
 NO_PROXY_LIST="localhost,127.0.0.1,::1,.svc,.cluster.local,10.96.0.0/12,10.244.0.0/16"
 RESTART=0
@@ -22,8 +16,30 @@ UNINSTALL=0
 ROOT=""
 OS=""
 
+# A here-document, not the comments of "$0": piped to sh (curl .../setup/node.sh | sh -s -- --help),
+# the script has no file to read them from.
 usage() {
-  sed -n '2,11p' "$0" 2>/dev/null | sed 's/^# \{0,1\}//'
+  cat <<'USAGE'
+regcache node setup: trust regcache's root CA and point a container runtime at the proxy.
+Idempotent: running it twice changes nothing the second time.
+
+  node-setup.sh --proxy http://10.96.0.50:3128 --ca /path/ca.crt [--ca-sha256 FINGERPRINT]
+                [--ca-next FILE|URL] [--runtime containerd|docker|crio] [--no-proxy LIST]
+                [--restart] [--uninstall] [--root DIR] [--os debian|rhel]
+
+  --proxy URL         regcache's URL, written as HTTPS_PROXY for the runtime
+  --ca FILE|URL       regcache's root CA, installed in the system trust store
+  --ca-sha256 HEX     refuse a --ca whose SHA-256 fingerprint differs (`regcache ca fingerprint`
+                      prints it; hex, colons optional, any case): nothing is installed then
+  --ca-next FILE|URL  during a CA rotation, also trust the CA regcache switches to; without it,
+                      a CA an earlier --ca-next installed is removed
+  --runtime NAME      containerd (default), docker or crio
+  --no-proxy LIST     NO_PROXY for the runtime: the cluster's own CIDRs and domains
+  --restart           restart the runtime when anything changed (it reads both at start)
+  --uninstall         remove the drop-in and the CAs this script installed
+  --root DIR          write below DIR instead of / and run no system command (tests, image builds)
+  --os debian|rhel    how this system trusts CAs (default: detected)
+USAGE
   exit "${1:-0}"
 }
 
@@ -37,6 +53,7 @@ while [ $# -gt 0 ]; do
     --proxy) PROXY="${2:?--proxy needs a URL}"; shift 2 ;;
     --ca) CA="${2:?--ca needs a file or URL}"; shift 2 ;;
     --ca-sha256) CA_SHA256="${2:?--ca-sha256 needs a fingerprint}"; shift 2 ;;
+    --ca-next) CA_NEXT="${2:?--ca-next needs a file or URL}"; shift 2 ;;
     --runtime) RUNTIME="${2:?--runtime needs a name}"; shift 2 ;;
     --no-proxy) NO_PROXY_LIST="${2?--no-proxy needs a list}"; shift 2 ;;
     --restart) RESTART=1; shift ;;
@@ -62,10 +79,12 @@ if [ -z "$OS" ]; then
   fi
 fi
 case "$OS" in
-  debian) ANCHOR="$ROOT/usr/local/share/ca-certificates/regcache.crt"; TRUST_CMD="update-ca-certificates" ;;
-  rhel) ANCHOR="$ROOT/etc/pki/ca-trust/source/anchors/regcache.crt"; TRUST_CMD="update-ca-trust extract" ;;
+  debian) ANCHORS="$ROOT/usr/local/share/ca-certificates"; TRUST_CMD="update-ca-certificates" ;;
+  rhel) ANCHORS="$ROOT/etc/pki/ca-trust/source/anchors"; TRUST_CMD="update-ca-trust extract" ;;
   *) die "--os must be debian or rhel" ;;
 esac
+ANCHOR="$ANCHORS/regcache.crt"
+NEXT_ANCHOR="$ANCHORS/regcache-next.crt"
 DROPIN_DIR="$ROOT/etc/systemd/system/$RUNTIME.service.d"
 DROPIN="$DROPIN_DIR/http-proxy.conf"
 CHANGED=0
@@ -107,6 +126,7 @@ if [ "$UNINSTALL" -eq 1 ]; then
   remove "$DROPIN"
   rmdir "$DROPIN_DIR" 2>/dev/null || true
   remove "$ANCHOR"
+  remove "$NEXT_ANCHOR"
   if [ "$CHANGED" -eq 1 ]; then
     run "$TRUST_CMD"
     if [ "$RESTART" -eq 1 ]; then run "systemctl daemon-reload && systemctl restart $RUNTIME"; else echo "restart $RUNTIME to finish: systemctl daemon-reload && systemctl restart $RUNTIME"; fi
@@ -117,17 +137,24 @@ fi
 [ -n "$PROXY" ] || die "--proxy is required"
 [ -n "$CA" ] || die "--ca is required"
 
-case "$CA" in
-  http://*|https://*)
-    command -v curl >/dev/null 2>&1 || die "curl is needed to download $CA"
-    CA_PEM="$(curl -fsS "$CA")" || die "cannot download $CA"
-    ;;
-  *)
-    [ -r "$CA" ] || die "cannot read CA file $CA"
-    CA_PEM="$(cat "$CA")"
-    ;;
-esac
-case "$CA_PEM" in *"BEGIN CERTIFICATE"*) ;; *) die "$CA is not a PEM certificate" ;; esac
+# The PEM of a CA given as a file or a URL; exits when it cannot be had or is not a certificate.
+read_ca() {
+  case "$1" in
+    http://*|https://*)
+      command -v curl >/dev/null 2>&1 || die "curl is needed to download $1"
+      pem="$(curl -fsS "$1")" || die "cannot download $1"
+      ;;
+    *)
+      [ -r "$1" ] || die "cannot read CA file $1"
+      pem="$(cat "$1")"
+      ;;
+  esac
+  case "$pem" in *"BEGIN CERTIFICATE"*) ;; *) die "$1 is not a PEM certificate" ;; esac
+  printf '%s\n' "$pem"
+}
+
+CA_PEM="$(read_ca "$CA")" || exit 2
+if [ -n "$CA_NEXT" ]; then NEXT_PEM="$(read_ca "$CA_NEXT")" || exit 2; fi
 
 # Hex as openssl and `regcache ca fingerprint` print it: uppercase pairs joined by colons.
 colons() {
@@ -147,6 +174,15 @@ fi
 put "$ANCHOR" <<CA_PEM
 $CA_PEM
 CA_PEM
+# A CA rotation overlaps the two CAs: the next one is trusted beside the current one until
+# regcache has switched and every node trusts the new CA as its current one.
+if [ -n "$CA_NEXT" ]; then
+  put "$NEXT_ANCHOR" <<NEXT_PEM
+$NEXT_PEM
+NEXT_PEM
+else
+  remove "$NEXT_ANCHOR"
+fi
 if [ "$CHANGED" -eq 1 ]; then run "$TRUST_CMD"; fi
 
 put "$DROPIN" <<DROPIN

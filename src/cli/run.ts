@@ -1,3 +1,4 @@
+import { spawn } from "node:child_process";
 import { constants as fsConstants } from "node:fs";
 import { access } from "node:fs/promises";
 import { constants as osConstants } from "node:os";
@@ -68,15 +69,49 @@ serve.action(async (raw: RawServeOptions) => {
 });
 
 /**
- * Checked before start-up touches it, so that a read-only volume or a directory owned by another
- * user is reported as such, naming the option, rather than as whichever write failed first.
+ * A data dir on a network mount whose server is gone does not fail: every call into it waits.
+ * Start-up gives it this long, then says so, rather than hang without a word.
+ */
+const DATA_DIR_ANSWER_MS = 5_000;
+
+/**
+ * Whether the filesystem of `dir` answers, asked by a child process (`mkdir -p`): a call that
+ * never returns would hold one of Node's own threads, and Node waits for those on exit, so the
+ * error could never end the process. The child is killed instead. No `mkdir` at all counts as an
+ * answer: the check in this process still runs.
+ */
+function answersWithin(dir: string, ms: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const child = spawn("mkdir", ["-p", "--", dir], { stdio: "ignore" });
+    const timer = setTimeout(() => {
+      child.kill("SIGKILL");
+      child.unref();
+      resolve(false);
+    }, ms);
+    const answered = (): void => {
+      clearTimeout(timer);
+      resolve(true);
+    };
+    child.once("exit", answered);
+    child.once("error", answered);
+  });
+}
+
+/**
+ * Checked before start-up touches it, so that a read-only volume, a directory owned by another
+ * user or a mount that does not answer is reported as such, naming the option, rather than as
+ * whichever write failed first, or not at all.
  */
 async function checkDataDir(dir: string): Promise<void> {
+  const where = path.resolve(dir);
+  if (!(await answersWithin(where, DATA_DIR_ANSWER_MS))) {
+    throw new RegcacheError("DATA_DIR", `cannot reach --data-dir ${where}: its filesystem did not answer within ${DATA_DIR_ANSWER_MS / 1000} s (a network mount whose server is down?)`);
+  }
   try {
     await makeDirectory(dir);
     await access(dir, fsConstants.W_OK);
   } catch (err) {
-    throw new RegcacheError("DATA_DIR", `cannot write to --data-dir ${path.resolve(dir)}: ${systemReason(err)}`, { cause: err });
+    throw new RegcacheError("DATA_DIR", `cannot write to --data-dir ${where}: ${systemReason(err)}`, { cause: err });
   }
 }
 
