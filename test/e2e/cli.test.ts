@@ -50,6 +50,23 @@ describe("the README's first command", () => {
   });
 });
 
+describe("the npm package", () => {
+  it("ships the compiled CLI, node setup and the docs the README links to, and no source map pointing at sources it lacks", async () => {
+    // --ignore-scripts: the suite runs on the dist/ that `npm test` built; pack would build it again.
+    const { stdout } = await exec("npm", ["pack", "--dry-run", "--json", "--ignore-scripts"], { cwd: REPO_ROOT, timeout: 60_000 });
+    const files = (JSON.parse(stdout) as { files: { path: string }[] }[])[0]!.files.map((f) => f.path);
+    expect(files).toEqual(expect.arrayContaining(["dist/cli/main.js", "deploy/node-setup.sh", "README.md", "docs/troubleshooting.md", "LICENSE", "SECURITY.md", "package.json"]));
+    expect(files.filter((f) => f.endsWith(".map"))).toEqual([]);
+    const dangling = files
+      .filter((f) => f.endsWith(".js"))
+      .flatMap((f) => [...readFileSync(path.join(REPO_ROOT, f), "utf8").matchAll(/sourceMappingURL=(\S+)/g)].map((m) => `${f} -> ${m[1]}`))
+      .filter((link) => !files.includes(path.join(path.dirname(link.split(" -> ")[0]!), link.split(" -> ")[1]!)));
+    expect(dangling).toEqual([]);
+    const readmeLinks = [...readFileSync(path.join(REPO_ROOT, "README.md"), "utf8").matchAll(/\]\(((?:docs\/)?[\w.-]+\.md)(?:#[^)]*)?\)/g)].map((m) => m[1]!);
+    expect(readmeLinks.filter((link) => !files.includes(link))).toEqual([]);
+  });
+});
+
 describe("CLI errors: one line on stderr; 2 for the command line, 1 for running", () => {
   let dir: string;
   let certsDir: string;
