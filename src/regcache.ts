@@ -20,6 +20,7 @@ import { Lifecycle } from "./proxy/lifecycle.js";
 import { MitmInterceptor } from "./proxy/mitm-interceptor.js";
 import { loadSetupScript, setupScriptRoute } from "./proxy/setup-script.js";
 import { OwnEndpoints } from "./proxy/own-endpoints.js";
+import { movedToAdminRoute, startAdminServer } from "./proxy/admin-server.js";
 import { createCluster } from "./cluster/start-cluster.js";
 import { peerServices } from "./registry/peer-services.js";
 import { ContentHandler } from "./registry/content-handler.js";
@@ -40,6 +41,7 @@ import { AccessControl, emptyAccessCounts } from "./registry/access-control.js";
 import { loadInstanceSecret, readSharedSecret } from "./cache/instance-secret.js";
 import { ProxyAuth } from "./proxy/proxy-auth.js";
 import type { RegistryRequest } from "./registry/request-context.js";
+import { configuredHosts, MetricHostLabels } from "./stats/metric-host-labels.js";
 import { Metrics } from "./stats/metrics.js";
 import { StatsCollector } from "./stats/stats-collector.js";
 import { statsRoutes } from "./stats/stats-endpoints.js";
@@ -97,8 +99,11 @@ export async function startRegcache(config: Config, logger: Logger): Promise<Run
   const minter = new LeafMinter(ca);
   const lifecycle = new Lifecycle();
   const accessCounts = emptyAccessCounts();
-  const metrics = new Metrics({ store, health, accessCounts, minter, lifecycle, cluster: peers?.cluster, shared: fleet?.tier });
-  const credentials = config.credentialsFile ? new ProxyCredentials(loadCredentialsFile(config.credentialsFile)) : undefined;
+  const heldCredentials = config.credentialsFile ? loadCredentialsFile(config.credentialsFile) : undefined;
+  const hostLabels = new MetricHostLabels(paths.metricHostsFile, configuredHosts(config, ca.permittedDomains, heldCredentials?.keys() ?? []), logger);
+  await hostLabels.load();
+  const metrics = new Metrics({ store, health, accessCounts, minter, lifecycle, hostLabels, cluster: peers?.cluster, shared: fleet?.tier });
+  const credentials = heldCredentials ? new ProxyCredentials(heldCredentials) : undefined;
   // Outermost first: the breaker, then one report per exchange (after any auth dance), then the credentials.
   const upstream: UpstreamClient = {
     request: withHealth(health, withObserver((host, status, failure) => metrics.observeUpstream(host, status, failure), withCredentials(credentials, transport.send))),
@@ -123,8 +128,8 @@ export async function startRegcache(config: Config, logger: Logger): Promise<Run
   await rm(mitmScratch, { recursive: true, force: true });
 
   let port = config.listen.port;
-  const statsSources = { collector, store, health, version: VERSION, startedAt, cluster: peers?.cluster, shared: fleet?.tier };
-  const endpoints = new OwnEndpoints(ca.certPem, {
+  const statsSources = { collector, store, health, version: VERSION, startedAt, proxyPort: () => port, cluster: peers?.cluster, shared: fleet?.tier };
+  const readiness = {
     async notReadyReason() {
       if (lifecycle.draining) return "shutting down";
       try {
@@ -139,7 +144,16 @@ export async function startRegcache(config: Config, logger: Logger): Promise<Run
       const { objectStore, index } = fleet.tier.health;
       return { objectStore, index };
     },
-  }, [statsRoutes(statsSources, metrics), setupScriptRoute(loadSetupScript(), ca.certificate.fingerprint256, () => `${config.listen.host === "0.0.0.0" ? "127.0.0.1" : config.listen.host}:${port}`)], [cacheAdminRoutes(new CacheAdmin(store, paths), adminAccess, logger)]);
+  };
+  const setupScript = setupScriptRoute(loadSetupScript(), ca.certificate.fingerprint256, () => `${config.listen.host === "0.0.0.0" ? "127.0.0.1" : config.listen.host}:${port}`);
+  const figures = [statsRoutes(statsSources, metrics)];
+  const cacheAdmin = [cacheAdminRoutes(new CacheAdmin(store, paths), adminAccess, logger)];
+  // With --admin-listen the figures and the cache admin API leave the proxy port for a port of their own.
+  const adminServer = config.adminListen ? await startAdminServer(config.adminListen, new OwnEndpoints(ca.certPem, readiness, figures, cacheAdmin), logger) : undefined;
+  const adminAddress = adminServer ? `${config.adminListen!.host}:${(adminServer.address() as AddressInfo).port}` : undefined;
+  const endpoints = adminAddress
+    ? new OwnEndpoints(ca.certPem, readiness, [setupScript], [movedToAdminRoute(() => adminAddress)])
+    : new OwnEndpoints(ca.certPem, readiness, [...figures, setupScript], cacheAdmin);
   const server = createFrontServer({
     policy: {
       allowPorts: config.allowPorts,
@@ -168,7 +182,7 @@ export async function startRegcache(config: Config, logger: Logger): Promise<Run
     });
   });
   port = (server.address() as AddressInfo).port;
-  logger.info({ listen: `${config.listen.host}:${port}`, dataDir: paths.root, maxCacheSize: config.maxCacheSize }, "regcache listening");
+  logger.info({ listen: `${config.listen.host}:${port}`, adminListen: adminAddress, dataDir: paths.root, maxCacheSize: config.maxCacheSize }, "regcache listening");
 
   return {
     port,
@@ -186,7 +200,10 @@ export async function startRegcache(config: Config, logger: Logger): Promise<Run
       logger.info({ idle, activeRequests: lifecycle.activeRequests }, idle ? "in-flight requests finished" : "shutdown grace period over; closing open requests");
       health.stop();
       store.stopScrub();
+      await hostLabels.save();
       server.closeAllConnections();
+      adminServer?.close();
+      adminServer?.closeAllConnections();
       interceptor.close();
       await peers?.close();
       await fleet?.close();

@@ -5,7 +5,7 @@ import { formatTaggedImage, parseTaggedImage } from "../admin/cache-references.j
 import { RegcacheError } from "../errors.js";
 import { parseDigest } from "../oci/digest.js";
 import { formatBytes } from "./format-bytes.js";
-import { fetchFromProxy, proxyOption, type ProxyRequestInit } from "./proxy-client.js";
+import { fetchFromProxy, figuresProxyOption, type ProxyRequestInit } from "./proxy-client.js";
 import { adminTokenOption } from "./serve-options.js";
 
 interface CommonOptions {
@@ -85,7 +85,7 @@ function print(opts: CommonOptions, body: unknown, human: () => string): void {
 
 function withCommonOptions(command: Command): Command {
   return command
-    .addOption(proxyOption("the regcache to ask"))
+    .addOption(figuresProxyOption("the regcache to ask"))
     .addOption(adminTokenOption("file holding the token the proxy was given with its own --admin-token"))
     .option("--json", "print the API's JSON answer");
 }

@@ -8,13 +8,8 @@ import { servedFromCache, type RegistryRequest } from "../registry/request-conte
 import type { LeafMinter } from "../tls/leaf-minter.js";
 import type { UpstreamHealth } from "../upstream/health.js";
 import { parseAuthority } from "../upstream/client.js";
-
-/**
- * Host labels are bounded: the first hosts whose upstream answered get their own label, up
- * to this many; every other host counts as "other". Counters are cumulative, so a label,
- * once given, stays with its host; names that never answer (typos, scans) never take one.
- */
-const MAX_HOST_LABELS = 50;
+import type { MetricHostLabels } from "./metric-host-labels.js";
+import { countedAs } from "./stats-collector.js";
 
 export interface MetricsSources {
   lifecycle: Lifecycle;
@@ -22,6 +17,8 @@ export interface MetricsSources {
   health: UpstreamHealth;
   accessCounts: AccessCounts;
   minter: LeafMinter;
+  /** Which hosts have a label of their own (metric-host-labels.ts). */
+  hostLabels: MetricHostLabels;
   cluster?: Cluster;
   shared?: SharedTier;
 }
@@ -32,23 +29,24 @@ export interface MetricsSources {
  */
 export class Metrics {
   readonly registry = new Registry();
-  private readonly hosts = new Set<string>();
+  private readonly hostLabels: MetricHostLabels;
   private readonly requests: Counter<"host" | "kind" | "cache">;
   private readonly servedBytes: Counter<"source">;
   private readonly upstreamRequests: Counter<"host" | "status">;
   private readonly upstreamErrors: Counter<"host" | "reason">;
-  private readonly stale: Counter;
+  private readonly stale: Counter<"host">;
   private readonly coalesced: Counter;
   private readonly duration: Histogram<"kind" | "cache">;
 
   constructor(sources: MetricsSources) {
     const registers = [this.registry];
+    this.hostLabels = sources.hostLabels;
     collectDefaultMetrics({ register: this.registry, prefix: "regcache_" });
     this.requests = new Counter({ name: "regcache_requests_total", help: "Intercepted registry requests by upstream host, kind and cache status", labelNames: ["host", "kind", "cache"], registers });
     this.servedBytes = new Counter({ name: "regcache_served_bytes_total", help: "Body bytes sent to clients, by where they came from", labelNames: ["source"], registers });
     this.upstreamRequests = new Counter({ name: "regcache_upstream_requests_total", help: "Requests regcache sent upstream, by host and status", labelNames: ["host", "status"], registers });
     this.upstreamErrors = new Counter({ name: "regcache_upstream_errors_total", help: "Upstream exchanges that failed without a response, by host and reason", labelNames: ["host", "reason"], registers });
-    this.stale = new Counter({ name: "regcache_stale_responses_total", help: "Answers served stale because upstream was unavailable", registers });
+    this.stale = new Counter({ name: "regcache_stale_responses_total", help: "Tag answers served from the cache because upstream was unavailable, by host (the stale count of /api/stats)", labelNames: ["host"], registers });
     this.coalesced = new Counter({ name: "regcache_coalesced_requests_total", help: "Requests that joined a download already in progress", registers });
     this.duration = new Histogram({
       name: "regcache_request_duration_seconds",
@@ -142,22 +140,24 @@ export class Metrics {
   }
 
   private hostLabel(host: string): string {
-    return this.hosts.has(host) ? host : "other";
+    return this.hostLabels.label(host);
   }
 
-  observeRequest(rr: RegistryRequest, _status: number, bytes: number, durationMs: number): void {
+  observeRequest(rr: RegistryRequest, status: number, bytes: number, durationMs: number): void {
     const cache = rr.log.cache ?? "BYPASS";
     const kind = rr.log.kind ?? "other";
-    this.requests.inc({ host: this.hostLabel(rr.log.host), kind, cache });
+    const host = this.hostLabel(rr.log.host);
+    this.requests.inc({ host, kind, cache });
     const source = servedFromCache(cache) ? "cache" : "upstream";
     if (bytes > 0) this.servedBytes.inc({ source }, bytes);
-    if (cache === "STALE") this.stale.inc();
-    if (cache === "COALESCED") this.coalesced.inc();
+    const counts = countedAs(rr, status);
+    if (counts.stale) this.stale.inc({ host });
+    if (counts.coalesced) this.coalesced.inc();
     this.duration.observe({ kind, cache }, durationMs / 1000);
   }
 
   observeUpstream(host: string, status: number | undefined, failure: string | undefined): void {
-    if (status !== undefined && this.hosts.size < MAX_HOST_LABELS) this.hosts.add(host);
+    if (status !== undefined) this.hostLabels.answered(host);
     const label = this.hostLabel(host);
     if (status !== undefined) this.upstreamRequests.inc({ host: label, status: String(status) });
     else this.upstreamErrors.inc({ host: label, reason: failure ?? "unknown" });

@@ -85,6 +85,37 @@ describe("deploy/kubernetes", () => {
   });
 });
 
+describe("deploy/kubernetes: who reaches what", () => {
+  it("the figures and the cache admin API are on --admin-listen's port, which only the monitoring namespace reaches", () => {
+    const d = byKind("Deployment");
+    const c = d.spec.template.spec.containers[0];
+    const env = Object.fromEntries(c.env.map((e: { name: string; value?: string }) => [e.name, e.value]));
+    const admin = c.ports.find((p: { name: string }) => p.name === "admin");
+    expect(env.REGCACHE_ADMIN_LISTEN).toBe(`0.0.0.0:${admin.containerPort}`);
+    expect(d.spec.template.metadata.annotations["prometheus.io/port"]).toBe(String(admin.containerPort));
+    const rules = byKind("NetworkPolicy").spec.ingress as { from: object[]; ports: { port: number }[] }[];
+    const to = (port: number) => rules.filter((r) => r.ports.some((p) => p.port === port)).flatMap((r) => r.from);
+    expect(to(admin.containerPort)).toEqual([{ namespaceSelector: { matchLabels: { "kubernetes.io/metadata.name": "monitoring" } } }]);
+    // The proxy port: the nodes (an ipBlock) and this namespace's pods, never every pod of the cluster.
+    expect(to(3128)).toEqual([{ ipBlock: { cidr: expect.any(String) } }, { podSelector: {} }]);
+    const svc = load().find((o) => o.kind === "Service" && o.metadata.name === "regcache");
+    expect(svc.spec.ports.map((p: { name: string; port: number }) => `${p.name}:${p.port}`)).toEqual(["proxy:3128", `admin:${admin.containerPort}`]);
+  });
+
+  it("the node-setup DaemonSet trusts the next CA while Secret regcache-ca-next exists, uninstalls on NODE_SETUP_ACTION, and is ready once its node is set up", () => {
+    const pod = byKind("DaemonSet").spec.template.spec;
+    const c = pod.containers[0];
+    const script = c.args[0] as string;
+    expect(pod.volumes.find((v: any) => v.name === "ca-next").secret).toEqual({ secretName: "regcache-ca-next", optional: true, items: [{ key: "ca.crt", path: "ca.crt" }] });
+    expect(c.volumeMounts).toContainEqual({ name: "ca-next", mountPath: "/ca-next", readOnly: true });
+    expect(script).toContain("--ca-next /var/lib/regcache-setup/ca-next.crt");
+    expect(script).toMatch(/if \[ "\$\{NODE_SETUP_ACTION\}" = uninstall \]; then set -- --uninstall; fi/);
+    expect(c.env).toContainEqual({ name: "NODE_SETUP_ACTION", value: "install" });
+    expect(script.indexOf("touch /tmp/node-setup-done")).toBeGreaterThan(script.indexOf("node-setup.sh \"$@\""));
+    expect(c.readinessProbe.exec.command).toEqual(["test", "-f", "/tmp/node-setup-done"]);
+  });
+});
+
 describe("docker-compose.yml", () => {
   const compose = parse(readFileSync(path.resolve(__dirname, "../../../docker-compose.yml"), "utf8")) as any;
   it("names the volumes and port the README promises", () => {
