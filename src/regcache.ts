@@ -102,7 +102,7 @@ export async function startRegcache(config: Config, logger: Logger): Promise<Run
   const heldCredentials = config.credentialsFile ? loadCredentialsFile(config.credentialsFile) : undefined;
   const hostLabels = new MetricHostLabels(paths.metricHostsFile, configuredHosts(config, ca.permittedDomains, heldCredentials?.keys() ?? []), logger);
   await hostLabels.load();
-  const metrics = new Metrics({ store, health, accessCounts, minter, lifecycle, hostLabels, cluster: peers?.cluster, shared: fleet?.tier });
+  const metrics = new Metrics({ store, health, accessCounts, minter, lifecycle, hostLabels, dataDir: paths.root, cluster: peers?.cluster, shared: fleet?.tier });
   const credentials = heldCredentials ? new ProxyCredentials(heldCredentials) : undefined;
   // Outermost first: the breaker, then one report per exchange (after any auth dance), then the credentials.
   const upstream: UpstreamClient = {

@@ -1,3 +1,4 @@
+import { statfs } from "node:fs/promises";
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
 import type { BlobStore } from "../cache/blob-store.js";
 import type { Cluster } from "../cluster/cluster.js";
@@ -19,6 +20,8 @@ export interface MetricsSources {
   minter: LeafMinter;
   /** Which hosts have a label of their own (metric-host-labels.ts). */
   hostLabels: MetricHostLabels;
+  /** The data dir, whose filesystem's size and free space are reported. */
+  dataDir: string;
   cluster?: Cluster;
   shared?: SharedTier;
 }
@@ -35,6 +38,7 @@ export class Metrics {
   private readonly upstreamRequests: Counter<"host" | "status">;
   private readonly upstreamErrors: Counter<"host" | "reason">;
   private readonly stale: Counter<"host">;
+  private readonly fillFailures: Counter<"host">;
   private readonly coalesced: Counter;
   private readonly duration: Histogram<"kind" | "cache">;
 
@@ -47,6 +51,12 @@ export class Metrics {
     this.upstreamRequests = new Counter({ name: "regcache_upstream_requests_total", help: "Requests regcache sent upstream, by host and status", labelNames: ["host", "status"], registers });
     this.upstreamErrors = new Counter({ name: "regcache_upstream_errors_total", help: "Upstream exchanges that failed without a response, by host and reason", labelNames: ["host", "reason"], registers });
     this.stale = new Counter({ name: "regcache_stale_responses_total", help: "Tag answers served from the cache because upstream was unavailable, by host (the stale count of /api/stats)", labelNames: ["host"], registers });
+    this.fillFailures = new Counter({
+      name: "regcache_fill_failures_total",
+      help: "Blob, manifest and tag requests the cache could neither answer nor fill: answered 5xx (upstream unreachable or failing, the cache disk failing), by host",
+      labelNames: ["host"],
+      registers,
+    });
     this.coalesced = new Counter({ name: "regcache_coalesced_requests_total", help: "Requests that joined a download already in progress", registers });
     this.duration = new Histogram({
       name: "regcache_request_duration_seconds",
@@ -78,6 +88,16 @@ export class Metrics {
     new Gauge({ name: "regcache_cache_size_bytes", help: "Bytes held in the cache", registers, collect() { this.set(store.index.size); } });
     new Gauge({ name: "regcache_cache_max_bytes", help: "Configured cache bound (--max-cache-size)", registers, collect() { this.set(store.maxBytes); } });
     new Gauge({ name: "regcache_cache_entries", help: "Blobs and manifests held in the cache", registers, collect() { this.set(store.index.count); } });
+    const disk = async (): Promise<{ size: number; free: number } | undefined> => {
+      try {
+        const s = await statfs(sources.dataDir);
+        return { size: s.blocks * s.bsize, free: s.bavail * s.bsize };
+      } catch {
+        return undefined;
+      }
+    };
+    new Gauge({ name: "regcache_disk_size_bytes", help: "Size of the filesystem that holds the data dir", registers, async collect() { const d = await disk(); if (d) this.set(d.size); } });
+    new Gauge({ name: "regcache_disk_free_bytes", help: "Bytes regcache may still write on the filesystem that holds the data dir", registers, async collect() { const d = await disk(); if (d) this.set(d.free); } });
     new Gauge({ name: "regcache_index_write_failing", help: "1 while the cache index cannot record durably (its last write failed, or it is in memory for this run)", registers, collect() { this.set(store.index.writeFailing ? 1 : 0); } });
     new Counter({ name: "regcache_cache_evictions_total", help: "Blobs evicted to stay under the bound", registers, collect() { this.reset(); this.inc(store.stats.evictions); } });
     new Counter({ name: "regcache_certificates_minted_total", help: "Leaf certificates minted", registers, collect() { this.reset(); this.inc(minter.minted); } });
@@ -153,6 +173,7 @@ export class Metrics {
     const counts = countedAs(rr, status);
     if (counts.stale) this.stale.inc({ host });
     if (counts.coalesced) this.coalesced.inc();
+    if (counts.content && !counts.hit && status >= 500) this.fillFailures.inc({ host });
     this.duration.observe({ kind, cache }, durationMs / 1000);
   }
 

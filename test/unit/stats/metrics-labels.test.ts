@@ -36,6 +36,7 @@ describe("Metrics host labels", () => {
       minter: { minted: 0 } as LeafMinter,
       lifecycle: { activeRequests: 0, draining: false } as Lifecycle,
       hostLabels: new MetricHostLabels(path.join(dir, "metric-hosts.json"), [], createLogger("silent")),
+      dataDir: dir,
     });
     try {
       for (let i = 0; i < 100; i++) {
@@ -75,6 +76,7 @@ describe("Metrics host labels", () => {
       minter: { minted: 0 } as LeafMinter,
       lifecycle: { activeRequests: 0, draining: false } as Lifecycle,
       hostLabels: labels,
+      dataDir: dir,
     });
     const collector = new StatsCollector();
     const seen = (host: string, kind: "tag" | "ping" | "blob", cache: "STALE" | "HIT", status: number): void => {
@@ -89,11 +91,42 @@ describe("Metrics host labels", () => {
       seen("quay.test", "ping", "STALE", 200);
       seen("ghcr.test", "tag", "STALE", 200);
       seen("quay.test", "blob", "HIT", 200);
-      const series = (parsePrometheusTextFormat(await metrics.text()) as PromMetric[]).find((m) => m.name === "regcache_stale_responses_total")!.metrics;
+      const parsed = parsePrometheusTextFormat(await metrics.text()) as PromMetric[];
+      const series = parsed.find((m) => m.name === "regcache_stale_responses_total")!.metrics;
       const byHost = Object.fromEntries(series.map((m) => [m.labels!.host, Number(m.value)]));
       expect(byHost).toEqual({ "quay.test": 2, other: 1 });
       expect(collector.totals.stale).toBe(3);
       expect(Object.fromEntries([...collector.upstreamTotals()].map(([host, t]) => [host, t.stale]))).toEqual({ "quay.test": 2, "ghcr.test": 1 });
+      // The data dir's filesystem, as statfs sees it.
+      const value = (name: string) => Number(parsed.find((m) => m.name === name)!.metrics[0]!.value);
+      expect(value("regcache_disk_size_bytes")).toBeGreaterThan(value("regcache_disk_free_bytes"));
+      expect(value("regcache_disk_free_bytes")).toBeGreaterThan(0);
+    } finally {
+      health.stop();
+    }
+  });
+
+  it("fill failures: content the cache could neither answer nor fill (5xx), by host; a refusal or a stale answer is none", async () => {
+    const health = new UpstreamHealth(1, 60_000, async () => false, createLogger("silent"));
+    const metrics = new Metrics({
+      health,
+      store: { index: { size: 0, count: 0 }, maxBytes: 1, stats: { evictions: 0 }, inFlight: () => [] } as unknown as BlobStore,
+      accessCounts: emptyAccessCounts(),
+      minter: { minted: 0 } as LeafMinter,
+      lifecycle: { activeRequests: 0, draining: false } as Lifecycle,
+      hostLabels: new MetricHostLabels(path.join(dir, "fills.json"), ["quay.test"], createLogger("silent")),
+      dataDir: dir,
+    });
+    const seen = (kind: "blob" | "tag" | "ping", cache: "MISS" | "STALE" | "BYPASS", status: number): void =>
+      metrics.observeRequest({ req: {} as IncomingMessage, res: {} as ServerResponse, host: "quay.test", port: 443, log: { host: "quay.test", method: "GET", path: "/v2/", kind, cache } }, status, 0, 1);
+    try {
+      seen("blob", "MISS", 502);
+      seen("tag", "MISS", 503);
+      seen("blob", "MISS", 401);
+      seen("tag", "STALE", 200);
+      seen("ping", "BYPASS", 502);
+      const fills = (parsePrometheusTextFormat(await metrics.text()) as PromMetric[]).find((m) => m.name === "regcache_fill_failures_total")!.metrics;
+      expect(fills.map((m) => [m.labels!.host, m.value])).toEqual([["quay.test", "2"]]);
     } finally {
       health.stop();
     }
