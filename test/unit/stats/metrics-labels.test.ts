@@ -26,18 +26,23 @@ const request = (host: string): RegistryRequest => ({ req: {} as IncomingMessage
 const dir = mkdtempSync(path.join(tmpdir(), "metrics-labels-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
+/** Metrics over fakes: the tests feed them requests and upstream answers, and read the text they expose. */
+function metricsOver(health: UpstreamHealth, hostLabels: MetricHostLabels): Metrics {
+  return new Metrics({
+    health,
+    store: { index: { size: 0, count: 0 }, maxBytes: 1, stats: { evictions: 0 }, inFlight: () => [] } as unknown as BlobStore,
+    accessCounts: emptyAccessCounts(),
+    minter: { minted: 0 } as LeafMinter,
+    lifecycle: { activeRequests: 0, draining: false } as Lifecycle,
+    hostLabels,
+    dataDir: dir,
+  });
+}
+
 describe("Metrics host labels", () => {
   it("go to the first hosts upstream answered, at most 50; the rest, and names that never answered, count as other", async () => {
     const health = new UpstreamHealth(1, 60_000, async () => false, createLogger("silent"));
-    const metrics = new Metrics({
-      health,
-      store: { index: { size: 0, count: 0 }, maxBytes: 1, stats: { evictions: 0 }, inFlight: () => [] } as unknown as BlobStore,
-      accessCounts: emptyAccessCounts(),
-      minter: { minted: 0 } as LeafMinter,
-      lifecycle: { activeRequests: 0, draining: false } as Lifecycle,
-      hostLabels: new MetricHostLabels(path.join(dir, "metric-hosts.json"), [], createLogger("silent")),
-      dataDir: dir,
-    });
+    const metrics = metricsOver(health, new MetricHostLabels(path.join(dir, "metric-hosts.json"), [], createLogger("silent")));
     try {
       for (let i = 0; i < 100; i++) {
         const junk = `typo${i}.test`;
@@ -69,15 +74,7 @@ describe("Metrics host labels", () => {
   it("stale answers: /metrics counts per host exactly what /api/stats counts, pings and errors included in neither", async () => {
     const health = new UpstreamHealth(1, 60_000, async () => false, createLogger("silent"));
     const labels = new MetricHostLabels(path.join(dir, "stale.json"), ["quay.test"], createLogger("silent"));
-    const metrics = new Metrics({
-      health,
-      store: { index: { size: 0, count: 0 }, maxBytes: 1, stats: { evictions: 0 }, inFlight: () => [] } as unknown as BlobStore,
-      accessCounts: emptyAccessCounts(),
-      minter: { minted: 0 } as LeafMinter,
-      lifecycle: { activeRequests: 0, draining: false } as Lifecycle,
-      hostLabels: labels,
-      dataDir: dir,
-    });
+    const metrics = metricsOver(health, labels);
     const collector = new StatsCollector();
     const seen = (host: string, kind: "tag" | "ping" | "blob", cache: "STALE" | "HIT", status: number): void => {
       const rr: RegistryRequest = { req: {} as IncomingMessage, res: {} as ServerResponse, host, port: 443, log: { host, method: "GET", path: "/v2/", kind, cache } };
@@ -108,15 +105,7 @@ describe("Metrics host labels", () => {
 
   it("fill failures: content the cache could neither answer nor fill (5xx), by host; a refusal or a stale answer is none", async () => {
     const health = new UpstreamHealth(1, 60_000, async () => false, createLogger("silent"));
-    const metrics = new Metrics({
-      health,
-      store: { index: { size: 0, count: 0 }, maxBytes: 1, stats: { evictions: 0 }, inFlight: () => [] } as unknown as BlobStore,
-      accessCounts: emptyAccessCounts(),
-      minter: { minted: 0 } as LeafMinter,
-      lifecycle: { activeRequests: 0, draining: false } as Lifecycle,
-      hostLabels: new MetricHostLabels(path.join(dir, "fills.json"), ["quay.test"], createLogger("silent")),
-      dataDir: dir,
-    });
+    const metrics = metricsOver(health, new MetricHostLabels(path.join(dir, "fills.json"), ["quay.test"], createLogger("silent")));
     const seen = (kind: "blob" | "tag" | "ping", cache: "MISS" | "STALE" | "BYPASS", status: number): void =>
       metrics.observeRequest({ req: {} as IncomingMessage, res: {} as ServerResponse, host: "quay.test", port: 443, log: { host: "quay.test", method: "GET", path: "/v2/", kind, cache } }, status, 0, 1);
     try {
