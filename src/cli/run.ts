@@ -1,6 +1,4 @@
 import { spawn } from "node:child_process";
-import { constants as fsConstants } from "node:fs";
-import { access } from "node:fs/promises";
 import { constants as osConstants } from "node:os";
 import path from "node:path";
 import { inspect } from "node:util";
@@ -98,9 +96,11 @@ function answersWithin(dir: string, ms: number): Promise<boolean> {
 }
 
 /**
- * Checked before start-up touches it, so that a read-only volume, a directory owned by another
- * user or a mount that does not answer is reported as such, naming the option, rather than as
- * whichever write failed first, or not at all.
+ * Checked before start-up touches it, so that a directory that cannot be made (a read-only volume
+ * without it, another user's) or a mount that does not answer is reported as such, naming the
+ * option, rather than as whichever write failed first, or not at all. A data dir that exists on a
+ * disk that cannot be written is served read-only (cache/data-disk.ts): what it holds is still
+ * worth serving.
  */
 async function checkDataDir(dir: string): Promise<void> {
   const where = path.resolve(dir);
@@ -109,7 +109,6 @@ async function checkDataDir(dir: string): Promise<void> {
   }
   try {
     await makeDirectory(dir);
-    await access(dir, fsConstants.W_OK);
   } catch (err) {
     throw new RegcacheError("DATA_DIR", `cannot write to --data-dir ${where}: ${systemReason(err)}`, { cause: err });
   }

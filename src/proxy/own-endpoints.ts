@@ -68,8 +68,8 @@ export class OwnEndpoints {
 /** The request listener of a port that serves own endpoints: each answered, logged at debug, a failure a 500. */
 export function endpointListener(endpoints: OwnEndpoints, logger: Logger): RequestListener {
   return (req, res) => {
-    const started = Date.now();
-    res.on("close", () => logger.debug({ method: req.method, path: req.url?.slice(0, 200), status: res.statusCode, durationMs: Date.now() - started, client: req.socket.remoteAddress }, "endpoint request"));
+    const started = performance.now();
+    res.on("close", () => logger.debug({ method: req.method, path: req.url?.slice(0, 200), status: res.statusCode, durationMs: Math.round(performance.now() - started), client: req.socket.remoteAddress }, "endpoint request"));
     endpoints.handle(req, res).catch((err: unknown) => {
       logger.error({ err }, "endpoint failed");
       if (!res.headersSent) res.writeHead(500);

@@ -106,6 +106,8 @@ export class Metrics {
     count("regcache_cache_damaged_files_total", "Cached files found not to match their digest (quarantined and refetched)", () => store.stats.damaged);
     count("regcache_cache_missing_files_total", "Index rows whose file was gone or resized (dropped: a miss)", () => store.stats.missing);
     count("regcache_cache_uncached_no_space_total", "Bodies streamed through uncached because the disk had no room", () => store.stats.uncachedForSpace);
+    count("regcache_cache_uncached_disk_fault_total", "Bodies streamed through uncached because the data disk could not be written", () => store.stats.uncachedForDiskFault);
+    new Gauge({ name: "regcache_cache_disk_writable", help: "0 while the data disk cannot be written (read-only or failing): cached content is served, misses stream through uncached", registers, collect() { this.set(store.disk.writable ? 1 : 0); } });
     const cluster = sources.cluster;
     if (cluster) {
       new Gauge({ name: "regcache_peers_live", help: "Other replicas answering on the peer channel", registers, collect() { this.set(cluster.membership.live().length); } });

@@ -51,7 +51,7 @@ const byKindAndName = (a: any, b: any): number => `${a.kind}/${a.metadata.name}`
 describe.skipIf(unavailable !== undefined)(`deploy/helm/regcache ${unavailable ? `(skipped: ${unavailable})` : "(helm 4 and kubectl 1.33)"}`, () => {
   it("helm lint passes with the defaults and with every option on", () => {
     expect(execFileSync(helm, ["lint", CHART], { encoding: "utf8" })).toContain("1 chart(s) linted, 0 chart(s) failed");
-    const all = ["sharedTier.enabled=true", "monitoring.serviceMonitor.enabled=true", "monitoring.prometheusRule.enabled=true", "monitoring.grafanaDashboard.enabled=true"];
+    const all = ["mirror.enabled=true", "mirror.names={10.96.0.50}", "nodeSetup.mode=both", "sharedTier.enabled=true", "monitoring.serviceMonitor.enabled=true", "monitoring.prometheusRule.enabled=true", "monitoring.grafanaDashboard.enabled=true"];
     expect(execFileSync(helm, ["lint", CHART, ...all.flatMap((s) => ["--set", s])], { encoding: "utf8" })).toContain("0 chart(s) failed");
   });
 
@@ -67,7 +67,7 @@ describe.skipIf(unavailable !== undefined)(`deploy/helm/regcache ${unavailable ?
   });
 
   it("every object validates against the Kubernetes schema, with every option on", () => {
-    const objects = render("sharedTier.enabled=true", "monitoring.serviceMonitor.enabled=true", "monitoring.prometheusRule.enabled=true", "monitoring.grafanaDashboard.enabled=true");
+    const objects = render("mirror.enabled=true", "mirror.names={10.96.0.50}", "nodeSetup.mode=both", "sharedTier.enabled=true", "monitoring.serviceMonitor.enabled=true", "monitoring.prometheusRule.enabled=true", "monitoring.grafanaDashboard.enabled=true");
     const crds = objects.filter((o) => o.apiVersion === "monitoring.coreos.com/v1");
     expect(crds.map((o) => o.kind).sort()).toEqual(["PrometheusRule", "ServiceMonitor"]);
     for (const object of objects.filter((o) => !crds.includes(o))) {
@@ -130,6 +130,31 @@ describe.skipIf(unavailable !== undefined)(`deploy/helm/regcache ${unavailable ?
     const np = kind(objects, "NetworkPolicy").spec.ingress;
     expect(np[0].from.slice(0, 2)).toEqual([{ ipBlock: { cidr: "192.168.0.0/16" } }, { ipBlock: { cidr: "172.16.0.0/12" } }]);
     expect(np[1].from).toEqual([{ namespaceSelector: { matchLabels: { "kubernetes.io/metadata.name": "observability" } } }]);
+  });
+
+  it("the mirror: mirror.enabled opens --mirror-listen with mirror.names; nodeSetup.mode and mirrorUrl reach the DaemonSet; a mirror mode without a mirror, or a mirror without names, is refused", () => {
+    const objects = render("mirror.enabled=true", "mirror.names={10.96.0.50,regcache.internal}", "nodeSetup.mode=both");
+    const c = kind(objects, "Deployment").spec.template.spec.containers[0];
+    expect(c.env).toContainEqual({ name: "REGCACHE_MIRROR_LISTEN", value: "0.0.0.0:5443" });
+    expect(c.env).toContainEqual({ name: "REGCACHE_MIRROR_NAME", value: "10.96.0.50,regcache.internal" });
+    expect(c.ports).toContainEqual({ name: "mirror", containerPort: 5443, protocol: "TCP" });
+    const ds = kind(objects, "DaemonSet").spec.template.spec.containers[0];
+    expect(ds.env).toContainEqual({ name: "MODE", value: "both" });
+    expect(ds.args[0]).toContain('--mirror "${MIRROR_URL:-https://${REGCACHE_SERVICE_HOST}:5443}"');
+    expect(kind(render(), "Deployment").spec.template.spec.containers[0].env.map((e: { name: string }) => e.name)).not.toContain("REGCACHE_MIRROR_LISTEN");
+    // A mirror elsewhere needs no mirror port here.
+    const elsewhere = kind(render("nodeSetup.mode=mirror", "nodeSetup.mirrorUrl=https://mirror.internal:5443"), "DaemonSet").spec.template.spec.containers[0];
+    expect(elsewhere.env).toContainEqual({ name: "MIRROR_URL", value: "https://mirror.internal:5443" });
+    const refused = (...set: string[]): string => {
+      try {
+        render(...set);
+        return "rendered";
+      } catch (err) {
+        return String((err as { stderr?: string }).stderr);
+      }
+    };
+    expect(refused("nodeSetup.mode=mirror")).toContain("nodeSetup.mode mirror needs a mirror: mirror.enabled, or nodeSetup.mirrorUrl");
+    expect(refused("mirror.enabled=true")).toContain("mirror.names: the names nodes reach the mirror by");
   });
 
   it("the ServiceMonitor scrapes the admin port of the Service; the PrometheusRule carries the tested rules file; the dashboard is the JSON file", () => {

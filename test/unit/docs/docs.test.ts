@@ -48,6 +48,8 @@ const OTHER_TOOLS: Record<string, string[]> = {
   useradd: ["--system", "--home-dir", "--shell"],
   systemctl: ["--now"],
   promtool: [],
+  ctr: ["--user"],
+  vitest: ["--config"],
 };
 
 describe("docs/ and README", () => {

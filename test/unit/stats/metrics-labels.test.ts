@@ -30,7 +30,7 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 function metricsOver(health: UpstreamHealth, hostLabels: MetricHostLabels): Metrics {
   return new Metrics({
     health,
-    store: { index: { size: 0, count: 0 }, maxBytes: 1, stats: { evictions: 0 }, inFlight: () => [] } as unknown as BlobStore,
+    store: { index: { size: 0, count: 0 }, maxBytes: 1, stats: { evictions: 0 }, disk: { writable: true }, inFlight: () => [] } as unknown as BlobStore,
     accessCounts: emptyAccessCounts(),
     minter: { minted: 0 } as LeafMinter,
     lifecycle: { activeRequests: 0, draining: false } as Lifecycle,
