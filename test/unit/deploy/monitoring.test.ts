@@ -45,9 +45,9 @@ function unknownIn(exprs: string[]): string[] {
 }
 
 describe("alerts (deploy/helm/regcache/files/prometheus-rules.yaml)", () => {
-  it("cover an upstream down, serving stale, a disk nearly full or full, damaged files, missing peers, the object store or Redis down, fills failing", () => {
+  it("cover an upstream down, serving stale, a disk nearly full, full or read-only, damaged files, missing peers, the object store or Redis down, fills failing", () => {
     expect(rules.map((r) => r.alert).sort()).toEqual(
-      ["RegcacheDamagedFiles", "RegcacheDiskFull", "RegcacheDiskNearlyFull", "RegcacheFillsFailing", "RegcacheObjectStoreDown", "RegcachePeersBelowExpected", "RegcacheRedisDown", "RegcacheServingStale", "RegcacheUpstreamDown"].sort(),
+      ["RegcacheDamagedFiles", "RegcacheDiskFull", "RegcacheDiskNearlyFull", "RegcacheDiskReadOnly", "RegcacheFillsFailing", "RegcacheObjectStoreDown", "RegcachePeersBelowExpected", "RegcacheRedisDown", "RegcacheServingStale", "RegcacheUpstreamDown"].sort(),
     );
     for (const rule of rules) {
       expect(["info", "warning", "critical"], rule.alert).toContain(rule.labels.severity);
