@@ -45,8 +45,9 @@ Idempotent: running it twice changes nothing the second time.
                       the mirror's configuration (an https:// mirror)
   --ca-sha256 HEX     refuse a --ca whose SHA-256 fingerprint differs (`regcache ca fingerprint`
                       prints it; hex, colons optional, any case): nothing is installed then
-  --ca-next FILE|URL  during a CA rotation, also trust the CA regcache switches to; without it,
-                      a CA an earlier --ca-next installed is removed
+  --ca-next FILE|URL  during a CA rotation, also trust the CA regcache switches to (in the system
+                      trust store and the mirror's CA file); without it, a CA an earlier
+                      --ca-next installed is removed
   --runtime NAME      containerd (default), docker or crio
   --no-proxy LIST     NO_PROXY for the runtime: the cluster's own CIDRs and domains
   --restart           restart the runtime when anything changed (it reads both at start)
@@ -222,7 +223,7 @@ docker_mirror_remove() {
 mirror_ca_add() {
   case "$MIRROR" in https://*) ;; *) return 0 ;; esac
   if [ -n "$CERTS_D" ]; then
-    put_text "$CERTS_D/$MIRROR_AUTHORITY/regcache-ca.crt" "$CA_PEM"
+    put_text "$CERTS_D/$MIRROR_AUTHORITY/regcache-ca.crt" "$MIRROR_CA_PEM"
   fi
 }
 
@@ -247,7 +248,7 @@ containerd_hosts_toml() {
 containerd_mirror() {
   ours_or_absent "$HOSTS_DIR/hosts.toml"
   put_text "$HOSTS_DIR/hosts.toml" "$(containerd_hosts_toml)"
-  case "$MIRROR" in https://*) put_text "$HOSTS_DIR/regcache-ca.crt" "$CA_PEM" ;; esac
+  case "$MIRROR" in https://*) put_text "$HOSTS_DIR/regcache-ca.crt" "$MIRROR_CA_PEM" ;; esac
   config="$ROOT/etc/containerd/config.toml"
   if [ ! -f "$config" ] || ! grep -q 'config_path *= *"[^"]*/etc/containerd/certs.d' "$config"; then
     echo "note: containerd reads $HOSTS_DIR only with config_path = \"/etc/containerd/certs.d\" under [plugins.\"io.containerd.grpc.v1.cri\".registry] in /etc/containerd/config.toml (containerd 2 sets it by default); add it and restart containerd" >&2
@@ -321,7 +322,13 @@ read_ca() {
 if [ "$NEED_CA" -eq 1 ]; then
   [ -n "$CA" ] || die "--ca is required"
   CA_PEM="$(read_ca "$CA")" || exit 2
-  if [ -n "$CA_NEXT" ]; then NEXT_PEM="$(read_ca "$CA_NEXT")" || exit 2; fi
+  # The mirror's own CA file holds both CAs during a rotation: its leaf is signed by either.
+  MIRROR_CA_PEM="$CA_PEM"
+  if [ -n "$CA_NEXT" ]; then
+    NEXT_PEM="$(read_ca "$CA_NEXT")" || exit 2
+    MIRROR_CA_PEM="$CA_PEM
+$NEXT_PEM"
+  fi
 fi
 
 # Hex as openssl and `regcache ca fingerprint` print it: uppercase pairs joined by colons.

@@ -6,6 +6,7 @@ import path from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { CLI, RegcacheProcess, REPO_ROOT } from "./harness/regcache-process.js";
+import { freePort } from "./harness/ports.js";
 import { missingTools } from "./harness/tools.js";
 
 const exec = promisify(execFile);
@@ -286,6 +287,39 @@ describe.skipIf(missing.length > 0)("rotating the CA with node-setup.sh --ca-nex
     const gone = await setup(["--root", root, "--os", "debian", "--uninstall"]);
     expect(gone.code).toBe(0);
     expect(readdirSync(path.join(root, "usr/local/share/ca-certificates"))).toEqual([]);
+  });
+
+  it("a mirror node trusts regcache's mirror port under the old and the new CA during the overlap, then the new one alone", async () => {
+    const oldCa = await createCa(path.join(dir, "mirror-old"));
+    const newCa = await createCa(path.join(dir, "mirror-new"));
+    const root = path.join(dir, "mirror-node");
+    const port = await freePort();
+    const base = ["--root", root, "--os", "debian", "--mode", "mirror", "--runtime", "containerd", "--mirror", `https://127.0.0.1:${port}`];
+    const mirrorCa = path.join(root, "etc/containerd/certs.d/_default/regcache-ca.crt");
+    /** Whether a client trusting the mirror's CA file accepts regcache's mirror port when regcache runs with `certsDir`. */
+    const trusts = async (certsDir: string): Promise<boolean> => {
+      proxy = new RegcacheProcess(path.join(dir, `data-${path.basename(certsDir)}`), certsDir, ["--mirror-listen", `127.0.0.1:${port}`, "--mirror-name", "127.0.0.1"]);
+      await proxy.start();
+      try {
+        const run = await exec("curl", ["-s", "-o", "/dev/null", "--cacert", mirrorCa, `https://127.0.0.1:${port}/v2/`]).catch((e: { code: number }) => e);
+        return (run as { code?: number }).code === undefined;
+      } finally {
+        await proxy.stop();
+        proxy = undefined;
+      }
+    };
+
+    const overlap = await setup([...base, "--ca", oldCa, "--ca-next", newCa]);
+    expect(overlap.code, overlap.stderr).toBe(0);
+    expect(readFileSync(mirrorCa, "utf8")).toBe(readFileSync(oldCa, "utf8") + readFileSync(newCa, "utf8"));
+    // A mirror is trusted for its own address alone: nothing enters the system's trust store.
+    expect(existsSync(path.join(root, "usr/local/share/ca-certificates"))).toBe(false);
+    expect(await trusts(path.join(dir, "mirror-old"))).toBe(true);
+    expect(await trusts(path.join(dir, "mirror-new"))).toBe(true);
+
+    expect((await setup([...base, "--ca", newCa])).code).toBe(0);
+    expect(await trusts(path.join(dir, "mirror-old"))).toBe(false);
+    expect(await trusts(path.join(dir, "mirror-new"))).toBe(true);
   });
 
   it("a --ca-next that is not a certificate is refused before anything is installed", async () => {
