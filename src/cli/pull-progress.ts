@@ -43,7 +43,8 @@ export class ProgressReporter {
     private readonly image: string,
     private readonly tty: boolean,
     private readonly write: (text: string) => void,
-    private readonly now: () => number = Date.now,
+    /** A monotonic clock: the rate and the time left are durations, which a wall-clock step must not bend. */
+    private readonly now: () => number = () => performance.now(),
   ) {
     this.started = now();
     this.lastShown = this.tty ? -Infinity : this.started;

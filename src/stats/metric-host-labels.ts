@@ -29,13 +29,15 @@ export class MetricHostLabels {
   private readonly labelled = new Set<string>();
   private readonly lastAnswer = new Map<string, number>();
   private dirty = false;
-  private lastWrite = 0;
+  /** performance.now() of the last write: when to write again is a duration, which a wall-clock step must not bend. */
+  private lastWrite = -Infinity;
   private writing: Promise<void> | undefined;
 
   constructor(
     private readonly file: string,
     configured: readonly string[],
     private readonly logger: Logger,
+    /** The wall clock, for when a host last answered: remembered across restarts. */
     private readonly now: () => number = Date.now,
   ) {
     for (const host of configured) if (this.labelled.size < MAX_HOST_LABELS) this.labelled.add(host.toLowerCase());
@@ -70,11 +72,11 @@ export class MetricHostLabels {
     if (!this.labelled.has(host)) {
       if (this.labelled.size >= MAX_HOST_LABELS) return;
       this.labelled.add(host);
-      this.lastWrite = 0;
+      this.lastWrite = -Infinity;
     }
     this.lastAnswer.set(host, this.now());
     this.dirty = true;
-    if (this.now() - this.lastWrite >= WRITE_EVERY_MS) void this.save();
+    if (performance.now() - this.lastWrite >= WRITE_EVERY_MS) void this.save();
   }
 
   /** Writes what changed since the last write (at shutdown); resolves when the file is written or the write failed. */
@@ -82,7 +84,7 @@ export class MetricHostLabels {
     if (this.writing) await this.writing;
     if (!this.dirty) return;
     this.dirty = false;
-    this.lastWrite = this.now();
+    this.lastWrite = performance.now();
     const body: SavedLabels = { hosts: Object.fromEntries(this.lastAnswer) };
     this.writing = writeAtomically(this.file, `${JSON.stringify(body)}\n`).catch((err: unknown) => {
       // A full or read-only disk costs only the names after a restart: the next answer writes again.
