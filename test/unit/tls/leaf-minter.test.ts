@@ -193,7 +193,8 @@ describe("leaves", () => {
     expect(minter.leafForNames(["regcache.svc", "10.96.0.50", "fd00::5"])).toBe(leaf);
     expect(minter.minted).toBe(1);
     const ipOnly = new X509Certificate(minter.leafForNames(["10.96.0.50"]).certPem);
-    expect(ipOnly.subject).toBeUndefined();
+    // An empty subject reads as undefined on Node 20 and "" on Node 24.
+    expect(ipOnly.subject ?? "").toBe("");
     expect(ipOnly.subjectAltName).toBe("IP Address:10.96.0.50");
   });
 });
