@@ -27,6 +27,7 @@ import { createMirrorRequestHandler } from "./mirror/mirror-requests.js";
 import { MirrorServer, mirrorUrl } from "./mirror/mirror-server.js";
 import { loadSetupScript, setupScriptRoute } from "./proxy/setup-script.js";
 import { OwnEndpoints } from "./proxy/own-endpoints.js";
+import { movedToAdminRoute, startAdminServer } from "./proxy/admin-server.js";
 import { createCluster } from "./cluster/start-cluster.js";
 import { peerServices } from "./registry/peer-services.js";
 import { ContentClearance } from "./registry/content-access.js";
@@ -49,6 +50,7 @@ import { AccessControl, emptyAccessCounts } from "./registry/access-control.js";
 import { loadInstanceSecret, readSharedSecret } from "./cache/instance-secret.js";
 import { ProxyAuth } from "./proxy/proxy-auth.js";
 import type { RegistryRequest } from "./registry/request-context.js";
+import { configuredHosts, MetricHostLabels } from "./stats/metric-host-labels.js";
 import { Metrics } from "./stats/metrics.js";
 import { StatsCollector } from "./stats/stats-collector.js";
 import { statsRoutes } from "./stats/stats-endpoints.js";
@@ -139,8 +141,11 @@ export async function startRegcache(config: Config, logger: Logger): Promise<Run
   const minter = new LeafMinter(ca);
   const lifecycle = new Lifecycle();
   const accessCounts = emptyAccessCounts();
-  const metrics = new Metrics({ store, health, accessCounts, minter, lifecycle, cluster: peers?.cluster, shared: fleet?.tier });
-  const credentials = config.credentialsFile ? new ProxyCredentials(loadCredentialsFile(config.credentialsFile)) : undefined;
+  const heldCredentials = config.credentialsFile ? loadCredentialsFile(config.credentialsFile) : undefined;
+  const hostLabels = new MetricHostLabels(paths.metricHostsFile, configuredHosts(config, ca.permittedDomains, heldCredentials?.keys() ?? []), logger);
+  await hostLabels.load();
+  const metrics = new Metrics({ store, health, accessCounts, minter, lifecycle, hostLabels, dataDir: paths.root, cluster: peers?.cluster, shared: fleet?.tier });
+  const credentials = heldCredentials ? new ProxyCredentials(heldCredentials) : undefined;
   // Outermost first: the breaker, then one report per exchange (after any auth dance), then the credentials.
   const upstream: UpstreamClient = {
     request: withHealth(health, withObserver((host, status, failure) => metrics.observeUpstream(host, status, failure), withCredentials(credentials, transport.send))),
@@ -169,8 +174,8 @@ export async function startRegcache(config: Config, logger: Logger): Promise<Run
 
   let port = config.listen.port;
   let mirrorPort: number | undefined;
-  const statsSources = { collector, store, health, version: VERSION, startedAt, cluster: peers?.cluster, shared: fleet?.tier };
-  const endpoints = new OwnEndpoints(ca.certPem, {
+  const statsSources = { collector, store, health, version: VERSION, startedAt, proxyPort: () => port, cluster: peers?.cluster, shared: fleet?.tier };
+  const readiness = {
     async notReadyReason() {
       return lifecycle.draining ? "shutting down" : null;
     },
@@ -186,7 +191,21 @@ export async function startRegcache(config: Config, logger: Logger): Promise<Run
       if (silent > 0) parts.peers = `${silent} of ${members.length} not answering`;
       return Object.keys(parts).length > 0 ? parts : undefined;
     },
-  }, [statsRoutes(statsSources, metrics), setupScriptRoute(loadSetupScript(), ca.certificate.fingerprint256, () => `${config.listen.host === "0.0.0.0" ? "127.0.0.1" : config.listen.host}:${port}`, config.mirror && ((authority) => mirrorUrl(config.mirror!, mirrorPort!, authority)))], [cacheAdminRoutes(new CacheAdmin(store, paths), adminAccess, logger)]);
+  };
+  const setupScript = setupScriptRoute(
+    loadSetupScript(),
+    ca.certificate.fingerprint256,
+    () => `${config.listen.host === "0.0.0.0" ? "127.0.0.1" : config.listen.host}:${port}`,
+    config.mirror && ((authority) => mirrorUrl(config.mirror!, mirrorPort!, authority)),
+  );
+  const figures = [statsRoutes(statsSources, metrics)];
+  const cacheAdmin = [cacheAdminRoutes(new CacheAdmin(store, paths), adminAccess, logger)];
+  // With --admin-listen the figures and the cache admin API leave the proxy port for a port of their own.
+  const adminServer = config.adminListen ? await startAdminServer(config.adminListen, new OwnEndpoints(ca.certPem, readiness, figures, cacheAdmin), logger) : undefined;
+  const adminAddress = adminServer ? `${config.adminListen!.host}:${(adminServer.address() as AddressInfo).port}` : undefined;
+  const endpoints = adminAddress
+    ? new OwnEndpoints(ca.certPem, readiness, [setupScript], [movedToAdminRoute(() => adminAddress)])
+    : new OwnEndpoints(ca.certPem, readiness, [...figures, setupScript], cacheAdmin);
   const policy: ConnectPolicy = {
     allowPorts: config.allowPorts,
     noIntercept: config.noIntercept,
@@ -229,7 +248,7 @@ export async function startRegcache(config: Config, logger: Logger): Promise<Run
   port = (server.address() as AddressInfo).port;
   mirrorPort = await mirror?.listen();
   const mirrorListen = config.mirror && { mirror: `${config.mirror.listen.host}:${mirrorPort}`, mirrorTls: !config.mirror.plainHttp };
-  logger.info({ listen: `${config.listen.host}:${port}`, ...mirrorListen, dataDir: paths.root, maxCacheSize: config.maxCacheSize }, "regcache listening");
+  logger.info({ listen: `${config.listen.host}:${port}`, adminListen: adminAddress, ...mirrorListen, dataDir: paths.root, maxCacheSize: config.maxCacheSize }, "regcache listening");
 
   return {
     port,
@@ -259,10 +278,13 @@ export async function startRegcache(config: Config, logger: Logger): Promise<Run
       disk.stop();
       lifecycle.cutAll();
       server.closeAllConnections();
+      adminServer?.close();
+      adminServer?.closeAllConnections();
       mirror?.closeAllConnections();
       interceptor.close();
       // The cut requests' own log lines (cutAtShutdown) are written as their responses close: wait for them.
       await lifecycle.waitIdle(CUT_SETTLE_MS);
+      await hostLabels.save();
       await peers?.close();
       await fleet?.close();
       await transport.destroy().catch(() => undefined);

@@ -77,7 +77,7 @@ export interface FilledContent {
  * The fleet's shared tier (--blob-store, --index): the object store every replica reads through
  * its local tier, the index that says what it holds and in which repositories, and the leases
  * that make a cold digest one upstream fetch for the whole fleet. Each part is optional and each
- * may be down: then the replica acts as it would without it (shared-storage section of the README).
+ * may be down: then the replica acts as it would without it (docs/kubernetes.md, "Large fleets").
  */
 export class SharedTier {
   private readonly uploads: UploadQueue;
