@@ -1,5 +1,6 @@
 import type { BlobStore } from "../cache/blob-store.js";
 import type { BlobEntry, TagEntry } from "../cache/cache-index.js";
+import { servedType } from "../cache/manifest-types.js";
 import type { TagName, RecordedTags } from "../cache/recorded-tags.js";
 import type { Cluster } from "../cluster/cluster.js";
 import { parseDigest, type Digest } from "../oci/digest.js";
@@ -7,7 +8,7 @@ import type { UpstreamClient, UpstreamResponse } from "../upstream/client.js";
 import { headerValue, upstreamRequestHeaders } from "../upstream/headers.js";
 import { requestFollowingRedirects } from "../upstream/redirects.js";
 import { classifyUpstreamError, isUpstreamOutage, type UpstreamFailure } from "../upstream/upstream-error.js";
-import { normalizeAccept } from "./accept.js";
+import { acceptAllows, normalizeAccept } from "./accept.js";
 import { settleAccess, type AccessControl } from "./access-control.js";
 import { passThrough, relayUpstreamResponse } from "./pass-through.js";
 import { errorReply, writeReply } from "./reply.js";
@@ -25,10 +26,11 @@ interface ManifestTarget {
   digest: Digest;
 }
 
-/** A recorded answer whose manifest is cached and acceptable to this client. */
+/** A recorded answer whose manifest is cached and acceptable to this client, and its type in this repository. */
 interface RecordedManifest {
   manifest: ManifestTarget;
   entry: BlobEntry;
+  mediaType: string;
 }
 
 /**
@@ -36,9 +38,9 @@ interface RecordedManifest {
  * fetched and copied from peers exactly as by digest, with the same access rules.
  */
 export interface ManifestContent {
-  /** The cached entry, if its file is there and the client's Accept allows its media type. */
-  usableEntry(rr: RegistryRequest, manifest: ManifestTarget): Promise<BlobEntry | undefined>;
-  serveCached(rr: RegistryRequest, manifest: ManifestTarget, entry: BlobEntry, cache: "HIT" | "STALE", extraHeaders?: Record<string, string>): void;
+  /** The cached entry, if its file is there. */
+  cachedEntry(manifest: ManifestTarget): Promise<BlobEntry | undefined>;
+  serveCached(rr: RegistryRequest, manifest: ManifestTarget, entry: BlobEntry, mediaType: string, cache: "HIT" | "STALE", extraHeaders?: Record<string, string>): Promise<void>;
   /** As a GET by digest: from the cache, else fetched (and stored). */
   handle(rr: RegistryRequest, manifest: ManifestTarget): Promise<void>;
   /** A copy from a peer that holds it for the repository; undefined when none does. */
@@ -48,7 +50,7 @@ export interface ManifestContent {
 }
 
 /** What a tag answer needs of the store: linking a digest upstream named, and when a fetched manifest is stored. */
-export type ManifestStore = Pick<BlobStore, "link" | "lookup" | "whenDownloaded">;
+export type ManifestStore = Pick<BlobStore, "link" | "lookup" | "downloading" | "whenStored">;
 
 /** Upstream's answer to the tag HEAD (with the digest it names, and that digest's cache entry), or why there is none. */
 type Asked =
@@ -102,7 +104,7 @@ export class TagHandler {
           break;
         case "serve-recorded": {
           const decision = step.cache === "HIT" ? await this.access.authorize(rr, target.name, tagPath(target)) : await this.access.authorizeOffline(rr, target.name);
-          if (settleAccess(rr, decision)) this.serveRecorded(rr, recorded!, step.cache);
+          if (await settleAccess(rr, decision, this.upstream)) await this.serveRecorded(rr, recorded!, step.cache);
           return;
         }
         case "unavailable":
@@ -130,11 +132,19 @@ export class TagHandler {
     // Upstream just answered this client's own credentials for this repository: that is the access check.
     this.access.recordConfirmation(rr, tag.name);
     rr.log.access = "confirmed";
+    const hostRepository = `${rr.host}/${tag.name}`;
     if (step.kind === "serve-cached" && entry) {
-      // Upstream named this digest for this repository's tag, to this client: the repository has it.
-      this.store.link(manifest.digest, `${rr.host}/${tag.name}`);
-      this.content.serveCached(rr, manifest, entry, "HIT");
-      await this.records.record(tag, acceptSet, { digest: manifest.digest.value, mediaType: entry.mediaType, size: entry.size, recorded: Date.now() });
+      // Upstream named this digest for this repository's tag, to this client: the repository has it, as the type upstream says there.
+      this.store.link(manifest.digest, hostRepository, headerValue(head.headers["content-type"]));
+      const mediaType = servedType(entry, hostRepository);
+      if (mediaType === undefined) {
+        // A manifest that declares no type, which upstream labels with no manifest type: its answer is its own.
+        rr.log.forwarded = "media-type";
+        await passThrough(this.upstream, rr, "BYPASS");
+        return;
+      }
+      await this.content.serveCached(rr, manifest, entry, mediaType, "HIT");
+      await this.records.record(tag, acceptSet, { digest: manifest.digest.value, mediaType, size: entry.size, recorded: Date.now() });
       return;
     }
     if (step.kind === "head-miss") {
@@ -147,9 +157,11 @@ export class TagHandler {
       return;
     }
     await this.content.handle(rr, manifest);
-    const stored = this.store.lookup(manifest.digest);
-    if (stored) await this.records.record(tag, acceptSet, { digest: manifest.digest.value, mediaType: stored.mediaType, size: stored.size, recorded: Date.now() });
-    else void this.store.whenDownloaded(manifest.digest)?.then((done) => done && this.records.record(tag, acceptSet, { digest: manifest.digest.value, ...done, recorded: Date.now() }));
+    const record = (stored: BlobEntry | undefined) =>
+      stored && this.records.record(tag, acceptSet, { digest: manifest.digest.value, mediaType: servedType(stored, hostRepository) ?? "", size: stored.size, recorded: Date.now() });
+    const download = this.store.downloading(manifest.digest);
+    if (download) void this.store.whenStored(download).then(record);
+    else await record(this.store.lookup(manifest.digest));
   }
 
   /** Which digest the tag names now, asked with the client's own credentials; or why upstream cannot say. */
@@ -175,39 +187,46 @@ export class TagHandler {
     const digest = head.statusCode === 200 ? parseDigest(headerValue(head.headers["docker-content-digest"]) ?? "") : undefined;
     if (!digest) return { kind: "answered", head };
     const manifest = { kind: "manifest" as const, name: target.name, digest };
-    return { kind: "answered", head, manifest, entry: await this.content.usableEntry(rr, manifest) };
+    const entry = await this.content.cachedEntry(manifest);
+    return { kind: "answered", head, manifest, entry: entry?.kind === "manifest" ? entry : undefined };
   }
 
   /** The answer recorded for this Accept set within --tag-ttl, if its manifest is usable. */
   private async freshRecord(rr: RegistryRequest, tag: TagName, acceptSet: readonly string[]): Promise<RecordedManifest | undefined> {
     const fresh = await this.records.forAccept(tag, acceptSet);
-    return fresh && Date.now() - fresh.recorded < this.tagTtl ? this.usableRecord(rr, tag, fresh) : undefined;
+    return fresh && Date.now() - fresh.recorded < this.tagTtl ? this.usableRecord(rr, tag, fresh, undefined) : undefined;
   }
 
   /** While upstream cannot answer: the answer for this Accept set, else for any, else the newest a peer recorded. */
   private async recordedWhileUnavailable(rr: RegistryRequest, tag: TagName, acceptSet: readonly string[]): Promise<RecordedManifest | undefined> {
     const exact = await this.records.forAccept(tag, acceptSet);
-    let usable = exact ? await this.usableRecord(rr, tag, exact) : undefined;
+    let usable = exact ? await this.usableRecord(rr, tag, exact, undefined) : undefined;
     if (!usable) {
       const latest = await this.records.latest(tag);
-      usable = latest ? await this.usableRecord(rr, tag, latest) : undefined;
+      usable = latest ? await this.usableRecord(rr, tag, latest, acceptSet) : undefined;
     }
     if (!usable && this.cluster && !rr.fromPeer) usable = await this.fromPeers(rr, tag, acceptSet);
     return usable;
   }
 
-  /** The cached, acceptable manifest a recorded tag answer points to, if there is one. */
-  private async usableRecord(rr: RegistryRequest, tag: TagName, recorded: TagEntry): Promise<RecordedManifest | undefined> {
+  /**
+   * The cached manifest a recorded tag answer points to, with its type in this repository, if
+   * there is one. `acceptSet`: the client's, for an answer recorded for another Accept set (its
+   * type must suit this client); undefined for one recorded for this client's own Accept set.
+   */
+  private async usableRecord(rr: RegistryRequest, tag: TagName, recorded: TagEntry, acceptSet: readonly string[] | undefined): Promise<RecordedManifest | undefined> {
     const digest = parseDigest(recorded.digest);
     if (!digest) return undefined;
     const manifest = { kind: "manifest" as const, name: tag.name, digest };
-    const entry = (await this.content.usableEntry(rr, manifest)) ?? (await this.content.keepShared(rr, manifest));
-    return entry ? { manifest, entry } : undefined;
+    const entry = (await this.content.cachedEntry(manifest)) ?? (await this.content.keepShared(rr, manifest));
+    const mediaType = entry?.kind === "manifest" ? servedType(entry, `${rr.host}/${tag.name}`) : undefined;
+    if (!entry || mediaType === undefined || (acceptSet && !acceptAllows(acceptSet, mediaType))) return undefined;
+    return { manifest, entry, mediaType };
   }
 
-  private serveRecorded(rr: RegistryRequest, recorded: RecordedManifest, cache: "HIT" | "STALE"): void {
+  private async serveRecorded(rr: RegistryRequest, recorded: RecordedManifest, cache: "HIT" | "STALE"): Promise<void> {
     rr.log.digest = recorded.manifest.digest.value;
-    this.content.serveCached(rr, recorded.manifest, recorded.entry, cache, cache === "STALE" ? { warning: STALE_WARNING } : {});
+    await this.content.serveCached(rr, recorded.manifest, recorded.entry, recorded.mediaType, cache, cache === "STALE" ? { warning: STALE_WARNING } : {});
   }
 
   private sendUnavailable(rr: RegistryRequest, target: TagTarget, step: Extract<TagStep, { kind: "unavailable" }>, reason: string): void {
@@ -228,7 +247,7 @@ export class TagHandler {
     const manifest = { kind: "manifest" as const, name: tag.name, digest };
     if (!(await this.content.keepCopy(rr, manifest))) return undefined;
     await this.records.adopt(tag, acceptSet, answer);
-    return this.usableRecord(rr, tag, answer);
+    return this.usableRecord(rr, tag, answer, acceptSet);
   }
 }
 

@@ -39,6 +39,7 @@ export class Metrics {
   private readonly upstreamErrors: Counter<"host" | "reason">;
   private readonly stale: Counter;
   private readonly coalesced: Counter;
+  private readonly cut: Counter<"reason">;
   private readonly duration: Histogram<"kind" | "cache">;
 
   constructor(sources: MetricsSources) {
@@ -50,6 +51,7 @@ export class Metrics {
     this.upstreamErrors = new Counter({ name: "regcache_upstream_errors_total", help: "Upstream exchanges that failed without a response, by host and reason", labelNames: ["host", "reason"], registers });
     this.stale = new Counter({ name: "regcache_stale_responses_total", help: "Answers served stale because upstream was unavailable", registers });
     this.coalesced = new Counter({ name: "regcache_coalesced_requests_total", help: "Requests that joined a download already in progress", registers });
+    this.cut = new Counter({ name: "regcache_responses_cut_total", help: "Responses regcache cut short, by reason (digest-mismatch: the bytes did not match their digest)", labelNames: ["reason"], registers });
     this.duration = new Histogram({
       name: "regcache_request_duration_seconds",
       help: "Time to complete intercepted requests",
@@ -86,6 +88,7 @@ export class Metrics {
     const count = (name: string, help: string, value: () => number): void =>
       void new Counter({ name, help, registers, collect() { this.reset(); this.inc(value()); } });
     count("regcache_cache_damaged_files_total", "Cached files found not to match their digest (quarantined and refetched)", () => store.stats.damaged);
+    count("regcache_digest_mismatches_total", "Downloads (from upstream, a peer or the object store) whose bytes did not match their digest: nothing cached, readers cut", () => store.stats.digestMismatches);
     count("regcache_cache_missing_files_total", "Index rows whose file was gone or resized (dropped: a miss)", () => store.stats.missing);
     count("regcache_cache_uncached_no_space_total", "Bodies streamed through uncached because the disk had no room", () => store.stats.uncachedForSpace);
     const cluster = sources.cluster;
@@ -153,6 +156,7 @@ export class Metrics {
     if (bytes > 0) this.servedBytes.inc({ source }, bytes);
     if (cache === "STALE") this.stale.inc();
     if (cache === "COALESCED") this.coalesced.inc();
+    if (rr.log.cut) this.cut.inc({ reason: rr.log.cut });
     this.duration.observe({ kind, cache }, durationMs / 1000);
   }
 

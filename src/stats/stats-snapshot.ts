@@ -79,6 +79,8 @@ export function statsSnapshot(s: StatsSources) {
       diskFull: s.store.stats.noSpaceAt !== undefined && Date.now() - s.store.stats.noSpaceAt < DISK_FULL_RECENT_MS,
       uncachedForSpace: s.store.stats.uncachedForSpace,
       damagedFiles: s.store.stats.damaged,
+      /** Downloads whose bytes did not match their digest: nothing cached, their readers cut (log field cut: "digest-mismatch"). */
+      digestMismatches: s.store.stats.digestMismatches,
       missingFiles: s.store.stats.missing,
     },
     peers: s.cluster ? { self: s.cluster.self, members: s.cluster.membership.snapshot(), ...s.cluster.stats } : null,

@@ -27,7 +27,7 @@ async function world(dirs: string[]) {
     const digest = sha256(content);
     mkdirSync(path.dirname(file(digest)), { recursive: true });
     writeFileSync(file(digest), content);
-    await index.putBlob({ digest, size: Buffer.byteLength(content), mediaType, created: 1, lastAccess: 1_000, hits: 0, links: ["quay.test/team/app"] });
+    await index.putBlob({ digest, size: Buffer.byteLength(content), kind: mediaType === "application/octet-stream" ? "blob" : "manifest", mediaType, created: 1, lastAccess: 1_000, hits: 0, links: ["quay.test/team/app"] });
     return digest;
   };
   const manifest = (config: string, layers: string[]): string => JSON.stringify({ schemaVersion: 2, mediaType: MANIFEST, config: { digest: config }, layers: layers.map((digest) => ({ digest })) });

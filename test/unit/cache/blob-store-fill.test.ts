@@ -27,7 +27,7 @@ describe("BlobStore.fill", () => {
     const body = Readable.from([Buffer.from("x")]);
     const digest = parseDigest(`sha256:${"0".repeat(64)}`)!;
     try {
-      await expect(store.fill(digest, "r.test/app", async () => ({ kind: "body", body, size: 1, mediaType: "application/octet-stream", host: "r.test" }))).rejects.toMatchObject({ code: "CACHE_IO" });
+      await expect(store.fill(digest, "r.test/app", async () => ({ kind: "body", content: "blob", body, size: 1, mediaType: "application/octet-stream", host: "r.test" }))).rejects.toMatchObject({ code: "CACHE_IO" });
       expect(body.destroyed).toBe(true);
     } finally {
       await index.close();

@@ -20,7 +20,7 @@ describe("RecordedTags.pruneUncached", () => {
     const dir = mkdtempSync(path.join(tmpdir(), "regcache-tags-"));
     dirs.push(dir);
     const index = await CacheIndex.open(path.join(dir, "index.sqlite"), createLogger("silent"));
-    await index.putBlob({ digest: CACHED, size: 1, mediaType: "m", created: 0, lastAccess: 0, hits: 0, links: [] });
+    await index.putBlob({ digest: CACHED, size: 1, kind: "manifest", mediaType: "m", created: 0, lastAccess: 0, hits: 0, links: [] });
     const tags = new RecordedTags(index);
     const now = 100 * DAY;
     const answer = (digest: string, age: number): TagEntry => ({ digest, mediaType: "m", size: 1, recorded: now - age });
