@@ -85,13 +85,16 @@ export class HubShapedRegistry {
   /** Undeclared manifests are labelled the Docker way; everything else is the backend's own answer. */
   private async manifest(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const headers = forwardedHeaders(req);
-    const accept = [headers.accept, OCI_MANIFEST].filter(Boolean).join(", ");
+    const named = String(headers.accept ?? "").split(",").some((t) => t.split(";")[0]!.trim() === OCI_MANIFEST);
+    const accept = named ? headers.accept : [headers.accept, OCI_MANIFEST].filter(Boolean).join(", ");
     const probe = await this.backend("GET", req.url!, { ...headers, accept });
     if (probe.status === 200 && declaresNoMediaType(probe.body)) {
       probe.headers["content-type"] = DOCKER_MANIFEST;
       return relay(res, probe, req.method);
     }
-    relay(res, await this.backend(req.method ?? "GET", req.url!, headers), req.method);
+    // The probe was the client's own GET when its Accept already named the OCI type.
+    const asked = req.method === "GET" && accept === headers.accept ? probe : await this.backend(req.method ?? "GET", req.url!, headers);
+    relay(res, asked, req.method);
   }
 
   private async cdn(req: IncomingMessage, res: ServerResponse, url: string): Promise<void> {
