@@ -61,8 +61,8 @@ USER 10001:10001
 VOLUME ["/data"]
 EXPOSE 3128
 # SIGTERM drains: /readyz fails for --drain-delay, then in-flight responses get
-# --shutdown-grace, 5 s + 25 s by default. An image cannot set the stop timeout (Docker's is
-# 10 s): run with --stop-timeout 40, stop with `docker stop -t 40` (compose: stop_grace_period).
+# --shutdown-grace, 5 s + 120 s by default. An image cannot set the stop timeout (Docker's is
+# 10 s): run with --stop-timeout 135, stop with `docker stop -t 135` (compose: stop_grace_period).
 STOPSIGNAL SIGTERM
 # `regcache health` probes the address in REGCACHE_LISTEN, so a container given another port
 # with -e REGCACHE_LISTEN=... stays healthy.

@@ -1,5 +1,5 @@
-import { access as checkAccess, mkdir, mkdtemp, rm } from "node:fs/promises";
-import { constants as fsConstants } from "node:fs";
+import { createHash } from "node:crypto";
+import { mkdir, mkdtemp, rm } from "node:fs/promises";
 import { Server as NetServer, type AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -9,6 +9,7 @@ import { CacheAdmin } from "./admin/cache-admin.js";
 import { BlobStore } from "./cache/blob-store.js";
 import { CacheIndex } from "./cache/cache-index.js";
 import { acquireDataDirLock } from "./cache/data-dir-lock.js";
+import { DataDisk } from "./cache/data-disk.js";
 import { DataPaths } from "./cache/data-paths.js";
 import { recoverDataDir } from "./cache/recovery.js";
 import { RecordedTags } from "./cache/recorded-tags.js";
@@ -18,6 +19,11 @@ import { createFrontServer } from "./proxy/front-server.js";
 import { createInterceptedRequestHandler } from "./proxy/intercepted-request.js";
 import { Lifecycle } from "./proxy/lifecycle.js";
 import { MitmInterceptor } from "./proxy/mitm-interceptor.js";
+import { createRequestRunner } from "./proxy/request-runner.js";
+import type { ConnectPolicy } from "./proxy/connect-policy.js";
+import { AnonymousTokens } from "./mirror/anonymous-tokens.js";
+import { createMirrorRequestHandler } from "./mirror/mirror-requests.js";
+import { MirrorServer, mirrorUrl } from "./mirror/mirror-server.js";
 import { loadSetupScript, setupScriptRoute } from "./proxy/setup-script.js";
 import { OwnEndpoints } from "./proxy/own-endpoints.js";
 import { createCluster } from "./cluster/start-cluster.js";
@@ -48,6 +54,8 @@ import { loadUpstreamTrust } from "./upstream/trust-store.js";
 
 export interface RunningRegcache {
   port: number;
+  /** The mirror endpoint's port, when --mirror-listen is set. */
+  mirrorPort?: number;
   ca: CertificateAuthority;
   store: BlobStore;
   health: UpstreamHealth;
@@ -61,6 +69,13 @@ export interface RunningRegcache {
 
 /** On shutdown, a tunnel that wrote nothing for this long has delivered its last response. */
 const TUNNEL_QUIET_MS = 500;
+/** After the grace, how long the sockets of cut requests get to close (and log) before the process goes. */
+const CUT_SETTLE_MS = 2_000;
+
+/** Where the data dir's lock is held while its disk is read-only: on this machine, named for the directory. */
+function outsideLockFile(dataDir: string): string {
+  return path.join(tmpdir(), `regcache-${createHash("sha256").update(dataDir).digest("hex").slice(0, 16)}.lock`);
+}
 
 /** The composition root: builds every part from the config and starts listening. */
 export async function startRegcache(config: Config, logger: Logger): Promise<RunningRegcache> {
@@ -70,17 +85,26 @@ export async function startRegcache(config: Config, logger: Logger): Promise<Run
 
   const paths = new DataPaths(config.dataDir);
   await mkdir(paths.root, { recursive: true });
-  const releaseLock = await acquireDataDirLock(paths.lockFile);
+  const lock = await acquireDataDirLock(paths.lockFile, outsideLockFile(paths.root));
+  const disk = new DataDisk(paths, logger);
+  await disk.check();
+  if (!lock.onDisk) logger.warn({ lockFile: lock.file }, "the data dir's disk is read-only: its lock is held outside it until the disk can be written");
   // Loaded only when configured: the AWS SDK and the Redis client cost a single node ~30 MB of memory for nothing.
   const fleet = config.shared
     ? await (await import("./fleet/start-shared-tier.js")).createSharedTier(config.shared, config.cluster?.advertise, config.instanceSecretFile !== undefined, logger)
     : undefined;
   const index = await CacheIndex.open(paths.indexFile, logger, fleet?.records);
-  await recoverDataDir(paths, index, logger);
+  await recoverDataDir(paths, index, logger, disk.writable);
+  // The lock and the index come back onto the disk before caching resumes on it.
+  disk.onWritable(async () => {
+    await lock.returnToDisk();
+    if (index.writeFailing) await index.reopen();
+  });
   const store = new BlobStore(
     paths,
     index,
     { maxBytes: config.maxCacheSize, maxBlobSize: config.maxBlobSize, minDownloadRate: config.minDownloadRate, abandonedAfterMs: config.abandonAfter, verifyIntervalMs: config.verifyInterval },
+    disk,
     logger,
   );
   await store.fitBoundToDisk();
@@ -113,43 +137,54 @@ export async function startRegcache(config: Config, logger: Logger): Promise<Run
   const registry = new RegistryHandler(upstream, content, tags, new PingHandler(upstream, access));
   await peers?.listen(peerServices(content, tags));
 
-  const startedAt = Date.now();
+  const startedAt = performance.now();
   const collector = new StatsCollector();
   const observers = [(rr: RegistryRequest, status: number, bytes: number, ms: number) => collector.observe(rr, status, bytes, ms), metrics.observeRequest.bind(metrics)];
   // The library's throwaway CA (see MitmInterceptor.start) is written outside the data disk: that disk may be full.
   const mitmScratch = await mkdtemp(path.join(tmpdir(), "regcache-mitm-"));
-  const interceptor = new MitmInterceptor(minter, mitmScratch, createInterceptedRequestHandler(registry, logger, lifecycle, observers), logger);
+  const run = createRequestRunner(registry, logger, lifecycle, observers);
+  const interceptor = new MitmInterceptor(minter, mitmScratch, createInterceptedRequestHandler(run), logger);
   await interceptor.start();
   await rm(mitmScratch, { recursive: true, force: true });
 
   let port = config.listen.port;
+  let mirrorPort: number | undefined;
   const statsSources = { collector, store, health, version: VERSION, startedAt, cluster: peers?.cluster, shared: fleet?.tier };
   const endpoints = new OwnEndpoints(ca.certPem, {
     async notReadyReason() {
-      if (lifecycle.draining) return "shutting down";
-      try {
-        await checkAccess(paths.root, fsConstants.W_OK);
-        return null;
-      } catch {
-        return `data dir ${paths.root} is not writable`;
-      }
+      return lifecycle.draining ? "shutting down" : null;
     },
+    // A disk that cannot be written still serves what it holds, and streams the rest through: ready, and said so.
     degraded() {
-      if (!fleet?.tier.degraded) return undefined;
-      const { objectStore, index } = fleet.tier.health;
-      return { objectStore, index };
+      const markers: Record<string, string> = {};
+      const fault = disk.fault;
+      if (fault) markers.dataDisk = `cannot ${fault.action}: ${fault.reason} (since ${new Date(fault.since).toISOString()}); serving cached content, misses uncached`;
+      if (fleet?.tier.degraded) Object.assign(markers, { objectStore: fleet.tier.health.objectStore, index: fleet.tier.health.index });
+      return Object.keys(markers).length > 0 ? markers : undefined;
     },
-  }, [statsRoutes(statsSources, metrics), setupScriptRoute(loadSetupScript(), ca.certificate.fingerprint256, () => `${config.listen.host === "0.0.0.0" ? "127.0.0.1" : config.listen.host}:${port}`)], [cacheAdminRoutes(new CacheAdmin(store, paths), adminAccess, logger)]);
+  }, [statsRoutes(statsSources, metrics), setupScriptRoute(loadSetupScript(), ca.certificate.fingerprint256, () => `${config.listen.host === "0.0.0.0" ? "127.0.0.1" : config.listen.host}:${port}`, config.mirror && ((authority) => mirrorUrl(config.mirror!, mirrorPort!, authority)))], [cacheAdminRoutes(new CacheAdmin(store, paths), adminAccess, logger)]);
+  const policy: ConnectPolicy = {
+    allowPorts: config.allowPorts,
+    noIntercept: config.noIntercept,
+    allowHosts: config.allowHosts,
+    denyHosts: config.denyHosts,
+    caPermittedDomains: ca.permittedDomains,
+    unpermittedHosts: config.unpermittedHosts,
+    denyPrivateAddresses: config.denyPrivateAddresses,
+  };
+  // The same requests as the proxy's, the same run, the same policy: only how a request names its upstream differs.
+  const mirror = config.mirror
+    ? new MirrorServer(config.mirror, {
+        ca,
+        minter,
+        lifecycle,
+        maxConnections: config.maxConnections,
+        logger,
+        onRequest: createMirrorRequestHandler({ run, policy, defaultUpstream: config.mirror.defaultUpstream, tokens: new AnonymousTokens(upstream), holdsCredentials: (host) => credentials?.covers(host) ?? false }),
+      })
+    : undefined;
   const server = createFrontServer({
-    policy: {
-      allowPorts: config.allowPorts,
-      noIntercept: config.noIntercept,
-      allowHosts: config.allowHosts,
-      denyHosts: config.denyHosts,
-      caPermittedDomains: ca.permittedDomains,
-      unpermittedHosts: config.unpermittedHosts,
-      denyPrivateAddresses: config.denyPrivateAddresses,
-    },
+    policy,
     lifecycle,
     proxyAuth: config.proxyAuthFile ? new ProxyAuth(config.proxyAuthFile) : undefined,
     maxConnections: config.maxConnections,
@@ -168,10 +203,13 @@ export async function startRegcache(config: Config, logger: Logger): Promise<Run
     });
   });
   port = (server.address() as AddressInfo).port;
-  logger.info({ listen: `${config.listen.host}:${port}`, dataDir: paths.root, maxCacheSize: config.maxCacheSize }, "regcache listening");
+  mirrorPort = await mirror?.listen();
+  const mirrorListen = config.mirror && { mirror: `${config.mirror.listen.host}:${mirrorPort}`, mirrorTls: !config.mirror.plainHttp };
+  logger.info({ listen: `${config.listen.host}:${port}`, ...mirrorListen, dataDir: paths.root, maxCacheSize: config.maxCacheSize }, "regcache listening");
 
   return {
     port,
+    mirrorPort,
     ca,
     store,
     health,
@@ -181,18 +219,31 @@ export async function startRegcache(config: Config, logger: Logger): Promise<Run
       // http.Server#close also destroys connections it considers idle, and a CONNECT tunnel
       // streaming a blob looks idle to it; net.Server#close only stops accepting.
       NetServer.prototype.close.call(server);
-      const deadline = Date.now() + graceMs;
+      mirror?.stopAccepting();
+      const deadline = performance.now() + graceMs;
       const idle = (await lifecycle.waitIdle(graceMs)) && (await lifecycle.waitTunnelsQuiet(TUNNEL_QUIET_MS, deadline));
-      logger.info({ idle, activeRequests: lifecycle.activeRequests }, idle ? "in-flight requests finished" : "shutdown grace period over; closing open requests");
+      if (idle) logger.info("in-flight requests finished");
+      else {
+        const cut = lifecycle.inFlight();
+        logger.warn(
+          { graceMs, requests: cut.length, cut: cut.slice(0, 20).map((l) => ({ client: l.client, host: l.host, repository: l.repository, digest: l.digest ?? l.tag, path: l.digest || l.tag ? undefined : l.path })) },
+          "shutdown grace period over (--shutdown-grace): cutting the requests still in flight; their clients resume from another replica",
+        );
+      }
       health.stop();
       store.stopScrub();
+      disk.stop();
+      lifecycle.cutAll();
       server.closeAllConnections();
+      mirror?.closeAllConnections();
       interceptor.close();
+      // The cut requests' own log lines (cutAtShutdown) are written as their responses close: wait for them.
+      await lifecycle.waitIdle(CUT_SETTLE_MS);
       await peers?.close();
       await fleet?.close();
       await transport.destroy().catch(() => undefined);
       await index.close();
-      await releaseLock();
+      await lock.release().catch(() => undefined);
     },
   };
 }

@@ -3,14 +3,15 @@ import { openSync } from "node:fs";
 import { mkdir, readdir, rename, rm, stat } from "node:fs/promises";
 import path from "node:path";
 import type { Readable } from "node:stream";
-import { RegcacheError, systemReason } from "../errors.js";
 import type { Logger } from "../log/logger.js";
+import { makeDirectory } from "../util/make-directory.js";
 import { parseDigest, type Digest } from "../oci/digest.js";
 import { OCTET_STREAM } from "../oci/media-types.js";
 import { addLink, type BlobEntry, type CacheIndex } from "./cache-index.js";
 import type { DataPaths } from "./data-paths.js";
+import type { DataDisk } from "./data-disk.js";
 import { DISK_HEADROOM, effectiveCacheBound, freeBytes } from "./disk-space.js";
-import { DigestMismatchError, Download } from "./download.js";
+import { DigestMismatchError, Download, DownloadAbortedError } from "./download.js";
 import { chooseEvictions } from "./eviction.js";
 import { hashFile } from "./file-hash.js";
 import { readManifestDescription } from "./manifest-file.js";
@@ -33,6 +34,11 @@ const SCRUB_IDLE_MS = 60_000;
 const RATE_WINDOW_MS = 60_000;
 /** Damaged files kept for inspection; older ones are deleted. */
 const QUARANTINE_KEEP = 3;
+const NO_SPACE = new Set(["ENOSPC", "EDQUOT"]);
+/** How often a disk that read as full is looked at again. */
+const ROOM_CHECK_MS = 5_000;
+/** Digests whose undeclared size outgrew the disk, remembered so that their next fill streams through uncached. */
+const OUTGREW_DISK_KEEP = 1000;
 
 export interface BlobStoreOptions {
   /** --max-cache-size: the bound regcache may fill, when the disk can hold it. */
@@ -54,6 +60,9 @@ export type OpenResult<R> =
   | { kind: "body"; content: "blob" | "manifest"; body: Readable; size: number | undefined; mediaType: string; host: string; maxSize?: number }
   | { kind: "refused"; response: R };
 
+/** Why a body streams through uncached: larger than the cache, no room on the disk, or a disk that cannot be written (data-disk.ts). */
+export type UncachedReason = "too-large" | "no-space" | "disk-fault";
+
 /**
  * For the request that started a fetch: its download, upstream's own (uncacheable) answer, or a
  * body to stream through uncached (larger than the cache, or no room on the disk).
@@ -62,7 +71,7 @@ export type OpenResult<R> =
 export type FillOutcome<R> =
   | { kind: "download"; download: Download; coalesced: boolean }
   | { kind: "refused"; response: R }
-  | { kind: "uncached"; reason: "too-large" | "no-space"; body: Readable; size: number | undefined; mediaType: string }
+  | { kind: "uncached"; reason: UncachedReason; body: Readable; size: number | undefined; mediaType: string }
   | { kind: "retry" };
 
 export interface BlobStoreStats {
@@ -76,7 +85,9 @@ export interface BlobStoreStats {
   missing: number;
   /** Bodies streamed through uncached because the disk had no room, even after eviction. */
   uncachedForSpace: number;
-  /** When the disk last had no room (ms since the epoch). */
+  /** Bodies streamed through uncached because the disk could not be written (read-only, failing). */
+  uncachedForDiskFault: number;
+  /** When the disk last had no room (ms since the epoch); cleared once it has room again. */
   noSpaceAt: number | undefined;
 }
 
@@ -99,16 +110,20 @@ export class BlobStore {
   private readonly verifiedThisRun = new Set<string>();
   private readonly openStreams = new OpenStreams();
   private scrubTimer: NodeJS.Timeout | undefined;
+  private roomTimer: NodeJS.Timeout | undefined;
   /** Bytes each admitted download may still write: room on the disk promised to it. */
   private readonly reservations = new Map<string, number>();
   /** The bound in force: --max-cache-size, or less while the disk cannot hold that (disk-space.ts). */
   private bound: number;
-  readonly stats: BlobStoreStats = { evictions: 0, evictedBytes: 0, damaged: 0, digestMismatches: 0, missing: 0, uncachedForSpace: 0, noSpaceAt: undefined };
+  readonly stats: BlobStoreStats = { evictions: 0, evictedBytes: 0, damaged: 0, digestMismatches: 0, missing: 0, uncachedForSpace: 0, uncachedForDiskFault: 0, noSpaceAt: undefined };
+  /** Digests whose body, of undeclared size, filled the disk: their next fill is not tried (see startFetch). */
+  private readonly outgrewDisk = new Set<string>();
 
   constructor(
     private readonly paths: DataPaths,
     readonly index: CacheIndex,
     private readonly options: BlobStoreOptions,
+    readonly disk: DataDisk,
     private readonly logger: Logger,
   ) {
     this.bound = options.maxBytes;
@@ -131,6 +146,8 @@ export class BlobStore {
       this.logger.warn({ maxCacheSize: this.options.maxBytes, effectiveBytes: fitted, dataDir: this.paths.root }, "the disk holds less than --max-cache-size; the cache is bounded to what fits");
     }
     this.bound = fitted;
+    // Room for a download and the index again: the disk is no longer full, whatever it was lately.
+    if (free >= 2 * DISK_HEADROOM) this.stats.noSpaceAt = undefined;
   }
 
   /** Where a stored digest's file is (for an upload of it). */
@@ -318,28 +335,42 @@ export class BlobStore {
   private async startFetch<R>(digest: Digest, hostRepository: string, open: () => Promise<OpenResult<R>>): Promise<FillOutcome<R>> {
     const result = await open();
     if (result.kind === "refused") return result;
-    const uncached = (reason: "too-large" | "no-space"): FillOutcome<R> => ({ kind: "uncached", reason, body: result.body, size: result.size, mediaType: result.mediaType });
+    const uncached = (reason: UncachedReason): FillOutcome<R> => {
+      if (reason === "disk-fault") {
+        this.stats.uncachedForDiskFault += 1;
+        this.disk.bypassed();
+      }
+      return { kind: "uncached", reason, body: result.body, size: result.size, mediaType: result.mediaType };
+    };
     if (result.size !== undefined && result.size > this.options.maxBytes) return uncached("too-large");
-    // The disk may have freed up (or filled) since the bound was last fitted: eviction goes by now.
-    await this.fitBoundToDisk();
-    await this.evictFor(result.size ?? 0);
-    if (!(await this.reserveDisk(digest.value, result.size ?? 0))) {
-      this.stats.uncachedForSpace += 1;
-      this.logger.warn({ digest: digest.value, bytes: result.size ?? null }, "no room on the cache disk, even after eviction; streaming through uncached");
-      return uncached("no-space");
-    }
-    const finalFile = this.paths.blobFile(digest);
-    const tempFile = path.join(this.paths.tmpDir, `${digest.hex.slice(0, 16)}-${randomBytes(6).toString("hex")}`);
+    if (!this.disk.writable) return uncached("disk-fault");
+    if (result.size === undefined && this.outgrewDisk.has(digest.value)) return uncached("no-space");
     let download: Download;
     try {
-      await mkdir(path.dirname(finalFile), { recursive: true });
-      await mkdir(this.paths.tmpDir, { recursive: true });
+      // The disk may have freed up (or filled) since the bound was last fitted: eviction goes by now.
+      await this.fitBoundToDisk();
+      await this.evictFor(result.size ?? 0);
+      if (!(await this.reserveDisk(digest.value, result.size ?? 0))) {
+        this.stats.uncachedForSpace += 1;
+        this.logger.warn({ digest: digest.value, bytes: result.size ?? null }, "no room on the cache disk, even after eviction; streaming through uncached");
+        return uncached("no-space");
+      }
+      const finalFile = this.paths.blobFile(digest);
+      const tempFile = path.join(this.paths.tmpDir, `${digest.hex.slice(0, 16)}-${randomBytes(6).toString("hex")}`);
+      await makeDirectory(path.dirname(finalFile));
+      await makeDirectory(this.paths.tmpDir);
       download = await this.startDownload(digest, result, tempFile, finalFile);
     } catch (err) {
+      // The body is the client's answer still: it streams through, only the cache goes without it.
       this.reservations.delete(digest.value);
-      result.body.destroy();
-      this.logger.error({ err, digest: digest.value }, "cannot create a cache file");
-      throw new RegcacheError("CACHE_IO", `cannot create a cache file for ${digest.value}: ${systemReason(err)}`, { cause: err });
+      this.logger.error({ err, digest: digest.value }, "cannot create a cache file; streaming through uncached");
+      if (NO_SPACE.has((err as NodeJS.ErrnoException).code ?? "")) {
+        this.noRoom();
+        this.stats.uncachedForSpace += 1;
+        return uncached("no-space");
+      }
+      this.disk.failed(err, "create a cache file");
+      return uncached("disk-fault");
     }
     this.downloads.set(digest.value, download);
     this.pendingLinks.set(digest.value, [hostRepository]);
@@ -349,6 +380,7 @@ export class BlobStore {
       () => this.commit(download),
       (err: Error) => {
         if (err instanceof DigestMismatchError) this.stats.digestMismatches += 1;
+        this.disk.failed(err, "write a cache file");
         this.logger.error({ err, digest: digest.value, upstreamHost: result.host }, "download failed; nothing cached");
         this.release(download);
         return undefined;
@@ -379,7 +411,7 @@ export class BlobStore {
         rateWindowMs: RATE_WINDOW_MS,
         abandonedAfterMs: this.options.abandonedAfterMs,
       },
-      makeRoom: (bytes) => this.makeRoom(bytes),
+      makeRoom: result.size === undefined ? () => this.refuseRoom(digest, result.host) : (bytes) => this.makeRoom(bytes),
     });
   }
 
@@ -404,13 +436,9 @@ export class BlobStore {
     // Its bytes were hashed on the way in: as verified as a file can be.
     entry.verifiedAt = now;
     this.verifiedThisRun.add(entry.digest);
-    try {
-      await this.index.putBlob(entry);
-    } catch (err) {
-      this.logger.error({ err, digest: entry.digest }, "cannot index downloaded blob");
-    }
+    await this.index.putBlob(entry);
     this.release(download);
-    await this.evictFor(0);
+    await this.evictFor(0).catch((err: unknown) => this.logger.error({ err }, "eviction failed"));
     return entry;
   }
 
@@ -421,6 +449,8 @@ export class BlobStore {
     this.pendingTypes.delete(download.digest.value);
     this.fetches.delete(download.digest.value);
     this.unpin(download.digest.value);
+    // What the download held on the disk is freed or now cached: the bound and "disk full" go by the disk as it is now.
+    this.fitBoundToDisk().catch((err: unknown) => this.disk.failed(err, "read the free space"));
   }
 
   private pin(digest: string): void {
@@ -449,7 +479,14 @@ export class BlobStore {
     for (const digest of victims) {
       const entry = this.index.getBlob(digest);
       if (!entry) continue;
-      await this.remove(entry);
+      try {
+        await this.remove(entry);
+      } catch (err) {
+        // A disk that cannot delete cannot free room either: the rest stay cached.
+        this.disk.failed(err, "evict a cached file");
+        this.logger.error({ err, digest }, "cannot evict a cached file");
+        break;
+      }
       freed += entry.size;
       this.stats.evictions += 1;
       this.stats.evictedBytes += entry.size;
@@ -472,10 +509,8 @@ export class BlobStore {
     };
     let free = await freeBytes(this.paths.root);
     if (free < promised()) {
-      let evictable = 0;
-      for (const entry of this.index.allBlobs()) if (!this.pins.has(entry.digest)) evictable += entry.size;
       // Evicting what cannot make the room would only empty the cache for nothing.
-      if (free + evictable < promised()) return this.noRoom();
+      if (free + this.evictableBytes() < promised()) return this.noRoom();
       await this.evictDownTo(this.index.size, this.index.size - (promised() - free));
       free = await freeBytes(this.paths.root);
     }
@@ -487,13 +522,54 @@ export class BlobStore {
 
   private noRoom(): false {
     this.stats.noSpaceAt = Date.now();
+    this.watchForRoom();
     return false;
   }
 
-  /** A write hit ENOSPC: evict enough for it and the headroom, so the download can retry once. */
+  /**
+   * While the disk reads as full, it is looked at again every few seconds: room freed by a failed
+   * download's last reader, or by another tenant, shows in the bound and the stats without waiting
+   * for the next fill.
+   */
+  private watchForRoom(): void {
+    if (this.roomTimer) return;
+    this.roomTimer = setTimeout(() => {
+      this.roomTimer = undefined;
+      this.fitBoundToDisk().then(
+        () => this.stats.noSpaceAt !== undefined && this.watchForRoom(),
+        () => this.watchForRoom(),
+      );
+    }, ROOM_CHECK_MS);
+    this.roomTimer.unref();
+  }
+
+  /**
+   * A write of a declared-size download hit ENOSPC (something else filled the disk): evict enough
+   * for it and the headroom, so the download can retry once; unless eviction cannot make that room,
+   * when emptying the cache would only lose it for nothing.
+   */
   private async makeRoom(bytes: number): Promise<void> {
-    this.stats.noSpaceAt = Date.now();
-    await this.evictDownTo(this.index.size, this.index.size - bytes - DISK_HEADROOM);
+    this.noRoom();
+    const needed = bytes + DISK_HEADROOM;
+    if ((await freeBytes(this.paths.root)) + this.evictableBytes() < needed) throw new Error("no room even after eviction");
+    await this.evictDownTo(this.index.size, this.index.size - needed);
+  }
+
+  /**
+   * A body of undeclared size filled the disk: it may be endless, and eviction would empty the cache
+   * for it, so the download stops here, and the digest's next fill streams through uncached.
+   */
+  private async refuseRoom(digest: Digest, host: string): Promise<never> {
+    this.noRoom();
+    this.outgrewDisk.add(digest.value);
+    if (this.outgrewDisk.size > OUTGREW_DISK_KEEP) this.outgrewDisk.delete(this.outgrewDisk.values().next().value!);
+    throw new DownloadAbortedError(host, "the cache disk is full and upstream did not declare the size; the next request streams it through uncached");
+  }
+
+  private evictableBytes(): number {
+    let bytes = 0;
+    for (const entry of this.index.allBlobs()) if (!this.pins.has(entry.digest)) bytes += entry.size;
+    return bytes;
   }
 
   async remove(entry: BlobEntry): Promise<void> {
@@ -514,6 +590,7 @@ export class BlobStore {
 
   stopScrub(): void {
     clearTimeout(this.scrubTimer);
+    clearTimeout(this.roomTimer);
   }
 
   private scheduleScrub(delayMs: number): void {

@@ -126,13 +126,14 @@ export class CacheIndex {
   private lastFailure: IndexWriteError | undefined;
 
   private constructor(
-    private readonly store: KeyvSqlite,
-    private readonly keyv: Keyv,
+    private readonly file: string,
+    private store: KeyvSqlite,
+    private keyv: Keyv,
     private readonly blobs: Map<string, BlobEntry>,
     private totalBytes: number,
     private readonly logger: Logger,
-    /** Set when this run's index lives in memory only. */
-    private readonly volatileCause: IndexWriteError | undefined,
+    /** Set while this run's index lives in memory only. */
+    private volatileCause: IndexWriteError | undefined,
     private readonly shared: SharedRecords | undefined,
   ) {
     this.flushTimer = setInterval(() => void this.flush(), FLUSH_INTERVAL_MS);
@@ -183,7 +184,7 @@ export class CacheIndex {
       const keyv = newKeyv(store);
       await migrate(store, keyv, logger);
       const { blobs, bytes } = await loadBlobs(store, keyv);
-      return new CacheIndex(store, keyv, blobs, bytes, logger, undefined, shared);
+      return new CacheIndex(file, store, keyv, blobs, bytes, logger, undefined, shared);
     } catch (err) {
       // An open connection would keep the file's locks and shared memory past a rename.
       await store.close().catch(() => undefined);
@@ -223,7 +224,45 @@ export class CacheIndex {
       { file, reason: messageOf(cause), rowsRead, ...(unread ? { unread } : {}) },
       "cache index cannot be written (disk full or read-only): this run keeps it in memory and loses what it records at exit; the next start re-admits files by hash",
     );
-    return new CacheIndex(store, loaded.keyv, loaded.blobs, loaded.bytes, logger, indexError(cause), shared);
+    return new CacheIndex(file, store, loaded.keyv, loaded.blobs, loaded.bytes, logger, indexError(cause), shared);
+  }
+
+  /**
+   * A new connection to the index file, once its disk takes writes again (data-disk.ts): the old
+   * one belongs to a filesystem that turned read-only, and sqlite keeps failing through it. What
+   * memory holds is written back: every row of an index that lived in memory, else every blob row
+   * (the ones on disk may be older) and the records still pending. Rejects, leaving the index as
+   * it was, when the file cannot be opened and written.
+   */
+  async reopen(): Promise<void> {
+    await this.flushing;
+    const fresh = newStore(`sqlite://${this.file}`);
+    try {
+      await fresh.query("PRAGMA journal_mode=WAL");
+      await fresh.query("PRAGMA synchronous=NORMAL");
+      const keyv = newKeyv(fresh);
+      await migrate(fresh, keyv, this.logger);
+      if (this.volatileCause) {
+        const rows = (await this.store.query(`SELECT key, value FROM ${TABLE}`)) as { key: string; value: string }[];
+        await fresh.query(
+          `INSERT OR REPLACE INTO ${TABLE} (key, value) SELECT json_extract(j.value, '$[0]'), json_extract(j.value, '$[1]') FROM json_each(?) AS j`,
+          JSON.stringify(rows.map((r) => [r.key, r.value])),
+        );
+      } else {
+        for (const digest of this.blobs.keys()) this.dirty.add(digest);
+      }
+      const old = this.store;
+      this.store = fresh;
+      this.keyv = keyv;
+      this.volatileCause = undefined;
+      this.lastFailure = undefined;
+      await old.close().catch(() => undefined);
+    } catch (err) {
+      await fresh.close().catch(() => undefined);
+      throw err;
+    }
+    await this.flush();
+    this.logger.info({ file: this.file, rows: this.blobs.size }, "cache index reopened on its file");
   }
 
   /** True while the index cannot record durably: its last write failed, or it lives in memory for this run. */

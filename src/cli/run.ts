@@ -1,5 +1,3 @@
-import { constants as fsConstants } from "node:fs";
-import { access } from "node:fs/promises";
 import { constants as osConstants } from "node:os";
 import path from "node:path";
 import { inspect } from "node:util";
@@ -70,13 +68,14 @@ serve.action(async (raw: RawServeOptions) => {
 });
 
 /**
- * Checked before start-up touches it, so that a read-only volume or a directory owned by another
- * user is reported as such, naming the option, rather than as whichever write failed first.
+ * Checked before start-up touches it, so that a directory that cannot be made (a read-only volume
+ * without it, another user's) is reported as such, naming the option, rather than as whichever
+ * write failed first. A data dir that exists on a disk that cannot be written is served read-only
+ * (cache/data-disk.ts): what it holds is still worth serving.
  */
 async function checkDataDir(dir: string): Promise<void> {
   try {
     await makeDirectory(dir);
-    await access(dir, fsConstants.W_OK);
   } catch (err) {
     throw new RegcacheError("DATA_DIR", `cannot write to --data-dir ${path.resolve(dir)}: ${systemReason(err)}`, { cause: err });
   }

@@ -1,9 +1,11 @@
+import { isIP } from "node:net";
 import { Option } from "commander";
-import { DEFAULTS, type ClusterConfig, type Config, type OfflineAccess, type SharedConfig } from "../config/config.js";
+import { DEFAULTS, type ClusterConfig, type Config, type MirrorConfig, type OfflineAccess, type SharedConfig } from "../config/config.js";
 import { parseBlobStoreUrl } from "../config/blob-store-url.js";
 import { redactUrl } from "../config/redact-url.js";
 import { peerAddress } from "../cluster/membership.js";
 import type { LogLevel } from "../log/logger.js";
+import { parseUpstreamAuthority } from "../mirror/mirror-target.js";
 import { OptionError, parseDuration, parseHostPattern, parseHostPort, parsePort, parseResolve, parseSize, splitList, type HostPort } from "../config/parse.js";
 
 /** Repeatable option whose environment variable holds a comma-separated list. */
@@ -67,6 +69,10 @@ export function serveOptions(): Option[] {
     new Option("--blob-store-max-size <size>", "size bound of --blob-store; one replica at a time evicts the least recently read objects (needs --index)").env("REGCACHE_BLOB_STORE_MAX_SIZE").default(DEFAULTS.blobStoreMaxSize),
     new Option("--index <url>", "redis://[:PASSWORD@]HOST:PORT[/DB]: the fleet index (what --blob-store holds, repository links, tag answers, verdicts, fill leases); needs --advertise").env("REGCACHE_INDEX"),
     new Option("--instance-secret-file <file>", "a secret (32 bytes or more) shared by every replica: credential confirmations are then shared through --index (default: a per-replica secret in the data dir)").env("REGCACHE_INSTANCE_SECRET_FILE"),
+    new Option("--mirror-listen <host:port>", "also serve as a registry mirror for every upstream on this address (containerd hosts.toml, registries.conf, Docker registry-mirrors; off by default)").env("REGCACHE_MIRROR_LISTEN"),
+    listOption("--mirror-name <name>", "a DNS name or IP address nodes reach the mirror by: its TLS certificate, from regcache's CA, names them all; repeatable", "REGCACHE_MIRROR_NAME"),
+    new Option("--mirror-plain-http", "the mirror speaks plain HTTP, no TLS (for a cluster network)").env("REGCACHE_MIRROR_PLAIN_HTTP"),
+    new Option("--mirror-default-upstream <host[:port]>", "the registry of mirror requests that name none (Docker's, for Docker Hub)").env("REGCACHE_MIRROR_DEFAULT_UPSTREAM").default(DEFAULTS.mirrorDefaultUpstream),
   ];
 }
 
@@ -116,6 +122,10 @@ export interface RawServeOptions {
   blobStoreMaxSize: string;
   index?: string;
   instanceSecretFile?: string;
+  mirrorListen?: string;
+  mirrorName?: string[];
+  mirrorPlainHttp?: boolean;
+  mirrorDefaultUpstream: string;
 }
 
 function wholeNumber(value: string, flag: string): number {
@@ -171,7 +181,30 @@ export function toConfig(raw: RawServeOptions): Config {
     cluster: clusterConfig(raw),
     shared: sharedConfig(raw),
     instanceSecretFile: raw.instanceSecretFile,
+    mirror: mirrorConfig(raw),
   };
+}
+
+function mirrorConfig(raw: RawServeOptions): MirrorConfig | undefined {
+  const names = (raw.mirrorName ?? []).map((name) => parseMirrorName(name));
+  const plainHttp = raw.mirrorPlainHttp === true;
+  const defaultUpstream = parseUpstreamAuthority(raw.mirrorDefaultUpstream.trim().toLowerCase());
+  if (!defaultUpstream) throw new OptionError(`--mirror-default-upstream must be a registry HOST or HOST:PORT, got "${raw.mirrorDefaultUpstream}"`);
+  if (!raw.mirrorListen) {
+    if (names.length > 0 || plainHttp) throw new OptionError(`${names.length > 0 ? "--mirror-name" : "--mirror-plain-http"} applies to --mirror-listen, which is not set`);
+    return undefined;
+  }
+  if (plainHttp && names.length > 0) throw new OptionError("--mirror-name names the mirror's TLS certificate; with --mirror-plain-http there is none");
+  if (!plainHttp && names.length === 0) throw new OptionError("--mirror-listen needs --mirror-name (the DNS names or IP addresses nodes reach the mirror by, for its TLS certificate), or --mirror-plain-http");
+  return { listen: parseHostPort(raw.mirrorListen, "--mirror-listen", true), names, plainHttp, defaultUpstream };
+}
+
+function parseMirrorName(value: string): string {
+  const name = value.trim().toLowerCase().replace(/^\[(.*)\]$/, "$1");
+  if (isIP(name) === 0 && !/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/.test(name)) {
+    throw new OptionError(`--mirror-name must be a DNS name or an IP address, got "${value}"`);
+  }
+  return name;
 }
 
 /** Replicas sharing an index stream each other's fills over the peer channel: --index makes a cluster even without a peer list. */

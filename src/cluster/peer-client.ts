@@ -1,5 +1,6 @@
 import { Agent, type Dispatcher } from "undici";
 import type { TagEntry } from "../cache/cache-index.js";
+import { withQuietBody } from "../upstream/quiet-body.js";
 import { isPeerCertificate, type PeerIdentity } from "./peer-identity.js";
 
 /**
@@ -79,8 +80,8 @@ export class PeerClient {
     await response.body.dump();
   }
 
-  private request(address: string, method: Dispatcher.HttpMethod, path: string, headers: Record<string, string>): Promise<Dispatcher.ResponseData> {
-    return this.agent.request({ origin: `https://${address}`, path, method, headers, headersTimeout: PEER_HEADERS_MS, bodyTimeout: PEER_BODY_IDLE_MS, highWaterMark: 1024 * 1024 });
+  private async request(address: string, method: Dispatcher.HttpMethod, path: string, headers: Record<string, string>): Promise<Dispatcher.ResponseData> {
+    return withQuietBody(await this.agent.request({ origin: `https://${address}`, path, method, headers, headersTimeout: PEER_HEADERS_MS, bodyTimeout: PEER_BODY_IDLE_MS, highWaterMark: 1024 * 1024 }));
   }
 
   async destroy(): Promise<void> {

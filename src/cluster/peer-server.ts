@@ -35,8 +35,8 @@ function send(res: ServerResponse, status: number, code: RegistryErrorCode, mess
 export function createPeerServer(identity: PeerIdentity, services: PeerServices, logger: Logger): Server {
   // A peer completes its handshake in milliseconds; anything slower is not a peer.
   const server = createServer({ cert: identity.certPem, key: identity.keyPem, ca: identity.caPem, requestCert: true, rejectUnauthorized: true, minVersion: "TLSv1.2", handshakeTimeout: 10_000 }, (req, res) => {
-    const started = Date.now();
-    res.on("close", () => logger.info({ peer: req.socket.remoteAddress, method: req.method, path: (req.url ?? "").slice(0, 300), status: res.statusCode, durationMs: Date.now() - started }, "peer request"));
+    const started = performance.now();
+    res.on("close", () => logger.info({ peer: req.socket.remoteAddress, method: req.method, path: (req.url ?? "").slice(0, 300), status: res.statusCode, durationMs: Math.round(performance.now() - started) }, "peer request"));
     handle(req, res, services, logger).catch((err: unknown) => {
       logger.error({ err, path: req.url?.slice(0, 300) }, "peer request failed");
       send(res, 500, "UNSUPPORTED", "internal error in regcache");

@@ -129,7 +129,7 @@ export class SharedTier {
         if (row) return copyOf(row);
         indexAnswered = true;
       } catch {
-        this.indexDownAt = Date.now();
+        this.indexDownAt = performance.now();
       }
     }
     if (this.recentlyDown()) return undefined;
@@ -211,18 +211,18 @@ export class SharedTier {
       this.stats.duplicateFetches += 1;
       return { kind: "mine", lease: undefined };
     } catch {
-      this.indexDownAt = Date.now();
+      this.indexDownAt = performance.now();
       this.stats.duplicateFetches += 1;
       return { kind: "mine", lease: undefined };
     }
   }
 
   private recentlyDown(): boolean {
-    return this.objectStoreDownAt !== undefined && Date.now() - this.objectStoreDownAt < RECHECK_DOWN_MS;
+    return this.objectStoreDownAt !== undefined && performance.now() - this.objectStoreDownAt < RECHECK_DOWN_MS;
   }
 
   private mayAskIndex(): boolean {
-    return this.indexDownAt === undefined || this.index!.available || Date.now() - this.indexDownAt >= RECHECK_DOWN_MS;
+    return this.indexDownAt === undefined || this.index!.available || performance.now() - this.indexDownAt >= RECHECK_DOWN_MS;
   }
 
   /** A fill this replica could not get from the lease holder: it fetches upstream itself, a duplicate. */
@@ -279,7 +279,7 @@ export class SharedTier {
       this.objectStoreDownAt = undefined;
       return result;
     } catch (err) {
-      if (err instanceof RegcacheError && err.code === "SHARED_STORE") this.objectStoreDownAt = Date.now();
+      if (err instanceof RegcacheError && err.code === "SHARED_STORE") this.objectStoreDownAt = performance.now();
       throw err;
     }
   }

@@ -48,9 +48,9 @@ export function createFrontServer(deps: FrontServerDeps): Server {
     );
   });
   server.on("request", (req, res) => {
-    const started = Date.now();
+    const started = performance.now();
     res.on("close", () =>
-      deps.logger.debug({ method: req.method, path: req.url?.slice(0, 200), status: res.statusCode, durationMs: Date.now() - started, client: req.socket.remoteAddress }, "endpoint request"),
+      deps.logger.debug({ method: req.method, path: req.url?.slice(0, 200), status: res.statusCode, durationMs: Math.round(performance.now() - started), client: req.socket.remoteAddress }, "endpoint request"),
     );
     deps.endpoints.handle(req, res).catch((err: unknown) => {
       deps.logger.error({ err }, "endpoint failed");

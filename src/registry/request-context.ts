@@ -1,4 +1,5 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
+import type { UncachedReason } from "../cache/blob-store.js";
 import type { ForwardReason } from "./request-judgement.js";
 
 /** PEER: this replica lacked it, and another replica's cache supplied it; SHARED: the fleet's object store did. */
@@ -18,7 +19,7 @@ export interface RequestLogFields {
   kind?: "blob" | "manifest" | "tag" | "ping" | "other";
   cache?: CacheStatus;
   /** Why a body was streamed through without being cached. */
-  uncached?: "too-large" | "no-space";
+  uncached?: UncachedReason;
   /** Why the request went to the upstream as it is (request-judgement.ts), its answer relayed uncached. */
   forwarded?: ForwardReason;
   upstreamStatus?: number;
@@ -31,6 +32,10 @@ export interface RequestLogFields {
   /** Why regcache cut the response short (proxy/response-cut.ts), and the error that said so. */
   cut?: CutReason;
   cutReason?: string;
+  /** Still streaming when the shutdown grace period (--shutdown-grace) ran out, and cut. */
+  cutAtShutdown?: boolean;
+  /** Came in on the mirror port, not through CONNECT: how it named its upstream (src/mirror/mirror-target.ts). */
+  mirror?: "ns" | "path" | "default";
 }
 
 export interface RegistryRequest {

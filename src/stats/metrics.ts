@@ -91,6 +91,8 @@ export class Metrics {
     count("regcache_digest_mismatches_total", "Downloads (from upstream, a peer or the object store) whose bytes did not match their digest: nothing cached, readers cut", () => store.stats.digestMismatches);
     count("regcache_cache_missing_files_total", "Index rows whose file was gone or resized (dropped: a miss)", () => store.stats.missing);
     count("regcache_cache_uncached_no_space_total", "Bodies streamed through uncached because the disk had no room", () => store.stats.uncachedForSpace);
+    count("regcache_cache_uncached_disk_fault_total", "Bodies streamed through uncached because the data disk could not be written", () => store.stats.uncachedForDiskFault);
+    new Gauge({ name: "regcache_cache_disk_writable", help: "0 while the data disk cannot be written (read-only or failing): cached content is served, misses stream through uncached", registers, collect() { this.set(store.disk.writable ? 1 : 0); } });
     const cluster = sources.cluster;
     if (cluster) {
       new Gauge({ name: "regcache_peers_live", help: "Other replicas answering on the peer channel", registers, collect() { this.set(cluster.membership.live().length); } });

@@ -145,7 +145,9 @@ async function refresh() {
   }).join("") : "none";
   const c = s.cache;
   $("health").innerHTML = [
-    c.diskFull ? '<span class="badge down">disk full</span> downloads stream through uncached (' + c.uncachedForSpace + " so far)" : '<span class="badge up">disk ok</span>',
+    c.diskFault
+      ? '<span class="badge down">disk read-only</span> cannot ' + esc(c.diskFault.action) + ": " + esc(c.diskFault.reason) + " since " + new Date(c.diskFault.since).toLocaleTimeString() + "; cached content is served, downloads stream through uncached (" + c.uncachedForDiskFault + " so far)"
+      : c.diskFull ? '<span class="badge down">disk full</span> downloads stream through uncached (' + c.uncachedForSpace + " so far)" : '<span class="badge up">disk ok</span>',
     c.indexWriteError ? '<span class="badge down">index not durable</span> ' + esc(c.indexWriteError) : "",
     c.damagedFiles + " damaged files found and refetched, " + c.missingFiles + " missing",
     s.shared ? sharedTier(s.shared) : "",

@@ -9,6 +9,7 @@ export interface StatsSources {
   store: BlobStore;
   health: UpstreamHealth;
   version: string;
+  /** performance.now() at start: uptime is a duration, which a wall-clock step must not bend. */
   startedAt: number;
   cluster?: Cluster;
   shared?: SharedTier;
@@ -60,7 +61,7 @@ export function statsSnapshot(s: StatsSources) {
   const { upstreams, upstreamsOmitted } = upstreamRows(s);
   return {
     version: s.version,
-    uptimeSeconds: Math.round((Date.now() - s.startedAt) / 1000),
+    uptimeSeconds: Math.round((performance.now() - s.startedAt) / 1000),
     totals: {
       ...t,
       hitRatio: ratio(t.hits, t.contentRequests),
@@ -78,6 +79,9 @@ export function statsSnapshot(s: StatsSources) {
       /** The disk had no room for a download lately: bodies stream through uncached meanwhile. */
       diskFull: s.store.stats.noSpaceAt !== undefined && Date.now() - s.store.stats.noSpaceAt < DISK_FULL_RECENT_MS,
       uncachedForSpace: s.store.stats.uncachedForSpace,
+      /** Why the data disk cannot be written (read-only, failing), and since when; null while it can. */
+      diskFault: s.store.disk.fault ? { ...s.store.disk.fault } : null,
+      uncachedForDiskFault: s.store.stats.uncachedForDiskFault,
       damagedFiles: s.store.stats.damaged,
       /** Downloads whose bytes did not match their digest: nothing cached, their readers cut (log field cut: "digest-mismatch"). */
       digestMismatches: s.store.stats.digestMismatches,

@@ -4,6 +4,7 @@ import { Agent, buildConnector, type Dispatcher } from "undici";
 import { formatAuthority, type UpstreamRequest, type UpstreamResponse } from "./client.js";
 import type { Dialer } from "./dialer.js";
 import { finishPausedParserOnEnd } from "./paused-parser-fix.js";
+import { withQuietBody } from "./quiet-body.js";
 import { classifyUpstreamError, UpstreamError } from "./upstream-error.js";
 
 export interface UpstreamTimeouts {
@@ -62,17 +63,19 @@ export class UpstreamTransport {
 
   readonly send = async (req: UpstreamRequest): Promise<UpstreamResponse> => {
     try {
-      return await this.agent.request({
-        origin: `https://${formatAuthority(req.host, req.port)}`,
-        path: req.path,
-        method: req.method as Dispatcher.HttpMethod,
-        headers: req.headers,
-        body: req.body ?? null,
-        signal: req.signal,
-        headersTimeout: this.timeouts.headers,
-        bodyTimeout: this.timeouts.body,
-        highWaterMark: BODY_HIGH_WATER_MARK,
-      });
+      return withQuietBody(
+        await this.agent.request({
+          origin: `https://${formatAuthority(req.host, req.port)}`,
+          path: req.path,
+          method: req.method as Dispatcher.HttpMethod,
+          headers: req.headers,
+          body: req.body ?? null,
+          signal: req.signal,
+          headersTimeout: this.timeouts.headers,
+          bodyTimeout: this.timeouts.body,
+          highWaterMark: BODY_HIGH_WATER_MARK,
+        }),
+      );
     } catch (err) {
       throw req.clientAborted?.() ? new UpstreamError("request", req.host, "the client went away while sending its request", { cause: err }) : classifyUpstreamError(err, req.host);
     }

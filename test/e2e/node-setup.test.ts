@@ -1,6 +1,6 @@
 import { execFile } from "node:child_process";
 import { X509Certificate } from "node:crypto";
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
@@ -78,6 +78,107 @@ describe.skipIf(missing.length > 0)("deploy/node-setup.sh --root (run by POSIX d
     expect((await setup(["--root", dir, "--os", "debian", "--proxy", "ftp://x", "--ca", ca])).stderr).toContain("--proxy must be");
     expect((await setup(["--root", dir, "--os", "debian", "--proxy", "http://x:1", "--ca", "/nonexistent"])).stderr).toContain("cannot read CA file");
     expect((await setup(["--bogus"])).code).toBe(2);
+  });
+
+  describe("--mode mirror", () => {
+    const MIRROR = "https://10.96.0.50:5443";
+    const mirrorArgs = (root: string, runtime: string, extra: string[] = []) => ["--root", root, "--os", "debian", "--mode", "mirror", "--runtime", runtime, "--mirror", MIRROR, "--ca", ca, ...extra];
+    const systemWide = (root: string) => ["usr/local/share/ca-certificates/regcache.crt", "etc/systemd/system/containerd.service.d/http-proxy.conf"].map((f) => path.join(root, f));
+
+    it("containerd: _default/hosts.toml with the mirror first and the CA beside it; nothing system-wide; idempotent; uninstall removes it", async () => {
+      const root = path.join(dir, "mirror-containerd");
+      const first = await setup(mirrorArgs(root, "containerd"));
+      expect(first.code, first.stderr).toBe(0);
+      const hostsToml = readFileSync(path.join(root, "etc/containerd/certs.d/_default/hosts.toml"), "utf8");
+      expect(hostsToml).toMatch(/^# Written by regcache node-setup\.sh/);
+      expect(hostsToml).toContain(`[host."${MIRROR}"]\n  capabilities = ["pull", "resolve"]\n  ca = "regcache-ca.crt"\n`);
+      expect(readFileSync(path.join(root, "etc/containerd/certs.d/_default/regcache-ca.crt"), "utf8")).toBe(readFileSync(ca, "utf8"));
+      // No config.toml here: the script says containerd needs config_path to read certs.d.
+      expect(first.stderr).toContain("config_path");
+      expect(first.stdout).toContain("containerd reads the mirror configuration on its next pull");
+      for (const file of systemWide(root)) expect(existsSync(file), file).toBe(false);
+      expect((await setup(mirrorArgs(root, "containerd"))).stdout).toContain("nothing changed");
+      const removed = await setup(["--root", root, "--os", "debian", "--runtime", "containerd", "--uninstall"]);
+      expect(removed.code, removed.stderr).toBe(0);
+      expect(existsSync(path.join(root, "etc/containerd/certs.d/_default"))).toBe(false);
+    });
+
+    it("crio: a registries.conf.d drop-in whose mirror locations name each registry in their path (a port as _PORT), the CA in certs.d for the mirror; uninstall removes both", async () => {
+      const root = path.join(dir, "mirror-crio");
+      expect((await setup(mirrorArgs(root, "crio", ["--mirror-registries", "docker.io,registry.local:5000"]))).code).toBe(0);
+      const conf = readFileSync(path.join(root, "etc/containers/registries.conf.d/50-regcache-mirror.conf"), "utf8");
+      expect(conf).toContain('[[registry]]\nprefix = "docker.io"\nlocation = "docker.io"\n[[registry.mirror]]\nlocation = "10.96.0.50:5443/docker.io"\n');
+      expect(conf).toContain('prefix = "registry.local:5000"\nlocation = "registry.local:5000"\n[[registry.mirror]]\nlocation = "10.96.0.50:5443/registry.local_5000"\n');
+      expect(conf).not.toContain("insecure");
+      const caFile = path.join(root, "etc/containers/certs.d/10.96.0.50:5443/regcache-ca.crt");
+      expect(readFileSync(caFile, "utf8")).toBe(readFileSync(ca, "utf8"));
+      expect((await setup(["--root", root, "--os", "debian", "--runtime", "crio", "--uninstall"])).code).toBe(0);
+      expect(existsSync(caFile)).toBe(false);
+      expect(existsSync(path.join(root, "etc/containers/registries.conf.d/50-regcache-mirror.conf"))).toBe(false);
+    });
+
+    it("docker: registry-mirrors merged into the operator's daemon.json as one piece, and taken out again leaving the file as it was", async () => {
+      const root = path.join(dir, "mirror-docker");
+      const daemonJson = path.join(root, "etc/docker/daemon.json");
+      const original = '{\n  "live-restore": true,\n  "log-driver": "json-file"\n}\n';
+      mkdirSync(path.dirname(daemonJson), { recursive: true });
+      writeFileSync(daemonJson, original);
+      expect((await setup(mirrorArgs(root, "docker"))).code).toBe(0);
+      expect(JSON.parse(readFileSync(daemonJson, "utf8"))).toEqual({ "registry-mirrors": [MIRROR], "live-restore": true, "log-driver": "json-file" });
+      expect((await setup(mirrorArgs(root, "docker"))).stdout).toContain("nothing changed");
+      expect(readFileSync(path.join(root, "etc/docker/certs.d/10.96.0.50:5443/regcache-ca.crt"), "utf8")).toBe(readFileSync(ca, "utf8"));
+      expect((await setup(["--root", root, "--os", "debian", "--runtime", "docker", "--uninstall"])).code).toBe(0);
+      expect(readFileSync(daemonJson, "utf8")).toBe(original);
+      // Without a daemon.json, the whole file is the script's, and goes with it.
+      rmSync(daemonJson);
+      expect((await setup(mirrorArgs(root, "docker"))).code).toBe(0);
+      expect(JSON.parse(readFileSync(daemonJson, "utf8"))).toEqual({ "registry-mirrors": [MIRROR] });
+      expect((await setup(["--root", root, "--os", "debian", "--runtime", "docker", "--uninstall"])).code).toBe(0);
+      expect(existsSync(daemonJson)).toBe(false);
+    });
+
+    it("refuses to overwrite what it did not write: another hosts.toml, registries drop-in, or registry-mirrors", async () => {
+      const root = path.join(dir, "mirror-foreign");
+      const foreign: [string, string, string][] = [
+        ["containerd", "etc/containerd/certs.d/_default/hosts.toml", 'server = "https://other"\n'],
+        ["crio", "etc/containers/registries.conf.d/50-regcache-mirror.conf", "[[registry]]\n"],
+        ["docker", "etc/docker/daemon.json", '{"registry-mirrors": ["https://other.example"]}\n'],
+      ];
+      for (const [runtime, file, content] of foreign) {
+        mkdirSync(path.dirname(path.join(root, file)), { recursive: true });
+        writeFileSync(path.join(root, file), content);
+        const run = await setup(mirrorArgs(root, runtime));
+        expect(run.code, runtime).toBe(2);
+        expect(run.stderr, runtime).toMatch(/was not written by node-setup\.sh|already lists registry-mirrors/);
+        expect(readFileSync(path.join(root, file), "utf8")).toBe(content);
+        // Uninstall leaves it alone too.
+        expect((await setup(["--root", root, "--os", "debian", "--runtime", runtime, "--uninstall"])).code).toBe(0);
+        expect(readFileSync(path.join(root, file), "utf8")).toBe(content);
+      }
+    });
+
+    it("both: the proxy as before, the mirror's host in NO_PROXY (through the proxy its port is refused); a plain-HTTP mirror needs no CA", async () => {
+      const root = path.join(dir, "mirror-both");
+      const run = await setup(["--root", root, "--os", "debian", "--mode", "both", "--proxy", "http://10.96.0.50:3128", "--mirror", MIRROR, "--ca", ca, "--no-proxy", "localhost"]);
+      expect(run.code, run.stderr).toBe(0);
+      expect(readFileSync(path.join(root, "etc/systemd/system/containerd.service.d/http-proxy.conf"), "utf8")).toContain('Environment="NO_PROXY=localhost,10.96.0.50"');
+      expect(existsSync(path.join(root, "usr/local/share/ca-certificates/regcache.crt"))).toBe(true);
+      expect(readFileSync(path.join(root, "etc/containerd/certs.d/_default/hosts.toml"), "utf8")).toContain(`[host."${MIRROR}"]`);
+      const plain = path.join(dir, "mirror-plain");
+      expect((await setup(["--root", plain, "--mode", "mirror", "--runtime", "crio", "--mirror", "http://10.96.0.50:5000"])).code).toBe(0);
+      expect(readFileSync(path.join(plain, "etc/containers/registries.conf.d/50-regcache-mirror.conf"), "utf8")).toContain('location = "10.96.0.50:5000/docker.io"\ninsecure = true');
+      expect(existsSync(path.join(plain, "etc/containers/certs.d"))).toBe(false);
+    });
+
+    it("refuses a missing or malformed --mirror and an unknown mode", async () => {
+      const root = path.join(dir, "mirror-bad");
+      expect((await setup(["--root", root, "--mode", "mirror", "--ca", ca])).stderr).toBe("node-setup: --mirror is required with --mode mirror\n");
+      expect((await setup(["--root", root, "--mode", "mirror", "--mirror", "regcache:5443", "--ca", ca])).stderr).toContain("--mirror must be an http:// or https:// URL");
+      expect((await setup(["--root", root, "--mode", "mirror", "--mirror", "https://regcache:5443/v2/quay.io", "--ca", ca])).stderr).toContain("--mirror must be a URL without a path");
+      expect((await setup(["--root", root, "--mode", "mirror", "--mirror", MIRROR])).stderr).toBe("node-setup: --ca is required\n");
+      expect((await setup(["--root", root, "--mode", "sideways"])).code).toBe(2);
+      expect(existsSync(root)).toBe(false);
+    });
   });
 
   const pinned = (root: string, pin: string, caFile = ca): Promise<{ code: number; stdout: string; stderr: string }> =>

@@ -20,7 +20,7 @@ const LAYERS: string[][] = [
   ["fleet"],
   ["upstream"],
   ["registry", "cluster"],
-  ["proxy", "prefetch"],
+  ["proxy", "prefetch", "mirror"],
   ["stats", "admin"],
   ["regcache.ts"],
   ["cli"],

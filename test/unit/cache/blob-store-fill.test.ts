@@ -5,6 +5,7 @@ import { Readable } from "node:stream";
 import { afterEach, describe, expect, it } from "vitest";
 import { BlobStore } from "../../../src/cache/blob-store.js";
 import { CacheIndex } from "../../../src/cache/cache-index.js";
+import { DataDisk } from "../../../src/cache/data-disk.js";
 import { DataPaths } from "../../../src/cache/data-paths.js";
 import { createLogger } from "../../../src/log/logger.js";
 import { parseDigest } from "../../../src/oci/digest.js";
@@ -15,7 +16,7 @@ describe("BlobStore.fill", () => {
     for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
   });
 
-  it("a cache file that cannot be made is CACHE_IO, the cache's own fault, and the body is let go", async () => {
+  it("a cache file that cannot be made is the disk's fault, not the client's: the body streams through uncached and the disk reads as unwritable", async () => {
     const dir = mkdtempSync(path.join(tmpdir(), "regcache-fill-"));
     dirs.push(dir);
     const paths = new DataPaths(dir);
@@ -23,13 +24,21 @@ describe("BlobStore.fill", () => {
     const index = await CacheIndex.open(paths.indexFile, logger);
     // A file where the temp directory belongs: mkdir fails as on a broken disk, whoever runs the test.
     writeFileSync(paths.tmpDir, "not a directory");
-    const store = new BlobStore(paths, index, { maxBytes: 2 ** 30, maxBlobSize: 2 ** 30, minDownloadRate: 0, abandonedAfterMs: 30_000, verifyIntervalMs: 60_000 }, logger);
+    const disk = new DataDisk(paths, logger);
+    const store = new BlobStore(paths, index, { maxBytes: 2 ** 30, maxBlobSize: 2 ** 30, minDownloadRate: 0, abandonedAfterMs: 30_000, verifyIntervalMs: 60_000 }, disk, logger);
     const body = Readable.from([Buffer.from("x")]);
     const digest = parseDigest(`sha256:${"0".repeat(64)}`)!;
     try {
-      await expect(store.fill(digest, "r.test/app", async () => ({ kind: "body", content: "blob", body, size: 1, mediaType: "application/octet-stream", host: "r.test" }))).rejects.toMatchObject({ code: "CACHE_IO" });
-      expect(body.destroyed).toBe(true);
+      const outcome = await store.fill(digest, "r.test/app", async () => ({ kind: "body", content: "blob", body, size: 1, mediaType: "application/octet-stream", host: "r.test" }));
+      expect(outcome).toMatchObject({ kind: "uncached", reason: "disk-fault", body, size: 1 });
+      expect(body.destroyed).toBe(false);
+      expect(disk.fault).toMatchObject({ action: "create a cache file", code: "EEXIST" });
+      expect(store.stats.uncachedForDiskFault).toBe(1);
+      // While the disk is unwritable, the next fill does not try it.
+      const next = Readable.from([Buffer.from("y")]);
+      expect(await store.fill(parseDigest(`sha256:${"1".repeat(64)}`)!, "r.test/app", async () => ({ kind: "body", content: "blob", body: next, size: 1, mediaType: "application/octet-stream", host: "r.test" }))).toMatchObject({ kind: "uncached", reason: "disk-fault" });
     } finally {
+      disk.stop();
       await index.close();
     }
   });

@@ -8,6 +8,7 @@ import Keyv from "keyv";
 import { afterEach, describe, expect, it } from "vitest";
 import { BlobStore } from "../../../src/cache/blob-store.js";
 import { CacheIndex } from "../../../src/cache/cache-index.js";
+import { DataDisk } from "../../../src/cache/data-disk.js";
 import { DataPaths } from "../../../src/cache/data-paths.js";
 import { recoverDataDir } from "../../../src/cache/recovery.js";
 import { createLogger } from "../../../src/log/logger.js";
@@ -29,8 +30,16 @@ describe("manifest types in the store", () => {
     dirs.push(dir);
     return new DataPaths(dir);
   };
-  const store = (paths: DataPaths, index: CacheIndex): BlobStore =>
-    new BlobStore(paths, index, { maxBytes: 2 ** 30, maxBlobSize: 2 ** 30, minDownloadRate: 0, abandonedAfterMs: 30_000, verifyIntervalMs: 60_000 }, createLogger("silent"));
+  const disks: DataDisk[] = [];
+  afterEach(() => {
+    for (const disk of disks.splice(0)) disk.stop();
+  });
+  const store = (paths: DataPaths, index: CacheIndex): BlobStore => {
+    const logger = createLogger("silent");
+    const disk = new DataDisk(paths, logger);
+    disks.push(disk);
+    return new BlobStore(paths, index, { maxBytes: 2 ** 30, maxBlobSize: 2 ** 30, minDownloadRate: 0, abandonedAfterMs: 30_000, verifyIntervalMs: 60_000 }, disk, logger);
+  };
   const fill = async (s: BlobStore, bytes: Buffer, hostRepository: string, contentType: string, body: Readable = Readable.from([bytes])) => {
     const outcome = await s.fill(digestOf(bytes), hostRepository, async () => ({ kind: "body", content: "manifest", body, size: bytes.length, mediaType: contentType, host: "a.test" }));
     if (outcome.kind !== "download") throw new Error(`no download: ${outcome.kind}`);

@@ -148,3 +148,34 @@ describe("serve options for a fleet's shared tier", () => {
     expect(() => parse(["--blob-store", "s3://b", "--blob-store-max-size", "0B"])).toThrow(/--blob-store-max-size must be greater than 0/);
   });
 });
+
+describe("serve options for the mirror endpoint", () => {
+  it("is off by default; the default upstream is Docker Hub's API host", () => {
+    expect(parse([]).mirror).toBeUndefined();
+    expect(parse(["--mirror-listen", "0.0.0.0:5443", "--mirror-name", "regcache.internal"]).mirror).toEqual({
+      listen: { host: "0.0.0.0", port: 5443 },
+      names: ["regcache.internal"],
+      plainHttp: false,
+      defaultUpstream: { host: "registry-1.docker.io", port: 443 },
+    });
+  });
+
+  it("reads names (DNS or IP, any case, IPv6 bracketed or not), plain HTTP and the default upstream from flags and REGCACHE_* variables", () => {
+    const fromEnv = parse([], { REGCACHE_MIRROR_LISTEN: "127.0.0.1:5000", REGCACHE_MIRROR_NAME: "Regcache.Svc,10.96.0.50,[fd00::5]", REGCACHE_MIRROR_DEFAULT_UPSTREAM: "mirror.gcr.io" }).mirror;
+    expect(fromEnv).toMatchObject({ names: ["regcache.svc", "10.96.0.50", "fd00::5"], defaultUpstream: { host: "mirror.gcr.io", port: 443 } });
+    const plain = parse(["--mirror-listen", "0.0.0.0:5000", "--mirror-plain-http", "--mirror-default-upstream", "docker.io"]).mirror;
+    expect(plain).toMatchObject({ plainHttp: true, names: [], defaultUpstream: { host: "registry-1.docker.io", port: 443 } });
+    expect(parse(["--mirror-listen", "0.0.0.0:5000", "--mirror-plain-http"], { REGCACHE_MIRROR_DEFAULT_UPSTREAM: "registry.local:5001" }).mirror?.defaultUpstream).toEqual({ host: "registry.local", port: 5001 });
+  });
+
+  it("refuses what cannot work, naming the option", () => {
+    expect(() => parse(["--mirror-listen", "0.0.0.0:5443"])).toThrow(/--mirror-listen needs --mirror-name .* or --mirror-plain-http/);
+    expect(() => parse(["--mirror-name", "a.test"])).toThrow("--mirror-name applies to --mirror-listen, which is not set");
+    expect(() => parse(["--mirror-plain-http"])).toThrow("--mirror-plain-http applies to --mirror-listen, which is not set");
+    expect(() => parse(["--mirror-listen", "0.0.0.0:5000", "--mirror-plain-http", "--mirror-name", "a.test"])).toThrow(/with --mirror-plain-http there is none/);
+    expect(() => parse(["--mirror-listen", "0.0.0.0:5000", "--mirror-name", "bad name!"])).toThrow('--mirror-name must be a DNS name or an IP address, got "bad name!"');
+    expect(() => parse(["--mirror-listen", "0.0.0.0:5000", "--mirror-name", "*.wild.test"])).toThrow(/--mirror-name must be/);
+    expect(() => parse(["--mirror-listen", "nonsense", "--mirror-name", "a.test"])).toThrow(/--mirror-listen must be HOST:PORT/);
+    expect(() => parse(["--mirror-default-upstream", "https://quay.io"])).toThrow(/--mirror-default-upstream must be a registry HOST or HOST:PORT/);
+  });
+});

@@ -11,6 +11,7 @@ import { Service } from "kubernetes-models/v1/Service";
 import { describe, expect, it } from "vitest";
 import { parse, parseAllDocuments } from "yaml";
 import { serveOptions } from "../../../src/cli/serve-options.js";
+import { DEFAULT_SHUTDOWN_SECONDS } from "./stop-time.js";
 
 const DIR = path.resolve(__dirname, "../../../deploy/kubernetes/base");
 const OVERLAY = path.resolve(__dirname, "../../../deploy/kubernetes/overlays/shared-storage");
@@ -65,7 +66,7 @@ describe("deploy/kubernetes", () => {
     const ca = pod.volumes.find((v: any) => v.name === "ca");
     expect(ca.secret.secretName).toBe("regcache-ca");
     expect(c.volumeMounts.find((m: any) => m.name === "ca")).toMatchObject({ mountPath: "/certs", readOnly: true });
-    expect(pod.terminationGracePeriodSeconds).toBeGreaterThan(30);
+    expect(pod.terminationGracePeriodSeconds).toBeGreaterThan(DEFAULT_SHUTDOWN_SECONDS);
     expect(pod.enableServiceLinks).toBe(false);
   });
 
@@ -82,6 +83,17 @@ describe("deploy/kubernetes", () => {
     expect(ds.spec.template.spec.hostPID).toBe(true);
     expect(ds.spec.template.spec.containers[0].args[0]).toContain("node-setup.sh");
     expect(ds.spec.template.spec.volumes.find((v: any) => v.name === "ca").secret.items).toEqual([{ key: "ca.crt", path: "ca.crt" }]);
+  });
+
+  it("the node-setup DaemonSet takes the mode as a setting, proxy by default; the mirror port is in the Service, the pod and the NetworkPolicy", () => {
+    const setup = byKind("DaemonSet").spec.template.spec.containers[0];
+    const env = Object.fromEntries(setup.env.map((e: { name: string; value: string }) => [e.name, e.value]));
+    expect(env.MODE).toBe("proxy");
+    expect(setup.args[0]).toContain('--mode "${MODE}"');
+    expect(setup.args[0]).toContain('--mirror "${MIRROR_URL:-https://${REGCACHE_SERVICE_HOST}:5443}"');
+    expect(byKind("Service").spec.ports).toContainEqual(expect.objectContaining({ name: "mirror", port: 5443, targetPort: "mirror" }));
+    expect(byKind("Deployment").spec.template.spec.containers[0].ports).toContainEqual(expect.objectContaining({ name: "mirror", containerPort: 5443 }));
+    expect(byKind("NetworkPolicy").spec.ingress[0].ports).toContainEqual({ protocol: "TCP", port: 5443 });
   });
 });
 

@@ -148,7 +148,7 @@ describe("SharedTier: what the object store holds", () => {
   });
 
   it("a store or index that is down is asked again only every 5 s, so a stalled one does not cost every miss its timeout", async () => {
-    vi.useFakeTimers({ toFake: ["Date"] });
+    vi.useFakeTimers({ toFake: ["Date", "performance"] });
     const index = new FakeIndex();
     const objects = new FakeObjects();
     const t = tier(objects, index, "10.0.0.1:3129");
@@ -231,7 +231,7 @@ describe("SharedTier: reading an object for a fill", () => {
 
 describe("SharedTier: uploads after a fill", () => {
   it("uploads, writes the row, releases the lease; a store that is down is retried, and the lease released at the first failure", async () => {
-    vi.useFakeTimers({ toFake: ["setTimeout", "setInterval", "Date"] });
+    vi.useFakeTimers({ toFake: ["setTimeout", "setInterval", "Date", "performance"] });
     const dir = mkdtempSync(path.join(tmpdir(), "regcache-tier-"));
     const file = path.join(dir, "blob");
     writeFileSync(file, Buffer.alloc(7));

@@ -22,7 +22,7 @@ describe("Metrics host labels", () => {
     const health = new UpstreamHealth(1, 60_000, async () => false, createLogger("silent"));
     const metrics = new Metrics({
       health,
-      store: { index: { size: 0, count: 0 }, maxBytes: 1, stats: { evictions: 0 }, inFlight: () => [] } as unknown as BlobStore,
+      store: { index: { size: 0, count: 0 }, maxBytes: 1, stats: { evictions: 0 }, disk: { writable: true }, inFlight: () => [] } as unknown as BlobStore,
       accessCounts: emptyAccessCounts(),
       minter: { minted: 0 } as LeafMinter,
       lifecycle: { activeRequests: 0, draining: false } as Lifecycle,

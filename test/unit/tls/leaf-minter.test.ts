@@ -160,4 +160,22 @@ describe("leaves", () => {
     expect(new Set(leaves).size).toBe(1);
     expect(minter.minted).toBe(1);
   });
+
+  it("can name several hosts and addresses in one leaf (the mirror endpoint's), held like a host's", () => {
+    const minter = new LeafMinter(ca);
+    const leaf = minter.leafForNames(["Regcache.Svc", "10.96.0.50", "fd00::5"]);
+    const cert = new X509Certificate(leaf.certPem);
+    expect(cert.subject).toBe("CN=regcache.svc");
+    expect(cert.subjectAltName).toBe("DNS:regcache.svc, IP Address:10.96.0.50, IP Address:FD00:0:0:0:0:0:0:5");
+    expect(cert.checkHost("regcache.svc")).toBe("regcache.svc");
+    expect(cert.checkIP("10.96.0.50")).toBe("10.96.0.50");
+    expect(cert.checkIP("fd00::5")).toBe("fd00::5");
+    expect(cert.checkHost("other.svc")).toBeUndefined();
+    expect(opensslVerify(ca, leaf)).toMatch(/leaf\.pem: OK/);
+    expect(minter.leafForNames(["regcache.svc", "10.96.0.50", "fd00::5"])).toBe(leaf);
+    expect(minter.minted).toBe(1);
+    const ipOnly = new X509Certificate(minter.leafForNames(["10.96.0.50"]).certPem);
+    expect(ipOnly.subject).toBeUndefined();
+    expect(ipOnly.subjectAltName).toBe("IP Address:10.96.0.50");
+  });
 });
