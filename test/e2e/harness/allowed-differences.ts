@@ -18,7 +18,7 @@ export const ALLOWED_DIFFERENCES: readonly AllowedDifference[] = [
   },
   {
     id: "cdn-redirect",
-    line: "A blob `GET` that upstream redirects (to a CDN, as Docker Hub does) is answered with the bytes (`200`, or `206` for a range), with the registry headers a CDN's answer lacks (`Docker-Content-Digest`): regcache follows the redirect itself so that it caches by digest; the bytes are those the client would fetch from the CDN.",
+    line: "A blob `GET` that upstream redirects (to a CDN, as Docker Hub does) is answered with the bytes (`200`, or `206` for a range), with the registry headers a CDN's answer lacks (`Docker-Content-Digest`, `Docker-Distribution-Api-Version`): regcache follows the redirect itself so that it caches by digest; the bytes are those the client would fetch from the CDN.",
   },
   {
     id: "anonymous-public",

@@ -65,7 +65,8 @@ describe("CacheAdmin", () => {
     expect(images[0]!.lastAccess).toBeGreaterThan(1_000);
     expect(images[1]).toMatchObject({ manifestCached: false, size: 0, cachedDigests: 0, missingDigests: 1, lastAccess: null, hits: 0 });
     const blobs = await w.admin.blobs();
-    expect(blobs.find((b) => b.digest === layer)).toMatchObject({ images: ["quay.test/team/a:1"], inUse: false, links: ["quay.test/team/app"], verifiedAt: null });
+    expect(blobs.find((b) => b.digest === layer)).toMatchObject({ kind: "blob", images: ["quay.test/team/a:1"], inUse: false, links: ["quay.test/team/app"], verifiedAt: null });
+    expect(blobs.find((b) => b.digest === index)).toMatchObject({ kind: "manifest" });
     await w.close();
   });
 
