@@ -42,6 +42,8 @@ describe.skipIf(missing.length > 0)("differential: regcache answers as the regis
   let proxy: RegcacheProcess;
   let run: DifferentialRun;
   let registries: { name: string; registry: RegistryUnderTest }[];
+  /** The test user's token, for every repository of the corpus: fetched again for each pass (tokens last 300 s). */
+  let bearer = "";
   const results: { pass: string; results: ShapeResult[]; ms: number }[] = [];
 
   /** A token from the token server: the user's (Basic), for these repositories' pull and push. */
@@ -68,7 +70,7 @@ describe.skipIf(missing.length > 0)("differential: regcache answers as the regis
     const ca = readFileSync(pki.caCert, "utf8");
     const content = buildTestContent();
     const otherContent = buildTestContent();
-    const bearer = `Bearer ${await userToken(Object.values(REPOS))}`;
+    bearer = `Bearer ${await userToken(Object.values(REPOS))}`;
     const targets: PushTarget[] = [
       { port: plain.port, host: "quay.test", ca },
       { port: tokenRegistry.port, host: "token.test", ca, authorization: bearer },
@@ -125,6 +127,7 @@ describe.skipIf(missing.length > 0)("differential: regcache answers as the regis
 
   for (const pass of ["cold", "warm"]) {
     it(`${pass}: every shape answers as the registry does, or as an allowed difference says`, async () => {
+      bearer = `Bearer ${await userToken(Object.values(REPOS))}`;
       const started = Date.now();
       const passResults = await run.run(registries, CONCURRENCY);
       results.push({ pass, results: passResults, ms: Date.now() - started });

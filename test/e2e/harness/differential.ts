@@ -2,7 +2,7 @@ import { ADDED_HEADERS, type AllowedDifferenceId } from "./allowed-differences.j
 import type { Shape, ShapeAuth } from "./differential-corpus.js";
 import { isIP } from "node:net";
 import type { TLSSocket } from "node:tls";
-import { exchange, KeptConnection, tlsDirect, tlsThroughProxy, type RawRequest, type RawResponse, type Trust } from "./raw-http.js";
+import { ConnectionLost, exchange, KeptConnection, tlsDirect, tlsThroughProxy, type RawRequest, type RawResponse, type Trust } from "./raw-http.js";
 
 /** The headers clients act on: these, the status and the body bytes are compared. */
 export const COMPARED_HEADERS = ["content-type", "content-length", "docker-content-digest", "location", "range", "content-range", "www-authenticate", "link", "oci-subject"];
@@ -119,7 +119,7 @@ class Connections {
 
   constructor(private readonly open: (via: Via, host: string, port: number) => Promise<TLSSocket>) {}
 
-  async send(via: Via, host: string, port: number, request: RawRequest): Promise<Answer> {
+  async send(via: Via, host: string, port: number, request: RawRequest, retried = false): Promise<Answer> {
     const key = `${via} ${host}:${port}`;
     try {
       let connection = this.kept.get(key);
@@ -129,6 +129,7 @@ class Connections {
       }
       return answerOf(await connection.send(request, 20_000));
     } catch (err) {
+      if (err instanceof ConnectionLost && !retried) return this.send(via, host, port, request, true);
       return cutAnswer(err);
     }
   }

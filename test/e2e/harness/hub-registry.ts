@@ -8,6 +8,8 @@ import type { TestPki } from "./test-ca.js";
 /** Where the simulator's CDN answers: its host name (certified by the test PKI) and path prefix. */
 export const HUB_CDN_HOST = "cdn.test";
 const CDN_PREFIX = "/cdn/";
+/** The test token server's tokens last 300 s. */
+const TOKEN_REUSE_MS = 120_000;
 /** How long a signed CDN URL stays valid (Docker Hub's Cloudflare URLs last minutes). */
 const SIGNED_URL_TTL_S = 600;
 const DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json";
@@ -41,7 +43,7 @@ interface Relayed {
 export class HubShapedRegistry {
   private server: Server | undefined;
   private readonly secret = randomBytes(16);
-  private readonly tokens = new Map<string, string>();
+  private readonly tokens = new Map<string, { token: string; at: number }>();
   port = 0;
 
   constructor(
@@ -116,12 +118,12 @@ export class HubShapedRegistry {
     relay(res, { ...answer, headers: kept }, req.method);
   }
 
+  /** The CDN's token for a repository, fetched again well before the token server's 5 minutes run out. */
   private async repositoryToken(repository: string): Promise<string> {
-    let token = this.tokens.get(repository);
-    if (!token) {
-      token = await this.cdnToken(repository);
-      this.tokens.set(repository, token);
-    }
+    const kept = this.tokens.get(repository);
+    if (kept && Date.now() - kept.at < TOKEN_REUSE_MS) return kept.token;
+    const token = await this.cdnToken(repository);
+    this.tokens.set(repository, { token, at: Date.now() });
     return token;
   }
 

@@ -125,6 +125,13 @@ export async function exchange(socket: TLSSocket, requests: RawRequest[], timeou
   return responses;
 }
 
+/** A reused connection closed before any byte of the answer: as HTTP clients do (Go's transport), the request may go again on a new one. */
+export class ConnectionLost extends Error {
+  constructor(readonly cause: Error) {
+    super(`kept-alive connection lost before the answer: ${cause.message}`);
+  }
+}
+
 /**
  * A kept-alive connection, one request at a time, as registry clients use theirs. Unusable once
  * the server closed it, said `Connection: close`, or cut an answer short; and once idle for
@@ -135,6 +142,8 @@ export class KeptConnection {
   private readonly reader: ResponseReader;
   private closing = false;
   private lastUsed = Date.now();
+  /** Requests answered on it: a failure on a reused connection before any byte of its answer is the connection's, not the server's answer. */
+  answered = 0;
 
   constructor(
     private readonly socket: TLSSocket,
@@ -148,6 +157,7 @@ export class KeptConnection {
   }
 
   async send(request: RawRequest, timeoutMs = 30_000): Promise<RawResponse> {
+    const receivedBefore = this.reader.received;
     this.socket.write(Buffer.concat([Buffer.from(serializeHead(request), "latin1"), serializeBody(request)]));
     const deadline = setTimeout(() => this.socket.destroy(new Error("timed out waiting for the response")), timeoutMs);
     try {
@@ -158,9 +168,11 @@ export class KeptConnection {
         response = await this.reader.next(request.method === "HEAD");
       }
       if (/\bclose\b/i.test(response.headers.connection ?? "")) this.close();
+      this.answered += 1;
       return { ...response, interim };
     } catch (err) {
       this.close();
+      if (this.answered > 0 && this.reader.received === receivedBefore) throw new ConnectionLost(err as Error);
       throw err;
     } finally {
       clearTimeout(deadline);
@@ -178,11 +190,14 @@ export class KeptConnection {
 class ResponseReader {
   private buffer = Buffer.alloc(0);
   ended = false;
+  /** Bytes received on the connection so far. */
+  received = 0;
   private failure: Error | undefined;
   private wake: (() => void) | undefined;
 
   constructor(socket: TLSSocket) {
     socket.on("data", (d: Buffer) => {
+      this.received += d.length;
       this.buffer = Buffer.concat([this.buffer, d]);
       this.wake?.();
     });
