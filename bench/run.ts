@@ -3,7 +3,7 @@
  * on loopback: pulling directly from the registry (Debian's docker-registry, distribution),
  * distribution's pull-through cache (`proxy: remoteurl:`) and squid ssl-bump with a blob cache.
  * Prints one table of medians, spread and ratios; writes bench/results/latest.json and
- * bench/results/latest.md (the README's Performance table).
+ * bench/results/latest.md (docs/performance.md's table).
  *
  *   npm run bench                 (BENCH_RUNS=5 by default; BENCH_SCALE=0.1 for a quick smoke run)
  *

@@ -1,19 +1,7 @@
 #!/bin/sh
 # regcache node setup: point a container runtime at regcache, as a proxy, a mirror, or both.
 # Idempotent: running it twice changes nothing the second time. POSIX sh, no bashisms.
-#
-#   node-setup.sh [--mode proxy|mirror|both] [--proxy http://10.96.0.50:3128]
-#                 [--mirror https://10.96.0.50:5443] --ca /path/ca.crt [--ca-sha256 FINGERPRINT]
-#                 [--runtime containerd|docker|crio] [--no-proxy LIST] [--mirror-registries LIST]
-#                 [--restart] [--uninstall] [--root DIR] [--os debian|rhel]
-#
-# proxy (default): the system trusts regcache's CA, the runtime gets HTTPS_PROXY. mirror: the
-# runtime asks regcache first and falls back to the registry (containerd: certs.d/_default,
-# every registry; crio: registries.conf.d, --mirror-registries; docker: registry-mirrors, Docker
-# Hub only), trusting the CA for the mirror alone. both: the two. --ca-sha256 refuses a CA whose
-# SHA-256 fingerprint differs (`regcache ca fingerprint`; hex, colons optional, any case).
-# --root DIR writes below DIR instead of / and runs no system command (tests, image builds).
-# --uninstall removes what this script writes, for --runtime, whatever the mode was.
+# Options: see usage() below, or run it with --help.
 set -eu
 
 # @regcache-defaults@
@@ -21,6 +9,7 @@ PROXY="${DEFAULT_PROXY:-}"
 MIRROR="${DEFAULT_MIRROR:-}"
 CA="${DEFAULT_CA:-}"
 CA_SHA256="${DEFAULT_CA_SHA256:-}"
+CA_NEXT=""
 MODE=proxy
 RUNTIME=containerd
 MIRROR_REGISTRIES="docker.io,quay.io,ghcr.io,registry.k8s.io,gcr.io"
@@ -30,8 +19,42 @@ UNINSTALL=0
 ROOT=""
 OS=""
 
+# A here-document, not the comments of "$0": piped to sh (curl .../setup/node.sh | sh -s -- --help),
+# the script has no file to read them from.
 usage() {
-  sed -n '2,16p' "$0" 2>/dev/null | sed 's/^# \{0,1\}//'
+  cat <<'USAGE'
+regcache node setup: point a container runtime at regcache, as a proxy, a mirror, or both.
+Idempotent: running it twice changes nothing the second time.
+
+  node-setup.sh [--mode proxy|mirror|both] [--proxy http://10.96.0.50:3128]
+                [--mirror https://10.96.0.50:5443] --ca /path/ca.crt [--ca-sha256 FINGERPRINT]
+                [--ca-next FILE|URL] [--runtime containerd|docker|crio] [--no-proxy LIST]
+                [--mirror-registries LIST] [--restart] [--uninstall] [--root DIR] [--os debian|rhel]
+
+  --mode MODE         proxy (default): the system trusts regcache's CA and the runtime gets
+                      HTTPS_PROXY; mirror: the runtime asks regcache first and falls back to the
+                      registry (containerd: certs.d/_default, every registry; crio:
+                      registries.conf.d, --mirror-registries; docker: registry-mirrors, Docker
+                      Hub only), trusting the CA for the mirror alone; both: the two
+  --proxy URL         regcache's proxy URL, written as HTTPS_PROXY for the runtime (proxy, both)
+  --mirror URL        regcache's mirror URL, scheme and host:port only (mirror, both)
+  --mirror-registries LIST
+                      crio: the registries asked at the mirror first (default: docker.io,
+                      quay.io, ghcr.io, registry.k8s.io, gcr.io)
+  --ca FILE|URL       regcache's root CA: in the system trust store (proxy, both) and beside
+                      the mirror's configuration (an https:// mirror)
+  --ca-sha256 HEX     refuse a --ca whose SHA-256 fingerprint differs (`regcache ca fingerprint`
+                      prints it; hex, colons optional, any case): nothing is installed then
+  --ca-next FILE|URL  during a CA rotation, also trust the CA regcache switches to (in the system
+                      trust store and the mirror's CA file); without it, a CA an earlier
+                      --ca-next installed is removed
+  --runtime NAME      containerd (default), docker or crio
+  --no-proxy LIST     NO_PROXY for the runtime: the cluster's own CIDRs and domains
+  --restart           restart the runtime when anything changed (it reads both at start)
+  --uninstall         remove what this script wrote for --runtime, whatever the mode was
+  --root DIR          write below DIR instead of / and run no system command (tests, image builds)
+  --os debian|rhel    how this system trusts CAs (default: detected)
+USAGE
   exit "${1:-0}"
 }
 
@@ -48,6 +71,7 @@ while [ $# -gt 0 ]; do
     --mirror-registries) MIRROR_REGISTRIES="${2:?--mirror-registries needs a list}"; shift 2 ;;
     --ca) CA="${2:?--ca needs a file or URL}"; shift 2 ;;
     --ca-sha256) CA_SHA256="${2:?--ca-sha256 needs a fingerprint}"; shift 2 ;;
+    --ca-next) CA_NEXT="${2:?--ca-next needs a file or URL}"; shift 2 ;;
     --runtime) RUNTIME="${2:?--runtime needs a name}"; shift 2 ;;
     --no-proxy) NO_PROXY_LIST="${2?--no-proxy needs a list}"; shift 2 ;;
     --restart) RESTART=1; shift ;;
@@ -87,10 +111,12 @@ if [ "$MODE" != mirror ] || [ "$UNINSTALL" -eq 1 ]; then
     fi
   fi
   case "$OS" in
-    debian) ANCHOR="$ROOT/usr/local/share/ca-certificates/regcache.crt"; TRUST_CMD="update-ca-certificates" ;;
-    rhel) ANCHOR="$ROOT/etc/pki/ca-trust/source/anchors/regcache.crt"; TRUST_CMD="update-ca-trust extract" ;;
+    debian) ANCHORS="$ROOT/usr/local/share/ca-certificates"; TRUST_CMD="update-ca-certificates" ;;
+    rhel) ANCHORS="$ROOT/etc/pki/ca-trust/source/anchors"; TRUST_CMD="update-ca-trust extract" ;;
     *) die "--os must be debian or rhel" ;;
   esac
+  ANCHOR="$ANCHORS/regcache.crt"
+  NEXT_ANCHOR="$ANCHORS/regcache-next.crt"
 fi
 DROPIN_DIR="$ROOT/etc/systemd/system/$RUNTIME.service.d"
 DROPIN="$DROPIN_DIR/http-proxy.conf"
@@ -197,7 +223,7 @@ docker_mirror_remove() {
 mirror_ca_add() {
   case "$MIRROR" in https://*) ;; *) return 0 ;; esac
   if [ -n "$CERTS_D" ]; then
-    put_text "$CERTS_D/$MIRROR_AUTHORITY/regcache-ca.crt" "$CA_PEM"
+    put_text "$CERTS_D/$MIRROR_AUTHORITY/regcache-ca.crt" "$MIRROR_CA_PEM"
   fi
 }
 
@@ -222,7 +248,7 @@ containerd_hosts_toml() {
 containerd_mirror() {
   ours_or_absent "$HOSTS_DIR/hosts.toml"
   put_text "$HOSTS_DIR/hosts.toml" "$(containerd_hosts_toml)"
-  case "$MIRROR" in https://*) put_text "$HOSTS_DIR/regcache-ca.crt" "$CA_PEM" ;; esac
+  case "$MIRROR" in https://*) put_text "$HOSTS_DIR/regcache-ca.crt" "$MIRROR_CA_PEM" ;; esac
   config="$ROOT/etc/containerd/config.toml"
   if [ ! -f "$config" ] || ! grep -q 'config_path *= *"[^"]*/etc/containerd/certs.d' "$config"; then
     echo "note: containerd reads $HOSTS_DIR only with config_path = \"/etc/containerd/certs.d\" under [plugins.\"io.containerd.grpc.v1.cri\".registry] in /etc/containerd/config.toml (containerd 2 sets it by default); add it and restart containerd" >&2
@@ -256,6 +282,7 @@ if [ "$UNINSTALL" -eq 1 ]; then
   remove "$DROPIN"
   rmdir "$DROPIN_DIR" 2>/dev/null || true
   remove "$ANCHOR"
+  remove "$NEXT_ANCHOR"
   [ "$CHANGED" -eq 0 ] || { PROXY_CHANGED=1; run "$TRUST_CMD"; }
   case "$RUNTIME" in
     containerd) remove_ours "$HOSTS_DIR/hosts.toml"; remove "$HOSTS_DIR/regcache-ca.crt"; rmdir "$HOSTS_DIR" 2>/dev/null || true ;;
@@ -275,19 +302,33 @@ if [ "$MODE" != proxy ]; then [ -n "$MIRROR" ] || die "--mirror is required with
 NEED_CA=0
 if [ "$MODE" != mirror ]; then NEED_CA=1; fi
 case "$MODE:$MIRROR" in proxy:*) ;; *:https://*) NEED_CA=1 ;; esac
-if [ "$NEED_CA" -eq 1 ]; then
-  [ -n "$CA" ] || die "--ca is required"
-  case "$CA" in
+
+# The PEM of a CA given as a file or a URL; exits when it cannot be had or is not a certificate.
+read_ca() {
+  case "$1" in
     http://*|https://*)
-      command -v curl >/dev/null 2>&1 || die "curl is needed to download $CA"
-      CA_PEM="$(curl -fsS "$CA")" || die "cannot download $CA"
+      command -v curl >/dev/null 2>&1 || die "curl is needed to download $1"
+      pem="$(curl -fsS "$1")" || die "cannot download $1"
       ;;
     *)
-      [ -r "$CA" ] || die "cannot read CA file $CA"
-      CA_PEM="$(cat "$CA")"
+      [ -r "$1" ] || die "cannot read CA file $1"
+      pem="$(cat "$1")"
       ;;
   esac
-  case "$CA_PEM" in *"BEGIN CERTIFICATE"*) ;; *) die "$CA is not a PEM certificate" ;; esac
+  case "$pem" in *"BEGIN CERTIFICATE"*) ;; *) die "$1 is not a PEM certificate" ;; esac
+  printf '%s\n' "$pem"
+}
+
+if [ "$NEED_CA" -eq 1 ]; then
+  [ -n "$CA" ] || die "--ca is required"
+  CA_PEM="$(read_ca "$CA")" || exit 2
+  # The mirror's own CA file holds both CAs during a rotation: its leaf is signed by either.
+  MIRROR_CA_PEM="$CA_PEM"
+  if [ -n "$CA_NEXT" ]; then
+    NEXT_PEM="$(read_ca "$CA_NEXT")" || exit 2
+    MIRROR_CA_PEM="$CA_PEM
+$NEXT_PEM"
+  fi
 fi
 
 # Hex as openssl and `regcache ca fingerprint` print it: uppercase pairs joined by colons.
@@ -310,6 +351,15 @@ if [ "$MODE" != mirror ]; then
   put "$ANCHOR" <<CA_PEM
 $CA_PEM
 CA_PEM
+  # A CA rotation overlaps the two CAs: the next one is trusted beside the current one until
+  # regcache has switched and every node trusts the new CA as its current one.
+  if [ -n "$CA_NEXT" ]; then
+    put "$NEXT_ANCHOR" <<NEXT_PEM
+$NEXT_PEM
+NEXT_PEM
+  else
+    remove "$NEXT_ANCHOR"
+  fi
   if [ "$CHANGED" -eq 1 ]; then run "$TRUST_CMD"; fi
   # The runtime reaches the mirror directly: through the proxy, its port would be refused.
   [ "$MODE" = proxy ] || NO_PROXY_LIST="$NO_PROXY_LIST,$(echo "$MIRROR_AUTHORITY" | sed 's/:[0-9]*$//; s/^\[//; s/\]$//')"

@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import { mkdir, mkdtemp, rm } from "node:fs/promises";
+import { mkdir, mkdtemp, realpath, rm } from "node:fs/promises";
 import { Server as NetServer, type AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -8,7 +8,8 @@ import { cacheAdminRoutes } from "./admin/admin-endpoints.js";
 import { CacheAdmin } from "./admin/cache-admin.js";
 import { BlobStore } from "./cache/blob-store.js";
 import { CacheIndex } from "./cache/cache-index.js";
-import { acquireDataDirLock } from "./cache/data-dir-lock.js";
+import { acquireDataDirLock, type DataDirLock } from "./cache/data-dir-lock.js";
+import { isFilesystemFault } from "./cache/disk-errors.js";
 import { DataDisk } from "./cache/data-disk.js";
 import { DataPaths } from "./cache/data-paths.js";
 import { recoverDataDir } from "./cache/recovery.js";
@@ -26,6 +27,7 @@ import { createMirrorRequestHandler } from "./mirror/mirror-requests.js";
 import { MirrorServer, mirrorUrl } from "./mirror/mirror-server.js";
 import { loadSetupScript, setupScriptRoute } from "./proxy/setup-script.js";
 import { OwnEndpoints } from "./proxy/own-endpoints.js";
+import { movedToAdminRoute, startAdminServer } from "./proxy/admin-server.js";
 import { createCluster } from "./cluster/start-cluster.js";
 import { peerServices } from "./registry/peer-services.js";
 import { ContentHandler } from "./registry/content-handler.js";
@@ -33,6 +35,7 @@ import { ContentSources } from "./registry/content-sources.js";
 import { PingHandler } from "./registry/ping-handler.js";
 import { RegistryHandler } from "./registry/registry-handler.js";
 import { TagHandler } from "./registry/tag-handler.js";
+import { TagPeers } from "./registry/tag-peers.js";
 import { loadOrCreateCa, type CertificateAuthority } from "./tls/ca.js";
 import { LeafMinter } from "./tls/leaf-minter.js";
 import type { UpstreamClient } from "./upstream/client.js";
@@ -46,9 +49,11 @@ import { AccessControl, emptyAccessCounts } from "./registry/access-control.js";
 import { loadInstanceSecret, readSharedSecret } from "./cache/instance-secret.js";
 import { ProxyAuth } from "./proxy/proxy-auth.js";
 import type { RegistryRequest } from "./registry/request-context.js";
+import { configuredHosts, MetricHostLabels } from "./stats/metric-host-labels.js";
 import { Metrics } from "./stats/metrics.js";
 import { StatsCollector } from "./stats/stats-collector.js";
 import { statsRoutes } from "./stats/stats-endpoints.js";
+import { RegcacheError, systemReason } from "./errors.js";
 import { VERSION } from "./version.js";
 import { loadUpstreamTrust } from "./upstream/trust-store.js";
 
@@ -72,9 +77,20 @@ const TUNNEL_QUIET_MS = 500;
 /** After the grace, how long the sockets of cut requests get to close (and log) before the process goes. */
 const CUT_SETTLE_MS = 2_000;
 
-/** Where the data dir's lock is held while its disk is read-only: on this machine, named for the directory. */
-function outsideLockFile(dataDir: string): string {
-  return path.join(tmpdir(), `regcache-${createHash("sha256").update(dataDir).digest("hex").slice(0, 16)}.lock`);
+/**
+ * The data dir's lock; while its disk is read-only, a lock on this machine named for the
+ * directory (its real path: two spellings of one directory are one lock). Failures other than
+ * another process holding it name the option.
+ */
+async function takeDataDirLock(paths: DataPaths): Promise<DataDirLock> {
+  const outside = path.join(tmpdir(), `regcache-${createHash("sha256").update(await realpath(paths.root)).digest("hex").slice(0, 16)}.lock`);
+  try {
+    return await acquireDataDirLock(paths.lockFile, outside);
+  } catch (err) {
+    if (err instanceof RegcacheError) throw err;
+    const where = isFilesystemFault(err) ? `its disk cannot be written, and the lock outside it, ${outside}, cannot be made either` : `the lock ${paths.lockFile} cannot be made`;
+    throw new RegcacheError("DATA_DIR", `cannot use --data-dir ${paths.root}: ${where}: ${systemReason(err)}`, { cause: err });
+  }
 }
 
 /** The composition root: builds every part from the config and starts listening. */
@@ -85,7 +101,7 @@ export async function startRegcache(config: Config, logger: Logger): Promise<Run
 
   const paths = new DataPaths(config.dataDir);
   await mkdir(paths.root, { recursive: true });
-  const lock = await acquireDataDirLock(paths.lockFile, outsideLockFile(paths.root));
+  const lock = await takeDataDirLock(paths);
   const disk = new DataDisk(paths, logger);
   await disk.check();
   if (!lock.onDisk) logger.warn({ lockFile: lock.file }, "the data dir's disk is read-only: its lock is held outside it until the disk can be written");
@@ -95,11 +111,6 @@ export async function startRegcache(config: Config, logger: Logger): Promise<Run
     : undefined;
   const index = await CacheIndex.open(paths.indexFile, logger, fleet?.records);
   await recoverDataDir(paths, index, logger, disk.writable);
-  // The lock and the index come back onto the disk before caching resumes on it.
-  disk.onWritable(async () => {
-    await lock.returnToDisk();
-    if (index.writeFailing) await index.reopen();
-  });
   const store = new BlobStore(
     paths,
     index,
@@ -107,6 +118,14 @@ export async function startRegcache(config: Config, logger: Logger): Promise<Run
     disk,
     logger,
   );
+  // Before caching resumes on a disk that can be written again, the lock and the index come back
+  // onto it (a repaired filesystem mounted again is a new one: the index's connection to the old
+  // one fails, or would), and what a read-only spell left in tmp/ goes.
+  disk.onWritable(async (fault) => {
+    await lock.returnToDisk();
+    if (index.writeFailing || isFilesystemFault(fault)) await index.reopen();
+    await store.removeStrayTempFiles();
+  });
   await store.fitBoundToDisk();
   store.startScrub();
 
@@ -121,8 +140,11 @@ export async function startRegcache(config: Config, logger: Logger): Promise<Run
   const minter = new LeafMinter(ca);
   const lifecycle = new Lifecycle();
   const accessCounts = emptyAccessCounts();
-  const metrics = new Metrics({ store, health, accessCounts, minter, lifecycle, cluster: peers?.cluster, shared: fleet?.tier });
-  const credentials = config.credentialsFile ? new ProxyCredentials(loadCredentialsFile(config.credentialsFile)) : undefined;
+  const heldCredentials = config.credentialsFile ? loadCredentialsFile(config.credentialsFile) : undefined;
+  const hostLabels = new MetricHostLabels(paths.metricHostsFile, configuredHosts(config, ca.permittedDomains, heldCredentials?.keys() ?? []), logger);
+  await hostLabels.load();
+  const metrics = new Metrics({ store, health, accessCounts, minter, lifecycle, hostLabels, dataDir: paths.root, cluster: peers?.cluster, shared: fleet?.tier });
+  const credentials = heldCredentials ? new ProxyCredentials(heldCredentials) : undefined;
   // Outermost first: the breaker, then one report per exchange (after any auth dance), then the credentials.
   const upstream: UpstreamClient = {
     request: withHealth(health, withObserver((host, status, failure) => metrics.observeUpstream(host, status, failure), withCredentials(credentials, transport.send))),
@@ -133,9 +155,10 @@ export async function startRegcache(config: Config, logger: Logger): Promise<Run
   const recordedTags = new RecordedTags(index);
   const pruned = { tagAnswers: await recordedTags.pruneUncached(), confirmations: await access.pruneConfirmations() };
   if (pruned.tagAnswers + pruned.confirmations > 0) logger.info(pruned, "cache index: rows no answer reads any more pruned");
-  const tags = new TagHandler(upstream, store, recordedTags, content, access, config.tagTtl, peers?.cluster);
+  const tagPeers = peers ? new TagPeers(peers.cluster, recordedTags, content, access, logger) : undefined;
+  const tags = new TagHandler(upstream, store, recordedTags, content, access, config.tagTtl, tagPeers);
   const registry = new RegistryHandler(upstream, content, tags, new PingHandler(upstream, access));
-  await peers?.listen(peerServices(content, tags));
+  if (peers && tagPeers) await peers.listen(peerServices(content, tagPeers));
 
   const startedAt = performance.now();
   const collector = new StatsCollector();
@@ -149,20 +172,38 @@ export async function startRegcache(config: Config, logger: Logger): Promise<Run
 
   let port = config.listen.port;
   let mirrorPort: number | undefined;
-  const statsSources = { collector, store, health, version: VERSION, startedAt, cluster: peers?.cluster, shared: fleet?.tier };
-  const endpoints = new OwnEndpoints(ca.certPem, {
+  const statsSources = { collector, store, health, version: VERSION, startedAt, proxyPort: () => port, cluster: peers?.cluster, shared: fleet?.tier };
+  const readiness = {
     async notReadyReason() {
       return lifecycle.draining ? "shutting down" : null;
     },
     // A disk that cannot be written still serves what it holds, and streams the rest through: ready, and said so.
+    // Each marker clears by itself: the disk's probe (data-disk.ts), the tier's (start-shared-tier.ts), the peers' health checks (membership.ts).
     degraded() {
-      const markers: Record<string, string> = {};
+      const parts: Record<string, string> = {};
       const fault = disk.fault;
-      if (fault) markers.dataDisk = `cannot ${fault.action}: ${fault.reason} (since ${new Date(fault.since).toISOString()}); serving cached content, misses uncached`;
-      if (fleet?.tier.degraded) Object.assign(markers, { objectStore: fleet.tier.health.objectStore, index: fleet.tier.health.index });
-      return Object.keys(markers).length > 0 ? markers : undefined;
+      if (fault) parts.dataDisk = `cannot ${fault.action}: ${fault.reason} (since ${new Date(fault.since).toISOString()}); serving cached content, misses uncached`;
+      if (fleet?.tier.degraded) Object.assign(parts, fleet.tier.health);
+      const members = peers?.cluster.membership.snapshot() ?? [];
+      const silent = members.filter((m) => !m.live).length;
+      if (silent > 0) parts.peers = `${silent} of ${members.length} not answering`;
+      return Object.keys(parts).length > 0 ? parts : undefined;
     },
-  }, [statsRoutes(statsSources, metrics), setupScriptRoute(loadSetupScript(), ca.certificate.fingerprint256, () => `${config.listen.host === "0.0.0.0" ? "127.0.0.1" : config.listen.host}:${port}`, config.mirror && ((authority) => mirrorUrl(config.mirror!, mirrorPort!, authority)))], [cacheAdminRoutes(new CacheAdmin(store, paths), adminAccess, logger)]);
+  };
+  const setupScript = setupScriptRoute(
+    loadSetupScript(),
+    ca.certificate.fingerprint256,
+    () => `${config.listen.host === "0.0.0.0" ? "127.0.0.1" : config.listen.host}:${port}`,
+    config.mirror && ((authority) => mirrorUrl(config.mirror!, mirrorPort!, authority)),
+  );
+  const figures = [statsRoutes(statsSources, metrics)];
+  const cacheAdmin = [cacheAdminRoutes(new CacheAdmin(store, paths), adminAccess, logger)];
+  // With --admin-listen the figures and the cache admin API leave the proxy port for a port of their own.
+  const adminServer = config.adminListen ? await startAdminServer(config.adminListen, new OwnEndpoints(ca.certPem, readiness, figures, cacheAdmin), logger) : undefined;
+  const adminAddress = adminServer ? `${config.adminListen!.host}:${(adminServer.address() as AddressInfo).port}` : undefined;
+  const endpoints = adminAddress
+    ? new OwnEndpoints(ca.certPem, readiness, [setupScript], [movedToAdminRoute(() => adminAddress)])
+    : new OwnEndpoints(ca.certPem, readiness, [...figures, setupScript], cacheAdmin);
   const policy: ConnectPolicy = {
     allowPorts: config.allowPorts,
     noIntercept: config.noIntercept,
@@ -205,7 +246,7 @@ export async function startRegcache(config: Config, logger: Logger): Promise<Run
   port = (server.address() as AddressInfo).port;
   mirrorPort = await mirror?.listen();
   const mirrorListen = config.mirror && { mirror: `${config.mirror.listen.host}:${mirrorPort}`, mirrorTls: !config.mirror.plainHttp };
-  logger.info({ listen: `${config.listen.host}:${port}`, ...mirrorListen, dataDir: paths.root, maxCacheSize: config.maxCacheSize }, "regcache listening");
+  logger.info({ listen: `${config.listen.host}:${port}`, adminListen: adminAddress, ...mirrorListen, dataDir: paths.root, maxCacheSize: config.maxCacheSize }, "regcache listening");
 
   return {
     port,
@@ -235,10 +276,13 @@ export async function startRegcache(config: Config, logger: Logger): Promise<Run
       disk.stop();
       lifecycle.cutAll();
       server.closeAllConnections();
+      adminServer?.close();
+      adminServer?.closeAllConnections();
       mirror?.closeAllConnections();
       interceptor.close();
       // The cut requests' own log lines (cutAtShutdown) are written as their responses close: wait for them.
       await lifecycle.waitIdle(CUT_SETTLE_MS);
+      await hostLabels.save();
       await peers?.close();
       await fleet?.close();
       await transport.destroy().catch(() => undefined);

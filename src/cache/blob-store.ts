@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { openSync } from "node:fs";
+import { closeSync, openSync } from "node:fs";
 import { mkdir, readdir, rename, rm, stat } from "node:fs/promises";
 import path from "node:path";
 import type { Readable } from "node:stream";
@@ -10,6 +10,7 @@ import { OCTET_STREAM } from "../oci/media-types.js";
 import { addLink, type BlobEntry, type CacheIndex } from "./cache-index.js";
 import type { DataPaths } from "./data-paths.js";
 import type { DataDisk } from "./data-disk.js";
+import { isNoSpace } from "./disk-errors.js";
 import { DISK_HEADROOM, effectiveCacheBound, freeBytes } from "./disk-space.js";
 import { DigestMismatchError, Download, DownloadAbortedError } from "./download.js";
 import { chooseEvictions } from "./eviction.js";
@@ -18,6 +19,7 @@ import { readManifestDescription } from "./manifest-file.js";
 import { recordLinkType } from "./manifest-types.js";
 import { OpenStreams } from "./read-chunk.js";
 import { CachedFileSource, DownloadSource, type RangeSource } from "./range-source.js";
+import { stampOfDescriptor, stampOfFile, stampOfFileNow, VerifiedFiles, type FileStamp } from "./verified-files.js";
 
 /** Eviction goes below the bound, so that one new blob does not trigger another eviction at once. */
 const LOW_WATER_RATIO = 0.9;
@@ -34,11 +36,11 @@ const SCRUB_IDLE_MS = 60_000;
 const RATE_WINDOW_MS = 60_000;
 /** Damaged files kept for inspection; older ones are deleted. */
 const QUARANTINE_KEEP = 3;
-const NO_SPACE = new Set(["ENOSPC", "EDQUOT"]);
 /** How often a disk that read as full is looked at again. */
 const ROOM_CHECK_MS = 5_000;
-/** Digests whose undeclared size outgrew the disk, remembered so that their next fill streams through uncached. */
+/** Digests whose undeclared size outgrew the disk, remembered (this many, this long) so that their next fills stream through uncached. */
 const OUTGREW_DISK_KEEP = 1000;
+const OUTGREW_DISK_MS = 60 * 60_000;
 
 export interface BlobStoreOptions {
   /** --max-cache-size: the bound regcache may fill, when the disk can hold it. */
@@ -60,8 +62,11 @@ export type OpenResult<R> =
   | { kind: "body"; content: "blob" | "manifest"; body: Readable; size: number | undefined; mediaType: string; host: string; maxSize?: number }
   | { kind: "refused"; response: R };
 
-/** Why a body streams through uncached: larger than the cache, no room on the disk, or a disk that cannot be written (data-disk.ts). */
-export type UncachedReason = "too-large" | "no-space" | "disk-fault";
+/**
+ * Why a body streams through uncached: larger than the cache, no room on the disk, a disk that
+ * cannot be written (data-disk.ts), or another failure to make its file (out of descriptors, say).
+ */
+export type UncachedReason = "too-large" | "no-space" | "disk-fault" | "cache-error";
 
 /**
  * For the request that started a fetch: its download, upstream's own (uncacheable) answer, or a
@@ -106,8 +111,8 @@ export class BlobStore {
   private readonly pendingTypes = new Map<string, { content: "blob" | "manifest"; types: Map<string, string | undefined> }>();
   /** Per download: its index entry once it is stored, undefined if it failed. */
   private readonly stored = new WeakMap<Download, Promise<BlobEntry | undefined>>();
-  /** Digests whose file matched its digest since this process started. */
-  private readonly verifiedThisRun = new Set<string>();
+  /** Digests whose file matched its digest since this process started, with what the file looked like then. */
+  private readonly verifiedThisRun = new VerifiedFiles();
   private readonly openStreams = new OpenStreams();
   private scrubTimer: NodeJS.Timeout | undefined;
   private roomTimer: NodeJS.Timeout | undefined;
@@ -116,8 +121,8 @@ export class BlobStore {
   /** The bound in force: --max-cache-size, or less while the disk cannot hold that (disk-space.ts). */
   private bound: number;
   readonly stats: BlobStoreStats = { evictions: 0, evictedBytes: 0, damaged: 0, digestMismatches: 0, missing: 0, uncachedForSpace: 0, uncachedForDiskFault: 0, noSpaceAt: undefined };
-  /** Digests whose body, of undeclared size, filled the disk: their next fill is not tried (see startFetch). */
-  private readonly outgrewDisk = new Set<string>();
+  /** Digests whose body, of undeclared size, filled the disk, and when (performance.now()): their next fills are not tried (see startFetch). */
+  private readonly outgrewDisk = new Map<string, number>();
 
   constructor(
     private readonly paths: DataPaths,
@@ -209,13 +214,15 @@ export class BlobStore {
   async verify(entry: BlobEntry, digest: Digest): Promise<"ok" | "damaged" | "missing"> {
     // Checked before pinning: hasFile leaves the row of a pinned digest alone.
     if (!(await this.hasFile(entry, digest))) return "missing";
+    // Taken before hashing: a write while the hash runs leaves the file looking changed.
+    const stamp = await stampOfFile(this.paths.blobFile(digest));
     this.pin(entry.digest);
     try {
       if (!(await this.hashMatches(entry, digest))) return "damaged";
     } finally {
       this.unpin(entry.digest);
     }
-    this.markVerified(entry);
+    this.markVerified(entry, stamp);
     return "ok";
   }
 
@@ -248,20 +255,28 @@ export class BlobStore {
 
   /**
    * Bytes [start, end] of the cached file as a response source; the digest stays pinned until it
-   * closes. Large files not verified this run (or within --verify-interval), or all of them with
-   * `always`, are hashed as they are served, and their last byte is released only if they still match.
+   * closes. Large files not verified this run (or within --verify-interval), changed on disk since
+   * (verified-files.ts), or all of them with `always`, are hashed as they are served, and their
+   * last byte is released only if they still match.
    */
   readCached(entry: BlobEntry, digest: Digest, start: number, end: number, always = false): RangeSource {
     this.index.touch(entry.digest);
     const fd = openSync(this.paths.blobFile(digest), "r");
+    let stamp: FileStamp;
+    try {
+      stamp = stampOfDescriptor(fd);
+    } catch (err) {
+      closeSync(fd);
+      throw err;
+    }
     this.pin(entry.digest);
     const slot = this.openStreams.open();
-    const check = this.needsCheck(entry, always)
+    const check = this.needsCheck(entry, always, stamp)
       ? {
           algorithm: digest.algorithm,
           hex: digest.hex,
           mode: start === 0 && end === entry.size - 1 ? ("inline" as const) : ("whole" as const),
-          onResult: (matched: boolean, actual: string) => (matched ? this.markVerified(entry) : void this.quarantine(entry, digest, actual)),
+          onResult: (matched: boolean, actual: string) => (matched ? this.markVerified(entry, stamp) : void this.quarantine(entry, digest, actual)),
         }
       : undefined;
     return new CachedFileSource(
@@ -276,14 +291,14 @@ export class BlobStore {
     );
   }
 
-  /** Small files were just checked whole by present(); large ones when asked, or not verified this run or lately. */
-  private needsCheck(entry: BlobEntry, always: boolean): boolean {
+  /** Small files were just checked whole by present(); large ones when asked, or not verified this run, lately, or as they look now. */
+  private needsCheck(entry: BlobEntry, always: boolean, stamp: FileStamp): boolean {
     if (entry.size <= ALWAYS_CHECKED_BYTES) return false;
-    return always || !this.verifiedThisRun.has(entry.digest) || Date.now() - (entry.verifiedAt ?? 0) >= this.options.verifyIntervalMs;
+    return always || !this.verifiedThisRun.matches(entry.digest, stamp) || Date.now() - (entry.verifiedAt ?? 0) >= this.options.verifyIntervalMs;
   }
 
-  private markVerified(entry: BlobEntry): void {
-    this.verifiedThisRun.add(entry.digest);
+  private markVerified(entry: BlobEntry, stamp: FileStamp | undefined): void {
+    this.verifiedThisRun.add(entry.digest, stamp);
     this.index.markVerified(entry.digest, Date.now());
   }
 
@@ -291,7 +306,7 @@ export class BlobStore {
   private async quarantine(entry: BlobEntry, digest: Digest, actual: string): Promise<void> {
     if (this.index.getBlob(entry.digest) !== entry) return;
     this.stats.damaged += 1;
-    this.verifiedThisRun.delete(entry.digest);
+    this.verifiedThisRun.forget(entry.digest);
     this.logger.error({ digest: entry.digest, actual, bytes: entry.size }, "cached file does not match its digest; quarantined, will be refetched");
     try {
       await this.index.deleteBlob(entry.digest);
@@ -344,7 +359,10 @@ export class BlobStore {
     };
     if (result.size !== undefined && result.size > this.options.maxBytes) return uncached("too-large");
     if (!this.disk.writable) return uncached("disk-fault");
-    if (result.size === undefined && this.outgrewDisk.has(digest.value)) return uncached("no-space");
+    if (result.size === undefined && this.outgrewDiskLately(digest)) {
+      this.stats.uncachedForSpace += 1;
+      return uncached("no-space");
+    }
     let download: Download;
     try {
       // The disk may have freed up (or filled) since the bound was last fitted: eviction goes by now.
@@ -364,13 +382,12 @@ export class BlobStore {
       // The body is the client's answer still: it streams through, only the cache goes without it.
       this.reservations.delete(digest.value);
       this.logger.error({ err, digest: digest.value }, "cannot create a cache file; streaming through uncached");
-      if (NO_SPACE.has((err as NodeJS.ErrnoException).code ?? "")) {
+      if (isNoSpace(err)) {
         this.noRoom();
         this.stats.uncachedForSpace += 1;
         return uncached("no-space");
       }
-      this.disk.failed(err, "create a cache file");
-      return uncached("disk-fault");
+      return uncached(this.disk.failed(err, "create a cache file") ? "disk-fault" : "cache-error");
     }
     this.downloads.set(digest.value, download);
     this.pendingLinks.set(digest.value, [hostRepository]);
@@ -389,7 +406,7 @@ export class BlobStore {
     this.stored.set(
       download,
       stored.catch((err: unknown) => {
-        this.logger.error({ err, digest: digest.value }, "cannot record a finished download");
+        this.logger.error({ err, digest: digest.value }, "cannot record a stored download");
         return undefined;
       }),
     );
@@ -435,7 +452,7 @@ export class BlobStore {
     for (const [link, type] of pending?.types ?? []) recordLinkType(entry, link, type);
     // Its bytes were hashed on the way in: as verified as a file can be.
     entry.verifiedAt = now;
-    this.verifiedThisRun.add(entry.digest);
+    this.verifiedThisRun.add(entry.digest, stampOfFileNow(this.paths.blobFile(download.digest)));
     await this.index.putBlob(entry);
     this.release(download);
     await this.evictFor(0).catch((err: unknown) => this.logger.error({ err }, "eviction failed"));
@@ -561,9 +578,18 @@ export class BlobStore {
    */
   private async refuseRoom(digest: Digest, host: string): Promise<never> {
     this.noRoom();
-    this.outgrewDisk.add(digest.value);
-    if (this.outgrewDisk.size > OUTGREW_DISK_KEEP) this.outgrewDisk.delete(this.outgrewDisk.values().next().value!);
+    this.outgrewDisk.delete(digest.value);
+    this.outgrewDisk.set(digest.value, performance.now());
+    if (this.outgrewDisk.size > OUTGREW_DISK_KEEP) this.outgrewDisk.delete(this.outgrewDisk.keys().next().value!);
     throw new DownloadAbortedError(host, "the cache disk is full and upstream did not declare the size; the next request streams it through uncached");
+  }
+
+  private outgrewDiskLately(digest: Digest): boolean {
+    const at = this.outgrewDisk.get(digest.value);
+    if (at === undefined) return false;
+    if (performance.now() - at < OUTGREW_DISK_MS) return true;
+    this.outgrewDisk.delete(digest.value);
+    return false;
   }
 
   private evictableBytes(): number {
@@ -572,11 +598,26 @@ export class BlobStore {
     return bytes;
   }
 
+  /** The file first: a disk that refuses to delete it keeps the entry, still served. */
   async remove(entry: BlobEntry): Promise<void> {
-    await this.index.deleteBlob(entry.digest);
-    this.verifiedThisRun.delete(entry.digest);
     const [algorithm, hex] = entry.digest.split(":");
     await rm(path.join(this.paths.blobsDir, algorithm!, hex!.slice(0, 2), hex!), { force: true });
+    await this.index.deleteBlob(entry.digest);
+    this.verifiedThisRun.forget(entry.digest);
+  }
+
+  /**
+   * Removes what tmp/ holds that no download in progress writes: partial files a disk that turned
+   * read-only could not remove (called when it can be written again). Never rejects.
+   */
+  async removeStrayTempFiles(): Promise<number> {
+    const writing = new Set([...this.downloads.values()].map((d) => path.basename(d.tempFile)));
+    let removed = 0;
+    for (const name of await readdir(this.paths.tmpDir).catch(() => [] as string[])) {
+      if (writing.has(name)) continue;
+      if (await rm(path.join(this.paths.tmpDir, name), { recursive: true, force: true }).then(() => true, () => false)) removed += 1;
+    }
+    return removed;
   }
 
   /**

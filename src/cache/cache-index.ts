@@ -123,6 +123,8 @@ export class CacheIndex {
   private readonly warnedAt = new Map<string, { at: number; since: number }>();
   private readonly flushTimer: NodeJS.Timeout;
   private flushing: Promise<void> | undefined;
+  /** While reopen() moves to a new connection: writes wait in memory. */
+  private reopening = false;
   private lastFailure: IndexWriteError | undefined;
 
   private constructor(
@@ -169,6 +171,18 @@ export class CacheIndex {
   }
 
   private static async openFile(file: string, logger: Logger, shared: SharedRecords | undefined): Promise<CacheIndex> {
+    const { store, keyv } = await CacheIndex.connect(file, logger);
+    try {
+      const { blobs, bytes } = await loadBlobs(store, keyv);
+      return new CacheIndex(file, store, keyv, blobs, bytes, logger, undefined, shared);
+    } catch (err) {
+      await store.close().catch(() => undefined);
+      throw err;
+    }
+  }
+
+  /** A checked, migrated connection to the index file; rejects (closed) when the file is damaged or cannot be written. */
+  private static async connect(file: string, logger: Logger): Promise<{ store: KeyvSqlite; keyv: Keyv }> {
     // sqlite takes an empty file for a new database, but it wrote a header when this one was made: it was truncated.
     if ((await fileSize(file)) === 0) throw new DamagedIndexError("the file is empty");
     const store = newStore(`sqlite://${file}`);
@@ -183,8 +197,7 @@ export class CacheIndex {
       if (check[0]?.quick_check !== "ok") throw new DamagedIndexError(`quick_check: ${check.slice(0, 3).map((r) => r.quick_check).join("; ")}`);
       const keyv = newKeyv(store);
       await migrate(store, keyv, logger);
-      const { blobs, bytes } = await loadBlobs(store, keyv);
-      return new CacheIndex(file, store, keyv, blobs, bytes, logger, undefined, shared);
+      return { store, keyv };
     } catch (err) {
       // An open connection would keep the file's locks and shared memory past a rename.
       await store.close().catch(() => undefined);
@@ -205,10 +218,7 @@ export class CacheIndex {
     try {
       if (!created) {
         const rows = await readRowsWithoutWriting(file);
-        await store.query(
-          `INSERT INTO ${TABLE} (key, value) SELECT json_extract(j.value, '$[0]'), json_extract(j.value, '$[1]') FROM json_each(?) AS j`,
-          JSON.stringify(rows.map((r) => [r.key, r.value])),
-        );
+        await insertRows(store, rows);
         rowsRead = rows.length;
       }
       loaded = await load();
@@ -235,31 +245,33 @@ export class CacheIndex {
    * it was, when the file cannot be opened and written.
    */
   async reopen(): Promise<void> {
-    await this.flushing;
-    const fresh = newStore(`sqlite://${this.file}`);
+    // Writes wait (their rows stay dirty or pending) until the new connection takes them.
+    this.reopening = true;
     try {
-      await fresh.query("PRAGMA journal_mode=WAL");
-      await fresh.query("PRAGMA synchronous=NORMAL");
-      const keyv = newKeyv(fresh);
-      await migrate(fresh, keyv, this.logger);
-      if (this.volatileCause) {
-        const rows = (await this.store.query(`SELECT key, value FROM ${TABLE}`)) as { key: string; value: string }[];
-        await fresh.query(
-          `INSERT OR REPLACE INTO ${TABLE} (key, value) SELECT json_extract(j.value, '$[0]'), json_extract(j.value, '$[1]') FROM json_each(?) AS j`,
-          JSON.stringify(rows.map((r) => [r.key, r.value])),
-        );
-      } else {
-        for (const digest of this.blobs.keys()) this.dirty.add(digest);
+      await this.flushing;
+      const memoryRows = this.volatileCause ? ((await this.store.query(`SELECT key, value FROM ${TABLE}`)) as IndexRow[]) : [];
+      let fresh: { store: KeyvSqlite; keyv: Keyv };
+      try {
+        fresh = await CacheIndex.connect(this.file, this.logger);
+      } catch (err) {
+        if (!isDamage(err)) throw err;
+        const movedTo = await moveAside(this.file);
+        this.logger.warn({ file: this.file, movedTo, reason: messageOf(err) }, "cache index damaged: moved aside and replaced; what memory holds is written to the new one");
+        fresh = await CacheIndex.connect(this.file, this.logger);
       }
+      await insertRows(fresh.store, memoryRows).catch(async (err: unknown) => {
+        await fresh.store.close().catch(() => undefined);
+        throw err;
+      });
+      for (const digest of this.blobs.keys()) this.dirty.add(digest);
       const old = this.store;
-      this.store = fresh;
-      this.keyv = keyv;
+      this.store = fresh.store;
+      this.keyv = fresh.keyv;
       this.volatileCause = undefined;
       this.lastFailure = undefined;
       await old.close().catch(() => undefined);
-    } catch (err) {
-      await fresh.close().catch(() => undefined);
-      throw err;
+    } finally {
+      this.reopening = false;
     }
     await this.flush();
     this.logger.info({ file: this.file, rows: this.blobs.size }, "cache index reopened on its file");
@@ -433,12 +445,13 @@ export class CacheIndex {
     return written;
   }
 
-  private async putRecord(key: string, value: unknown): Promise<void> {
+  /** `share`: false for a record read from the fleet's copy, which has it already. */
+  private async putRecord(key: string, value: unknown, share = true): Promise<void> {
     // Held until sqlite has it, so that reads see it meanwhile; re-inserted so the newest are last.
     this.pendingRecords.delete(key);
     this.pendingRecords.set(key, value);
     if (this.pendingRecords.size > MAX_PENDING_RECORDS) this.pendingRecords.delete(this.pendingRecords.keys().next().value!);
-    if (this.shared?.shares(key)) this.shared.put(key, value);
+    if (share && this.shared?.shares(key)) this.shared.put(key, value);
     await this.persistRecord(key, value);
   }
 
@@ -463,10 +476,17 @@ export class CacheIndex {
     return deleted ? gone.length : 0;
   }
 
-  /** The local record, or the fleet's copy when that is newer (another replica recorded it later). */
+  /**
+   * The local record, or the fleet's copy when that is newer (another replica recorded it later).
+   * A copy taken from the fleet is kept locally as well (written in the background, readable at
+   * once): when the shared index is down later, this replica still answers with what it served.
+   */
   private async getRecord<T>(key: string): Promise<T | undefined> {
     const shared = this.shared?.shares(key) ? this.shared.get<T>(key) : undefined;
-    return newerRecord(await this.getLocalRecord<T>(key), await shared);
+    const local = await this.getLocalRecord<T>(key);
+    const newer = newerRecord(local, await shared);
+    if (newer !== undefined && newer !== local) void this.putRecord(key, newer, false);
+    return newer;
   }
 
   private async getLocalRecord<T>(key: string): Promise<T | undefined> {
@@ -480,6 +500,7 @@ export class CacheIndex {
   }
 
   private async attempt(write: () => Promise<unknown>): Promise<boolean> {
+    if (this.reopening) return false;
     try {
       await write();
     } catch (err) {
@@ -513,6 +534,20 @@ export function addLink(links: string[], hostRepository: string): boolean {
   links.push(hostRepository);
   if (links.length > MAX_LINKS) links.shift();
   return true;
+}
+
+interface IndexRow {
+  key: string;
+  value: string;
+}
+
+/** Writes raw rows (key and serialized value) in one statement, replacing rows of the same key. */
+async function insertRows(store: KeyvSqlite, rows: IndexRow[]): Promise<void> {
+  if (rows.length === 0) return;
+  await store.query(
+    `INSERT OR REPLACE INTO ${TABLE} (key, value) SELECT json_extract(j.value, '$[0]'), json_extract(j.value, '$[1]') FROM json_each(?) AS j`,
+    JSON.stringify(rows.map((r) => [r.key, r.value])),
+  );
 }
 
 function newStore(uri: string): KeyvSqlite {
@@ -593,7 +628,7 @@ async function migrate(store: KeyvSqlite, keyv: Keyv, logger: Logger): Promise<v
  * no -shm and no WAL, which a full disk refuses to create. Rows only in an uncheckpointed WAL
  * are missed; recovery re-admits their files by hash.
  */
-function readRowsWithoutWriting(file: string): Promise<{ key: string; value: string }[]> {
+function readRowsWithoutWriting(file: string): Promise<IndexRow[]> {
   return new Promise((resolve, reject) => {
     const db = new sqlite3.Database(`${pathToFileURL(file).href}?immutable=1`, sqlite3.OPEN_READONLY | sqlite3.OPEN_URI, (openErr) => {
       if (openErr) {

@@ -1,5 +1,6 @@
 import { open, readFile, readlink, rm, symlink } from "node:fs/promises";
 import { RegcacheError } from "../errors.js";
+import { isFilesystemFault } from "./disk-errors.js";
 
 export class DataDirLockedError extends RegcacheError {
   constructor(
@@ -21,9 +22,6 @@ function isAlive(pid: number): boolean {
     return (err as NodeJS.ErrnoException).code === "EPERM";
   }
 }
-
-/** A disk that refuses to create the lock because it cannot be written at all. */
-const READ_ONLY = new Set(["EROFS"]);
 
 /** A held lock: in the data dir, or beside it while the data dir's disk is read-only. */
 export interface DataDirLock {
@@ -56,9 +54,18 @@ export async function acquireDataDirLock(lockFile: string, fallbackFile?: string
   try {
     await takeLock(lockFile);
   } catch (err) {
-    if (fallbackFile === undefined || !READ_ONLY.has((err as NodeJS.ErrnoException).code ?? "")) throw err;
+    if (fallbackFile === undefined || !isFilesystemFault(err)) throw err;
     await takeLock(fallbackFile);
     return heldLock(lockFile, fallbackFile);
+  }
+  // A process of this machine may serve the directory from the lock outside, its disk having been
+  // read-only when it started: the lock on the disk alone does not say so.
+  if (fallbackFile !== undefined) {
+    const outside = await lockOwner(fallbackFile);
+    if (Number.isInteger(outside) && outside > 0 && outside !== process.pid && isAlive(outside)) {
+      await rm(lockFile, { force: true });
+      throw new DataDirLockedError(fallbackFile, outside);
+    }
   }
   return heldLock(lockFile, lockFile);
 }

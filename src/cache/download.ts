@@ -115,6 +115,11 @@ export class Download extends EventEmitter {
     return download;
   }
 
+  /** The file the body is written to while it streams. */
+  get tempFile(): string {
+    return this.spec.tempFile;
+  }
+
   get size(): number | undefined {
     return this.state === "complete" ? this.written : this.expectedSize;
   }

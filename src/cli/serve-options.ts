@@ -26,6 +26,7 @@ export const LOG_LEVELS: LogLevel[] = ["fatal", "error", "warn", "info", "debug"
 export function serveOptions(): Option[] {
   return [
     new Option("--listen <host:port>", "address and port of the proxy").env("REGCACHE_LISTEN").default(DEFAULTS.listen),
+    new Option("--admin-listen <host:port>", "a separate address for the stats page, /api/stats, /metrics and the cache admin API, which the proxy port then no longer serves (default: the proxy port)").env("REGCACHE_ADMIN_LISTEN"),
     new Option("--data-dir <dir>", "cache directory (blobs, index, temp files)").env("REGCACHE_DATA_DIR").default(DEFAULTS.dataDir),
     new Option("--certs-dir <dir>", "directory of ca.crt and ca.key; created on first start, may be read-only once they exist").env("REGCACHE_CERTS_DIR").default(DEFAULTS.certsDir),
     listOption("--upstream-ca <file>", "extra CA (PEM) trusted for upstream registries, on top of the system store; repeatable", "REGCACHE_UPSTREAM_CA"),
@@ -78,6 +79,7 @@ export function serveOptions(): Option[] {
 
 export interface RawServeOptions {
   listen: string;
+  adminListen?: string;
   dataDir: string;
   certsDir: string;
   upstreamCa?: string[];
@@ -142,10 +144,14 @@ export function toConfig(raw: RawServeOptions): Config {
     if (ms <= 0) throw new OptionError(`${flag} must be greater than 0, got "${value}"`);
     return ms;
   };
+  const listen = parseHostPort(raw.listen, "--listen", true);
+  const adminListen = raw.adminListen === undefined ? undefined : parseHostPort(raw.adminListen, "--admin-listen", true);
+  if (adminListen && adminListen.port !== 0 && adminListen.port === listen.port) throw new OptionError(`--admin-listen must be another port than --listen, got "${raw.adminListen}"`);
   const maxCacheSize = parseSize(raw.maxCacheSize, "--max-cache-size");
   if (maxCacheSize <= 0) throw new OptionError(`--max-cache-size must be greater than 0, got "${raw.maxCacheSize}"`);
   return {
-    listen: parseHostPort(raw.listen, "--listen", true),
+    listen,
+    adminListen,
     dataDir: raw.dataDir,
     certsDir: raw.certsDir,
     upstreamCaFiles: raw.upstreamCa ?? [],

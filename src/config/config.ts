@@ -13,6 +13,8 @@ export type OfflineAccess = "public" | "all" | "none";
 /** Everything `regcache serve` can be told; the CLI fills it from flags and REGCACHE_* variables. */
 export interface Config {
   listen: HostPort;
+  /** Where the stats page, /api/stats, /metrics and the cache admin API listen; absent: on `listen`. */
+  adminListen?: HostPort;
   dataDir: string;
   certsDir: string;
   upstreamCaFiles: string[];

@@ -174,6 +174,8 @@ export class ContentHandler {
   private async keep(rr: RegistryRequest, target: ContentTarget, open: () => Promise<SourcedResult>): Promise<BlobEntry | undefined> {
     const cached = await this.cachedEntry(target);
     if (cached) return cached;
+    // A copy for later is no use on a disk that cannot take it: no stream is opened for nothing.
+    if (!this.store.disk.writable) return undefined;
     let opened: SourcedResult | undefined;
     const outcome = await this.store.fill<UpstreamResponse>(target.digest, `${rr.host}/${target.name}`, async () => (opened = await open())).catch(() => undefined);
     if (outcome?.kind === "refused") await outcome.response.body.dump();
@@ -274,6 +276,14 @@ export class ContentHandler {
           outcome.body.destroy();
           await this.fillAndServe(rr, target);
           return;
+        }
+        // A peer's copy, taken because upstream cannot answer, is the offline policy's to allow, cached or not.
+        if (opened?.via === "copy") {
+          if (opened.publicSince) await this.access.adoptPublicVerdict(rr.host, target.name, opened.publicSince);
+          if (!(await this.allowedOffline(rr, target))) {
+            outcome.body.destroy();
+            return;
+          }
         }
         rr.log.uncached = outcome.reason;
         await this.respond(rr, { kind: target.kind, digest: target.digest, mediaType: outcome.mediaType, size: outcome.size }, "BYPASS", {}, () => outcome.body, outcome.body);

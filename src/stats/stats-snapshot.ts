@@ -11,6 +11,8 @@ export interface StatsSources {
   version: string;
   /** performance.now() at start: uptime is a duration, which a wall-clock step must not bend. */
   startedAt: number;
+  /** The proxy port, which nodes use (the page may be served on --admin-listen's). */
+  proxyPort: () => number;
   cluster?: Cluster;
   shared?: SharedTier;
 }
@@ -25,24 +27,46 @@ export type StatsSnapshot = ReturnType<typeof statsSnapshot>;
  * the stats page polls every 2 s, so the list stays short however many hosts were seen.
  */
 const TOP_UPSTREAMS = 25;
-/** Down hosts are what an operator looks for: listed beyond the top ones, up to this many. */
+/** Down and failing hosts are what an operator looks for: listed beyond the top ones, up to this many. */
 const MAX_DOWN_LISTED = 100;
 
 function ratio(part: number, whole: number): number | null {
   return whole > 0 ? part / whole : null;
 }
 
+/**
+ * "failing": the host's last requests failed (connect, TLS, 5xx...) but fewer than
+ * --failure-threshold in a row, so its circuit is still closed and clients still wait on it.
+ */
+export type UpstreamState = "up" | "failing" | "down";
+
 interface UpstreamRow extends UpstreamTotals {
   host: string;
-  state: HostHealth["state"];
+  state: UpstreamState;
   since: number | null;
+  /** Failures in a row: what the circuit breaker counts towards --failure-threshold. */
+  consecutiveFailures: number;
   lastError: string | null;
+}
+
+/** A host's state for people: "down" is the breaker's; "failing" comes before it. Pure. */
+export function upstreamState(h: Pick<HostHealth, "state" | "consecutiveFailures"> | undefined): UpstreamState {
+  if (!h) return "up";
+  if (h.state === "down") return "down";
+  return h.consecutiveFailures > 0 ? "failing" : "up";
 }
 
 /** The listed upstream rows, and how many known hosts were left out of the list. */
 function upstreamRows(s: StatsSources): { upstreams: UpstreamRow[]; upstreamsOmitted: number } {
   const health = new Map(s.health.snapshot().map((h) => [h.host, h]));
-  const row = (host: string, totals: UpstreamTotals, h: HostHealth | undefined): UpstreamRow => ({ host, ...totals, state: h?.state ?? "up", since: h?.since ?? null, lastError: h?.lastError ?? null });
+  const row = (host: string, totals: UpstreamTotals, h: HostHealth | undefined): UpstreamRow => ({
+    host,
+    ...totals,
+    state: upstreamState(h),
+    since: h?.since ?? null,
+    consecutiveFailures: h?.consecutiveFailures ?? 0,
+    lastError: h?.lastError ?? null,
+  });
   const rows: UpstreamRow[] = [];
   for (const [host, totals] of s.collector.upstreamTotals()) {
     rows.push(row(host, totals, health.get(host)));
@@ -51,7 +75,7 @@ function upstreamRows(s: StatsSources): { upstreams: UpstreamRow[]; upstreamsOmi
   for (const h of health.values()) rows.push(row(h.host, { requests: 0, hits: 0, stale: 0, bytes: 0, errors: 0 }, h));
   rows.sort((a, b) => b.bytes - a.bytes || b.requests - a.requests || (b.since ?? 0) - (a.since ?? 0));
   let downListed = 0;
-  const upstreams = rows.filter((r, i) => i < TOP_UPSTREAMS || (r.state === "down" && downListed++ < MAX_DOWN_LISTED));
+  const upstreams = rows.filter((r, i) => i < TOP_UPSTREAMS || (r.state !== "up" && downListed++ < MAX_DOWN_LISTED));
   return { upstreams, upstreamsOmitted: rows.length - upstreams.length };
 }
 
@@ -61,6 +85,7 @@ export function statsSnapshot(s: StatsSources) {
   const { upstreams, upstreamsOmitted } = upstreamRows(s);
   return {
     version: s.version,
+    proxyPort: s.proxyPort(),
     uptimeSeconds: Math.round((performance.now() - s.startedAt) / 1000),
     totals: {
       ...t,

@@ -41,10 +41,13 @@ describe.skipIf(missing.length > 0)("time and shutdown", { concurrent: true }, (
   let upstream: FakeUpstream;
   const steady = randomBytes(8_000_000);
   const layer = randomBytes(157_000_000);
+  const slowClientLayer = randomBytes(40_000_000);
   const blobs = new Map([
     [sha256(steady), { body: steady, rate: 400_000 }],
     [sha256(layer), { body: layer, rate: 0 }],
+    [sha256(slowClientLayer), { body: slowClientLayer, rate: 0 }],
   ]);
+  const asked = (digest: string): boolean => upstream.requests.some((r) => r.url.endsWith(digest));
   const stalled = sha256(randomBytes(32));
   const url = (digest: string): string => `https://slow.test/v2/team/app/blobs/${digest}`;
 
@@ -85,9 +88,8 @@ describe.skipIf(missing.length > 0)("time and shutdown", { concurrent: true }, (
     });
     await proxy.start();
     try {
-      const started = performance.now();
       const download = curlThrough(proxy, url(sha256(steady)), [], 120_000);
-      const drip = curlThrough(proxy, url(stalled), [], 150_000).then((r) => ({ ...r, seconds: (performance.now() - started) / 1000 }));
+      const drip = curlThrough(proxy, url(stalled), [], 150_000);
       await new Promise((r) => setTimeout(r, 5_000));
       writeFileSync(clock, "+2h\n");
       await new Promise((r) => setTimeout(r, 5_000));
@@ -95,10 +97,8 @@ describe.skipIf(missing.length > 0)("time and shutdown", { concurrent: true }, (
       const done: CurlResult = await download;
       expect(done.exitCode).toBe(0);
       expect(sha256(done.body)).toBe(sha256(steady));
-      const cut = await drip;
-      expect(cut.exitCode).not.toBe(0);
-      // Judged over a minute (download.ts): aborted within it and a margin, not never.
-      expect(cut.seconds).toBeLessThan(100);
+      // Cut by regcache (curl 52 before any byte of the body, 18 after some), not by the test's own timeout.
+      expect([18, 52]).toContain((await drip).exitCode);
       const aborted = await proxy.waitForLog((l) => l.msg === "download failed; nothing cached" && JSON.stringify(l).includes("below the minimum"));
       expect(JSON.stringify(aborted)).toContain("over 60 s");
       for (const line of proxy.requestLogs()) expect(line.durationMs as number).toBeGreaterThanOrEqual(0);
@@ -112,7 +112,7 @@ describe.skipIf(missing.length > 0)("time and shutdown", { concurrent: true }, (
     const proxy = env.regcache("shutdown", [...upstream.resolveArg("slow.test"), "--drain-delay", "5s"]);
     await proxy.start();
     const clients = Array.from({ length: 5 }, () => curlThrough(proxy, url(sha256(layer)), ["--limit-rate", "3M"], 180_000));
-    await waitFor(() => upstream.requests.length > 0, 10_000, "the layer to be asked for");
+    await waitFor(() => asked(sha256(layer)), 10_000, "the layer to be asked for");
     await new Promise((r) => setTimeout(r, 3_000));
     const exited = proxy.stop();
     for (const res of await Promise.all(clients)) {
@@ -127,16 +127,17 @@ describe.skipIf(missing.length > 0)("time and shutdown", { concurrent: true }, (
   it("a client still streaming when --shutdown-grace runs out is cut, and the log names what was cut", async () => {
     const proxy = env.regcache("grace", [...upstream.resolveArg("slow.test"), "--shutdown-grace", "2s"]);
     await proxy.start();
-    const slow = curlThrough(proxy, url(sha256(layer)), ["--limit-rate", "3M"], 60_000);
-    await new Promise((r) => setTimeout(r, 2_000));
+    // 40 MB at 3 MB/s: streaming for 13 s, well past a 2 s grace.
+    const slow = curlThrough(proxy, url(sha256(slowClientLayer)), ["--limit-rate", "3M"], 60_000);
+    await waitFor(() => asked(sha256(slowClientLayer)), 10_000, "the layer to be asked for");
     expect(await proxy.stop()).toBe(0);
     const res = await slow;
     expect(res.exitCode).not.toBe(0);
-    expect(res.body.length).toBeLessThan(layer.length);
+    expect(res.body.length).toBeLessThan(slowClientLayer.length);
     const over = await proxy.waitForLog((l) => l.msg.startsWith("shutdown grace period over"));
     expect(over.requests).toBe(1);
-    expect(JSON.stringify(over.cut)).toContain(sha256(layer));
-    const cutLine = await proxy.waitForLog((l) => l.msg === "request" && l.digest === sha256(layer));
+    expect(JSON.stringify(over.cut)).toContain(sha256(slowClientLayer));
+    const cutLine = await proxy.waitForLog((l) => l.msg === "request" && l.digest === sha256(slowClientLayer));
     expect(cutLine).toMatchObject({ cutAtShutdown: true, completed: false });
   });
 });

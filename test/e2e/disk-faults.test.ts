@@ -1,22 +1,27 @@
+import { execFile, execFileSync } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
-import { execFileSync } from "node:child_process";
-import { lstatSync, mkdirSync, readdirSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { lstatSync, mkdirSync, mkdtempSync, readdirSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import path from "node:path";
+import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { corruptBlobsInLayout, curlThrough, skopeoPull } from "./harness/clients.js";
-import { TestEnvironment, type PushedImage } from "./harness/environment.js";
+import { REGISTRY_HOST, TestEnvironment, type PushedImage } from "./harness/environment.js";
 import { EioFs, eioFsUnavailable } from "./harness/eio-fs.js";
 import { drip, FakeUpstream } from "./harness/fake-upstream.js";
 import { LoopDisk, loopDiskUnavailable } from "./harness/loop-disk.js";
-import { waitFor } from "./harness/ports.js";
-import type { RegcacheProcess } from "./harness/regcache-process.js";
+import { freePort, waitFor } from "./harness/ports.js";
+import { CLI, type RegcacheProcess } from "./harness/regcache-process.js";
+import { writeHtpasswd } from "./harness/registry.js";
+import { rankMembers } from "../../src/cluster/rendezvous.js";
 import { mountTmpfs, tmpfsUnavailable, unmountTmpfs } from "./harness/tmpfs.js";
 import { missingTools } from "./harness/tools.js";
 
 const missing = missingTools("docker-registry", "skopeo", "openssl", "curl", "chattr");
+const exec = promisify(execFile);
 
 interface DiskStats {
-  cache: { bytes: number; entries: number; maxBytes: number; diskFull: boolean; diskFault: { action: string; code: string; reason: string } | null; uncachedForDiskFault: number };
+  cache: { bytes: number; entries: number; maxBytes: number; diskFull: boolean; indexWriteError: string | null; diskFault: { action: string; code: string; reason: string } | null; uncachedForDiskFault: number };
 }
 
 async function stats(proxy: RegcacheProcess): Promise<DiskStats> {
@@ -118,7 +123,7 @@ describe.skipIf(missing.length > 0 || loopDiskUnavailable())("a data disk that f
     expect(env.registry.blobGets()).toEqual([]);
   });
 
-  it("the filesystem turns read-only under a pull (ext4 errors=remount-ro): no exit, cached images served, misses streamed through uncached, /readyz and /metrics say so", async () => {
+  it("the filesystem turns read-only as a pull starts (ext4 errors=remount-ro): no exit, cached images served, misses streamed through uncached, /readyz and /metrics say so", async () => {
     proxy.logs.length = 0;
     // A pull in flight when the disk fails may be cut (its bytes were being written): the client's
     // retry is served. Neither may take the process down.
@@ -337,5 +342,103 @@ describe.skipIf(missing.length > 0 || eioFsUnavailable())("a data disk whose wri
     await proxy.waitForLog((l) => l.msg === "data disk writable again: caching resumes", 20_000);
     expect((await curlThrough(proxy, slowUrl)).headers["x-cache"]).toBe("MISS");
     expect((await curlThrough(proxy, slowUrl)).headers["x-cache"]).toBe("HIT");
+  });
+});
+
+/**
+ * A filesystem that fails and is repaired while the index had nothing to write: its connection
+ * still points at the failed filesystem, and must move to the repaired one all the same.
+ */
+describe.skipIf(missing.length > 0 || loopDiskUnavailable())("a disk repaired while the index had nothing to write", () => {
+  let env: TestEnvironment;
+  let upstream: FakeUpstream;
+  let disk: LoopDisk;
+  let proxy: RegcacheProcess;
+  const blobs = Array.from({ length: 2 }, () => randomBytes(300_000));
+  const byDigest = new Map(blobs.map((b) => [sha256(b), b]));
+  const url = (b: Buffer): string => `https://slow.test/v2/team/app/blobs/${sha256(b)}`;
+
+  beforeAll(async () => {
+    env = new TestEnvironment("reopen");
+    upstream = new FakeUpstream(env.pki, (req, res) => {
+      const body = byDigest.get((req.url ?? "").split("/").pop() ?? "");
+      if (!body) return void res.writeHead(404).end();
+      res.writeHead(200, { "content-type": "application/octet-stream", "content-length": body.length });
+      res.end(body);
+    });
+    await upstream.start();
+    disk = new LoopDisk(env.path("disk.img"), env.path("disk"), 64 * 1024 * 1024);
+    disk.mount();
+    proxy = env.regcache("reopen", upstream.resolveArg("slow.test"), { dataDir: path.join(disk.mountPoint, "data") });
+    await proxy.start();
+  }, 120_000);
+  afterAll(async () => {
+    await proxy?.stop("SIGKILL").catch(() => undefined);
+    await upstream?.stop();
+    disk?.cleanup();
+    await env?.cleanup();
+  });
+
+  it("the index is reopened on the repaired disk, and what is cached next is recorded there", async () => {
+    disk.failReadOnly();
+    expect((await curlThrough(proxy, url(blobs[0]!))).headers["x-cache"]).toBe("BYPASS");
+    expect((await stats(proxy)).cache.indexWriteError).toBeNull();
+    disk.repair();
+    await proxy.waitForLog((l) => l.msg === "data disk writable again: caching resumes", 20_000);
+    await proxy.waitForLog((l) => l.msg === "cache index reopened on its file");
+    expect((await curlThrough(proxy, url(blobs[1]!))).headers["x-cache"]).toBe("MISS");
+    // The index writes what changed every 5 s: by then its rows are on the repaired disk.
+    expect(await proxy.stop()).toBe(0);
+    await proxy.start();
+    expect((await curlThrough(proxy, url(blobs[1]!))).headers["x-cache"]).toBe("HIT");
+    expect((await stats(proxy)).cache.indexWriteError).toBeNull();
+  });
+});
+
+/**
+ * A replica whose disk cannot be written streams what it lacks through uncached; a peer's copy of
+ * private content, taken while upstream is down, must still pass the offline policy first.
+ */
+describe.skipIf(missing.length > 0)("a replica whose disk cannot be written, upstream down", () => {
+  let env: TestEnvironment;
+  let a: RegcacheProcess;
+  let b: RegcacheProcess;
+  let secret: PushedImage;
+  const ALICE = "alice:s3cret";
+
+  beforeAll(async () => {
+    const htpasswd = path.join(mkdtempSync(path.join(tmpdir(), "regcache-htpasswd-")), "htpasswd");
+    writeHtpasswd(htpasswd, { alice: "s3cret" });
+    env = new TestEnvironment("peer-private", { htpasswdFile: htpasswd });
+    await env.start();
+    await exec(process.execPath, [CLI, "ca", "init", "--certs-dir", env.path("certs")]);
+    // The layer must be owned by B (the rendezvous ranking), so that A's fill is A's own and B has none.
+    let ports: number[];
+    do {
+      secret = await env.pushImage("corp/secret", `v${Math.random().toString(36).slice(2, 8)}`, [1_000_000], 1, ALICE);
+      ports = [await freePort(), await freePort()];
+    } while (rankMembers(secret.layerDigests[0]!, ports.map((p) => `127.0.0.1:${p}`))[0] !== `127.0.0.1:${ports[1]}`);
+    const args = (i: number): string[] => ["--peer-listen", `127.0.0.1:${ports[i]!}`, "--advertise", `127.0.0.1:${ports[i]}`, "--peer", `127.0.0.1:${ports[1 - i]}`, "--failure-threshold", "1"];
+    a = env.regcache("private-a", args(0));
+    b = env.regcache("private-b", args(1));
+    await Promise.all([a.start(), b.start()]);
+    await waitFor(() => [a, b].every((r) => r.logs.some((l) => l.msg === "peer is live")), 15_000, "the replicas to see each other");
+  }, 180_000);
+  afterAll(async () => env?.cleanup());
+
+  it("an anonymous client gets the registry's refusal for a private layer, not the peer's copy streamed through", async () => {
+    const tmp = path.join(b.dataDir, "tmp");
+    rmSync(tmp, { recursive: true, force: true });
+    writeFileSync(tmp, "not a directory\n");
+    const authorized = await skopeoPull(a, secret.ref, env.path("alice"), { creds: ALICE });
+    expect(authorized.ok, authorized.stderr).toBe(true);
+    await env.registry.stop();
+    try {
+      const layer = await curlThrough(b, `https://${REGISTRY_HOST}/v2/${secret.repo}/blobs/${secret.layerDigests[0]}`);
+      expect([401, 403]).toContain(layer.status);
+      expect(layer.body.length).toBeLessThan(1_000_000);
+    } finally {
+      await env.registry.start();
+    }
   });
 });

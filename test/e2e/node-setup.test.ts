@@ -1,11 +1,12 @@
 import { execFile } from "node:child_process";
 import { X509Certificate } from "node:crypto";
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { CLI, RegcacheProcess, REPO_ROOT } from "./harness/regcache-process.js";
+import { freePort } from "./harness/ports.js";
 import { missingTools } from "./harness/tools.js";
 
 const exec = promisify(execFile);
@@ -72,6 +73,14 @@ describe.skipIf(missing.length > 0)("deploy/node-setup.sh --root (run by POSIX d
       expect(restart.stdout).toContain(`skipped (--root): systemctl daemon-reload && systemctl restart ${runtime}`);
     });
   }
+
+  it("--help prints the options, also when the script is piped to sh and has no file of its own", async () => {
+    const piped = await exec("sh", ["-c", `cat ${SCRIPT} | sh -s -- --help`]);
+    const direct = await setup(["--help"]);
+    expect(direct.code).toBe(0);
+    expect(piped.stdout).toBe(direct.stdout);
+    for (const option of ["--mode", "--proxy", "--mirror", "--mirror-registries", "--ca", "--ca-sha256", "--ca-next", "--runtime", "--no-proxy", "--restart", "--uninstall", "--root", "--os"]) expect(piped.stdout).toContain(`  ${option} `);
+  });
 
   it("refuses bad arguments with exit 2 and a message", async () => {
     expect((await setup(["--root", dir, "--os", "debian", "--runtime", "podman", "--proxy", "http://x:1", "--ca", ca])).code).toBe(2);
@@ -210,6 +219,116 @@ describe.skipIf(missing.length > 0)("deploy/node-setup.sh --root (run by POSIX d
     const run = await pinned(root, fingerprint, bundle);
     expect(run.code).toBe(2);
     expect(run.stderr).toBe(`node-setup: ${bundle} holds more than one certificate; --ca-sha256 pins exactly one\n`);
+    expect(existsSync(root)).toBe(false);
+  });
+});
+
+describe.skipIf(missing.length > 0)("rotating the CA with node-setup.sh --ca-next", () => {
+  let dir: string;
+  let proxy: RegcacheProcess | undefined;
+  beforeAll(() => {
+    dir = mkdtempSync(path.join(tmpdir(), "ca-rotation-"));
+  });
+  afterAll(async () => {
+    await proxy?.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  /** Whether a client that trusts exactly the CAs node setup installed under `root` accepts what regcache (with `certsDir`) presents. */
+  async function nodeTrustsRegcache(root: string, certsDir: string): Promise<boolean> {
+    const anchors = path.join(root, "usr/local/share/ca-certificates");
+    const bundle = path.join(dir, "bundle.pem");
+    writeFileSync(bundle, readdirSync(anchors).map((f) => readFileSync(path.join(anchors, f), "utf8")).join("\n"));
+    proxy = new RegcacheProcess(path.join(dir, `data-${path.basename(certsDir)}`), certsDir);
+    await proxy.start();
+    try {
+      // Nothing listens for quay.test: the TLS handshake with regcache's leaf is what is tested; the answer is regcache's own.
+      const run = await exec("curl", ["-s", "-o", "/dev/null", "-w", "%{http_code}", "--proxy", proxy.proxyUrl, "--cacert", bundle, "https://quay.test/v2/"]).catch((e: { code: number }) => e);
+      return (run as { code?: number }).code === undefined;
+    } finally {
+      await proxy.stop();
+      proxy = undefined;
+    }
+  }
+
+  it("nodes trust the old and the new CA during the overlap, then the new one alone", async () => {
+    const oldCa = await createCa(path.join(dir, "old"));
+    const newCa = await createCa(path.join(dir, "new"));
+    const root = path.join(dir, "node");
+    const base = ["--root", root, "--os", "debian", "--proxy", "http://10.96.0.50:3128", "--restart"];
+    const anchor = (name: string): string => path.join(root, "usr/local/share/ca-certificates", name);
+
+    expect((await setup([...base, "--ca", oldCa])).code).toBe(0);
+    expect(await nodeTrustsRegcache(root, path.join(dir, "new"))).toBe(false);
+
+    // 1. Every node trusts the next CA beside the current one (the DaemonSet: Secret regcache-ca-next).
+    const overlap = await setup([...base, "--ca", oldCa, "--ca-next", newCa]);
+    expect(overlap.code, overlap.stderr).toBe(0);
+    expect(readFileSync(anchor("regcache-next.crt"), "utf8")).toBe(readFileSync(newCa, "utf8"));
+    expect(overlap.stdout).toContain("skipped (--root): update-ca-certificates");
+    expect(overlap.stdout).toContain("skipped (--root): systemctl daemon-reload && systemctl restart containerd");
+    expect((await setup([...base, "--ca", oldCa, "--ca-next", newCa])).stdout).toContain("nothing changed");
+    // 2. regcache switches to the new CA: nodes in the overlap accept it, as they accepted the old one.
+    expect(await nodeTrustsRegcache(root, path.join(dir, "old"))).toBe(true);
+    expect(await nodeTrustsRegcache(root, path.join(dir, "new"))).toBe(true);
+
+    // 3. The new CA becomes the current one and the next one goes (Secret regcache-ca replaced, regcache-ca-next deleted).
+    const after = await setup([...base, "--ca", newCa]);
+    expect(after.code, after.stderr).toBe(0);
+    expect(after.stdout).toContain(`removed: ${anchor("regcache-next.crt")}`);
+    expect(existsSync(anchor("regcache-next.crt"))).toBe(false);
+    expect(readFileSync(anchor("regcache.crt"), "utf8")).toBe(readFileSync(newCa, "utf8"));
+    expect(after.stdout).toContain("skipped (--root): systemctl daemon-reload && systemctl restart containerd");
+    expect(await nodeTrustsRegcache(root, path.join(dir, "old"))).toBe(false);
+    expect(await nodeTrustsRegcache(root, path.join(dir, "new"))).toBe(true);
+
+    // Uninstall takes both CAs away.
+    expect((await setup([...base, "--ca", oldCa, "--ca-next", newCa])).code).toBe(0);
+    const gone = await setup(["--root", root, "--os", "debian", "--uninstall"]);
+    expect(gone.code).toBe(0);
+    expect(readdirSync(path.join(root, "usr/local/share/ca-certificates"))).toEqual([]);
+  });
+
+  it("a mirror node trusts regcache's mirror port under the old and the new CA during the overlap, then the new one alone", async () => {
+    const oldCa = await createCa(path.join(dir, "mirror-old"));
+    const newCa = await createCa(path.join(dir, "mirror-new"));
+    const root = path.join(dir, "mirror-node");
+    const port = await freePort();
+    const base = ["--root", root, "--os", "debian", "--mode", "mirror", "--runtime", "containerd", "--mirror", `https://127.0.0.1:${port}`];
+    const mirrorCa = path.join(root, "etc/containerd/certs.d/_default/regcache-ca.crt");
+    /** Whether a client trusting the mirror's CA file accepts regcache's mirror port when regcache runs with `certsDir`. */
+    const trusts = async (certsDir: string): Promise<boolean> => {
+      proxy = new RegcacheProcess(path.join(dir, `data-${path.basename(certsDir)}`), certsDir, ["--mirror-listen", `127.0.0.1:${port}`, "--mirror-name", "127.0.0.1"]);
+      await proxy.start();
+      try {
+        const run = await exec("curl", ["-s", "-o", "/dev/null", "--cacert", mirrorCa, `https://127.0.0.1:${port}/v2/`]).catch((e: { code: number }) => e);
+        return (run as { code?: number }).code === undefined;
+      } finally {
+        await proxy.stop();
+        proxy = undefined;
+      }
+    };
+
+    const overlap = await setup([...base, "--ca", oldCa, "--ca-next", newCa]);
+    expect(overlap.code, overlap.stderr).toBe(0);
+    expect(readFileSync(mirrorCa, "utf8")).toBe(readFileSync(oldCa, "utf8") + readFileSync(newCa, "utf8"));
+    // A mirror is trusted for its own address alone: nothing enters the system's trust store.
+    expect(existsSync(path.join(root, "usr/local/share/ca-certificates"))).toBe(false);
+    expect(await trusts(path.join(dir, "mirror-old"))).toBe(true);
+    expect(await trusts(path.join(dir, "mirror-new"))).toBe(true);
+
+    expect((await setup([...base, "--ca", newCa])).code).toBe(0);
+    expect(await trusts(path.join(dir, "mirror-old"))).toBe(false);
+    expect(await trusts(path.join(dir, "mirror-new"))).toBe(true);
+  });
+
+  it("a --ca-next that is not a certificate is refused before anything is installed", async () => {
+    const ca = await createCa(path.join(dir, "only"));
+    const notPem = path.join(dir, "hostname");
+    writeFileSync(notPem, "node-7\n");
+    const root = path.join(dir, "refused-next");
+    const run = await setup(["--root", root, "--os", "debian", "--proxy", "http://10.96.0.50:3128", "--ca", ca, "--ca-next", notPem]);
+    expect(run).toMatchObject({ code: 2, stderr: `node-setup: ${notPem} is not a PEM certificate\n` });
     expect(existsSync(root)).toBe(false);
   });
 });

@@ -65,7 +65,7 @@ describe("serve options", () => {
     const sizeOptions = serveOptions().filter((o) => o.flags.endsWith("<size>"));
     expect(sizeOptions.map((o) => o.long)).toContain("--max-cache-size");
     for (const option of sizeOptions) {
-      expect(() => parse([option.long!, "20"]), option.long).toThrow(`${option.long} needs a unit, e.g. 20GiB (B, KB, MB, GB, TB, KiB, MiB, GiB, TiB)`);
+      expect(() => parse([option.long!, "20"]), option.long).toThrow(`${option.long} needs a unit, e.g. 20GiB (B, KB, MB, GB, TB, KiB, MiB, GiB, TiB, Ki, Mi, Gi, Ti)`);
       expect(() => parse([], { [option.envVar!]: "20" }), option.envVar).toThrow(`${option.long} needs a unit`);
       expect(() => parse([option.long!, "20MiB"]), option.long).not.toThrow();
     }
@@ -79,7 +79,26 @@ describe("value parsers", () => {
     expect(parseSize("2MiB")).toBe(2 * 2 ** 20);
     expect(parseSize(" 3 kib ")).toBe(3 * 2 ** 10);
     expect(() => parseSize("-1GB")).toThrow(OptionError);
-    expect(() => parseSize("5 parsecs", "--max-blob-size")).toThrow('--max-blob-size must be a number with a unit (B, KB, MB, GB, TB, KiB, MiB, GiB, TiB), got "5 parsecs"');
+    expect(() => parseSize("5 parsecs", "--max-blob-size")).toThrow('--max-blob-size must be a number with a unit (B, KB, MB, GB, TB, KiB, MiB, GiB, TiB, Ki, Mi, Gi, Ti), got "5 parsecs"');
+  });
+
+  it("sizes: each unit has one meaning, SI in 1000s, IEC and Kubernetes' Gi in 1024s; a bare G is refused with both spellings", () => {
+    expect(parseSize("20GB")).toBe(20e9);
+    expect(parseSize("20GiB")).toBe(20 * 2 ** 30);
+    expect(parseSize("20Gi")).toBe(20 * 2 ** 30);
+    expect(parseSize("512Mi")).toBe(512 * 2 ** 20);
+    expect(parseSize("2Ti")).toBe(2 * 2 ** 40);
+    expect(parseSize("64Ki")).toBe(64 * 2 ** 10);
+    expect(() => parseSize("20G", "--max-cache-size")).toThrow('--max-cache-size "20G" is ambiguous: write 20GiB for 20 × 1024^3 bytes (Kubernetes\' 20Gi) or 20GB for 20 × 1000^3');
+    for (const bare of ["10K", "10k", "512M", "2T", "1.5g"]) expect(() => parseSize(bare, "--max-blob-size"), bare).toThrow(/is ambiguous: write .*iB .* or .*B for/);
+  });
+
+  it("a size the Kubernetes way works in every size option, a bare G in none", () => {
+    for (const option of serveOptions().filter((o) => o.flags.endsWith("<size>"))) {
+      expect(() => parse([option.long!, "20Gi"]), option.long).not.toThrow();
+      expect(() => parse([], { [option.envVar!]: "20G" }), option.envVar).toThrow(`${option.long} "20G" is ambiguous`);
+    }
+    expect(parse(["--max-cache-size", "40Gi"]).maxCacheSize).toBe(40 * 2 ** 30);
   });
 
   it("sizes need a unit: a bare number is more likely meant as gigabytes than bytes", () => {

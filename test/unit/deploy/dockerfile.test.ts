@@ -46,11 +46,11 @@ describe("Dockerfile", () => {
 
   it("installs and compiles dependencies before copying the source, so a source change reuses those layers", () => {
     const install = at(build, "RUN npm ci");
-    expect(at(build, "COPY package.json package-lock.json ./")).toBeLessThan(install);
+    expect(at(build, "COPY package.json package-lock.json .npmrc ./")).toBeLessThan(install);
     expect(at(build, "COPY src")).toBeGreaterThan(at(build, "RUN mkdir /prod"));
     expect(at(build, "RUN mkdir /prod")).toBeGreaterThan(install);
     // The only COPYs before the install are the manifests: anything else would invalidate it.
-    expect(build.split("\n").slice(0, install).filter((l) => l.startsWith("COPY "))).toEqual(["COPY package.json package-lock.json ./"]);
+    expect(build.split("\n").slice(0, install).filter((l) => l.startsWith("COPY "))).toEqual(["COPY package.json package-lock.json .npmrc ./"]);
     // The package's own prepare script (the build) needs src/: scripts are skipped, then sqlite3's runs alone.
     expect(build.split("\n")[install]).toMatch(/^RUN npm ci --ignore-scripts .*&& (\w+=\S+ )*npm rebuild sqlite3 /);
     // The runtime copies node_modules before dist, so its node_modules layer is reused too.

@@ -37,7 +37,7 @@ describe("statsSnapshot upstream list", () => {
         if (i % 2 === 0) health.recordSuccess(host);
         else if (i < 400) health.recordFailure(host, "ECONNREFUSED");
       }
-      const snapshot = statsSnapshot({ collector, store, health, version: "test", startedAt: performance.now() });
+      const snapshot = statsSnapshot({ collector, store, health, version: "test", startedAt: performance.now(), proxyPort: () => 3128 });
       const listed = snapshot.upstreams;
       // The 25 with most bytes, then 100 of the 200 down hosts outside them.
       expect(listed.slice(0, 25).map((u) => u.host)).toEqual(Array.from({ length: 25 }, (_, i) => `h${499 - i}.test`));
@@ -57,8 +57,8 @@ describe("statsSnapshot upstream list", () => {
     const health = new UpstreamHealth(1, 60_000, async () => false, createLogger("silent"));
     try {
       health.recordFailure("down.test", "ENOTFOUND");
-      const snapshot = statsSnapshot({ collector, store, health, version: "test", startedAt: performance.now() });
-      expect(snapshot.upstreams).toEqual([{ host: "down.test", requests: 0, hits: 0, stale: 0, bytes: 0, errors: 0, state: "down", since: expect.any(Number), lastError: "ENOTFOUND" }]);
+      const snapshot = statsSnapshot({ collector, store, health, version: "test", startedAt: performance.now(), proxyPort: () => 3128 });
+      expect(snapshot.upstreams).toEqual([{ host: "down.test", requests: 0, hits: 0, stale: 0, bytes: 0, errors: 0, state: "down", since: expect.any(Number), consecutiveFailures: 1, lastError: "ENOTFOUND" }]);
       expect(snapshot.upstreamsOmitted).toBe(0);
     } finally {
       health.stop();

@@ -1,5 +1,5 @@
 import { execFileSync } from "node:child_process";
-import { X509Certificate } from "node:crypto";
+import { createHash, X509Certificate } from "node:crypto";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { createServer, connect, type TLSSocket } from "node:tls";
 import { tmpdir } from "node:os";
@@ -53,6 +53,24 @@ describe("leaves", () => {
     expect(issuer.verify(ca.certificate.publicKey)).toBe(true);
     expect(leaf.chainPem).toBe(leaf.certPem + leaf.issuer.certPem);
     expect(opensslVerify(ca, leaf)).toMatch(/leaf\.pem: OK/);
+  });
+
+  it("chain to their own root when a client trusts two roots of the same subject, as in a CA rotation", async () => {
+    const next = await loadOrCreateCa(path.join(dir, "next"), { commonName: ca.subjectCommonName });
+    expect(next.certificate.subject).toBe(ca.certificate.subject);
+    const keyId = (pem: string, ext: string): string => execFileSync("openssl", ["x509", "-noout", "-ext", ext], { input: pem, encoding: "utf8" }).split("\n")[1]!.trim().replace(/^keyid:/, "");
+    // RFC 5280 4.2.1.2 method 1: SHA-1 of the subjectPublicKey bits, so each root has its own.
+    const spki = ca.certificate.publicKey.export({ type: "spki", format: "der" });
+    const bits = spki.subarray(spki.length - (ca.certificate.publicKey.export({ type: "pkcs1", format: "der" }) as Buffer).length);
+    expect(keyId(ca.certPem, "subjectKeyIdentifier")).toBe(createHash("sha1").update(bits).digest("hex").toUpperCase().match(/../g)!.join(":"));
+    expect(keyId(next.certPem, "subjectKeyIdentifier")).not.toBe(keyId(ca.certPem, "subjectKeyIdentifier"));
+    const both = path.join(dir, "both.pem");
+    writeFileSync(both, ca.certPem + next.certPem);
+    for (const root of [ca, next]) {
+      const leaf = new LeafMinter(root).leafFor("quay.io");
+      expect(keyId(leaf.issuer.certPem, "authorityKeyIdentifier")).toBe(keyId(root.certPem, "subjectKeyIdentifier"));
+      expect(opensslVerify({ ...root, certPath: both }, leaf)).toMatch(/leaf\.pem: OK/);
+    }
   });
 
   it("are signed by an issuer that is a CA for server leaves only, one level deep, living days", async () => {
