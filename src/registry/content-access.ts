@@ -18,10 +18,15 @@ import type { RegistryRequest } from "./request-context.js";
  */
 export type ContentAccess = { kind: "cached"; decision: AccessDecision } | { kind: "upstream"; offline: OfflineRule | undefined };
 
-/** Where a copy of the content is held: on this replica (its disk, or a fill in progress), and in the fleet's object store. */
+/**
+ * Where a copy of the content is held: on this replica (its disk, or a fill in progress), and in
+ * the fleet's object store. `learnType`: a manifest held here whose type in this repository is not
+ * known: upstream is asked even where it is linked, and its answer says the type (a label).
+ */
 export interface Held {
   local: boolean;
   store?: SharedCopy;
+  learnType?: boolean;
 }
 
 export class ContentClearance {
@@ -36,16 +41,15 @@ export class ContentClearance {
   async decide(rr: RegistryRequest, target: ContentTarget, held: Held): Promise<ContentAccess> {
     if (!held.local && !held.store) return { kind: "upstream", offline: this.peers && !rr.fromPeer ? this.access.offlineRule(rr, target.name) : undefined };
     // Linked: settled as for any content of the repository. Not linked: upstream is asked whether
-    // the repository has it, with the client's credentials, before anything is served (link-policy.ts).
+    // the repository has it, with the client's credentials, before anything is served (link-policy.ts);
+    // its yes links it, with the Content-Type it gives there.
     const hostRepository = `${rr.host}/${target.name}`;
-    const step = cachedContentStep(this.store.isLinked(target.digest, hostRepository) || (held.store?.links?.includes(hostRepository) ?? false));
-    const decision =
-      step === "authorize"
-        ? await this.access.authorize(rr, target.name, contentPath(target))
-        : await this.access.confirmInRepository(rr, target.name, contentPath(target), target.kind === "blob" ? "BLOB_UNKNOWN" : "MANIFEST_UNKNOWN");
+    const linked = this.store.isLinked(target.digest, hostRepository) || (held.store?.links?.includes(hostRepository) ?? false);
+    const step = held.learnType ? "confirm" : cachedContentStep(linked);
+    const decision = step === "authorize" ? await this.access.authorize(rr, target.name, contentPath(target)) : await this.access.confirmInRepository(rr, target.name, contentPath(target));
     if (decision.allowed && step === "confirm") {
-      this.store.link(target.digest, hostRepository);
-      this.shared?.link(target.digest, hostRepository);
+      this.store.link(target.digest, hostRepository, decision.contentType);
+      this.shared?.link(target.digest, hostRepository, decision.contentType);
     }
     return { kind: "cached", decision };
   }

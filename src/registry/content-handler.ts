@@ -1,5 +1,6 @@
 import { Readable } from "node:stream";
 import type { BlobEntry } from "../cache/cache-index.js";
+import { servedType } from "../cache/manifest-types.js";
 import { settleAccess, type AccessControl } from "./access-control.js";
 import type { BlobStore } from "../cache/blob-store.js";
 import type { Download } from "../cache/download.js";
@@ -9,13 +10,15 @@ import type { ChainBody, SourceChain } from "../sources/source-chain.js";
 import type { UpstreamClient, UpstreamResponse } from "../upstream/client.js";
 import { headerValue, upstreamRequestHeaders } from "../upstream/headers.js";
 import { isUnavailableStatus, isUpstreamOutage, UpstreamError } from "../upstream/upstream-error.js";
-import { acceptAllows, normalizeAccept } from "./accept.js";
+import { normalizeAccept } from "./accept.js";
+import { cachedAnswer, type CachedAnswer, type NotFromCache } from "./cached-answer.js";
 import type { ContentAccess, ContentClearance } from "./content-access.js";
 import type { ContentSources } from "./content-sources.js";
 import { contentPath, type ContentTarget } from "./content-target.js";
 import { sendFailure } from "./errors.js";
 import { passThrough, relayUpstreamResponse } from "./pass-through.js";
-import { contentReply, type Representation } from "./content-reply.js";
+import { contentEtag, contentReply, type Representation } from "./content-reply.js";
+import { planRange } from "./range.js";
 import { errorReply, writeReply } from "./reply.js";
 import type { CacheStatus, RegistryRequest } from "./request-context.js";
 
@@ -23,7 +26,8 @@ import type { CacheStatus, RegistryRequest } from "./request-context.js";
  * GET and HEAD of blobs and manifests by digest: immutable, so served from the cache when present,
  * else fetched once (coalesced) and streamed while stored. Each request's access is decided once
  * (content-access.ts), before anything is opened; a fill then reads one stream from the chain of
- * sources (content-sources.ts).
+ * sources (content-sources.ts). What the cache cannot answer exactly as the registry would is
+ * forwarded (cached-answer.ts).
  */
 export class ContentHandler {
   constructor(
@@ -40,17 +44,35 @@ export class ContentHandler {
     else await this.head(rr, target);
   }
 
-  /** Serves what this replica's disk holds (or sends the refusal); false when it holds nothing usable. */
-  private async servedFromDisk(rr: RegistryRequest, target: ContentTarget): Promise<boolean> {
-    const entry = await this.usableEntry(rr, target);
+  /**
+   * Serves what this replica's disk holds, or forwards what it cannot answer as the registry
+   * would, or sends the refusal; false when it holds nothing.
+   */
+  private async servedFromDisk(rr: RegistryRequest, target: ContentTarget, cache: CacheStatus = "HIT"): Promise<boolean> {
+    const entry = await this.cachedEntry(target);
     if (!entry) return false;
-    if (this.settled(rr, await this.clearance.decide(rr, target, { local: true }))) this.serveCached(rr, target, entry);
+    const hostRepository = `${rr.host}/${target.name}`;
+    const acceptSet = normalizeAccept(rr.req.headers.accept);
+    let answer: CachedAnswer = cachedAnswer(target.kind, entry, hostRepository, acceptSet);
+    if (answer.kind === "forward" && answer.reason !== "media-type") return this.forward(rr, answer.reason);
+    // A manifest whose type here is not known is confirmed with upstream, whose answer says it.
+    if (!(await this.settled(rr, await this.clearance.decide(rr, target, { local: true, learnType: answer.kind === "forward" })))) return true;
+    answer = cachedAnswer(target.kind, entry, hostRepository, acceptSet);
+    if (answer.kind === "forward") return this.forward(rr, answer.reason);
+    await this.serveCached(rr, target, entry, answer.mediaType, cache);
     return true;
   }
 
-  /** Logs how access was settled and sends a refusal; says whether to serve. */
-  private settled(rr: RegistryRequest, access: ContentAccess): boolean {
-    return access.kind === "upstream" || settleAccess(rr, access.decision);
+  /** Relays the upstream's own answer to this request, uncached: the cache cannot give the registry's. */
+  private async forward(rr: RegistryRequest, reason: NotFromCache | "range"): Promise<true> {
+    rr.log.forwarded = reason;
+    await passThrough(this.upstream, rr, "BYPASS");
+    return true;
+  }
+
+  /** Logs how access was settled and answers a refusal (upstream's own answer, relayed, when it denied); says whether to serve. */
+  private async settled(rr: RegistryRequest, access: ContentAccess): Promise<boolean> {
+    return access.kind === "upstream" || settleAccess(rr, access.decision, this.upstream);
   }
 
   /**
@@ -62,11 +84,11 @@ export class ContentHandler {
     const located = await this.sources.locate(rr, target, false);
     // Asking the fleet takes round trips, during which a fill of this replica's may have landed.
     if (this.sources.shared && (await this.servedFromDisk(rr, target))) return;
-    const access = await this.clearance.decide(rr, target, { local: false, store: located.store });
-    if (!this.settled(rr, access)) return;
+    const access = await this.clearance.decide(rr, target, { local: false, store: located.store?.copy });
+    if (!(await this.settled(rr, access))) return;
     if (located.store) {
-      rr.log.cache = "SHARED";
-      this.respond(rr, { digest: target.digest, mediaType: located.store.mediaType, size: located.store.size }, "SHARED", {}, () => Readable.from([]));
+      const { copy, mediaType } = located.store;
+      await this.respond(rr, { kind: target.kind, digest: target.digest, mediaType, size: copy.size }, "SHARED", {}, () => Readable.from([]));
       return;
     }
     // Without peers to ask (or for a peer), upstream's answer is the answer.
@@ -92,18 +114,20 @@ export class ContentHandler {
     }
     await copy.body.dump();
     const publicSince = Number(headerValue(copy.headers["x-regcache-public-since"])) || undefined;
-    if (settleAccess(rr, await access.offline.judge(publicSince))) relayUpstreamResponse(rr, copy, "PEER");
+    if (await settleAccess(rr, await access.offline.judge(publicSince), this.upstream)) relayUpstreamResponse(rr, copy, "PEER");
   }
 
-  /** For a peer: what this replica holds for the repository (linked), or 404; nothing is fetched. */
+  /** For a peer: what this replica holds for the repository (linked, and of a known type there), or 404; nothing is fetched. */
   async servePeerCopy(rr: RegistryRequest, target: ContentTarget): Promise<void> {
-    const entry = await this.usableEntry(rr, target);
-    if (!entry || !this.store.isLinked(target.digest, `${rr.host}/${target.name}`)) {
+    const hostRepository = `${rr.host}/${target.name}`;
+    const entry = await this.cachedEntry(target);
+    const mediaType = entry?.kind === target.kind && this.store.isLinked(target.digest, hostRepository) ? servedType(entry, hostRepository) : undefined;
+    if (!entry || mediaType === undefined) {
       writeReply(rr.res, errorReply(404, target.kind === "blob" ? "BLOB_UNKNOWN" : "MANIFEST_UNKNOWN", "not held by this replica for this repository"), rr.req.method);
       return;
     }
     const publicSince = await this.access.publicSince(rr.host, target.name);
-    this.serveCached(rr, target, entry, "HIT", publicSince ? { "x-regcache-public-since": String(publicSince) } : {});
+    await this.serveCached(rr, target, entry, mediaType, "HIT", publicSince ? { "x-regcache-public-since": String(publicSince) } : {});
   }
 
   /**
@@ -118,12 +142,12 @@ export class ContentHandler {
   /** Keeps the object store's copy of content it holds for the repository (a manifest a recorded tag names). */
   async keepShared(rr: RegistryRequest, target: ContentTarget): Promise<BlobEntry | undefined> {
     const { store } = await this.sources.locate(rr, target, false);
-    if (!store?.links?.includes(`${rr.host}/${target.name}`)) return undefined;
+    if (!store?.copy.links?.includes(`${rr.host}/${target.name}`)) return undefined;
     return this.keep(rr, target, this.sources.stored(rr, target, store));
   }
 
   private async keep(rr: RegistryRequest, target: ContentTarget, chain: SourceChain): Promise<BlobEntry | undefined> {
-    const cached = await this.usableEntry(rr, target);
+    const cached = await this.cachedEntry(target);
     if (cached) return cached;
     // A copy for later is no use on a disk that cannot take it: no stream is opened for nothing.
     if (!this.store.disk.writable) return undefined;
@@ -132,15 +156,13 @@ export class ContentHandler {
     if (outcome?.kind === "refused" && outcome.response.kind === "upstream") await outcome.response.response.body.dump();
     if (outcome?.kind === "uncached") outcome.body.destroy();
     if (outcome?.kind !== "download") return undefined;
-    await outcome.download.done.catch(() => undefined);
-    return this.store.lookup(target.digest);
+    return this.store.whenStored(outcome.download);
   }
 
-  /** The cached entry for this request, if its file is on disk and (for a manifest) the client's Accept allows its media type. */
-  async usableEntry(rr: RegistryRequest, target: ContentTarget): Promise<BlobEntry | undefined> {
+  /** The cached entry of this digest, if its file is on disk (whatever it was cached as: cachedAnswer decides). */
+  async cachedEntry(target: ContentTarget): Promise<BlobEntry | undefined> {
     const entry = this.store.lookup(target.digest);
     if (!entry) return undefined;
-    if (target.kind === "manifest" && !acceptAllows(normalizeAccept(rr.req.headers.accept), entry.mediaType)) return undefined;
     return (await this.store.present(entry, target.digest)) ? entry : undefined;
   }
 
@@ -149,17 +171,17 @@ export class ContentHandler {
    * response that does not match, but only this replica can drop its damaged file, and until it does
    * every replica that asks gets the same wrong bytes (the owner of a digest is asked by all of them).
    */
-  serveCached(rr: RegistryRequest, target: ContentTarget, entry: BlobEntry, cache: CacheStatus = "HIT", extraHeaders: Record<string, string> = {}): void {
-    rr.log.cache = cache;
-    const rep = { digest: target.digest, mediaType: entry.mediaType, size: entry.size };
-    this.respond(rr, rep, cache, extraHeaders, (start, end) => this.store.readCached(entry, target.digest, start, end, rr.fromPeer === true));
+  async serveCached(rr: RegistryRequest, target: ContentTarget, entry: BlobEntry, mediaType: string, cache: CacheStatus = "HIT", extraHeaders: Record<string, string> = {}): Promise<void> {
+    const rep = { kind: target.kind, digest: target.digest, mediaType, size: entry.size };
+    await this.respond(rr, rep, cache, extraHeaders, (start, end) => this.store.readCached(entry, target.digest, start, end, rr.fromPeer === true));
   }
 
   /**
    * Fills the local tier and serves the content as it lands. The request that starts the fill
    * finds where the fleet holds it, decides the client's access once, and reads the chain of
    * sources as one stream; a request joining a fill in progress decides its own access as for
-   * cached content, and reads the same download.
+   * cached content, and reads the same download (a manifest once it is stored, as its type in the
+   * joiner's repository).
    */
   private async fillAndServe(rr: RegistryRequest, target: ContentTarget): Promise<void> {
     let chain: SourceChain | undefined;
@@ -168,7 +190,7 @@ export class ContentHandler {
     try {
       outcome = await this.store.fill<Refusal>(target.digest, `${rr.host}/${target.name}`, async () => {
         const located = await this.sources.locate(rr, target, true);
-        const access = await this.clearance.decide(rr, target, { local: false, store: located.store }).catch((err: unknown) => {
+        const access = await this.clearance.decide(rr, target, { local: false, store: located.store?.copy }).catch((err: unknown) => {
           located.lease?.release();
           throw err;
         });
@@ -190,13 +212,19 @@ export class ContentHandler {
     chain?.settle(outcome.kind === "download" && !outcome.coalesced ? outcome.download : undefined);
     switch (outcome.kind) {
       case "download": {
+        if (outcome.coalesced && target.kind === "manifest") {
+          // A joiner's type is its repository's, known from the bytes or a label once the fill is stored (manifests are small).
+          // A fill that failed leaves the joiner to ask upstream itself, as a refused one does.
+          if (!(await this.store.whenStored(outcome.download)) || !(await this.servedFromDisk(rr, target, "COALESCED"))) await passThrough(this.upstream, rr, "MISS");
+          return;
+        }
         const release = outcome.download.hold();
         try {
           if (outcome.coalesced) {
-            if (this.settled(rr, await this.clearance.decide(rr, target, { local: true }))) this.serveDownload(rr, outcome.download, "COALESCED");
+            if (await this.settled(rr, await this.clearance.decide(rr, target, { local: true }))) await this.serveDownload(rr, target, outcome.download, "COALESCED");
           } else {
             this.learnFromFill(rr, target, began!);
-            this.serveDownload(rr, outcome.download, began!.cache);
+            await this.serveDownload(rr, target, outcome.download, began!.cache);
           }
         } finally {
           release();
@@ -204,21 +232,19 @@ export class ContentHandler {
         return;
       }
       case "refused":
-        this.sendRefusal(rr, outcome.response);
+        await this.sendRefusal(rr, outcome.response);
         return;
       case "uncached":
+        rr.log.uncached = outcome.reason;
         if (began?.source.via === "store") {
           // Streamed through, the store's bytes would reach the client unverified: upstream serves instead.
           outcome.body.destroy();
-          rr.log.uncached = outcome.reason;
           await passThrough(this.upstream, rr, "BYPASS");
           return;
         }
         // Any other body passed the client's access decision before it was opened (a peer's copy
         // taken while upstream cannot answer was judged by the offline policy then): it streams through.
-        rr.log.cache = "BYPASS";
-        rr.log.uncached = outcome.reason;
-        this.respond(rr, { digest: target.digest, mediaType: outcome.mediaType, size: outcome.size }, "BYPASS", {}, () => outcome.body, true);
+        await this.respond(rr, { kind: target.kind, digest: target.digest, mediaType: outcome.mediaType, size: outcome.size }, "BYPASS", {}, () => outcome.body, outcome.body);
         return;
       case "retry":
         await passThrough(this.upstream, rr, "MISS");
@@ -238,9 +264,10 @@ export class ContentHandler {
     this.access.learnPublic(rr, target.name, contentPath(target));
   }
 
-  private sendRefusal(rr: RegistryRequest, refusal: Refusal): void {
+  /** A refusal: regcache's own (access.ts's decision; a denial relays upstream's answer to this request), or upstream's, relayed. */
+  private async sendRefusal(rr: RegistryRequest, refusal: Refusal): Promise<void> {
     if (refusal.kind === "access") {
-      settleAccess(rr, refusal.decision);
+      await settleAccess(rr, refusal.decision, this.upstream);
       return;
     }
     this.access.recordChallenge(rr.host, headerValue(refusal.response.headers["www-authenticate"]));
@@ -248,15 +275,26 @@ export class ContentHandler {
     relayUpstreamResponse(rr, refusal.response, "MISS");
   }
 
-  private serveDownload(rr: RegistryRequest, download: Download, cache: CacheStatus): void {
-    rr.log.cache = cache;
-    const rep = { digest: download.digest, mediaType: download.mediaType, size: download.size };
-    this.respond(rr, rep, cache, {}, () => this.store.readDownload(download));
+  /** A download as it lands, as the Content-Type its source gave for the repository that started it. */
+  private async serveDownload(rr: RegistryRequest, target: ContentTarget, download: Download, cache: CacheStatus): Promise<void> {
+    const rep = { kind: target.kind, digest: download.digest, mediaType: download.mediaType, size: download.size };
+    await this.respond(rr, rep, cache, {}, () => this.store.readDownload(download));
   }
 
-  /** Sends `rep` (whole or ranged, see contentReply) from what `open` gives: the cache's source, or an upstream body streamed through. */
-  private respond(rr: RegistryRequest, rep: Representation, cache: CacheStatus, extraHeaders: Record<string, string>, open: (start: number, end: number) => RangeSource | Readable, wholeOnly = false): void {
-    writeReply(rr.res, contentReply(rep, cache, headerValue(rr.req.headers.range), open, { extraHeaders, wholeOnly }), rr.req.method);
+  /**
+   * Sends `rep`, whole or one range (range.ts), from what `open` gives; a Range the cache does
+   * not answer itself is forwarded. `streamed`: a body streamed through uncached, which cannot
+   * be ranged, and is given up when the request is forwarded.
+   */
+  private async respond(rr: RegistryRequest, rep: Representation, cache: CacheStatus, extraHeaders: Record<string, string>, open: (start: number, end: number) => RangeSource | Readable, streamed?: Readable): Promise<void> {
+    const plan = planRange(headerValue(rr.req.headers.range), headerValue(rr.req.headers["if-range"]), contentEtag(rep.digest), streamed ? undefined : rep.size);
+    if (plan.kind === "forward") {
+      streamed?.destroy();
+      await this.forward(rr, "range");
+      return;
+    }
+    rr.log.cache = cache;
+    writeReply(rr.res, contentReply(rep, cache, plan, open, extraHeaders), rr.req.method);
   }
 }
 

@@ -1,4 +1,5 @@
 import type { BlobStore } from "../cache/blob-store.js";
+import type { Download } from "../cache/download.js";
 import type { Cluster } from "../cluster/cluster.js";
 import type { HeldLease } from "../fleet/held-lease.js";
 import type { SharedCopy, SharedTier } from "../fleet/shared-tier.js";
@@ -7,19 +8,20 @@ import { peerRequest, type ContentSource, type SourceRequest } from "../sources/
 import { PeerCopySource } from "../sources/peer-copy-source.js";
 import { PeerFillSource } from "../sources/peer-fill-source.js";
 import { SourceChain } from "../sources/source-chain.js";
-import { StoreSource } from "../sources/store-source.js";
+import { StoreSource, type UsableCopy } from "../sources/store-source.js";
 import { UpstreamSource } from "../sources/upstream-source.js";
 import type { UpstreamClient, UpstreamResponse } from "../upstream/client.js";
-import { acceptAllows, normalizeAccept } from "./accept.js";
+import { normalizeAccept } from "./accept.js";
 import type { AccessControl, OfflineRule } from "./access-control.js";
+import { cachedAnswer } from "./cached-answer.js";
 import type { ContentAccess } from "./content-access.js";
 import type { ContentTarget } from "./content-target.js";
 import type { RegistryRequest } from "./request-context.js";
 
 /** Where the fleet holds content this replica lacks, and whose turn its fill is: found before access is decided. */
 export interface Located {
-  /** The object store's copy, when its media type suits the client. */
-  store?: SharedCopy;
+  /** The object store's copy, when it answers this request as a cached entry would, and as what type. */
+  store?: UsableCopy;
   /** The replica holding the fleet's lease on filling it: its growing file streams from there. */
   holder?: string;
   /** The fleet's lease, this replica's: it fills from upstream for the whole fleet. */
@@ -41,7 +43,7 @@ export class ContentSources {
     private readonly upstream: UpstreamClient,
     private readonly cluster: Cluster | undefined,
     readonly shared: SharedTier | undefined,
-    private readonly store: Pick<BlobStore, "lookup" | "fileOf">,
+    private readonly store: Pick<BlobStore, "whenStored" | "fileOf">,
     private readonly access: Pick<AccessControl, "adoptPublicVerdict">,
     private readonly logger: Logger,
   ) {}
@@ -70,7 +72,7 @@ export class ContentSources {
   /** The chain a fill of this request reads from, once the client's access is decided (content-access.ts). */
   fill(rr: RegistryRequest, target: ContentTarget, located: Located, access: ContentAccess): SourceChain {
     const request = { rr, target };
-    const upstream = new UpstreamSource(this.upstream, request, located.lease, (lease) => this.afterUpstreamFill(rr, target, lease));
+    const upstream = new UpstreamSource(this.upstream, request, located.lease, (download, lease) => this.afterUpstreamFill(rr, target, download, lease));
     if (access.kind === "cached") return this.chain(request, [located.store && new StoreSource(this.shared!, request, located.store), ...this.peerCopies(request), upstream]);
     return this.chain(request, [this.peerFill(request, located), upstream, ...this.peerCopies(request, access.offline)]);
   }
@@ -82,8 +84,8 @@ export class ContentSources {
   }
 
   /** The object store's copy alone (a manifest a recorded tag names). */
-  stored(rr: RegistryRequest, target: ContentTarget, copy: SharedCopy): SourceChain {
-    return this.chain({ rr, target }, [new StoreSource(this.shared!, { rr, target }, copy)]);
+  stored(rr: RegistryRequest, target: ContentTarget, usable: UsableCopy): SourceChain {
+    return this.chain({ rr, target }, [new StoreSource(this.shared!, { rr, target }, usable)]);
   }
 
   /** HEAD of content nobody here holds, while upstream cannot answer: a peer's copy, if any holds it. */
@@ -91,10 +93,14 @@ export class ContentSources {
     return (await this.cluster?.copyFromPeers(peerRequest({ rr, target }), "HEAD"))?.response;
   }
 
-  /** The object store's copy, if there is one and (for a manifest) the client accepts its media type. */
-  private suited(rr: RegistryRequest, target: ContentTarget, copy: SharedCopy | undefined): SharedCopy | undefined {
-    if (!copy || (target.kind === "manifest" && !acceptAllows(normalizeAccept(rr.req.headers.accept), copy.mediaType))) return undefined;
-    return copy;
+  /**
+   * The object store's copy, if there is one that answers this request exactly as the registry
+   * would (cached-answer.ts: the kind asked for, a manifest of a type known in this repository
+   * that the client's Accept names), with the type it is served as.
+   */
+  private suited(rr: RegistryRequest, target: ContentTarget, copy: SharedCopy | undefined): UsableCopy | undefined {
+    const answer = copy && cachedAnswer(target.kind, copy, `${rr.host}/${target.name}`, normalizeAccept(rr.req.headers.accept));
+    return answer?.kind === "serve" ? { copy: copy!, mediaType: answer.mediaType } : undefined;
   }
 
   private chain(request: SourceRequest, sources: (ContentSource | undefined)[]): SourceChain {
@@ -127,13 +133,14 @@ export class ContentSources {
    * a third transfer would only compete with the pull for CPU and network (bench/: the cluster's
    * cold pull). With a shared tier, the object store holds the second copy.
    */
-  private afterUpstreamFill(rr: RegistryRequest, target: ContentTarget, lease: HeldLease | undefined): void {
-    if (!rr.fromPeer && !this.shared) this.cluster?.replicate({ kind: target.kind, host: rr.host, port: rr.port, name: target.name, digest: target.digest.value });
-    const entry = this.store.lookup(target.digest);
-    if (!this.shared || !entry) {
-      lease?.release();
-      return;
-    }
-    this.shared.stored({ digest: target.digest, file: this.store.fileOf(target.digest), size: entry.size, mediaType: entry.mediaType, links: [...entry.links] }, lease);
+  private afterUpstreamFill(rr: RegistryRequest, target: ContentTarget, download: Download, lease: HeldLease | undefined): void {
+    // Once indexed: a manifest's kind and types are known only then (blob-store.ts reads what it declares).
+    void this.store.whenStored(download).then((entry) => {
+      if (!entry) return lease?.release();
+      if (!rr.fromPeer && !this.shared) this.cluster?.replicate({ kind: target.kind, host: rr.host, port: rr.port, name: target.name, digest: target.digest.value });
+      if (!this.shared) return lease?.release();
+      const { size, kind, mediaType, linkTypes, links } = entry;
+      this.shared.stored({ digest: target.digest, file: this.store.fileOf(target.digest), size, kind, mediaType, linkTypes, links: [...links] }, lease);
+    });
   }
 }

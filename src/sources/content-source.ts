@@ -1,7 +1,7 @@
 import type { Readable } from "node:stream";
 import type { Download } from "../cache/download.js";
 import type { PeerContentRequest } from "../cluster/peer-client.js";
-import { OCTET_STREAM } from "../oci/media-types.js";
+import { MAX_MANIFEST_BYTES, OCTET_STREAM } from "../oci/media-types.js";
 import type { AccessDecision } from "../registry/access-control.js";
 import type { ContentTarget } from "../registry/content-target.js";
 import { contentRange } from "../registry/range.js";
@@ -9,9 +9,6 @@ import type { CacheStatus, RegistryRequest } from "../registry/request-context.j
 import type { UpstreamResponse } from "../upstream/client.js";
 import { headerValue } from "../upstream/headers.js";
 import { UpstreamError } from "../upstream/upstream-error.js";
-
-/** The distribution spec lets registries refuse manifests over 4 MiB; nothing larger is a manifest worth holding. */
-export const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
 
 /**
  * Where a fill's bytes came from, which decides what follows it: upstream's or a peer's fill
@@ -25,9 +22,16 @@ export type Refusal = { kind: "upstream"; response: UpstreamResponse } | { kind:
 /** Bytes of a digest from one source, from the offset asked for to the end. */
 export interface SourceBody {
   kind: "body";
+  /** What the request asked for: the cache keeps the bytes as that (blob-store.ts: OpenResult). */
+  content: "blob" | "manifest";
   body: Readable;
   /** The whole content's size, when the source declared it (always, for an offset other than 0). */
   size: number | undefined;
+  /**
+   * A blob's OCTET_STREAM; a manifest's type as the source labelled it for the repository asked:
+   * the client that started the fill gets it as the upstream's answer, and the cache keeps it only
+   * as that repository's label (cache/manifest-types.ts).
+   */
   mediaType: string;
   /** Who sent the bytes, for the download's errors (a CDN after a redirect, a peer, the store). */
   host: string;
@@ -74,23 +78,24 @@ export function rangeFrom(offset: number): Record<string, string> {
 }
 
 /**
- * A 200 from upstream or a peer as a fill's body: its declared size, and its media type for a
- * manifest (a blob is always served as octets). A manifest declared over the limit is refused.
+ * A 200 from upstream or a peer as a fill's body, of the kind the request asked for: its declared
+ * size; a blob as octets, a manifest as the Content-Type its source gave it for this repository.
+ * A manifest declared over the limit is refused.
  */
 export function bodyOf(target: ContentTarget, response: UpstreamResponse, host: string, cache: CacheStatus): SourceBody {
   const length = headerValue(response.headers["content-length"]);
   const size = length !== undefined && /^\d+$/.test(length) ? Number(length) : undefined;
-  if (target.kind === "blob") return { kind: "body", body: response.body, size, mediaType: OCTET_STREAM, host, cache };
+  if (target.kind === "blob") return { kind: "body", content: "blob", body: response.body, size, mediaType: OCTET_STREAM, host, cache };
   if (size !== undefined && size > MAX_MANIFEST_BYTES) {
     response.body.destroy();
     throw new UpstreamError("protocol", host, `manifest of ${size} bytes is over the ${MAX_MANIFEST_BYTES}-byte limit`);
   }
-  return { kind: "body", body: response.body, size, mediaType: headerValue(response.headers["content-type"]) ?? OCTET_STREAM, host, maxSize: MAX_MANIFEST_BYTES, cache };
+  return { kind: "body", content: "manifest", body: response.body, size, mediaType: headerValue(response.headers["content-type"]) ?? OCTET_STREAM, host, maxSize: MAX_MANIFEST_BYTES, cache };
 }
 
-/** A continuation's 206 as the rest of a body another source began, `size` bytes in all. */
-export function continuation(response: UpstreamResponse, host: string, size: number, cache: CacheStatus): SourceBody {
-  return { kind: "body", body: response.body, size, mediaType: headerValue(response.headers["content-type"]) ?? OCTET_STREAM, host, cache };
+/** A continuation's 206 as the rest of a body another source began, `size` bytes in all (only its bytes are read). */
+export function continuation(target: ContentTarget, response: UpstreamResponse, host: string, size: number, cache: CacheStatus): SourceBody {
+  return { kind: "body", content: target.kind, body: response.body, size, mediaType: headerValue(response.headers["content-type"]) ?? OCTET_STREAM, host, cache };
 }
 
 /** What every source is asked for: the request and the content it wants. */

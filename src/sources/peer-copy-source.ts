@@ -15,7 +15,9 @@ export interface CopyOptions {
 
 /**
  * A copy of what one peer holds for the repository (it answers 404 for content it holds only for
- * others): nothing is fetched on its side. The peer hashes what it sends and cuts a response that
+ * others, or a manifest whose type there it does not know): nothing is fetched on its side. It is
+ * kept as the kind asked for, a manifest with the type the peer serves it as in this repository,
+ * kept here as this repository's label. The peer hashes what it sends and cuts a response that
  * does not match; this replica verifies the bytes again as it stores them.
  */
 export class PeerCopySource implements ContentSource {
@@ -34,7 +36,7 @@ export class PeerCopySource implements ContentSource {
   async open(offset: number, size?: number): Promise<SourceAnswer | undefined> {
     const response = await this.cluster.copyFrom(this.peer, peerRequest(this.request, rangeFrom(offset)));
     if (!response) return undefined;
-    if (offset > 0 && continuesAt(response, offset, size!)) return continuation(response, this.request.rr.host, size!, "PEER");
+    if (offset > 0 && continuesAt(response, offset, size!)) return continuation(this.request.target, response, this.request.rr.host, size!, "PEER");
     if (offset > 0 || response.statusCode !== 200) {
       await response.body.dump();
       return undefined;

@@ -18,6 +18,8 @@ export interface HolderCounts {
  * A peer that fills the content for this replica as if the client had asked it, with the client's
  * credentials: the digest's owner (cluster.ts), or the replica holding the fleet's lease on it,
  * whose growing file streams here. Its refusal (401, 403, 404) is upstream's answer to this client.
+ * Its body is kept as the kind asked for, a manifest with the type the peer's source gave it in
+ * this repository, kept here as that repository's label.
  */
 export class PeerFillSource implements ContentSource {
   readonly name: string;
@@ -35,7 +37,7 @@ export class PeerFillSource implements ContentSource {
   async open(offset: number, size?: number): Promise<SourceAnswer | undefined> {
     const response = await this.cluster.fillFromOwner(this.peer, peerRequest(this.request, rangeFrom(offset)));
     if (offset > 0) {
-      if (response && continuesAt(response, offset, size!)) return continuation(response, this.request.rr.host, size!, "PEER");
+      if (response && continuesAt(response, offset, size!)) return continuation(this.request.target, response, this.request.rr.host, size!, "PEER");
       await response?.body.dump();
       return undefined;
     }

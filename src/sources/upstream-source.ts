@@ -12,9 +12,12 @@ const NOT_FORWARDED_ON_FILL = ["range", "if-range", "if-none-match", "if-modifie
 
 /**
  * The registry itself, asked with the client's own credentials, redirects followed server-side:
- * its 200 is its word that this client may have the content. `lease`: the fleet's lease on filling
- * the digest, held until the fill is stored; `stored`: what follows a fill this source began
- * (a second copy on a peer or in the object store; it releases the lease).
+ * its 200 is its word that this client may have the content. Its body is kept as the kind asked
+ * for: a blob as octets, a manifest within the size limit, its Content-Type the upstream's answer
+ * to this client and, for the cache, only this repository's label (content-source.ts: bodyOf).
+ * `lease`: the fleet's lease on filling the digest, held until the fill is stored; `stored`: what
+ * follows a fill this source began (a second copy on a peer or in the object store; it releases
+ * the lease).
  */
 export class UpstreamSource implements ContentSource {
   readonly via = "upstream";
@@ -24,7 +27,7 @@ export class UpstreamSource implements ContentSource {
     private readonly upstream: UpstreamClient,
     private readonly request: SourceRequest,
     private readonly lease: HeldLease | undefined,
-    private readonly stored: (lease: HeldLease | undefined) => void,
+    private readonly stored: (download: Download, lease: HeldLease | undefined) => void,
   ) {
     this.name = `upstream ${request.rr.host}`;
   }
@@ -39,7 +42,7 @@ export class UpstreamSource implements ContentSource {
       headers: { ...upstreamRequestHeaders(rr.req.headers, NOT_FORWARDED_ON_FILL), ...rangeFrom(offset) },
     });
     if (offset > 0) {
-      if (continuesAt(response, offset, size!)) return continuation(response, host, size!, "MISS");
+      if (continuesAt(response, offset, size!)) return continuation(target, response, host, size!, "MISS");
       await response.body.dump();
       return undefined;
     }
@@ -50,13 +53,7 @@ export class UpstreamSource implements ContentSource {
   }
 
   settled(download: Download | undefined): void {
-    if (!download) {
-      this.lease?.release();
-      return;
-    }
-    download.done.then(
-      () => this.stored(this.lease),
-      () => this.lease?.release(),
-    );
+    if (download) this.stored(download, this.lease);
+    else this.lease?.release();
   }
 }

@@ -69,7 +69,7 @@ describe("AccessControl.offlineRule: a peer's copy while upstream cannot answer"
     const unknown = request("team/unknown");
     const refused = await access.offlineRule(unknown, "team/unknown").judge(undefined);
     expect(refused.allowed).toBe(false);
-    expect(refused.allowed === false && refused.refusal.status).toBe(401);
+    expect(refused.allowed === false && "refusal" in refused && refused.refusal.status).toBe(401);
     expect(unknown.log.access).toBe("offline-denied");
   });
 

@@ -46,7 +46,7 @@ class FakeSource implements ContentSource {
   }
 }
 
-const body = (stream: Readable, size: number | undefined): SourceAnswer => ({ kind: "body", body: stream, size, mediaType: "application/octet-stream", host: "quay.test", cache: "MISS" });
+const body = (stream: Readable, size: number | undefined): SourceAnswer => ({ kind: "body", content: "blob", body: stream, size, mediaType: "application/octet-stream", host: "quay.test", cache: "MISS" });
 const refused = (status: number, unavailable: boolean) => {
   const upstream = response(status);
   return { kind: "refused" as const, refusal: { kind: "upstream" as const, response: upstream }, unavailable, upstream };
