@@ -1,6 +1,6 @@
-import { randomBytes } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import { openSync } from "node:fs";
-import { mkdir, readdir, rename, rm, stat } from "node:fs/promises";
+import { mkdir, readdir, readFile, rename, rm, stat } from "node:fs/promises";
 import path from "node:path";
 import type { Readable } from "node:stream";
 import { RegcacheError, systemReason } from "../errors.js";
@@ -12,6 +12,7 @@ import { DISK_HEADROOM, effectiveCacheBound, freeBytes } from "./disk-space.js";
 import { Download } from "./download.js";
 import { chooseEvictions } from "./eviction.js";
 import { hashFile } from "./file-hash.js";
+import { HeldBytes, HeldBytesSource } from "./held-bytes.js";
 import { OpenStreams } from "./read-chunk.js";
 import { CachedFileSource, DownloadSource, type RangeSource } from "./range-source.js";
 
@@ -23,6 +24,12 @@ const LOW_WATER_RATIO = 0.9;
  * that pull by tag (they cannot know its digest).
  */
 const ALWAYS_CHECKED_BYTES = 4 * 1024 * 1024;
+/**
+ * Verified small files held in memory (held-bytes.ts). A manifest is a few KB (an index of a
+ * hundred platforms ~50 KB; image configs are alike), so 8 MiB holds those of hundreds of images.
+ */
+const HELD_BYTES = 8 * 1024 * 1024;
+const HELD_FILE_BYTES = 256 * 1024;
 /** The background scrub hashes at most this fast, so it never competes with clients for the disk. */
 const SCRUB_BYTES_PER_SECOND = 64 * 1024 * 1024;
 const SCRUB_IDLE_MS = 60_000;
@@ -86,6 +93,7 @@ export class BlobStore {
   /** Digests whose file matched its digest since this process started. */
   private readonly verifiedThisRun = new Set<string>();
   private readonly openStreams = new OpenStreams();
+  private readonly held = new HeldBytes(HELD_BYTES, HELD_FILE_BYTES);
   private scrubTimer: NodeJS.Timeout | undefined;
   /** Bytes each admitted download may still write: room on the disk promised to it. */
   private readonly reservations = new Map<string, number>();
@@ -167,6 +175,8 @@ export class BlobStore {
    * they are served instead (readCached), where a mismatch can only cut the response.
    */
   async present(entry: BlobEntry, digest: Digest): Promise<boolean> {
+    // Verified this run and held since: the bytes that will be served are right, whatever the disk holds now.
+    if (this.held.get(entry)) return true;
     if (!(await this.hasFile(entry, digest))) return false;
     return entry.size > ALWAYS_CHECKED_BYTES || (await this.hashMatches(entry, digest));
   }
@@ -201,15 +211,25 @@ export class BlobStore {
     );
     if (size === entry.size) return true;
     if (this.pins.has(entry.digest)) return false;
+    this.held.delete(entry.digest);
     this.stats.missing += 1;
     this.logger.warn({ digest: entry.digest, expectedBytes: entry.size, foundBytes: size ?? null }, "cached file missing or resized; dropped from the index");
     await this.index.deleteBlob(entry.digest).catch((err: unknown) => this.logger.warn({ err }, "cannot drop index row"));
     return false;
   }
 
-  /** Whether the file hashes to its digest; one that does not (or cannot be read) is quarantined. */
+  /**
+   * Whether the file hashes to its digest; one that does not (or cannot be read) is quarantined.
+   * A small one is read whole, and its bytes held once they match.
+   */
   private async hashMatches(entry: BlobEntry, digest: Digest): Promise<boolean> {
-    const actual = await hashFile(this.paths.blobFile(digest), digest.algorithm).catch(() => undefined);
+    const file = this.paths.blobFile(digest);
+    let actual: string | undefined;
+    if (this.held.admits(entry.size)) {
+      const bytes = await readFile(file).catch(() => undefined);
+      actual = bytes && createHash(digest.algorithm).update(bytes).digest("hex");
+      if (bytes && actual === digest.hex) this.held.put(entry, bytes);
+    } else actual = await hashFile(file, digest.algorithm).catch(() => undefined);
     if (actual === digest.hex) return true;
     await this.quarantine(entry, digest, `${digest.algorithm}:${actual ?? "unreadable"}`);
     return false;
@@ -222,6 +242,8 @@ export class BlobStore {
    */
   readCached(entry: BlobEntry, digest: Digest, start: number, end: number, always = false): RangeSource {
     this.index.touch(entry.digest);
+    const held = this.held.get(entry);
+    if (held) return new HeldBytesSource(held);
     const fd = openSync(this.paths.blobFile(digest), "r");
     this.pin(entry.digest);
     const slot = this.openStreams.open();
@@ -261,6 +283,7 @@ export class BlobStore {
     if (this.index.getBlob(entry.digest) !== entry) return;
     this.stats.damaged += 1;
     this.verifiedThisRun.delete(entry.digest);
+    this.held.delete(entry.digest);
     this.logger.error({ digest: entry.digest, actual, bytes: entry.size }, "cached file does not match its digest; quarantined, will be refetched");
     try {
       await this.index.deleteBlob(entry.digest);
@@ -467,6 +490,7 @@ export class BlobStore {
   async remove(entry: BlobEntry): Promise<void> {
     await this.index.deleteBlob(entry.digest);
     this.verifiedThisRun.delete(entry.digest);
+    this.held.delete(entry.digest);
     const [algorithm, hex] = entry.digest.split(":");
     await rm(path.join(this.paths.blobsDir, algorithm!, hex!.slice(0, 2), hex!), { force: true });
   }

@@ -1,0 +1,123 @@
+import { createHash, randomBytes } from "node:crypto";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { Writable } from "node:stream";
+import { afterEach, describe, expect, it } from "vitest";
+import { BlobStore } from "../../../src/cache/blob-store.js";
+import { CacheIndex, type BlobEntry } from "../../../src/cache/cache-index.js";
+import { DataPaths } from "../../../src/cache/data-paths.js";
+import { HeldBytes } from "../../../src/cache/held-bytes.js";
+import { sendRange } from "../../../src/cache/range-sender.js";
+import type { RangeSource } from "../../../src/cache/range-source.js";
+import { createLogger } from "../../../src/log/logger.js";
+import { parseDigest, type Digest } from "../../../src/oci/digest.js";
+
+const entryOf = (digest: string, size: number): BlobEntry => ({ digest, size, mediaType: "m", created: 0, lastAccess: 0, hits: 0, links: [] });
+
+/** What a client receives of bytes [start, end] of `source`. */
+async function received(source: RangeSource, start: number, end: number): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  const sink = new Writable({ write: (chunk: Buffer, _enc, done) => (chunks.push(Buffer.from(chunk)), done()) });
+  const finished = new Promise<void>((resolve, reject) => sink.on("finish", resolve).on("error", reject));
+  sendRange(source, start, end, sink);
+  await finished;
+  return Buffer.concat(chunks);
+}
+
+describe("HeldBytes", () => {
+  it("holds at most maxBytes, letting the least recently used go first, and never a file over maxFileBytes", () => {
+    const held = new HeldBytes(100, 40);
+    const [a, b, c] = ["a", "b", "c"].map((d) => entryOf(d, 40));
+    held.put(a!, Buffer.alloc(40));
+    held.put(b!, Buffer.alloc(40));
+    expect(held.get(a!)).toBeDefined();
+    held.put(c!, Buffer.alloc(40));
+    expect(held.get(b!)).toBeUndefined();
+    expect(held.get(a!)).toBeDefined();
+    expect(held.get(c!)).toBeDefined();
+    expect(held.size).toBe(80);
+    held.put(entryOf("d", 41), Buffer.alloc(41));
+    expect(held.get(entryOf("d", 41))).toBeUndefined();
+    expect(held.size).toBe(80);
+  });
+
+  it("answers only for the row the bytes were verified for: a replaced row is a miss, and its bytes go", () => {
+    const held = new HeldBytes(100, 50);
+    const first = entryOf("a", 10);
+    held.put(first, Buffer.alloc(10));
+    expect(held.get(entryOf("a", 10))).toBeUndefined();
+    expect(held.get(first)).toBeUndefined();
+    expect(held.size).toBe(0);
+  });
+});
+
+describe("BlobStore: small files verified once, then answered from memory", () => {
+  const dirs: string[] = [];
+  afterEach(() => {
+    for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
+  });
+
+  async function storeHolding(bytes: Buffer): Promise<{ store: BlobStore; index: CacheIndex; paths: DataPaths; digest: Digest; file: string }> {
+    const dir = mkdtempSync(path.join(tmpdir(), "regcache-held-"));
+    dirs.push(dir);
+    const paths = new DataPaths(dir);
+    const logger = createLogger("silent");
+    const index = await CacheIndex.open(paths.indexFile, logger);
+    const digest = parseDigest(`sha256:${createHash("sha256").update(bytes).digest("hex")}`)!;
+    const file = paths.blobFile(digest);
+    mkdirSync(path.dirname(file), { recursive: true });
+    writeFileSync(file, bytes);
+    await index.putBlob(entryOf(digest.value, bytes.length));
+    const store = new BlobStore(paths, index, { maxBytes: 2 ** 30, maxBlobSize: 2 ** 30, minDownloadRate: 0, abandonedAfterMs: 30_000, verifyIntervalMs: 60_000 }, logger);
+    return { store, index, paths, digest, file };
+  }
+
+  it("serves the verified bytes, whole and ranged, even once the file is damaged or gone", async () => {
+    const bytes = randomBytes(3000);
+    const { store, index, digest, file } = await storeHolding(bytes);
+    try {
+      const entry = store.lookup(digest)!;
+      expect(await store.present(entry, digest)).toBe(true);
+      writeFileSync(file, Buffer.alloc(bytes.length));
+      expect(await store.present(entry, digest)).toBe(true);
+      expect((await received(store.readCached(entry, digest, 0, bytes.length - 1), 0, bytes.length - 1)).equals(bytes)).toBe(true);
+      rmSync(file);
+      expect((await received(store.readCached(entry, digest, 100, 199), 100, 199)).equals(bytes.subarray(100, 200))).toBe(true);
+    } finally {
+      await index.close();
+    }
+  });
+
+  it("a file damaged before it was first verified is quarantined, and nothing of it is held", async () => {
+    const bytes = randomBytes(3000);
+    const { store, index, digest, file } = await storeHolding(bytes);
+    try {
+      writeFileSync(file, Buffer.alloc(bytes.length));
+      const entry = store.lookup(digest)!;
+      expect(await store.present(entry, digest)).toBe(false);
+      expect(store.lookup(digest)).toBeUndefined();
+      expect(store.stats.damaged).toBe(1);
+    } finally {
+      await index.close();
+    }
+  });
+
+  it("a removed (evicted) file's bytes are not served again, even to a caller holding its old row", async () => {
+    const bytes = randomBytes(3000);
+    const { store, index, digest, file } = await storeHolding(bytes);
+    try {
+      const entry = store.lookup(digest)!;
+      expect(await store.present(entry, digest)).toBe(true);
+      await store.remove(entry);
+      // Cached again later (a refill): the old row's bytes do not answer for the new row.
+      writeFileSync(file, bytes);
+      const refilled = entryOf(digest.value, bytes.length);
+      await index.putBlob(refilled);
+      rmSync(file);
+      expect(await store.present(refilled, digest)).toBe(false);
+    } finally {
+      await index.close();
+    }
+  });
+});
