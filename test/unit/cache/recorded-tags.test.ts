@@ -37,3 +37,34 @@ describe("RecordedTags.pruneUncached", () => {
     await index.close();
   });
 });
+
+describe("RecordedTags.record", () => {
+  const dirs: string[] = [];
+  afterEach(() => {
+    for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("writes an answer the same as the last one again only once a second has passed; a changed answer at once", async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), "regcache-tags-"));
+    dirs.push(dir);
+    const index = await CacheIndex.open(path.join(dir, "index.sqlite"), createLogger("silent"));
+    const writes: string[] = [];
+    const putTag = index.putTag.bind(index);
+    index.putTag = (key, entry) => (writes.push(key), putTag(key, entry));
+    const tags = new RecordedTags(index);
+    const image = { host: "quay.test", name: "team/app", tag: "v1" };
+    const answer = (digest: string, recorded: number): TagEntry => ({ digest, mediaType: "m", size: 1, recorded });
+    await tags.record(image, ["a"], answer(CACHED, 10_000));
+    await tags.record(image, ["a"], answer(CACHED, 10_500));
+    expect(writes).toHaveLength(2);
+    await tags.record(image, ["a"], answer(NOT_CACHED, 10_600));
+    expect(writes).toHaveLength(4);
+    await tags.record(image, ["a"], answer(NOT_CACHED, 11_599));
+    expect(writes).toHaveLength(4);
+    await tags.record(image, ["a"], answer(NOT_CACHED, 11_600));
+    expect(writes).toHaveLength(6);
+    expect((await tags.forAccept(image, ["a"]))?.recorded).toBe(11_600);
+    expect((await tags.latest(image))?.digest).toBe(NOT_CACHED);
+    await index.close();
+  });
+});
