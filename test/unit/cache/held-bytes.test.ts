@@ -54,70 +54,61 @@ describe("HeldBytes", () => {
 
 describe("BlobStore: small files verified once, then answered from memory", () => {
   const dirs: string[] = [];
-  afterEach(() => {
+  const indexes: CacheIndex[] = [];
+  afterEach(async () => {
+    for (const index of indexes.splice(0)) await index.close();
     for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
   });
 
-  async function storeHolding(bytes: Buffer): Promise<{ store: BlobStore; index: CacheIndex; paths: DataPaths; digest: Digest; file: string }> {
+  async function storeHolding(bytes: Buffer): Promise<{ store: BlobStore; index: CacheIndex; digest: Digest; file: string }> {
     const dir = mkdtempSync(path.join(tmpdir(), "regcache-held-"));
     dirs.push(dir);
     const paths = new DataPaths(dir);
     const logger = createLogger("silent");
     const index = await CacheIndex.open(paths.indexFile, logger);
+    indexes.push(index);
     const digest = parseDigest(`sha256:${createHash("sha256").update(bytes).digest("hex")}`)!;
     const file = paths.blobFile(digest);
     mkdirSync(path.dirname(file), { recursive: true });
     writeFileSync(file, bytes);
     await index.putBlob(entryOf(digest.value, bytes.length));
     const store = new BlobStore(paths, index, { maxBytes: 2 ** 30, maxBlobSize: 2 ** 30, minDownloadRate: 0, abandonedAfterMs: 30_000, verifyIntervalMs: 60_000 }, logger);
-    return { store, index, paths, digest, file };
+    return { store, index, digest, file };
   }
 
   it("serves the verified bytes, whole and ranged, even once the file is damaged or gone", async () => {
     const bytes = randomBytes(3000);
-    const { store, index, digest, file } = await storeHolding(bytes);
-    try {
-      const entry = store.lookup(digest)!;
-      expect(await store.present(entry, digest)).toBe(true);
-      writeFileSync(file, Buffer.alloc(bytes.length));
-      expect(await store.present(entry, digest)).toBe(true);
-      expect((await received(store.readCached(entry, digest, 0, bytes.length - 1), 0, bytes.length - 1)).equals(bytes)).toBe(true);
-      rmSync(file);
-      expect((await received(store.readCached(entry, digest, 100, 199), 100, 199)).equals(bytes.subarray(100, 200))).toBe(true);
-    } finally {
-      await index.close();
-    }
+    const { store, digest, file } = await storeHolding(bytes);
+    const entry = store.lookup(digest)!;
+    expect(await store.present(entry, digest)).toBe(true);
+    writeFileSync(file, Buffer.alloc(bytes.length));
+    expect(await store.present(entry, digest)).toBe(true);
+    expect((await received(store.readCached(entry, digest, 0, bytes.length - 1), 0, bytes.length - 1)).equals(bytes)).toBe(true);
+    rmSync(file);
+    expect((await received(store.readCached(entry, digest, 100, 199), 100, 199)).equals(bytes.subarray(100, 200))).toBe(true);
   });
 
   it("a file damaged before it was first verified is quarantined, and nothing of it is held", async () => {
     const bytes = randomBytes(3000);
-    const { store, index, digest, file } = await storeHolding(bytes);
-    try {
-      writeFileSync(file, Buffer.alloc(bytes.length));
-      const entry = store.lookup(digest)!;
-      expect(await store.present(entry, digest)).toBe(false);
-      expect(store.lookup(digest)).toBeUndefined();
-      expect(store.stats.damaged).toBe(1);
-    } finally {
-      await index.close();
-    }
+    const { store, digest, file } = await storeHolding(bytes);
+    writeFileSync(file, Buffer.alloc(bytes.length));
+    const entry = store.lookup(digest)!;
+    expect(await store.present(entry, digest)).toBe(false);
+    expect(store.lookup(digest)).toBeUndefined();
+    expect(store.stats.damaged).toBe(1);
   });
 
-  it("a removed (evicted) file's bytes are not served again, even to a caller holding its old row", async () => {
+  it("a removed (evicted) file's bytes do not answer for the row of a later refill", async () => {
     const bytes = randomBytes(3000);
     const { store, index, digest, file } = await storeHolding(bytes);
-    try {
-      const entry = store.lookup(digest)!;
-      expect(await store.present(entry, digest)).toBe(true);
-      await store.remove(entry);
-      // Cached again later (a refill): the old row's bytes do not answer for the new row.
-      writeFileSync(file, bytes);
-      const refilled = entryOf(digest.value, bytes.length);
-      await index.putBlob(refilled);
-      rmSync(file);
-      expect(await store.present(refilled, digest)).toBe(false);
-    } finally {
-      await index.close();
-    }
+    const entry = store.lookup(digest)!;
+    expect(await store.present(entry, digest)).toBe(true);
+    await store.remove(entry);
+    // Cached again later (a refill): the old row's bytes do not answer for the new row.
+    writeFileSync(file, bytes);
+    const refilled = entryOf(digest.value, bytes.length);
+    await index.putBlob(refilled);
+    rmSync(file);
+    expect(await store.present(refilled, digest)).toBe(false);
   });
 });

@@ -10,16 +10,20 @@ const DAY = 24 * 60 * 60_000;
 const CACHED = `sha256:${"a".repeat(64)}`;
 const NOT_CACHED = `sha256:${"b".repeat(64)}`;
 
-describe("RecordedTags.pruneUncached", () => {
-  const dirs: string[] = [];
-  afterEach(() => {
-    for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
-  });
+const dirs: string[] = [];
+afterEach(() => {
+  for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
+});
 
+async function emptyIndex(): Promise<CacheIndex> {
+  const dir = mkdtempSync(path.join(tmpdir(), "regcache-tags-"));
+  dirs.push(dir);
+  return CacheIndex.open(path.join(dir, "index.sqlite"), createLogger("silent"));
+}
+
+describe("RecordedTags.pruneUncached", () => {
   it("drops answers whose manifest is not cached once they are a week old, and keeps every other", async () => {
-    const dir = mkdtempSync(path.join(tmpdir(), "regcache-tags-"));
-    dirs.push(dir);
-    const index = await CacheIndex.open(path.join(dir, "index.sqlite"), createLogger("silent"));
+    const index = await emptyIndex();
     await index.putBlob({ digest: CACHED, size: 1, mediaType: "m", created: 0, lastAccess: 0, hits: 0, links: [] });
     const tags = new RecordedTags(index);
     const now = 100 * DAY;
@@ -39,15 +43,8 @@ describe("RecordedTags.pruneUncached", () => {
 });
 
 describe("RecordedTags.record", () => {
-  const dirs: string[] = [];
-  afterEach(() => {
-    for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
-  });
-
   it("writes an answer the same as the last one again only once a second has passed; a changed answer at once", async () => {
-    const dir = mkdtempSync(path.join(tmpdir(), "regcache-tags-"));
-    dirs.push(dir);
-    const index = await CacheIndex.open(path.join(dir, "index.sqlite"), createLogger("silent"));
+    const index = await emptyIndex();
     const writes: string[] = [];
     const putTag = index.putTag.bind(index);
     index.putTag = (key, entry) => (writes.push(key), putTag(key, entry));
