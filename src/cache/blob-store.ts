@@ -172,10 +172,10 @@ export class BlobStore {
    * Whether the row's file is on disk, with its size, and (for a small file: every manifest) its
    * digest. A file deleted, truncated or damaged behind regcache's back is a miss: the row is
    * dropped and the fill refetches it, so the client never notices. Large files are checked while
-   * they are served instead (readCached), where a mismatch can only cut the response.
+   * they are served instead (readCached), where a mismatch can only cut the response. A small file
+   * whose bytes are held in memory (HeldBytes) needs neither: those bytes are what is served.
    */
   async present(entry: BlobEntry, digest: Digest): Promise<boolean> {
-    // Verified this run and held since: the bytes that will be served are right, whatever the disk holds now.
     if (this.held.get(entry)) return true;
     if (!(await this.hasFile(entry, digest))) return false;
     return entry.size > ALWAYS_CHECKED_BYTES || (await this.hashMatches(entry, digest));
@@ -239,6 +239,7 @@ export class BlobStore {
    * Bytes [start, end] of the cached file as a response source; the digest stays pinned until it
    * closes. Large files not verified this run (or within --verify-interval), or all of them with
    * `always`, are hashed as they are served, and their last byte is released only if they still match.
+   * Small files held in memory are served from there.
    */
   readCached(entry: BlobEntry, digest: Digest, start: number, end: number, always = false): RangeSource {
     this.index.touch(entry.digest);
