@@ -15,8 +15,9 @@ RUN apt-get update \
 # builder) node-gyp compiles it, hence python3, make and g++, against the headers of this
 # image's Node.js rather than downloaded ones: npm_config_nodedir is node-gyp's setting (npm
 # warns that it does not know it, and passes it on). Of that build, only the addon itself is
-# kept: the objects, static libraries and sqlite sources are another ~21 MB.
-COPY package.json package-lock.json ./
+# kept: the objects, static libraries and sqlite sources are another ~21 MB. .npmrc keeps npm from
+# installing a dev dependency's unused peer (see the file).
+COPY package.json package-lock.json .npmrc ./
 RUN npm ci --ignore-scripts --no-audit --no-fund \
  && npm_config_nodedir=/usr/local npm rebuild sqlite3 \
  && mv node_modules/sqlite3/build/Release/node_sqlite3.node /tmp/ \
@@ -26,7 +27,7 @@ RUN npm ci --ignore-scripts --no-audit --no-fund \
 # The runtime's node_modules, also independent of the source: no dev dependencies, and no
 # optional ones, which here are only node-gyp and its dependencies.
 RUN mkdir /prod \
- && cp -a package.json package-lock.json node_modules /prod/ \
+ && cp -a package.json package-lock.json .npmrc node_modules /prod/ \
  && npm prune --prefix /prod --omit=dev --omit=optional --no-audit --no-fund
 COPY tsconfig.json ./
 COPY src ./src
@@ -57,12 +58,12 @@ USER 10001:10001
 # The cache only, kept out of the container's writable layer; it is rebuildable, so an
 # anonymous volume that goes with `docker run --rm` loses nothing. /certs is deliberately not
 # a volume: an anonymous one would give every run a new CA (and leave its key behind in
-# Docker's volume directory). Mount /certs to keep the CA (README, "Docker").
+# Docker's volume directory). Mount /certs to keep the CA (docs/operations.md, "Docker").
 VOLUME ["/data"]
 EXPOSE 3128
 # SIGTERM drains: /readyz fails for --drain-delay, then in-flight responses get
-# --shutdown-grace, 5 s + 25 s by default. An image cannot set the stop timeout (Docker's is
-# 10 s): run with --stop-timeout 40, stop with `docker stop -t 40` (compose: stop_grace_period).
+# --shutdown-grace, 5 s + 120 s by default. An image cannot set the stop timeout (Docker's is
+# 10 s): run with --stop-timeout 135, stop with `docker stop -t 135` (compose: stop_grace_period).
 STOPSIGNAL SIGTERM
 # `regcache health` probes the address in REGCACHE_LISTEN, so a container given another port
 # with -e REGCACHE_LISTEN=... stays healthy.

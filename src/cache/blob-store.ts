@@ -1,26 +1,30 @@
 import { createHash, randomBytes } from "node:crypto";
-import { openSync } from "node:fs";
+import { closeSync, openSync } from "node:fs";
 import { mkdir, readdir, readFile, rename, rm, stat } from "node:fs/promises";
 import path from "node:path";
 import type { Readable } from "node:stream";
-import { RegcacheError, systemReason } from "../errors.js";
 import type { Logger } from "../log/logger.js";
+import { makeDirectory } from "../util/make-directory.js";
 import { parseDigest, type Digest } from "../oci/digest.js";
 import { addLink, type BlobEntry, type CacheIndex } from "./cache-index.js";
 import type { DataPaths } from "./data-paths.js";
+import type { DataDisk } from "./data-disk.js";
+import { isNoSpace } from "./disk-errors.js";
 import { DISK_HEADROOM, effectiveCacheBound, freeBytes } from "./disk-space.js";
-import { Download } from "./download.js";
+import { Download, DownloadAbortedError } from "./download.js";
 import { chooseEvictions } from "./eviction.js";
 import { hashFile } from "./file-hash.js";
 import { HeldBytes, HeldBytesSource } from "./held-bytes.js";
 import { OpenStreams } from "./read-chunk.js";
 import { CachedFileSource, DownloadSource, type RangeSource } from "./range-source.js";
+import { stampOfDescriptor, stampOfFile, stampOfFileNow, VerifiedFiles, type FileStamp } from "./verified-files.js";
 
 /** Eviction goes below the bound, so that one new blob does not trigger another eviction at once. */
 const LOW_WATER_RATIO = 0.9;
 /**
  * Files up to this size (every manifest: the distribution spec caps them at 4 MiB) are hashed
- * before every response: it costs little, and a manifest served wrong is accepted by clients
+ * before every response, unless their verified bytes are held in memory and the file looks as it
+ * did when they were read: it costs little, and a manifest served wrong is accepted by clients
  * that pull by tag (they cannot know its digest).
  */
 const ALWAYS_CHECKED_BYTES = 4 * 1024 * 1024;
@@ -37,6 +41,11 @@ const SCRUB_IDLE_MS = 60_000;
 const RATE_WINDOW_MS = 60_000;
 /** Damaged files kept for inspection; older ones are deleted. */
 const QUARANTINE_KEEP = 3;
+/** How often a disk that read as full is looked at again. */
+const ROOM_CHECK_MS = 5_000;
+/** Digests whose undeclared size outgrew the disk, remembered (this many, this long) so that their next fills stream through uncached. */
+const OUTGREW_DISK_KEEP = 1000;
+const OUTGREW_DISK_MS = 60 * 60_000;
 
 export interface BlobStoreOptions {
   /** --max-cache-size: the bound regcache may fill, when the disk can hold it. */
@@ -56,6 +65,12 @@ export type OpenResult<R> =
   | { kind: "refused"; response: R };
 
 /**
+ * Why a body streams through uncached: larger than the cache, no room on the disk, a disk that
+ * cannot be written (data-disk.ts), or another failure to make its file (out of descriptors, say).
+ */
+export type UncachedReason = "too-large" | "no-space" | "disk-fault" | "cache-error";
+
+/**
  * For the request that started a fetch: its download, upstream's own (uncacheable) answer, or a
  * body to stream through uncached (larger than the cache, or no room on the disk).
  * For requests that joined: the download, or "retry" (ask upstream with their own credentials).
@@ -63,7 +78,7 @@ export type OpenResult<R> =
 export type FillOutcome<R> =
   | { kind: "download"; download: Download; coalesced: boolean }
   | { kind: "refused"; response: R }
-  | { kind: "uncached"; reason: "too-large" | "no-space"; body: Readable; size: number | undefined; mediaType: string }
+  | { kind: "uncached"; reason: UncachedReason; body: Readable; size: number | undefined; mediaType: string }
   | { kind: "retry" };
 
 export interface BlobStoreStats {
@@ -75,7 +90,9 @@ export interface BlobStoreStats {
   missing: number;
   /** Bodies streamed through uncached because the disk had no room, even after eviction. */
   uncachedForSpace: number;
-  /** When the disk last had no room (ms since the epoch). */
+  /** Bodies streamed through uncached because the disk could not be written (read-only, failing). */
+  uncachedForDiskFault: number;
+  /** When the disk last had no room (ms since the epoch); cleared once it has room again. */
   noSpaceAt: number | undefined;
 }
 
@@ -90,21 +107,25 @@ export class BlobStore {
   private readonly pins = new Map<string, number>();
   /** Links of digests still downloading: the starter's repository and any confirmed while it runs. */
   private readonly pendingLinks = new Map<string, string[]>();
-  /** Digests whose file matched its digest since this process started. */
-  private readonly verifiedThisRun = new Set<string>();
+  /** Digests whose file matched its digest since this process started, with what the file looked like then. */
+  private readonly verifiedThisRun = new VerifiedFiles();
   private readonly openStreams = new OpenStreams();
   private readonly held = new HeldBytes(HELD_BYTES, HELD_FILE_BYTES);
   private scrubTimer: NodeJS.Timeout | undefined;
+  private roomTimer: NodeJS.Timeout | undefined;
   /** Bytes each admitted download may still write: room on the disk promised to it. */
   private readonly reservations = new Map<string, number>();
   /** The bound in force: --max-cache-size, or less while the disk cannot hold that (disk-space.ts). */
   private bound: number;
-  readonly stats: BlobStoreStats = { evictions: 0, evictedBytes: 0, damaged: 0, missing: 0, uncachedForSpace: 0, noSpaceAt: undefined };
+  readonly stats: BlobStoreStats = { evictions: 0, evictedBytes: 0, damaged: 0, missing: 0, uncachedForSpace: 0, uncachedForDiskFault: 0, noSpaceAt: undefined };
+  /** Digests whose body, of undeclared size, filled the disk, and when (performance.now()): their next fills are not tried (see startFetch). */
+  private readonly outgrewDisk = new Map<string, number>();
 
   constructor(
     private readonly paths: DataPaths,
     readonly index: CacheIndex,
     private readonly options: BlobStoreOptions,
+    readonly disk: DataDisk,
     private readonly logger: Logger,
   ) {
     this.bound = options.maxBytes;
@@ -127,6 +148,8 @@ export class BlobStore {
       this.logger.warn({ maxCacheSize: this.options.maxBytes, effectiveBytes: fitted, dataDir: this.paths.root }, "the disk holds less than --max-cache-size; the cache is bounded to what fits");
     }
     this.bound = fitted;
+    // Room for a download and the index again: the disk is no longer full, whatever it was lately.
+    if (free >= 2 * DISK_HEADROOM) this.stats.noSpaceAt = undefined;
   }
 
   /** Where a stored digest's file is (for an upload of it). */
@@ -173,10 +196,16 @@ export class BlobStore {
    * digest. A file deleted, truncated or damaged behind regcache's back is a miss: the row is
    * dropped and the fill refetches it, so the client never notices. Large files are checked while
    * they are served instead (readCached), where a mismatch can only cut the response. A small file
-   * whose bytes are held in memory (HeldBytes) needs neither: those bytes are what is served.
+   * whose verified bytes are held in memory (HeldBytes) is not read again: those bytes are what is
+   * served. Its file is still looked at (one stat), so that one changed on disk since it was read
+   * (verified-files.ts) is hashed again, and quarantined if damaged, as a large one is when served.
    */
   async present(entry: BlobEntry, digest: Digest): Promise<boolean> {
-    if (this.held.get(entry)) return true;
+    if (this.held.get(entry)) {
+      const stamp = await stampOfFile(this.paths.blobFile(digest));
+      if (stamp && this.verifiedThisRun.matches(entry.digest, stamp)) return true;
+      this.held.delete(entry.digest);
+    }
     if (!(await this.hasFile(entry, digest))) return false;
     return entry.size > ALWAYS_CHECKED_BYTES || (await this.hashMatches(entry, digest));
   }
@@ -188,13 +217,15 @@ export class BlobStore {
   async verify(entry: BlobEntry, digest: Digest): Promise<"ok" | "damaged" | "missing"> {
     // Checked before pinning: hasFile leaves the row of a pinned digest alone.
     if (!(await this.hasFile(entry, digest))) return "missing";
+    // Taken before hashing: a write while the hash runs leaves the file looking changed.
+    const stamp = await stampOfFile(this.paths.blobFile(digest));
     this.pin(entry.digest);
     try {
       if (!(await this.hashMatches(entry, digest))) return "damaged";
     } finally {
       this.unpin(entry.digest);
     }
-    this.markVerified(entry);
+    this.markVerified(entry, stamp);
     return "ok";
   }
 
@@ -220,15 +251,20 @@ export class BlobStore {
 
   /**
    * Whether the file hashes to its digest; one that does not (or cannot be read) is quarantined.
-   * A small one is read whole, and its bytes held once they match.
+   * A small one is read whole, and its bytes held once they match, with what its file looked like.
    */
   private async hashMatches(entry: BlobEntry, digest: Digest): Promise<boolean> {
     const file = this.paths.blobFile(digest);
     let actual: string | undefined;
     if (this.held.admits(entry.size)) {
+      // Taken before reading: a write while it is read leaves the file looking changed.
+      const stamp = await stampOfFile(file);
       const bytes = await readFile(file).catch(() => undefined);
       actual = bytes && createHash(digest.algorithm).update(bytes).digest("hex");
-      if (bytes && actual === digest.hex) this.held.put(entry, bytes);
+      if (bytes && actual === digest.hex) {
+        this.held.put(entry, bytes);
+        this.verifiedThisRun.add(entry.digest, stamp);
+      }
     } else actual = await hashFile(file, digest.algorithm).catch(() => undefined);
     if (actual === digest.hex) return true;
     await this.quarantine(entry, digest, `${digest.algorithm}:${actual ?? "unreadable"}`);
@@ -237,23 +273,30 @@ export class BlobStore {
 
   /**
    * Bytes [start, end] of the cached file as a response source; the digest stays pinned until it
-   * closes. Large files not verified this run (or within --verify-interval), or all of them with
-   * `always`, are hashed as they are served, and their last byte is released only if they still match.
-   * Small files held in memory are served from there.
+   * closes. Large files not verified this run (or within --verify-interval), changed on disk since
+   * (verified-files.ts), or all of them with `always`, are hashed as they are served, and their
+   * last byte is released only if they still match. Small files held in memory are served from there.
    */
   readCached(entry: BlobEntry, digest: Digest, start: number, end: number, always = false): RangeSource {
     this.index.touch(entry.digest);
     const held = this.held.get(entry);
     if (held) return new HeldBytesSource(held);
     const fd = openSync(this.paths.blobFile(digest), "r");
+    let stamp: FileStamp;
+    try {
+      stamp = stampOfDescriptor(fd);
+    } catch (err) {
+      closeSync(fd);
+      throw err;
+    }
     this.pin(entry.digest);
     const slot = this.openStreams.open();
-    const check = this.needsCheck(entry, always)
+    const check = this.needsCheck(entry, always, stamp)
       ? {
           algorithm: digest.algorithm,
           hex: digest.hex,
           mode: start === 0 && end === entry.size - 1 ? ("inline" as const) : ("whole" as const),
-          onResult: (matched: boolean, actual: string) => (matched ? this.markVerified(entry) : void this.quarantine(entry, digest, actual)),
+          onResult: (matched: boolean, actual: string) => (matched ? this.markVerified(entry, stamp) : void this.quarantine(entry, digest, actual)),
         }
       : undefined;
     return new CachedFileSource(
@@ -268,14 +311,14 @@ export class BlobStore {
     );
   }
 
-  /** Small files were just checked whole by present(); large ones when asked, or not verified this run or lately. */
-  private needsCheck(entry: BlobEntry, always: boolean): boolean {
+  /** Small files were just checked whole by present(); large ones when asked, or not verified this run, lately, or as they look now. */
+  private needsCheck(entry: BlobEntry, always: boolean, stamp: FileStamp): boolean {
     if (entry.size <= ALWAYS_CHECKED_BYTES) return false;
-    return always || !this.verifiedThisRun.has(entry.digest) || Date.now() - (entry.verifiedAt ?? 0) >= this.options.verifyIntervalMs;
+    return always || !this.verifiedThisRun.matches(entry.digest, stamp) || Date.now() - (entry.verifiedAt ?? 0) >= this.options.verifyIntervalMs;
   }
 
-  private markVerified(entry: BlobEntry): void {
-    this.verifiedThisRun.add(entry.digest);
+  private markVerified(entry: BlobEntry, stamp: FileStamp | undefined): void {
+    this.verifiedThisRun.add(entry.digest, stamp);
     this.index.markVerified(entry.digest, Date.now());
   }
 
@@ -283,7 +326,7 @@ export class BlobStore {
   private async quarantine(entry: BlobEntry, digest: Digest, actual: string): Promise<void> {
     if (this.index.getBlob(entry.digest) !== entry) return;
     this.stats.damaged += 1;
-    this.verifiedThisRun.delete(entry.digest);
+    this.verifiedThisRun.forget(entry.digest);
     this.held.delete(entry.digest);
     this.logger.error({ digest: entry.digest, actual, bytes: entry.size }, "cached file does not match its digest; quarantined, will be refetched");
     try {
@@ -328,35 +371,52 @@ export class BlobStore {
   private async startFetch<R>(digest: Digest, hostRepository: string, open: () => Promise<OpenResult<R>>): Promise<FillOutcome<R>> {
     const result = await open();
     if (result.kind === "refused") return result;
-    const uncached = (reason: "too-large" | "no-space"): FillOutcome<R> => ({ kind: "uncached", reason, body: result.body, size: result.size, mediaType: result.mediaType });
+    const uncached = (reason: UncachedReason): FillOutcome<R> => {
+      if (reason === "disk-fault") {
+        this.stats.uncachedForDiskFault += 1;
+        this.disk.bypassed();
+      }
+      return { kind: "uncached", reason, body: result.body, size: result.size, mediaType: result.mediaType };
+    };
     if (result.size !== undefined && result.size > this.options.maxBytes) return uncached("too-large");
-    // The disk may have freed up (or filled) since the bound was last fitted: eviction goes by now.
-    await this.fitBoundToDisk();
-    await this.evictFor(result.size ?? 0);
-    if (!(await this.reserveDisk(digest.value, result.size ?? 0))) {
+    if (!this.disk.writable) return uncached("disk-fault");
+    if (result.size === undefined && this.outgrewDiskLately(digest)) {
       this.stats.uncachedForSpace += 1;
-      this.logger.warn({ digest: digest.value, bytes: result.size ?? null }, "no room on the cache disk, even after eviction; streaming through uncached");
       return uncached("no-space");
     }
-    const finalFile = this.paths.blobFile(digest);
-    const tempFile = path.join(this.paths.tmpDir, `${digest.hex.slice(0, 16)}-${randomBytes(6).toString("hex")}`);
     let download: Download;
     try {
-      await mkdir(path.dirname(finalFile), { recursive: true });
-      await mkdir(this.paths.tmpDir, { recursive: true });
+      // The disk may have freed up (or filled) since the bound was last fitted: eviction goes by now.
+      await this.fitBoundToDisk();
+      await this.evictFor(result.size ?? 0);
+      if (!(await this.reserveDisk(digest.value, result.size ?? 0))) {
+        this.stats.uncachedForSpace += 1;
+        this.logger.warn({ digest: digest.value, bytes: result.size ?? null }, "no room on the cache disk, even after eviction; streaming through uncached");
+        return uncached("no-space");
+      }
+      const finalFile = this.paths.blobFile(digest);
+      const tempFile = path.join(this.paths.tmpDir, `${digest.hex.slice(0, 16)}-${randomBytes(6).toString("hex")}`);
+      await makeDirectory(path.dirname(finalFile));
+      await makeDirectory(this.paths.tmpDir);
       download = await this.startDownload(digest, result, tempFile, finalFile);
     } catch (err) {
+      // The body is the client's answer still: it streams through, only the cache goes without it.
       this.reservations.delete(digest.value);
-      result.body.destroy();
-      this.logger.error({ err, digest: digest.value }, "cannot create a cache file");
-      throw new RegcacheError("CACHE_IO", `cannot create a cache file for ${digest.value}: ${systemReason(err)}`, { cause: err });
+      this.logger.error({ err, digest: digest.value }, "cannot create a cache file; streaming through uncached");
+      if (isNoSpace(err)) {
+        this.noRoom();
+        this.stats.uncachedForSpace += 1;
+        return uncached("no-space");
+      }
+      return uncached(this.disk.failed(err, "create a cache file") ? "disk-fault" : "cache-error");
     }
     this.downloads.set(digest.value, download);
     this.pendingLinks.set(digest.value, [hostRepository]);
     this.pin(digest.value);
     download.done.then(
-      () => this.commit(download),
+      () => this.commit(download).catch((err: unknown) => this.logger.error({ err, digest: digest.value }, "cannot record a stored download")),
       (err: Error) => {
+        this.disk.failed(err, "write a cache file");
         this.logger.error({ err, digest: digest.value, upstreamHost: result.host }, "download failed; nothing cached");
         this.release(download);
       },
@@ -379,7 +439,7 @@ export class BlobStore {
         rateWindowMs: RATE_WINDOW_MS,
         abandonedAfterMs: this.options.abandonedAfterMs,
       },
-      makeRoom: (bytes) => this.makeRoom(bytes),
+      makeRoom: result.size === undefined ? () => this.refuseRoom(digest, result.host) : (bytes) => this.makeRoom(bytes),
     });
   }
 
@@ -397,14 +457,10 @@ export class BlobStore {
     for (const link of this.pendingLinks.get(download.digest.value) ?? []) addLink(entry.links, link);
     // Its bytes were hashed on the way in: as verified as a file can be.
     entry.verifiedAt = now;
-    this.verifiedThisRun.add(entry.digest);
-    try {
-      await this.index.putBlob(entry);
-    } catch (err) {
-      this.logger.error({ err, digest: entry.digest }, "cannot index downloaded blob");
-    }
+    this.verifiedThisRun.add(entry.digest, stampOfFileNow(this.paths.blobFile(download.digest)));
+    await this.index.putBlob(entry);
     this.release(download);
-    await this.evictFor(0);
+    await this.evictFor(0).catch((err: unknown) => this.logger.error({ err }, "eviction failed"));
   }
 
   private release(download: Download): void {
@@ -413,6 +469,8 @@ export class BlobStore {
     this.pendingLinks.delete(download.digest.value);
     this.fetches.delete(download.digest.value);
     this.unpin(download.digest.value);
+    // What the download held on the disk is freed or now cached: the bound and "disk full" go by the disk as it is now.
+    this.fitBoundToDisk().catch((err: unknown) => this.disk.failed(err, "read the free space"));
   }
 
   private pin(digest: string): void {
@@ -441,7 +499,14 @@ export class BlobStore {
     for (const digest of victims) {
       const entry = this.index.getBlob(digest);
       if (!entry) continue;
-      await this.remove(entry);
+      try {
+        await this.remove(entry);
+      } catch (err) {
+        // A disk that cannot delete cannot free room either: the rest stay cached.
+        this.disk.failed(err, "evict a cached file");
+        this.logger.error({ err, digest }, "cannot evict a cached file");
+        break;
+      }
       freed += entry.size;
       this.stats.evictions += 1;
       this.stats.evictedBytes += entry.size;
@@ -464,10 +529,8 @@ export class BlobStore {
     };
     let free = await freeBytes(this.paths.root);
     if (free < promised()) {
-      let evictable = 0;
-      for (const entry of this.index.allBlobs()) if (!this.pins.has(entry.digest)) evictable += entry.size;
       // Evicting what cannot make the room would only empty the cache for nothing.
-      if (free + evictable < promised()) return this.noRoom();
+      if (free + this.evictableBytes() < promised()) return this.noRoom();
       await this.evictDownTo(this.index.size, this.index.size - (promised() - free));
       free = await freeBytes(this.paths.root);
     }
@@ -479,21 +542,86 @@ export class BlobStore {
 
   private noRoom(): false {
     this.stats.noSpaceAt = Date.now();
+    this.watchForRoom();
     return false;
   }
 
-  /** A write hit ENOSPC: evict enough for it and the headroom, so the download can retry once. */
-  private async makeRoom(bytes: number): Promise<void> {
-    this.stats.noSpaceAt = Date.now();
-    await this.evictDownTo(this.index.size, this.index.size - bytes - DISK_HEADROOM);
+  /**
+   * While the disk reads as full, it is looked at again every few seconds: room freed by a failed
+   * download's last reader, or by another tenant, shows in the bound and the stats without waiting
+   * for the next fill.
+   */
+  private watchForRoom(): void {
+    if (this.roomTimer) return;
+    this.roomTimer = setTimeout(() => {
+      this.roomTimer = undefined;
+      this.fitBoundToDisk().then(
+        () => this.stats.noSpaceAt !== undefined && this.watchForRoom(),
+        () => this.watchForRoom(),
+      );
+    }, ROOM_CHECK_MS);
+    this.roomTimer.unref();
   }
 
+  /**
+   * A write of a declared-size download hit ENOSPC (something else filled the disk): evict enough
+   * for it and the headroom, so the download can retry once; unless eviction cannot make that room,
+   * when emptying the cache would only lose it for nothing.
+   */
+  private async makeRoom(bytes: number): Promise<void> {
+    this.noRoom();
+    const needed = bytes + DISK_HEADROOM;
+    if ((await freeBytes(this.paths.root)) + this.evictableBytes() < needed) throw new Error("no room even after eviction");
+    await this.evictDownTo(this.index.size, this.index.size - needed);
+  }
+
+  /**
+   * A body of undeclared size filled the disk: it may be endless, and eviction would empty the cache
+   * for it, so the download stops here, and the digest's next fill streams through uncached.
+   */
+  private async refuseRoom(digest: Digest, host: string): Promise<never> {
+    this.noRoom();
+    this.outgrewDisk.delete(digest.value);
+    this.outgrewDisk.set(digest.value, performance.now());
+    if (this.outgrewDisk.size > OUTGREW_DISK_KEEP) this.outgrewDisk.delete(this.outgrewDisk.keys().next().value!);
+    throw new DownloadAbortedError(host, "the cache disk is full and upstream did not declare the size; the next request streams it through uncached");
+  }
+
+  private outgrewDiskLately(digest: Digest): boolean {
+    const at = this.outgrewDisk.get(digest.value);
+    if (at === undefined) return false;
+    if (performance.now() - at < OUTGREW_DISK_MS) return true;
+    this.outgrewDisk.delete(digest.value);
+    return false;
+  }
+
+  private evictableBytes(): number {
+    let bytes = 0;
+    for (const entry of this.index.allBlobs()) if (!this.pins.has(entry.digest)) bytes += entry.size;
+    return bytes;
+  }
+
+  /** The file first: a disk that refuses to delete it keeps the entry, still served. */
   async remove(entry: BlobEntry): Promise<void> {
-    await this.index.deleteBlob(entry.digest);
-    this.verifiedThisRun.delete(entry.digest);
-    this.held.delete(entry.digest);
     const [algorithm, hex] = entry.digest.split(":");
     await rm(path.join(this.paths.blobsDir, algorithm!, hex!.slice(0, 2), hex!), { force: true });
+    await this.index.deleteBlob(entry.digest);
+    this.verifiedThisRun.forget(entry.digest);
+    this.held.delete(entry.digest);
+  }
+
+  /**
+   * Removes what tmp/ holds that no download in progress writes: partial files a disk that turned
+   * read-only could not remove (called when it can be written again). Never rejects.
+   */
+  async removeStrayTempFiles(): Promise<number> {
+    const writing = new Set([...this.downloads.values()].map((d) => path.basename(d.tempFile)));
+    let removed = 0;
+    for (const name of await readdir(this.paths.tmpDir).catch(() => [] as string[])) {
+      if (writing.has(name)) continue;
+      if (await rm(path.join(this.paths.tmpDir, name), { recursive: true, force: true }).then(() => true, () => false)) removed += 1;
+    }
+    return removed;
   }
 
   /**
@@ -507,6 +635,7 @@ export class BlobStore {
 
   stopScrub(): void {
     clearTimeout(this.scrubTimer);
+    clearTimeout(this.roomTimer);
   }
 
   private scheduleScrub(delayMs: number): void {

@@ -109,16 +109,19 @@ export class CacheIndex {
   private readonly warnedAt = new Map<string, { at: number; since: number }>();
   private readonly flushTimer: NodeJS.Timeout;
   private flushing: Promise<void> | undefined;
+  /** While reopen() moves to a new connection: writes wait in memory. */
+  private reopening = false;
   private lastFailure: IndexWriteError | undefined;
 
   private constructor(
-    private readonly store: KeyvSqlite,
-    private readonly keyv: Keyv,
+    private readonly file: string,
+    private store: KeyvSqlite,
+    private keyv: Keyv,
     private readonly blobs: Map<string, BlobEntry>,
     private totalBytes: number,
     private readonly logger: Logger,
-    /** Set when this run's index lives in memory only. */
-    private readonly volatileCause: IndexWriteError | undefined,
+    /** Set while this run's index lives in memory only. */
+    private volatileCause: IndexWriteError | undefined,
     private readonly shared: SharedRecords | undefined,
   ) {
     this.flushTimer = setInterval(() => void this.flush(), FLUSH_INTERVAL_MS);
@@ -154,6 +157,18 @@ export class CacheIndex {
   }
 
   private static async openFile(file: string, logger: Logger, shared: SharedRecords | undefined): Promise<CacheIndex> {
+    const { store, keyv } = await CacheIndex.connect(file, logger);
+    try {
+      const { blobs, bytes } = await loadBlobs(store, keyv);
+      return new CacheIndex(file, store, keyv, blobs, bytes, logger, undefined, shared);
+    } catch (err) {
+      await store.close().catch(() => undefined);
+      throw err;
+    }
+  }
+
+  /** A checked, migrated connection to the index file; rejects (closed) when the file is damaged or cannot be written. */
+  private static async connect(file: string, logger: Logger): Promise<{ store: KeyvSqlite; keyv: Keyv }> {
     // sqlite takes an empty file for a new database, but it wrote a header when this one was made: it was truncated.
     if ((await fileSize(file)) === 0) throw new DamagedIndexError("the file is empty");
     const store = newStore(`sqlite://${file}`);
@@ -168,8 +183,7 @@ export class CacheIndex {
       if (check[0]?.quick_check !== "ok") throw new DamagedIndexError(`quick_check: ${check.slice(0, 3).map((r) => r.quick_check).join("; ")}`);
       const keyv = newKeyv(store);
       await migrate(store, keyv, logger);
-      const { blobs, bytes } = await loadBlobs(store, keyv);
-      return new CacheIndex(store, keyv, blobs, bytes, logger, undefined, shared);
+      return { store, keyv };
     } catch (err) {
       // An open connection would keep the file's locks and shared memory past a rename.
       await store.close().catch(() => undefined);
@@ -190,10 +204,7 @@ export class CacheIndex {
     try {
       if (!created) {
         const rows = await readRowsWithoutWriting(file);
-        await store.query(
-          `INSERT INTO ${TABLE} (key, value) SELECT json_extract(j.value, '$[0]'), json_extract(j.value, '$[1]') FROM json_each(?) AS j`,
-          JSON.stringify(rows.map((r) => [r.key, r.value])),
-        );
+        await insertRows(store, rows);
         rowsRead = rows.length;
       }
       loaded = await load();
@@ -209,7 +220,47 @@ export class CacheIndex {
       { file, reason: messageOf(cause), rowsRead, ...(unread ? { unread } : {}) },
       "cache index cannot be written (disk full or read-only): this run keeps it in memory and loses what it records at exit; the next start re-admits files by hash",
     );
-    return new CacheIndex(store, loaded.keyv, loaded.blobs, loaded.bytes, logger, indexError(cause), shared);
+    return new CacheIndex(file, store, loaded.keyv, loaded.blobs, loaded.bytes, logger, indexError(cause), shared);
+  }
+
+  /**
+   * A new connection to the index file, once its disk takes writes again (data-disk.ts): the old
+   * one belongs to a filesystem that turned read-only, and sqlite keeps failing through it. What
+   * memory holds is written back: every row of an index that lived in memory, else every blob row
+   * (the ones on disk may be older) and the records still pending. Rejects, leaving the index as
+   * it was, when the file cannot be opened and written.
+   */
+  async reopen(): Promise<void> {
+    // Writes wait (their rows stay dirty or pending) until the new connection takes them.
+    this.reopening = true;
+    try {
+      await this.flushing;
+      const memoryRows = this.volatileCause ? ((await this.store.query(`SELECT key, value FROM ${TABLE}`)) as IndexRow[]) : [];
+      let fresh: { store: KeyvSqlite; keyv: Keyv };
+      try {
+        fresh = await CacheIndex.connect(this.file, this.logger);
+      } catch (err) {
+        if (!isDamage(err)) throw err;
+        const movedTo = await moveAside(this.file);
+        this.logger.warn({ file: this.file, movedTo, reason: messageOf(err) }, "cache index damaged: moved aside and replaced; what memory holds is written to the new one");
+        fresh = await CacheIndex.connect(this.file, this.logger);
+      }
+      await insertRows(fresh.store, memoryRows).catch(async (err: unknown) => {
+        await fresh.store.close().catch(() => undefined);
+        throw err;
+      });
+      for (const digest of this.blobs.keys()) this.dirty.add(digest);
+      const old = this.store;
+      this.store = fresh.store;
+      this.keyv = fresh.keyv;
+      this.volatileCause = undefined;
+      this.lastFailure = undefined;
+      await old.close().catch(() => undefined);
+    } finally {
+      this.reopening = false;
+    }
+    await this.flush();
+    this.logger.info({ file: this.file, rows: this.blobs.size }, "cache index reopened on its file");
   }
 
   /** True while the index cannot record durably: its last write failed, or it lives in memory for this run. */
@@ -375,12 +426,13 @@ export class CacheIndex {
     return written;
   }
 
-  private async putRecord(key: string, value: unknown): Promise<void> {
+  /** `share`: false for a record read from the fleet's copy, which has it already. */
+  private async putRecord(key: string, value: unknown, share = true): Promise<void> {
     // Held until sqlite has it, so that reads see it meanwhile; re-inserted so the newest are last.
     this.pendingRecords.delete(key);
     this.pendingRecords.set(key, value);
     if (this.pendingRecords.size > MAX_PENDING_RECORDS) this.pendingRecords.delete(this.pendingRecords.keys().next().value!);
-    if (this.shared?.shares(key)) this.shared.put(key, value);
+    if (share && this.shared?.shares(key)) this.shared.put(key, value);
     await this.persistRecord(key, value);
   }
 
@@ -405,10 +457,17 @@ export class CacheIndex {
     return deleted ? gone.length : 0;
   }
 
-  /** The local record, or the fleet's copy when that is newer (another replica recorded it later). */
+  /**
+   * The local record, or the fleet's copy when that is newer (another replica recorded it later).
+   * A copy taken from the fleet is kept locally as well (written in the background, readable at
+   * once): when the shared index is down later, this replica still answers with what it served.
+   */
   private async getRecord<T>(key: string): Promise<T | undefined> {
     const shared = this.shared?.shares(key) ? this.shared.get<T>(key) : undefined;
-    return newerRecord(await this.getLocalRecord<T>(key), await shared);
+    const local = await this.getLocalRecord<T>(key);
+    const newer = newerRecord(local, await shared);
+    if (newer !== undefined && newer !== local) void this.putRecord(key, newer, false);
+    return newer;
   }
 
   private async getLocalRecord<T>(key: string): Promise<T | undefined> {
@@ -422,6 +481,7 @@ export class CacheIndex {
   }
 
   private async attempt(write: () => Promise<unknown>): Promise<boolean> {
+    if (this.reopening) return false;
     try {
       await write();
     } catch (err) {
@@ -455,6 +515,20 @@ export function addLink(links: string[], hostRepository: string): boolean {
   links.push(hostRepository);
   if (links.length > MAX_LINKS) links.shift();
   return true;
+}
+
+interface IndexRow {
+  key: string;
+  value: string;
+}
+
+/** Writes raw rows (key and serialized value) in one statement, replacing rows of the same key. */
+async function insertRows(store: KeyvSqlite, rows: IndexRow[]): Promise<void> {
+  if (rows.length === 0) return;
+  await store.query(
+    `INSERT OR REPLACE INTO ${TABLE} (key, value) SELECT json_extract(j.value, '$[0]'), json_extract(j.value, '$[1]') FROM json_each(?) AS j`,
+    JSON.stringify(rows.map((r) => [r.key, r.value])),
+  );
 }
 
 function newStore(uri: string): KeyvSqlite {
@@ -529,7 +603,7 @@ async function migrate(store: KeyvSqlite, keyv: Keyv, logger: Logger): Promise<v
  * no -shm and no WAL, which a full disk refuses to create. Rows only in an uncheckpointed WAL
  * are missed; recovery re-admits their files by hash.
  */
-function readRowsWithoutWriting(file: string): Promise<{ key: string; value: string }[]> {
+function readRowsWithoutWriting(file: string): Promise<IndexRow[]> {
   return new Promise((resolve, reject) => {
     const db = new sqlite3.Database(`${pathToFileURL(file).href}?immutable=1`, sqlite3.OPEN_READONLY | sqlite3.OPEN_URI, (openErr) => {
       if (openErr) {

@@ -8,6 +8,7 @@ import type { Digest } from "../oci/digest.js";
  *   ├── lock                      symbolic link to the pid of the process that owns this directory
  *   ├── index.sqlite              keyv + @keyv/sqlite: blob rows, tag answers, access verdicts
  *   ├── instance-secret           key of credential HMACs (mode 0600)
+ *   ├── metric-hosts.json         the registries with a host label of their own in /metrics
  *   ├── tmp/                      downloads in progress (same filesystem, so rename is atomic)
  *   ├── quarantine/               the last few files found not to match their digest, for inspection
  *   └── blobs/
@@ -25,6 +26,7 @@ export class DataPaths {
   readonly indexFile: string;
   readonly lockFile: string;
   readonly secretFile: string;
+  readonly metricHostsFile: string;
 
   constructor(root: string) {
     this.root = path.resolve(root);
@@ -34,6 +36,7 @@ export class DataPaths {
     this.indexFile = path.join(this.root, "index.sqlite");
     this.lockFile = path.join(this.root, "lock");
     this.secretFile = path.join(this.root, "instance-secret");
+    this.metricHostsFile = path.join(this.root, "metric-hosts.json");
   }
 
   blobFile(digest: Digest): string {

@@ -56,7 +56,10 @@ export interface DownloadSpec {
   tempFile: string;
   finalFile: string;
   limits: DownloadLimits;
-  /** Asked once when a write fails with ENOSPC, to free at least this many bytes before the write is retried. */
+  /**
+   * Asked once when a write fails with ENOSPC, to free at least this many bytes before the write
+   * is retried; a rejection with a DownloadAbortedError says why the download stops instead.
+   */
   makeRoom: (bytes: number) => Promise<void>;
 }
 
@@ -110,6 +113,11 @@ export class Download extends EventEmitter {
     );
     download.run();
     return download;
+  }
+
+  /** The file the body is written to while it streams. */
+  get tempFile(): string {
+    return this.spec.tempFile;
   }
 
   get size(): number | undefined {
@@ -184,7 +192,8 @@ export class Download extends EventEmitter {
   }
 
   private checkRate(): void {
-    const now = Date.now();
+    // Monotonic: a step of the wall clock must neither abort a healthy download nor spare a stalled one.
+    const now = performance.now();
     this.rateSamples.push({ at: now, written: this.written });
     const window = this.spec.limits.rateWindowMs;
     while (this.rateSamples.length > 1 && now - this.rateSamples[1]!.at >= window) this.rateSamples.shift();
@@ -199,7 +208,7 @@ export class Download extends EventEmitter {
   }
 
   private run(): void {
-    this.rateSamples.push({ at: Date.now(), written: 0 });
+    this.rateSamples.push({ at: performance.now(), written: 0 });
     this.rateTimer = setInterval(() => this.checkRate(), this.spec.limits.rateWindowMs / RATE_SAMPLES_PER_WINDOW);
     this.rateTimer.unref();
     const append = (chunks: Buffer[], callback: (err?: Error | null) => void): void => {
@@ -219,7 +228,7 @@ export class Download extends EventEmitter {
         if ((err as NodeJS.ErrnoException | null)?.code !== "ENOSPC") return written(err);
         this.spec.makeRoom(length).then(
           () => writeFully(this.fd, chunks, this.written, written),
-          () => written(err),
+          (refusal: unknown) => written(refusal instanceof DownloadAbortedError ? refusal : err),
         );
       });
     };
@@ -251,7 +260,8 @@ export class Download extends EventEmitter {
     } catch (failure) {
       this.state = "failed";
       this.failure = failure as Error;
-      await rm(this.spec.tempFile, { force: true });
+      // A disk that turned read-only keeps the partial file; start-up's recovery removes it.
+      await rm(this.spec.tempFile, { force: true }).catch(() => undefined);
     }
     this.emit("progress");
     this.emit("settled", this.failure);

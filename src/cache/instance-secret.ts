@@ -25,13 +25,12 @@ export async function loadInstanceSecret(file: string, logger: Logger): Promise<
       await handle.close();
     }
   } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code !== "ENOSPC" && code !== "EDQUOT") throw err;
     // Serving matters more than the offline grace of confirmations: a secret kept in memory only
-    // costs clients one upstream check each after the next restart. The partial file goes, so
-    // that start makes a whole one.
-    await rm(file, { force: true });
-    logger.warn({ file, code }, "disk full: the instance secret is kept in memory for this run; confirmations recorded now do not outlive it");
+    // costs clients one upstream check each after the next restart (a full or read-only disk).
+    // The partial file goes, so that start makes a whole one.
+    const code = (err as NodeJS.ErrnoException).code;
+    await rm(file, { force: true }).catch(() => undefined);
+    logger.warn({ file, code, reason: systemReason(err) }, "cannot write the instance secret: it is kept in memory for this run; confirmations recorded now do not outlive it");
   }
   return secret;
 }

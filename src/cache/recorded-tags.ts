@@ -62,6 +62,20 @@ export class RecordedTags {
     return this.index.pruneTags((entry) => this.index.getBlob(entry.digest) !== undefined || now - entry.recorded < UNCACHED_ANSWER_KEPT_MS);
   }
 
+  /**
+   * An answer another replica recorded from upstream for this Accept set (its second copy): kept
+   * for that Accept set and as the latest, each where it is newer than what is held. A key it
+   * overwrites is written again by this replica's next answer, even one the same as its last.
+   */
+  async keepNewer(tag: TagName, acceptSet: readonly string[], entry: TagEntry): Promise<void> {
+    for (const key of [tagKey(tag.host, tag.name, tag.tag, acceptSet), anyAcceptKey(tag)]) {
+      const held = await this.index.getTag(key);
+      if (held && held.recorded >= entry.recorded) continue;
+      this.lastWritten.delete(key);
+      await this.index.putTag(key, entry);
+    }
+  }
+
   /** A peer's answer, kept for this Accept set only: upstream did not give it to this replica. */
   async adopt(tag: TagName, acceptSet: readonly string[], entry: TagEntry): Promise<void> {
     await this.write(tagKey(tag.host, tag.name, tag.tag, acceptSet), entry);

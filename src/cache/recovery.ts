@@ -18,14 +18,18 @@ export interface RecoveryReport {
  * Brings index and files back into agreement after any stop, clean or kill -9:
  * temp files are partial downloads, rows without a right-sized file are lies,
  * and files without a row are re-admitted only if their content hashes to their name.
+ * On a disk that cannot be written (`writable` false) nothing is removed: what is there is
+ * only read, and the next start on a writable disk tidies up.
  */
-export async function recoverDataDir(paths: DataPaths, index: CacheIndex, logger: Logger): Promise<RecoveryReport> {
+export async function recoverDataDir(paths: DataPaths, index: CacheIndex, logger: Logger, writable = true): Promise<RecoveryReport> {
   const report: RecoveryReport = { tempFilesRemoved: 0, rowsDropped: 0, filesReindexed: 0, filesRemoved: 0 };
-  await mkdir(paths.tmpDir, { recursive: true });
-  await mkdir(paths.blobsDir, { recursive: true });
-  for (const name of await readdir(paths.tmpDir)) {
-    await rm(path.join(paths.tmpDir, name), { recursive: true, force: true });
-    report.tempFilesRemoved += 1;
+  if (writable) {
+    await mkdir(paths.tmpDir, { recursive: true });
+    await mkdir(paths.blobsDir, { recursive: true });
+    for (const name of await readdir(paths.tmpDir)) {
+      await rm(path.join(paths.tmpDir, name), { recursive: true, force: true });
+      report.tempFilesRemoved += 1;
+    }
   }
   for (const entry of [...index.allBlobs()]) {
     const digest = parseDigest(entry.digest);
@@ -43,7 +47,7 @@ export async function recoverDataDir(paths: DataPaths, index: CacheIndex, logger
       const now = Date.now();
       await index.putBlob({ digest: digest.value, size: file.size, mediaType: await sniffMediaType(file.path, file.size), created: now, lastAccess: now, hits: 0, links: [], verifiedAt: now });
       report.filesReindexed += 1;
-    } else {
+    } else if (writable) {
       await rm(file.path, { force: true });
       report.filesRemoved += 1;
     }
@@ -70,7 +74,11 @@ interface BlobFile {
 
 async function listBlobFiles(blobsDir: string): Promise<BlobFile[]> {
   const files: BlobFile[] = [];
-  for (const algorithm of await readdir(blobsDir)) {
+  const algorithms = await readdir(blobsDir).catch((err: NodeJS.ErrnoException) => {
+    if (err.code === "ENOENT") return [];
+    throw err;
+  });
+  for (const algorithm of algorithms) {
     const algDir = path.join(blobsDir, algorithm);
     if (!(await stat(algDir)).isDirectory()) {
       files.push({ path: algDir, algorithm: "", prefix: "", hex: "", size: 0 });

@@ -23,7 +23,7 @@ function madeAt(record: unknown): number | undefined {
 }
 
 /** A clock this far ahead is another replica's error (or a forged record): its records are not taken. */
-const CLOCK_SKEW_MS = 60_000;
+export const CLOCK_SKEW_MS = 60_000;
 
 /**
  * The newer of a local and a shared copy of a record; the local one when neither says when it was

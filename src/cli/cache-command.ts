@@ -5,7 +5,7 @@ import { formatTaggedImage, parseTaggedImage } from "../admin/cache-references.j
 import { RegcacheError } from "../errors.js";
 import { parseDigest } from "../oci/digest.js";
 import { formatBytes } from "./format-bytes.js";
-import { fetchFromProxy, proxyOption, type ProxyRequestInit } from "./proxy-client.js";
+import { fetchFromProxy, figuresProxyOption, type ProxyRequestInit } from "./proxy-client.js";
 import { adminTokenOption } from "./serve-options.js";
 
 interface CommonOptions {
@@ -57,6 +57,11 @@ export function formatVerifyReport(r: VerifyReport): string {
   return `${lines.join("\n")}\n`;
 }
 
+/** Whether a check found files that did not match their digest, or files the index held that were gone. Pure. */
+export function verifyFoundDamage(r: VerifyReport): boolean {
+  return r.damaged.length > 0 || r.missing.length > 0;
+}
+
 /** The request of `rm`'s argument: a digest alone is one cached file, anything else an image's tag. Pure. */
 export function removalPath(target: string): { path: string; kind: "digest" | "image" } {
   if (parseDigest(target)) return { path: `/api/cache/blobs/${target}`, kind: "digest" };
@@ -80,12 +85,12 @@ function print(opts: CommonOptions, body: unknown, human: () => string): void {
 
 function withCommonOptions(command: Command): Command {
   return command
-    .addOption(proxyOption("the regcache to ask"))
+    .addOption(figuresProxyOption("the regcache to ask"))
     .addOption(adminTokenOption("file holding the token the proxy was given with its own --admin-token"))
     .option("--json", "print the API's JSON answer");
 }
 
-/** `regcache cache ls|rm|verify`: the cache admin API (README "Cache admin API") from a terminal. */
+/** `regcache cache ls|rm|verify`: the cache admin API (docs/operations.md, "Cache admin API") from a terminal. */
 export function cacheCommand(): Command {
   const cache = new Command("cache").description("list, remove and verify what a running regcache has cached");
   withCommonOptions(cache.command("ls").description("list cached images (tags clients pulled through regcache), or with --blobs every cached digest"))
@@ -101,10 +106,12 @@ export function cacheCommand(): Command {
       const body = await ask(opts, path, { method: "DELETE" });
       print(opts, body, () => (kind === "digest" ? `removed ${(body as RemovedDigest).digest}: ${formatBytes((body as RemovedDigest).size)}\n` : formatRemovedImage(body as RemovedImage)));
     });
-  withCommonOptions(cache.command("verify").description("hash every cached file now; damaged ones are quarantined and refetched when next asked for"))
+  withCommonOptions(cache.command("verify").description("hash every cached file now; damaged ones are quarantined and refetched when next asked for; exits 1 when any was damaged or missing"))
     .action(async (opts: CommonOptions) => {
-      const body = await ask(opts, "/api/cache/verify", { method: "POST", untimed: true });
-      print(opts, body, () => formatVerifyReport(body as VerifyReport));
+      const report = (await ask(opts, "/api/cache/verify", { method: "POST", untimed: true })) as VerifyReport;
+      print(opts, report, () => formatVerifyReport(report));
+      // A check that found the cache damaged fails, so that a script or cron job notices.
+      if (verifyFoundDamage(report)) process.exitCode = 1;
     });
   return cache;
 }

@@ -14,8 +14,8 @@ export interface HealthResult {
 }
 
 /** Where a proxy listening on `listen` is reached from the same host: a wildcard address is probed on loopback of its family. */
-export function probeTarget(listen: string): HostPort {
-  const { host, port } = parseHostPort(listen, "--listen");
+export function probeTarget(listen: string, what = "--listen"): HostPort {
+  const { host, port } = parseHostPort(listen, what);
   // The URL parser normalises spellings such as 0:0:0:0:0:0:0:0 or 0.0.0 to [::] and 0.0.0.0.
   const normalised = new URL(`http://${isIP(host) === 6 ? `[${host}]` : host}`).hostname;
   if (normalised === "0.0.0.0") return { host: "127.0.0.1", port };

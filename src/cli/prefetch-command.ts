@@ -2,11 +2,12 @@ import { readFile } from "node:fs/promises";
 import { Command, Option } from "commander";
 import { ProxyAgent } from "undici";
 import { RegcacheError, systemReason } from "../errors.js";
-import { ImagePuller, parsePlatform, type PullProgress } from "../prefetch/image-puller.js";
+import { ImagePuller, parsePlatform } from "../prefetch/image-puller.js";
 import { parseImageReference, type ImageReference } from "../oci/image-reference.js";
 import { loadCredentialsFile } from "../upstream/proxy-credentials.js";
 import { formatBytes } from "./format-bytes.js";
 import { fetchFromProxy, proxyOption } from "./proxy-client.js";
+import { ProgressReporter } from "./pull-progress.js";
 
 interface PrefetchOptions {
   file?: string;
@@ -52,25 +53,6 @@ async function proxyCa(proxy: string, caFile: string | undefined): Promise<strin
   return readOptionFile(caFile, "--ca");
 }
 
-/** Without a terminal (CI logs, kubectl logs), a line this often says a large pull is alive. */
-const PROGRESS_LINE_MS = 5_000;
-const BAR_WIDTH = 24;
-
-/** Byte progress while an image downloads: a bar on a terminal, else a line every few seconds. */
-function progressReporter(image: string, tty: boolean): (p: PullProgress) => void {
-  let lastLine = Date.now();
-  return (p) => {
-    const summary = `${p.blobsDone}/${p.blobsTotal} blobs, ${formatBytes(p.bytes)}`;
-    if (tty) {
-      const filled = p.blobsTotal > 0 ? Math.round((BAR_WIDTH * p.blobsDone) / p.blobsTotal) : 0;
-      process.stderr.write(`\r\x1b[2K${image} [${"#".repeat(filled)}${"-".repeat(BAR_WIDTH - filled)}] ${summary}`);
-    } else if (Date.now() - lastLine >= PROGRESS_LINE_MS) {
-      lastLine = Date.now();
-      process.stderr.write(`pulling ${image}: ${summary}\n`);
-    }
-  };
-}
-
 export function prefetchCommand(): Command {
   return new Command("prefetch")
     .description("pull images through a running regcache so that an outage finds them cached")
@@ -100,14 +82,14 @@ export function prefetchCommand(): Command {
           process.stdout.write(`failed ${text}: ${(err as Error).message}\n`);
           continue;
         }
-        const show = progressReporter(text, tty);
+        const progress = new ProgressReporter(text, tty, (line) => process.stderr.write(line));
         try {
-          const result = await puller.pull(ref, show);
+          const result = await puller.pull(ref, (p) => progress.update(p));
           totalBytes += result.bytes;
-          if (tty) process.stderr.write("\r\x1b[2K");
+          progress.done();
           process.stdout.write(`ok ${text} ${result.digest} manifests=${result.manifests} blobs=${result.blobs} bytes=${result.bytes}\n`);
         } catch (err) {
-          if (tty) process.stderr.write("\r\x1b[2K");
+          progress.done();
           failures.push(`${text}: ${(err as Error).message}`);
           process.stdout.write(`failed ${text}: ${(err as Error).message}\n`);
         }

@@ -1,14 +1,33 @@
+import { isIP } from "node:net";
 import { Option } from "commander";
 import { request, type Dispatcher } from "undici";
 import { parseHttpUrl } from "../config/parse.js";
 import { RegcacheError, systemReason } from "../errors.js";
+import { probeTarget } from "./health-command.js";
 
 /** --proxy of the commands that talk to a running regcache. */
-export function proxyOption(description: string): Option {
+export function proxyOption(description: string, defaultUrl = "http://127.0.0.1:3128"): Option {
   return new Option("--proxy <url>", description)
     .env("REGCACHE_PROXY")
-    .default("http://127.0.0.1:3128")
+    .default(defaultUrl)
     .argParser((value: string) => parseHttpUrl(value, "--proxy"));
+}
+
+/**
+ * --proxy of the commands that read the figures or the cache admin API (`stats`, `cache`): where
+ * REGCACHE_ADMIN_LISTEN is set (in the pod, beside serve), those are on that port, not the proxy's.
+ */
+export function figuresProxyOption(description: string, env: NodeJS.ProcessEnv = process.env): Option {
+  const admin = env.REGCACHE_ADMIN_LISTEN;
+  let target;
+  try {
+    target = admin ? probeTarget(admin, "REGCACHE_ADMIN_LISTEN") : undefined;
+  } catch {
+    // serve refuses a malformed value itself; here it just gives no default.
+  }
+  if (!target) return proxyOption(description);
+  const { host, port } = target;
+  return proxyOption(`${description} (default: REGCACHE_ADMIN_LISTEN's port)`, `http://${isIP(host) === 6 ? `[${host}]` : host}:${port}`);
 }
 
 export interface ProxyRequestInit {

@@ -1,17 +1,14 @@
-import { constants as fsConstants } from "node:fs";
-import { access } from "node:fs/promises";
+import { spawn } from "node:child_process";
 import { constants as osConstants } from "node:os";
 import path from "node:path";
 import { inspect } from "node:util";
-import { Command, Option } from "commander";
-import { DEFAULTS } from "../config/config.js";
-import { parseHostPattern } from "../config/parse.js";
+import { Command } from "commander";
 import { RegcacheError, systemReason } from "../errors.js";
 import { createLogger, routeConsoleToLogger } from "../log/logger.js";
 import { startRegcache } from "../regcache.js";
-import { loadExistingCa, loadOrCreateCa } from "../tls/ca.js";
 import { makeDirectory } from "../util/make-directory.js";
 import { VERSION } from "../version.js";
+import { caCommand } from "./ca-command.js";
 import { cacheCommand } from "./cache-command.js";
 import { healthCommand } from "./health-command.js";
 import { boundHeapGrowth } from "./heap-tuning.js";
@@ -19,7 +16,7 @@ import { prefetchCommand } from "./prefetch-command.js";
 import { serveOptions, toConfig, type RawServeOptions } from "./serve-options.js";
 import { statsCommand } from "./stats-command.js";
 
-/** Exit codes (README "Errors and exit codes"): the command line was wrong, or running failed. */
+/** Exit codes (docs/operations.md, "Errors and exit codes"): the command line was wrong, or running failed. */
 const EXIT_USAGE = 2;
 const EXIT_RUNTIME = 1;
 /** Log levels at which an error is shown with its stack, as --debug does. */
@@ -70,15 +67,50 @@ serve.action(async (raw: RawServeOptions) => {
 });
 
 /**
- * Checked before start-up touches it, so that a read-only volume or a directory owned by another
- * user is reported as such, naming the option, rather than as whichever write failed first.
+ * A data dir on a network mount whose server is gone does not fail: every call into it waits.
+ * Start-up gives it this long, then says so, rather than hang without a word.
+ */
+const DATA_DIR_ANSWER_MS = 5_000;
+
+/**
+ * Whether the filesystem of `dir` answers, asked by a child process (`mkdir -p`): a call that
+ * never returns would hold one of Node's own threads, and Node waits for those on exit, so the
+ * error could never end the process. The child is killed instead. No `mkdir` at all counts as an
+ * answer: the check in this process still runs.
+ */
+function answersWithin(dir: string, ms: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const child = spawn("mkdir", ["-p", "--", dir], { stdio: "ignore" });
+    const timer = setTimeout(() => {
+      child.kill("SIGKILL");
+      child.unref();
+      resolve(false);
+    }, ms);
+    const answered = (): void => {
+      clearTimeout(timer);
+      resolve(true);
+    };
+    child.once("exit", answered);
+    child.once("error", answered);
+  });
+}
+
+/**
+ * Checked before start-up touches it, so that a directory that cannot be made (a read-only volume
+ * without it, another user's) or a mount that does not answer is reported as such, naming the
+ * option, rather than as whichever write failed first, or not at all. A data dir that exists on a
+ * disk that cannot be written is served read-only (cache/data-disk.ts): what it holds is still
+ * worth serving.
  */
 async function checkDataDir(dir: string): Promise<void> {
+  const where = path.resolve(dir);
+  if (!(await answersWithin(where, DATA_DIR_ANSWER_MS))) {
+    throw new RegcacheError("DATA_DIR", `cannot reach --data-dir ${where}: its filesystem did not answer within ${DATA_DIR_ANSWER_MS / 1000} s (a network mount whose server is down?)`);
+  }
   try {
     await makeDirectory(dir);
-    await access(dir, fsConstants.W_OK);
   } catch (err) {
-    throw new RegcacheError("DATA_DIR", `cannot write to --data-dir ${path.resolve(dir)}: ${systemReason(err)}`, { cause: err });
+    throw new RegcacheError("DATA_DIR", `cannot write to --data-dir ${where}: ${systemReason(err)}`, { cause: err });
   }
 }
 
@@ -98,37 +130,7 @@ function exitOnEscapedErrors(logger: ReturnType<typeof createLogger>): void {
   process.on("unhandledRejection", (err) => die(err, "unhandledRejection"));
 }
 
-const ca = program.command("ca").description("manage the root CA");
-const certsDirOption = (): Option => new Option("--certs-dir <dir>", "directory of ca.crt and ca.key").env("REGCACHE_CERTS_DIR").default(DEFAULTS.certsDir);
-ca.command("init")
-  .description("create the root CA if it is missing, and print where it is")
-  .addOption(certsDirOption())
-  .addOption(
-    new Option("--name-constraint <domain>", "only allow the CA to issue for this DNS subtree (X.509 Name Constraints); repeatable").argParser(
-      (value: string, previous: string[] | undefined) => [...(previous ?? []), parseHostPattern(value, "--name-constraint")],
-    ),
-  )
-  .option("--common-name <cn>", "subject common name of a new CA")
-  .action(async (opts: { certsDir: string; nameConstraint?: string[]; commonName?: string }) => {
-    const authority = await loadOrCreateCa(opts.certsDir, { nameConstraints: opts.nameConstraint, commonName: opts.commonName });
-    if (!authority.created && opts.nameConstraint) {
-      process.stderr.write(`note: a CA already exists in ${opts.certsDir}; --name-constraint applies to new CAs only\n`);
-    }
-    process.stdout.write(`${authority.created ? "created" : "exists"}: ${authority.certPath}\n`);
-  });
-ca.command("cert")
-  .description("print the root CA certificate (PEM); never creates one")
-  .addOption(certsDirOption())
-  .action(async (opts: { certsDir: string }) => {
-    process.stdout.write((await loadExistingCa(opts.certsDir)).certPem);
-  });
-ca.command("fingerprint")
-  .description("print the root CA certificate's SHA-256 fingerprint as uppercase hex pairs joined by colons, the form of `openssl x509 -noout -fingerprint -sha256` (node-setup.sh --ca-sha256 takes it)")
-  .addOption(certsDirOption())
-  .action(async (opts: { certsDir: string }) => {
-    process.stdout.write(`${(await loadExistingCa(opts.certsDir)).certificate.fingerprint256}\n`);
-  });
-
+program.addCommand(caCommand());
 program.addCommand(prefetchCommand());
 program.addCommand(statsCommand());
 program.addCommand(healthCommand());

@@ -1,9 +1,11 @@
+import { isIP } from "node:net";
 import { Option } from "commander";
-import { DEFAULTS, type ClusterConfig, type Config, type OfflineAccess, type SharedConfig } from "../config/config.js";
+import { DEFAULTS, type ClusterConfig, type Config, type MirrorConfig, type OfflineAccess, type SharedConfig } from "../config/config.js";
 import { parseBlobStoreUrl } from "../config/blob-store-url.js";
 import { redactUrl } from "../config/redact-url.js";
 import { peerAddress } from "../cluster/membership.js";
 import type { LogLevel } from "../log/logger.js";
+import { parseUpstreamAuthority } from "../mirror/mirror-target.js";
 import { OptionError, parseDuration, parseHostPattern, parseHostPort, parsePort, parseResolve, parseSize, splitList, type HostPort } from "../config/parse.js";
 
 /** Repeatable option whose environment variable holds a comma-separated list. */
@@ -24,6 +26,7 @@ export const LOG_LEVELS: LogLevel[] = ["fatal", "error", "warn", "info", "debug"
 export function serveOptions(): Option[] {
   return [
     new Option("--listen <host:port>", "address and port of the proxy").env("REGCACHE_LISTEN").default(DEFAULTS.listen),
+    new Option("--admin-listen <host:port>", "a separate address for the stats page, /api/stats, /metrics and the cache admin API, which the proxy port then no longer serves (default: the proxy port)").env("REGCACHE_ADMIN_LISTEN"),
     new Option("--data-dir <dir>", "cache directory (blobs, index, temp files)").env("REGCACHE_DATA_DIR").default(DEFAULTS.dataDir),
     new Option("--certs-dir <dir>", "directory of ca.crt and ca.key; created on first start, may be read-only once they exist").env("REGCACHE_CERTS_DIR").default(DEFAULTS.certsDir),
     listOption("--upstream-ca <file>", "extra CA (PEM) trusted for upstream registries, on top of the system store; repeatable", "REGCACHE_UPSTREAM_CA"),
@@ -67,11 +70,16 @@ export function serveOptions(): Option[] {
     new Option("--blob-store-max-size <size>", "size bound of --blob-store; one replica at a time evicts the least recently read objects (needs --index)").env("REGCACHE_BLOB_STORE_MAX_SIZE").default(DEFAULTS.blobStoreMaxSize),
     new Option("--index <url>", "redis://[:PASSWORD@]HOST:PORT[/DB]: the fleet index (what --blob-store holds, repository links, tag answers, verdicts, fill leases); needs --advertise").env("REGCACHE_INDEX"),
     new Option("--instance-secret-file <file>", "a secret (32 bytes or more) shared by every replica: credential confirmations are then shared through --index (default: a per-replica secret in the data dir)").env("REGCACHE_INSTANCE_SECRET_FILE"),
+    new Option("--mirror-listen <host:port>", "also serve as a registry mirror for every upstream on this address (containerd hosts.toml, registries.conf, Docker registry-mirrors; off by default)").env("REGCACHE_MIRROR_LISTEN"),
+    listOption("--mirror-name <name>", "a DNS name or IP address nodes reach the mirror by: its TLS certificate, from regcache's CA, names them all; repeatable", "REGCACHE_MIRROR_NAME"),
+    new Option("--mirror-plain-http", "the mirror speaks plain HTTP, no TLS (for a cluster network)").env("REGCACHE_MIRROR_PLAIN_HTTP"),
+    new Option("--mirror-default-upstream <host[:port]>", "the registry of mirror requests that name none (Docker's, for Docker Hub)").env("REGCACHE_MIRROR_DEFAULT_UPSTREAM").default(DEFAULTS.mirrorDefaultUpstream),
   ];
 }
 
 export interface RawServeOptions {
   listen: string;
+  adminListen?: string;
   dataDir: string;
   certsDir: string;
   upstreamCa?: string[];
@@ -116,6 +124,10 @@ export interface RawServeOptions {
   blobStoreMaxSize: string;
   index?: string;
   instanceSecretFile?: string;
+  mirrorListen?: string;
+  mirrorName?: string[];
+  mirrorPlainHttp?: boolean;
+  mirrorDefaultUpstream: string;
 }
 
 function wholeNumber(value: string, flag: string): number {
@@ -132,10 +144,14 @@ export function toConfig(raw: RawServeOptions): Config {
     if (ms <= 0) throw new OptionError(`${flag} must be greater than 0, got "${value}"`);
     return ms;
   };
+  const listen = parseHostPort(raw.listen, "--listen", true);
+  const adminListen = raw.adminListen === undefined ? undefined : parseHostPort(raw.adminListen, "--admin-listen", true);
+  if (adminListen && adminListen.port !== 0 && adminListen.port === listen.port) throw new OptionError(`--admin-listen must be another port than --listen, got "${raw.adminListen}"`);
   const maxCacheSize = parseSize(raw.maxCacheSize, "--max-cache-size");
   if (maxCacheSize <= 0) throw new OptionError(`--max-cache-size must be greater than 0, got "${raw.maxCacheSize}"`);
   return {
-    listen: parseHostPort(raw.listen, "--listen", true),
+    listen,
+    adminListen,
     dataDir: raw.dataDir,
     certsDir: raw.certsDir,
     upstreamCaFiles: raw.upstreamCa ?? [],
@@ -171,7 +187,30 @@ export function toConfig(raw: RawServeOptions): Config {
     cluster: clusterConfig(raw),
     shared: sharedConfig(raw),
     instanceSecretFile: raw.instanceSecretFile,
+    mirror: mirrorConfig(raw),
   };
+}
+
+function mirrorConfig(raw: RawServeOptions): MirrorConfig | undefined {
+  const names = (raw.mirrorName ?? []).map((name) => parseMirrorName(name));
+  const plainHttp = raw.mirrorPlainHttp === true;
+  const defaultUpstream = parseUpstreamAuthority(raw.mirrorDefaultUpstream.trim().toLowerCase());
+  if (!defaultUpstream) throw new OptionError(`--mirror-default-upstream must be a registry HOST or HOST:PORT, got "${raw.mirrorDefaultUpstream}"`);
+  if (!raw.mirrorListen) {
+    if (names.length > 0 || plainHttp) throw new OptionError(`${names.length > 0 ? "--mirror-name" : "--mirror-plain-http"} applies to --mirror-listen, which is not set`);
+    return undefined;
+  }
+  if (plainHttp && names.length > 0) throw new OptionError("--mirror-name names the mirror's TLS certificate; with --mirror-plain-http there is none");
+  if (!plainHttp && names.length === 0) throw new OptionError("--mirror-listen needs --mirror-name (the DNS names or IP addresses nodes reach the mirror by, for its TLS certificate), or --mirror-plain-http");
+  return { listen: parseHostPort(raw.mirrorListen, "--mirror-listen", true), names, plainHttp, defaultUpstream };
+}
+
+function parseMirrorName(value: string): string {
+  const name = value.trim().toLowerCase().replace(/^\[(.*)\]$/, "$1");
+  if (isIP(name) === 0 && !/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/.test(name)) {
+    throw new OptionError(`--mirror-name must be a DNS name or an IP address, got "${value}"`);
+  }
+  return name;
 }
 
 /** Replicas sharing an index stream each other's fills over the peer channel: --index makes a cluster even without a peer list. */

@@ -7,6 +7,7 @@ import { Membership } from "./membership.js";
 import { PeerClient } from "./peer-client.js";
 import { mintPeerIdentity, type PeerIdentity } from "./peer-identity.js";
 import { createPeerServer, type PeerServices } from "./peer-server.js";
+import { RefusalLog } from "./refusal-log.js";
 
 /** How often DNS is resolved and every peer's health checked: a dead replica is skipped within this. */
 const MEMBERSHIP_REFRESH_MS = 2_000;
@@ -28,12 +29,13 @@ export function createCluster(config: ClusterConfig, ca: CertificateAuthority, l
     (address) => client.health(address),
     logger,
   );
-  const cluster = new Cluster(membership, client, logger);
+  const refusals = new RefusalLog(logger);
+  const cluster = new Cluster(membership, client, logger, refusals.counts);
   let server: ReturnType<typeof createPeerServer> | undefined;
   return {
     cluster,
     async listen(services) {
-      server = createPeerServer(identity, services, logger);
+      server = createPeerServer(identity, services, logger, refusals);
       await new Promise<void>((resolve, reject) => {
         server!.once("error", reject);
         server!.listen(config.listen.port, config.listen.host, () => resolve());
@@ -45,6 +47,7 @@ export function createCluster(config: ClusterConfig, ca: CertificateAuthority, l
     },
     async close() {
       membership.stop();
+      refusals.close();
       server?.closeAllConnections();
       server?.close();
       await client.destroy();

@@ -13,6 +13,8 @@ export type OfflineAccess = "public" | "all" | "none";
 /** Everything `regcache serve` can be told; the CLI fills it from flags and REGCACHE_* variables. */
 export interface Config {
   listen: HostPort;
+  /** Where the stats page, /api/stats, /metrics and the cache admin API listen; absent: on `listen`. */
+  adminListen?: HostPort;
   dataDir: string;
   certsDir: string;
   upstreamCaFiles: string[];
@@ -63,6 +65,19 @@ export interface Config {
   shared?: SharedConfig;
   /** --instance-secret-file: a secret every replica shares, so that credential confirmations are shared too. */
   instanceSecretFile?: string;
+  /** The registry mirror endpoint (src/mirror/); absent: regcache is a proxy only. */
+  mirror?: MirrorConfig;
+}
+
+export interface MirrorConfig {
+  /** --mirror-listen: where runtimes reach the mirror. */
+  listen: HostPort;
+  /** --mirror-name: the names (DNS or IP) its TLS certificate is valid for; empty with plainHttp. */
+  names: string[];
+  /** --mirror-plain-http: HTTP without TLS, for a cluster network. */
+  plainHttp: boolean;
+  /** --mirror-default-upstream: the registry a request naming none is for (Docker's mirror requests). */
+  defaultUpstream: HostPort;
 }
 
 export interface SharedConfig {
@@ -111,7 +126,9 @@ export const DEFAULTS = {
   bodyTimeout: "60s",
   failureThreshold: 3,
   probeInterval: "10s",
-  shutdownGrace: "25s",
+  // A 150 MB layer finishes at 1.3 MB/s, a slow client's share of a busy link: a rolling update
+  // cuts no ordinary pull. Idle replicas exit at once whatever the grace.
+  shutdownGrace: "120s",
   drainDelay: "5s",
   offlineAccess: "public" as OfflineAccess,
   publicTtl: "1h",
@@ -122,4 +139,6 @@ export const DEFAULTS = {
   peerListen: "0.0.0.0:3129",
   blobStoreMaxSize: "1TiB",
   s3Region: "us-east-1",
+  /** Docker Hub's API host: Docker asks a mirror for Hub images without naming the registry. */
+  mirrorDefaultUpstream: "registry-1.docker.io",
 };

@@ -49,31 +49,45 @@ export function parseResolve(value: string): ResolveRule {
   return { from: { host: from.host.toLowerCase(), port: from.port }, to: parseHostPort(parts[1]!, "--resolve target") };
 }
 
+/**
+ * Each unit has one meaning: SI units are powers of 1000, IEC units powers of 1024, and
+ * Kubernetes' quantity suffixes (Ki, Mi, Gi, Ti, as in an emptyDir's sizeLimit) mean what IEC's do.
+ */
 const SIZE_UNITS: Record<string, number> = {
   b: 1,
-  k: 1e3,
   kb: 1e3,
-  m: 1e6,
   mb: 1e6,
-  g: 1e9,
   gb: 1e9,
-  t: 1e12,
   tb: 1e12,
   kib: 2 ** 10,
   mib: 2 ** 20,
   gib: 2 ** 30,
   tib: 2 ** 40,
+  ki: 2 ** 10,
+  mi: 2 ** 20,
+  gi: 2 ** 30,
+  ti: 2 ** 40,
 };
 
-const SIZE_UNIT_NAMES = "B, KB, MB, GB, TB, KiB, MiB, GiB, TiB";
+const SIZE_UNIT_NAMES = "B, KB, MB, GB, TB, KiB, MiB, GiB, TiB, Ki, Mi, Gi, Ti";
 
 /**
- * "50GiB", "512MB", "4096B". A bare number is refused: an operator who writes
+ * A bare K, M, G or T means 1000s to Kubernetes and 1024s to df, du and docker: which one an
+ * operator meant cannot be known, so it is refused with both spellings.
+ */
+const AMBIGUOUS_UNITS = new Set(["k", "m", "g", "t"]);
+
+/**
+ * "50GiB", "20Gi", "512MB", "4096B". A bare number is refused: an operator who writes
  * `--max-cache-size 20` means gigabytes far more often than the 20 bytes it would be.
  */
 export function parseSize(value: string, what = "size"): number {
   const match = /^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$/.exec(value);
   if (match?.[2] === "") throw new OptionError(`${what} needs a unit, e.g. ${match[1]}GiB (${SIZE_UNIT_NAMES})`);
+  if (match && AMBIGUOUS_UNITS.has(match[2]!.toLowerCase())) {
+    const [n, unit] = [match[1]!, match[2]!.toUpperCase()];
+    throw new OptionError(`${what} "${value.trim()}" is ambiguous: write ${n}${unit}iB for ${n} × 1024^${"KMGT".indexOf(unit) + 1} bytes (Kubernetes' ${n}${unit}i) or ${n}${unit}B for ${n} × 1000^${"KMGT".indexOf(unit) + 1}`);
+  }
   const unit = match ? SIZE_UNITS[match[2]!.toLowerCase()] : undefined;
   if (!match || unit === undefined) {
     throw new OptionError(`${what} must be a number with a unit (${SIZE_UNIT_NAMES}), got "${value}"`);

@@ -3,7 +3,7 @@ import { stat } from "node:fs/promises";
 import type { Readable } from "node:stream";
 import { RegcacheError } from "../errors.js";
 import type { Logger } from "../log/logger.js";
-import type { Digest } from "../oci/digest.js";
+import { parseDigest, type Digest } from "../oci/digest.js";
 import { OCTET_STREAM } from "../oci/media-types.js";
 import type { FleetBlob, FleetIndex } from "./fleet-index.js";
 import { HeldLease, LEASE_TTL_MS } from "./held-lease.js";
@@ -16,6 +16,11 @@ import { UploadQueue, type UploadQueueStats } from "./upload-queue.js";
  * service must not cost every miss its timeout. Uploads and lease renewals keep probing meanwhile.
  */
 const RECHECK_DOWN_MS = 5_000;
+
+/** What the background probe asks for (the digest of nothing): any answer, found or not, says the store is back. */
+const PROBE_DIGEST = parseDigest("sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")!;
+/** A record nobody writes: reading it says the index answers. */
+const PROBE_RECORD = "meta:probe:none";
 
 /**
  * Objects of two parts or more are read as ranged GETs in parallel (ranged-object-reader.ts);
@@ -72,7 +77,7 @@ export interface FilledContent {
  * The fleet's shared tier (--blob-store, --index): the object store every replica reads through
  * its local tier, the index that says what it holds and in which repositories, and the leases
  * that make a cold digest one upstream fetch for the whole fleet. Each part is optional and each
- * may be down: then the replica acts as it would without it (shared-storage section of the README).
+ * may be down: then the replica acts as it would without it (docs/kubernetes.md, "Large fleets").
  */
 export class SharedTier {
   private readonly uploads: UploadQueue;
@@ -122,7 +127,7 @@ export class SharedTier {
         if (row) return copyOf(row);
         indexAnswered = true;
       } catch {
-        this.indexDownAt = Date.now();
+        this.indexDownAt = performance.now();
       }
     }
     if (this.recentlyDown()) return undefined;
@@ -204,18 +209,33 @@ export class SharedTier {
       this.stats.duplicateFetches += 1;
       return { kind: "mine", lease: undefined };
     } catch {
-      this.indexDownAt = Date.now();
+      this.indexDownAt = performance.now();
       this.stats.duplicateFetches += 1;
       return { kind: "mine", lease: undefined };
     }
   }
 
   private recentlyDown(): boolean {
-    return this.objectStoreDownAt !== undefined && Date.now() - this.objectStoreDownAt < RECHECK_DOWN_MS;
+    return this.objectStoreDownAt !== undefined && performance.now() - this.objectStoreDownAt < RECHECK_DOWN_MS;
   }
 
   private mayAskIndex(): boolean {
-    return this.indexDownAt === undefined || this.index!.available || Date.now() - this.indexDownAt >= RECHECK_DOWN_MS;
+    return this.indexDownAt === undefined || this.index!.available || performance.now() - this.indexDownAt >= RECHECK_DOWN_MS;
+  }
+
+  /**
+   * Asks each part marked down whether it answers again, one request each; a part that answers
+   * is marked up. Run in the background (start-shared-tier.ts): otherwise a marker would clear
+   * only when a client's request happened to reach that part.
+   */
+  async probeDown(): Promise<void> {
+    if (this.objects && this.objectStoreDownAt !== undefined) await this.observe(this.objects.head(PROBE_DIGEST)).catch(() => undefined);
+    if (this.index && !this.index.available) {
+      await this.index.getRecord(PROBE_RECORD).then(
+        () => (this.indexDownAt = undefined),
+        () => undefined,
+      );
+    }
   }
 
   /** A fill this replica could not get from the lease holder: it fetches upstream itself, a duplicate. */
@@ -271,7 +291,7 @@ export class SharedTier {
       this.objectStoreDownAt = undefined;
       return result;
     } catch (err) {
-      if (err instanceof RegcacheError && err.code === "SHARED_STORE") this.objectStoreDownAt = Date.now();
+      if (err instanceof RegcacheError && err.code === "SHARED_STORE") this.objectStoreDownAt = performance.now();
       throw err;
     }
   }

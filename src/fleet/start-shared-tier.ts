@@ -11,6 +11,8 @@ import { SharedTier } from "./shared-tier.js";
  * Uploads only must not stall: 30 s without a byte moving fails them (they are retried).
  */
 const OBJECT_STORE_TIMEOUTS = { connectMs: 3_000, requestMs: 30_000, answerMs: 5_000 };
+/** How often a part marked down is asked whether it is back: /readyz clears within this and one answer's time. */
+const PROBE_DOWN_EVERY_MS = 5_000;
 
 export interface RunningSharedTier {
   tier: SharedTier;
@@ -41,11 +43,20 @@ export async function createSharedTier(config: SharedConfig, advertise: string |
           logger,
         ) : undefined;
   evictor?.start();
+  let probe: NodeJS.Timeout | undefined;
+  let closed = false;
+  const scheduleProbe = (): void => {
+    probe = setTimeout(() => void tier.probeDown().finally(() => closed || scheduleProbe()), PROBE_DOWN_EVERY_MS);
+    probe.unref();
+  };
+  scheduleProbe();
   logger.info({ blobStore: store ? `s3://${store.bucket}/${store.prefix}` : undefined, s3Endpoint: store?.endpoint, index: index ? "redis" : undefined, shareConfirmations }, "fleet shared tier configured");
   return {
     tier,
     records: index ? new FleetRecords(index, shareConfirmations) : undefined,
     async close() {
+      closed = true;
+      clearTimeout(probe);
       evictor?.stop();
       tier.close();
       await index?.close();

@@ -66,7 +66,7 @@ export class UploadQueue {
 
   private pump(): void {
     if (this.closed) return;
-    const now = Date.now();
+    const now = performance.now();
     let nextRetry = Infinity;
     for (const [key, item] of this.waiting) {
       if (this.running >= CONCURRENCY) return;
@@ -98,7 +98,7 @@ export class UploadQueue {
         this.stats.failures += 1;
         item.attempts += 1;
         const delay = Math.min(MAX_RETRY_MS, FIRST_RETRY_MS * 2 ** (item.attempts - 1));
-        item.notBefore = Date.now() + delay;
+        item.notBefore = performance.now() + delay;
         this.logger.warn({ key: item.job.key, attempts: item.attempts, retryInMs: delay, err: (err as Error).message }, "upload to the object store failed; retrying later");
         if (!this.closed) this.waiting.set(item.job.key, item);
         this.stats.queued = this.waiting.size;

@@ -22,6 +22,8 @@ export interface PullProgress {
   blobsDone: number;
   blobsTotal: number;
   bytes: number;
+  /** The sizes the manifests declare for the blobs; undefined when one declares none. */
+  bytesTotal: number | undefined;
 }
 
 export interface PullResult {
@@ -88,7 +90,9 @@ export class ImagePuller {
     for (const m of manifests) {
       for (const d of [m.config, ...(m.layers ?? [])]) if (d?.digest) blobs.set(d.digest, d);
     }
-    const progress: PullProgress = { blobsDone: 0, blobsTotal: blobs.size, bytes: 0 };
+    const sizes = [...blobs.values()].map((d) => d.size);
+    const bytesTotal = sizes.every((n) => typeof n === "number") ? (sizes as number[]).reduce((a, n) => a + n, 0) : undefined;
+    const progress: PullProgress = { blobsDone: 0, blobsTotal: blobs.size, bytes: 0, bytesTotal };
     onProgress(progress);
     const queue = [...blobs.values()];
     const worker = async (): Promise<void> => {

@@ -7,7 +7,7 @@ import type { Dialer } from "../upstream/dialer.js";
 import { classifyUpstreamError } from "../upstream/upstream-error.js";
 import { decideConnect, parseConnectTarget, type ConnectPolicy } from "./connect-policy.js";
 import type { MitmInterceptor } from "./mitm-interceptor.js";
-import type { OwnEndpoints } from "./own-endpoints.js";
+import { endpointListener, type OwnEndpoints } from "./own-endpoints.js";
 import type { Lifecycle } from "./lifecycle.js";
 import type { ProxyAuth } from "./proxy-auth.js";
 import { openTunnel } from "./tunnel.js";
@@ -47,17 +47,7 @@ export function createFrontServer(deps: FrontServerDeps): Server {
       () => socket.destroy(),
     );
   });
-  server.on("request", (req, res) => {
-    const started = Date.now();
-    res.on("close", () =>
-      deps.logger.debug({ method: req.method, path: req.url?.slice(0, 200), status: res.statusCode, durationMs: Date.now() - started, client: req.socket.remoteAddress }, "endpoint request"),
-    );
-    deps.endpoints.handle(req, res).catch((err: unknown) => {
-      deps.logger.error({ err }, "endpoint failed");
-      if (!res.headersSent) res.writeHead(500);
-      res.end();
-    });
-  });
+  server.on("request", endpointListener(deps.endpoints, deps.logger));
   server.on("clientError", (_err, socket: Duplex) => {
     if (socket.writable) socket.end("HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n");
     socket.destroy();

@@ -1,4 +1,6 @@
+import type { ServerResponse } from "node:http";
 import type { Socket } from "node:net";
+import type { RequestLogFields } from "../registry/request-context.js";
 
 /**
  * Tracks requests in flight and whether the process is draining, so SIGTERM can
@@ -6,7 +8,8 @@ import type { Socket } from "node:net";
  */
 export class Lifecycle {
   draining = false;
-  private active = 0;
+  /** Each request in flight, by its log fields: what shutdown names, and cuts, when the grace runs out. */
+  private readonly active = new Map<RequestLogFields, ServerResponse>();
   private idleWaiters: (() => void)[] = [];
   private readonly tunnels = new Set<Socket>();
 
@@ -23,29 +26,42 @@ export class Lifecycle {
    */
   async waitTunnelsQuiet(quietMs: number, deadline: number): Promise<boolean> {
     let last = new Map([...this.tunnels].map((s) => [s, s.bytesWritten]));
-    let quietSince = Date.now();
-    while (Date.now() < deadline) {
+    let quietSince = performance.now();
+    while (performance.now() < deadline) {
       await new Promise((r) => setTimeout(r, 100));
       const now = new Map([...this.tunnels].map((s) => [s, s.bytesWritten]));
       const moved = [...now].some(([s, written]) => last.get(s) !== written || s.writableLength > 0);
-      if (moved) quietSince = Date.now();
-      else if (Date.now() - quietSince >= quietMs) return true;
+      if (moved) quietSince = performance.now();
+      else if (performance.now() - quietSince >= quietMs) return true;
       last = now;
     }
     return false;
   }
 
   get activeRequests(): number {
-    return this.active;
+    return this.active.size;
   }
 
-  begin(): void {
-    this.active += 1;
+  /** The requests still in flight. */
+  inFlight(): RequestLogFields[] {
+    return [...this.active.keys()];
   }
 
-  end(): void {
-    this.active -= 1;
-    if (this.active === 0) {
+  /** Ends every request still in flight, each marked in its own log line as cut at shutdown. */
+  cutAll(): void {
+    for (const [log, res] of this.active) {
+      log.cutAtShutdown = true;
+      res.destroy();
+    }
+  }
+
+  begin(log: RequestLogFields, res: ServerResponse): void {
+    this.active.set(log, res);
+  }
+
+  end(log: RequestLogFields): void {
+    this.active.delete(log);
+    if (this.active.size === 0) {
       const waiters = this.idleWaiters;
       this.idleWaiters = [];
       for (const resolve of waiters) resolve();
@@ -54,7 +70,7 @@ export class Lifecycle {
 
   /** Resolves when no request is in flight, or after `timeoutMs`; true if it went idle. */
   async waitIdle(timeoutMs: number): Promise<boolean> {
-    if (this.active === 0) return true;
+    if (this.active.size === 0) return true;
     return new Promise((resolve) => {
       const timer = setTimeout(() => resolve(false), timeoutMs);
       this.idleWaiters.push(() => {

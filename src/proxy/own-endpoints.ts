@@ -1,4 +1,5 @@
-import type { IncomingMessage, ServerResponse } from "node:http";
+import type { IncomingMessage, RequestListener, ServerResponse } from "node:http";
+import type { Logger } from "../log/logger.js";
 
 export interface Readiness {
   /** Null when ready, else why not. */
@@ -62,6 +63,19 @@ export class OwnEndpoints {
     }
     sendJson(res, 404, { error: `no such endpoint: ${path}` });
   }
+}
+
+/** The request listener of a port that serves own endpoints: each answered, logged at debug, a failure a 500. */
+export function endpointListener(endpoints: OwnEndpoints, logger: Logger): RequestListener {
+  return (req, res) => {
+    const started = performance.now();
+    res.on("close", () => logger.debug({ method: req.method, path: req.url?.slice(0, 200), status: res.statusCode, durationMs: Math.round(performance.now() - started), client: req.socket.remoteAddress }, "endpoint request"));
+    endpoints.handle(req, res).catch((err: unknown) => {
+      logger.error({ err }, "endpoint failed");
+      if (!res.headersSent) res.writeHead(500);
+      res.end();
+    });
+  };
 }
 
 export function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {

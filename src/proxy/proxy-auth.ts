@@ -53,10 +53,10 @@ export class ProxyAuth {
     const user = decoded.slice(0, colon);
     const key = createHmac("sha256", this.secret).update(header).digest("hex");
     const until = this.verified.get(key);
-    if (until && until > Date.now()) return user;
+    if (until && until > performance.now()) return user;
     const hash = this.users.get(user);
     if (!hash || !(await bcrypt.compare(decoded.slice(colon + 1), hash))) return undefined;
-    this.verified.set(key, Date.now() + VERIFIED_TTL_MS);
+    this.verified.set(key, performance.now() + VERIFIED_TTL_MS);
     return user;
   }
 }

@@ -13,16 +13,18 @@ export function loadSetupScript(): string {
 /**
  * GET /setup/node.sh: the node setup script with this proxy's URL, CA download and CA
  * fingerprint pre-filled, the URL from the Host the node used to reach us (so
- * `curl .../setup/node.sh | sh` needs no arguments). A Host that is not a plain authority is
- * ignored: it ends up in a shell script.
+ * `curl .../setup/node.sh | sh` needs no arguments), and the mirror's URL when there is a mirror
+ * (`mirrorUrl`, given that authority). A Host that is not a plain authority is ignored: it ends
+ * up in a shell script.
  */
-export function setupScriptRoute(script: string, caFingerprint: string, fallbackAuthority: () => string): EndpointRoute {
+export function setupScriptRoute(script: string, caFingerprint: string, fallbackAuthority: () => string, mirrorUrl?: (authority: string) => string): EndpointRoute {
   return (req: IncomingMessage, res: ServerResponse): boolean => {
     if ((req.url ?? "").split("?")[0] !== "/setup/node.sh") return false;
     const host = req.headers.host ?? "";
     const authority = SAFE_AUTHORITY.test(host) ? host : fallbackAuthority();
     const proxy = `http://${authority}`;
-    const body = script.replace(MARKER, `DEFAULT_PROXY='${proxy}'\nDEFAULT_CA='${proxy}/ca.crt'\nDEFAULT_CA_SHA256='${caFingerprint}'`);
+    const mirror = mirrorUrl ? `\nDEFAULT_MIRROR='${mirrorUrl(authority)}'` : "";
+    const body = script.replace(MARKER, `DEFAULT_PROXY='${proxy}'\nDEFAULT_CA='${proxy}/ca.crt'\nDEFAULT_CA_SHA256='${caFingerprint}'${mirror}`);
     res.writeHead(200, { "content-type": "text/x-shellscript; charset=utf-8", "content-length": Buffer.byteLength(body), "cache-control": "no-store" });
     res.end(req.method === "HEAD" ? undefined : body);
     return true;

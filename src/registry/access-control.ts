@@ -60,6 +60,8 @@ export class AccessControl {
   private readonly confirmations = new LruMap<string, number>(MAX_CACHED);
   private readonly persistedAt = new LruMap<string, number>(MAX_CACHED);
   private readonly challenges = new LruMap<string, string>(MAX_CACHED);
+  /** Anonymous probes in flight, by repository: what a peer is told waits for them (publicSince). */
+  private readonly learning = new Map<string, Promise<void>>();
 
   constructor(
     private readonly upstream: UpstreamClient,
@@ -118,17 +120,31 @@ export class AccessControl {
    */
   learnPublic(rr: RegistryRequest, name: string, probePath: string): void {
     const repoKey = `${rr.host}/${name}`;
-    void this.publicVerdict(repoKey).then(async (known) => {
-      if (known && Date.now() - known.checkedAt < this.options.publicTtl) return;
-      const verdict = await this.probePublic(rr, probePath);
-      if (verdict !== "unreachable") await this.storeVerdict(repoKey, verdict === "public");
-    }).catch((err: unknown) => this.logger.debug({ err, repository: repoKey }, "public probe failed"));
+    if (this.learning.has(repoKey)) return;
+    const learnt = this.publicVerdict(repoKey)
+      .then(async (known) => {
+        if (known && Date.now() - known.checkedAt < this.options.publicTtl) return;
+        const verdict = await this.probePublic(rr, probePath);
+        if (verdict !== "unreachable") await this.storeVerdict(repoKey, verdict === "public");
+      })
+      .catch((err: unknown) => this.logger.debug({ err, repository: repoKey }, "public probe failed"))
+      .finally(() => this.learning.delete(repoKey));
+    this.learning.set(repoKey, learnt);
   }
 
   /** When a repository was last found public, for a peer that copies its content (cluster). */
   async publicSince(host: string, name: string): Promise<number | undefined> {
     const verdict = await this.publicVerdict(`${host}/${name}`);
     return verdict?.isPublic ? verdict.checkedAt : undefined;
+  }
+
+  /**
+   * publicSince once the probe in flight for the repository (if any) settled: for a tag answer sent
+   * to a peer in the background right after the fill that started the probe.
+   */
+  async settledPublicSince(host: string, name: string): Promise<number | undefined> {
+    await this.learning.get(`${host}/${name}`);
+    return this.publicSince(host, name);
   }
 
   /** A peer found this repository public: while upstream is down, that is the best knowledge there is. */

@@ -147,6 +147,8 @@ export class ContentHandler {
   private async keep(rr: RegistryRequest, target: ContentTarget, open: () => Promise<SourcedResult>): Promise<BlobEntry | undefined> {
     const cached = await this.usableEntry(rr, target);
     if (cached) return cached;
+    // A copy for later is no use on a disk that cannot take it: no stream is opened for nothing.
+    if (!this.store.disk.writable) return undefined;
     let opened: SourcedResult | undefined;
     const outcome = await this.store.fill<UpstreamResponse>(target.digest, `${rr.host}/${target.name}`, async () => (opened = await open())).catch(() => undefined);
     if (outcome?.kind === "refused") await outcome.response.body.dump();
@@ -244,6 +246,14 @@ export class ContentHandler {
           outcome.body.destroy();
           await this.fillAndServe(rr, target);
           return;
+        }
+        // A peer's copy, taken because upstream cannot answer, is the offline policy's to allow, cached or not.
+        if (opened?.via === "copy") {
+          if (opened.publicSince) await this.access.adoptPublicVerdict(rr.host, target.name, opened.publicSince);
+          if (!(await this.allowedOffline(rr, target))) {
+            outcome.body.destroy();
+            return;
+          }
         }
         rr.log.cache = "BYPASS";
         rr.log.uncached = outcome.reason;

@@ -1,4 +1,5 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
+import type { UncachedReason } from "../cache/blob-store.js";
 
 /** PEER: this replica lacked it, and another replica's cache supplied it; SHARED: the fleet's object store did. */
 export type CacheStatus = "HIT" | "MISS" | "COALESCED" | "STALE" | "BYPASS" | "PEER" | "SHARED";
@@ -14,7 +15,7 @@ export interface RequestLogFields {
   kind?: "blob" | "manifest" | "tag" | "ping" | "other";
   cache?: CacheStatus;
   /** Why a body was streamed through without being cached. */
-  uncached?: "too-large" | "no-space";
+  uncached?: UncachedReason;
   upstreamStatus?: number;
   upstreamHost?: string;
   client?: string;
@@ -24,6 +25,10 @@ export interface RequestLogFields {
   coalesced?: boolean;
   /** Why the fleet's object store could not hand over content it holds (the request went on to the other sources). */
   sharedError?: string;
+  /** Still streaming when the shutdown grace period (--shutdown-grace) ran out, and cut. */
+  cutAtShutdown?: boolean;
+  /** Came in on the mirror port, not through CONNECT: how it named its upstream (src/mirror/mirror-target.ts). */
+  mirror?: "ns" | "path" | "default";
 }
 
 export interface RegistryRequest {

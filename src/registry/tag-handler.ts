@@ -1,7 +1,6 @@
 import type { BlobStore } from "../cache/blob-store.js";
 import type { BlobEntry, TagEntry } from "../cache/cache-index.js";
 import type { TagName, RecordedTags } from "../cache/recorded-tags.js";
-import type { Cluster } from "../cluster/cluster.js";
 import { parseDigest, type Digest } from "../oci/digest.js";
 import type { UpstreamClient, UpstreamResponse } from "../upstream/client.js";
 import { headerValue, upstreamRequestHeaders } from "../upstream/headers.js";
@@ -13,6 +12,7 @@ import { passThrough, relayUpstreamResponse } from "./pass-through.js";
 import { errorReply, writeReply } from "./reply.js";
 import type { RegistryRequest } from "./request-context.js";
 import { decideTagAnswer, type TagFacts, type TagStep } from "./tag-answer.js";
+import type { TagPeers } from "./tag-peers.js";
 import { TagRevalidations } from "./tag-revalidations.js";
 
 export interface TagTarget {
@@ -77,14 +77,8 @@ export class TagHandler {
     private readonly content: ManifestContent,
     private readonly access: AccessControl,
     private readonly tagTtl: number,
-    private readonly cluster?: Cluster,
+    private readonly peers?: TagPeers,
   ) {}
-
-  /** For a peer: the answer recorded for a tag and Accept set, or for any Accept set. */
-  async recordedAnswer(host: string, target: TagTarget, acceptSet: readonly string[]): Promise<TagEntry | undefined> {
-    const tag = { host, ...target };
-    return (await this.records.forAccept(tag, acceptSet)) ?? (await this.records.latest(tag));
-  }
 
   async handle(rr: RegistryRequest, target: TagTarget): Promise<void> {
     const tag = { host: rr.host, ...target };
@@ -142,7 +136,7 @@ export class TagHandler {
       // Upstream named this digest for this repository's tag, to this client: the repository has it.
       this.store.link(manifest.digest, `${rr.host}/${tag.name}`);
       this.content.serveCached(rr, manifest, entry, "HIT");
-      await this.records.record(tag, acceptSet, { digest: manifest.digest.value, mediaType: entry.mediaType, size: entry.size, recorded: Date.now() });
+      await this.record(rr, tag, acceptSet, { digest: manifest.digest.value, mediaType: entry.mediaType, size: entry.size, recorded: Date.now() });
       return;
     }
     if (step.kind === "head-miss") {
@@ -151,13 +145,19 @@ export class TagHandler {
       // containerd HEADs the tag and then GETs the digest: record the answer now, so that the
       // tag resolves during an outage once that digest is cached (stale answers need both).
       const length = Number(headerValue(head.headers["content-length"]));
-      await this.records.record(tag, acceptSet, { digest: manifest.digest.value, mediaType: headerValue(head.headers["content-type"]) ?? "", size: Number.isFinite(length) ? length : 0, recorded: Date.now() });
+      await this.record(rr, tag, acceptSet, { digest: manifest.digest.value, mediaType: headerValue(head.headers["content-type"]) ?? "", size: Number.isFinite(length) ? length : 0, recorded: Date.now() });
       return;
     }
     await this.content.handle(rr, manifest);
     const stored = this.store.lookup(manifest.digest);
-    if (stored) await this.records.record(tag, acceptSet, { digest: manifest.digest.value, mediaType: stored.mediaType, size: stored.size, recorded: Date.now() });
-    else void this.store.whenDownloaded(manifest.digest)?.then((done) => done && this.records.record(tag, acceptSet, { digest: manifest.digest.value, ...done, recorded: Date.now() }));
+    if (stored) await this.record(rr, tag, acceptSet, { digest: manifest.digest.value, mediaType: stored.mediaType, size: stored.size, recorded: Date.now() });
+    else void this.store.whenDownloaded(manifest.digest)?.then((done) => done && this.record(rr, tag, acceptSet, { digest: manifest.digest.value, ...done, recorded: Date.now() }));
+  }
+
+  /** Upstream's answer, recorded; with peers, a second replica keeps it too (tag-peers.ts). */
+  private async record(rr: RegistryRequest, tag: TagName, acceptSet: readonly string[], entry: TagEntry): Promise<void> {
+    await this.records.record(tag, acceptSet, entry);
+    this.peers?.recorded(rr, tag, acceptSet, entry);
   }
 
   /**
@@ -195,16 +195,27 @@ export class TagHandler {
     return fresh && Date.now() - fresh.recorded < this.tagTtl ? this.usableRecord(rr, tag, fresh) : undefined;
   }
 
-  /** While upstream cannot answer: the answer for this Accept set, else for any, else the newest a peer recorded. */
+  /**
+   * While upstream cannot answer: the newest answer whose manifest is usable, among those recorded
+   * here (for this Accept set, and the latest for any) and, with peers, the newest they recorded
+   * (local first on a tie). A manifest this replica lacks is copied from a peer holding it for the
+   * repository; a peer's answer served is kept here.
+   */
   private async recordedWhileUnavailable(rr: RegistryRequest, tag: TagName, acceptSet: readonly string[]): Promise<RecordedManifest | undefined> {
-    const exact = await this.records.forAccept(tag, acceptSet);
-    let usable = exact ? await this.usableRecord(rr, tag, exact) : undefined;
-    if (!usable) {
-      const latest = await this.records.latest(tag);
-      usable = latest ? await this.usableRecord(rr, tag, latest) : undefined;
+    const peers = rr.fromPeer ? undefined : this.peers;
+    const local = [await this.records.forAccept(tag, acceptSet), await this.records.latest(tag)];
+    const fromPeers = await peers?.newest(rr, tag, acceptSet);
+    const answers = [...local, fromPeers].filter((a): a is TagEntry => a !== undefined).sort((a, b) => b.recorded - a.recorded);
+    const tried = new Set<string>();
+    for (const answer of answers) {
+      if (tried.has(answer.digest)) continue;
+      tried.add(answer.digest);
+      const usable = (await this.usableRecord(rr, tag, answer)) ?? (peers && (await this.copiedRecord(rr, tag, answer)));
+      if (!usable) continue;
+      if (answer === fromPeers) await peers!.adopt(tag, acceptSet, answer);
+      return usable;
     }
-    if (!usable && this.cluster && !rr.fromPeer) usable = await this.fromPeers(rr, tag, acceptSet);
-    return usable;
+    return undefined;
   }
 
   /** The cached, acceptable manifest a recorded tag answer points to, if there is one. */
@@ -228,17 +239,10 @@ export class TagHandler {
     writeReply(rr.res, errorReply(step.status, step.code, message, { "x-cache": "MISS", "cache-status": `regcache; fwd=miss; detail=upstream-${step.detail}` }), rr.req.method);
   }
 
-  /**
-   * Upstream cannot answer and this replica never recorded the tag: the newest answer a peer
-   * recorded, with its manifest copied from a peer that holds it for this repository.
-   */
-  private async fromPeers(rr: RegistryRequest, tag: TagName, acceptSet: readonly string[]): Promise<RecordedManifest | undefined> {
-    const answer = await this.cluster!.tagFromPeers({ host: rr.host, port: rr.port, name: tag.name, tag: tag.tag, acceptSet });
-    const digest = answer ? parseDigest(answer.digest) : undefined;
-    if (!answer || !digest) return undefined;
-    const manifest = { kind: "manifest" as const, name: tag.name, digest };
-    if (!(await this.content.keepCopy(rr, manifest))) return undefined;
-    await this.records.adopt(tag, acceptSet, answer);
+  /** A recorded answer whose manifest is not here: the manifest copied from a peer that holds it for this repository. */
+  private async copiedRecord(rr: RegistryRequest, tag: TagName, answer: TagEntry): Promise<RecordedManifest | undefined> {
+    const digest = parseDigest(answer.digest);
+    if (!digest || !(await this.content.keepCopy(rr, { kind: "manifest", name: tag.name, digest }))) return undefined;
     return this.usableRecord(rr, tag, answer);
   }
 }

@@ -1,3 +1,4 @@
+import { statfs } from "node:fs/promises";
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
 import type { BlobStore } from "../cache/blob-store.js";
 import type { Cluster } from "../cluster/cluster.js";
@@ -8,13 +9,8 @@ import { servedFromCache, type RegistryRequest } from "../registry/request-conte
 import type { LeafMinter } from "../tls/leaf-minter.js";
 import type { UpstreamHealth } from "../upstream/health.js";
 import { parseAuthority } from "../upstream/client.js";
-
-/**
- * Host labels are bounded: the first hosts whose upstream answered get their own label, up
- * to this many; every other host counts as "other". Counters are cumulative, so a label,
- * once given, stays with its host; names that never answer (typos, scans) never take one.
- */
-const MAX_HOST_LABELS = 50;
+import type { MetricHostLabels } from "./metric-host-labels.js";
+import { countedAs } from "./stats-collector.js";
 
 export interface MetricsSources {
   lifecycle: Lifecycle;
@@ -22,6 +18,10 @@ export interface MetricsSources {
   health: UpstreamHealth;
   accessCounts: AccessCounts;
   minter: LeafMinter;
+  /** Which hosts have a label of their own (metric-host-labels.ts). */
+  hostLabels: MetricHostLabels;
+  /** The data dir, whose filesystem's size and free space are reported. */
+  dataDir: string;
   cluster?: Cluster;
   shared?: SharedTier;
 }
@@ -32,23 +32,31 @@ export interface MetricsSources {
  */
 export class Metrics {
   readonly registry = new Registry();
-  private readonly hosts = new Set<string>();
+  private readonly hostLabels: MetricHostLabels;
   private readonly requests: Counter<"host" | "kind" | "cache">;
   private readonly servedBytes: Counter<"source">;
   private readonly upstreamRequests: Counter<"host" | "status">;
   private readonly upstreamErrors: Counter<"host" | "reason">;
-  private readonly stale: Counter;
+  private readonly stale: Counter<"host">;
+  private readonly fillFailures: Counter<"host">;
   private readonly coalesced: Counter;
   private readonly duration: Histogram<"kind" | "cache">;
 
   constructor(sources: MetricsSources) {
     const registers = [this.registry];
+    this.hostLabels = sources.hostLabels;
     collectDefaultMetrics({ register: this.registry, prefix: "regcache_" });
     this.requests = new Counter({ name: "regcache_requests_total", help: "Intercepted registry requests by upstream host, kind and cache status", labelNames: ["host", "kind", "cache"], registers });
     this.servedBytes = new Counter({ name: "regcache_served_bytes_total", help: "Body bytes sent to clients, by where they came from", labelNames: ["source"], registers });
     this.upstreamRequests = new Counter({ name: "regcache_upstream_requests_total", help: "Requests regcache sent upstream, by host and status", labelNames: ["host", "status"], registers });
     this.upstreamErrors = new Counter({ name: "regcache_upstream_errors_total", help: "Upstream exchanges that failed without a response, by host and reason", labelNames: ["host", "reason"], registers });
-    this.stale = new Counter({ name: "regcache_stale_responses_total", help: "Answers served stale because upstream was unavailable", registers });
+    this.stale = new Counter({ name: "regcache_stale_responses_total", help: "Tag answers served from the cache because upstream was unavailable, by host (the stale count of /api/stats)", labelNames: ["host"], registers });
+    this.fillFailures = new Counter({
+      name: "regcache_fill_failures_total",
+      help: "Blob, manifest and tag requests the cache could neither answer nor fill: answered 5xx (upstream unreachable or failing, the cache disk failing), by host",
+      labelNames: ["host"],
+      registers,
+    });
     this.coalesced = new Counter({ name: "regcache_coalesced_requests_total", help: "Requests that joined a download already in progress", registers });
     this.duration = new Histogram({
       name: "regcache_request_duration_seconds",
@@ -80,6 +88,16 @@ export class Metrics {
     new Gauge({ name: "regcache_cache_size_bytes", help: "Bytes held in the cache", registers, collect() { this.set(store.index.size); } });
     new Gauge({ name: "regcache_cache_max_bytes", help: "Configured cache bound (--max-cache-size)", registers, collect() { this.set(store.maxBytes); } });
     new Gauge({ name: "regcache_cache_entries", help: "Blobs and manifests held in the cache", registers, collect() { this.set(store.index.count); } });
+    const disk = async (): Promise<{ size: number; free: number } | undefined> => {
+      try {
+        const s = await statfs(sources.dataDir);
+        return { size: s.blocks * s.bsize, free: s.bavail * s.bsize };
+      } catch {
+        return undefined;
+      }
+    };
+    new Gauge({ name: "regcache_disk_size_bytes", help: "Size of the filesystem that holds the data dir", registers, async collect() { const d = await disk(); if (d) this.set(d.size); } });
+    new Gauge({ name: "regcache_disk_free_bytes", help: "Bytes regcache may still write on the filesystem that holds the data dir", registers, async collect() { const d = await disk(); if (d) this.set(d.free); } });
     new Gauge({ name: "regcache_index_write_failing", help: "1 while the cache index cannot record durably (its last write failed, or it is in memory for this run)", registers, collect() { this.set(store.index.writeFailing ? 1 : 0); } });
     new Counter({ name: "regcache_cache_evictions_total", help: "Blobs evicted to stay under the bound", registers, collect() { this.reset(); this.inc(store.stats.evictions); } });
     new Counter({ name: "regcache_certificates_minted_total", help: "Leaf certificates minted", registers, collect() { this.reset(); this.inc(minter.minted); } });
@@ -88,6 +106,8 @@ export class Metrics {
     count("regcache_cache_damaged_files_total", "Cached files found not to match their digest (quarantined and refetched)", () => store.stats.damaged);
     count("regcache_cache_missing_files_total", "Index rows whose file was gone or resized (dropped: a miss)", () => store.stats.missing);
     count("regcache_cache_uncached_no_space_total", "Bodies streamed through uncached because the disk had no room", () => store.stats.uncachedForSpace);
+    count("regcache_cache_uncached_disk_fault_total", "Bodies streamed through uncached because the data disk could not be written", () => store.stats.uncachedForDiskFault);
+    new Gauge({ name: "regcache_cache_disk_writable", help: "0 while the data disk cannot be written (read-only or failing): cached content is served, misses stream through uncached", registers, collect() { this.set(store.disk.writable ? 1 : 0); } });
     const cluster = sources.cluster;
     if (cluster) {
       new Gauge({ name: "regcache_peers_live", help: "Other replicas answering on the peer channel", registers, collect() { this.set(cluster.membership.live().length); } });
@@ -95,6 +115,7 @@ export class Metrics {
       count("regcache_peer_copies_total", "Content copied from a peer while upstream could not be reached", () => cluster.stats.peerCopies);
       count("regcache_peer_tag_answers_total", "Tag answers learnt from a peer while upstream could not be reached", () => cluster.stats.peerTags);
       count("regcache_peer_replications_total", "Copies this replica asked a peer to keep", () => cluster.stats.replications);
+      count("regcache_peer_tag_replications_total", "Tag answers this replica recorded and sent to the peer that keeps their second copy", () => cluster.stats.tagReplications);
       new Counter({
         name: "regcache_peer_errors_total",
         help: "Requests to peers that failed, by reason",
@@ -103,6 +124,16 @@ export class Metrics {
         collect() {
           this.reset();
           for (const [reason, n] of Object.entries(cluster.stats.peerErrors)) this.inc({ reason }, n);
+        },
+      });
+      new Counter({
+        name: "regcache_peer_refused_connections_total",
+        help: "Connections the peer port refused, by cause (no-certificate, other-ca, unverified-certificate, not-a-peer, handshake)",
+        labelNames: ["cause"],
+        registers,
+        collect() {
+          this.reset();
+          for (const [cause, n] of Object.entries(cluster.stats.refusedConnections)) this.inc({ cause }, n);
         },
       });
     }
@@ -142,22 +173,25 @@ export class Metrics {
   }
 
   private hostLabel(host: string): string {
-    return this.hosts.has(host) ? host : "other";
+    return this.hostLabels.label(host);
   }
 
-  observeRequest(rr: RegistryRequest, _status: number, bytes: number, durationMs: number): void {
+  observeRequest(rr: RegistryRequest, status: number, bytes: number, durationMs: number): void {
     const cache = rr.log.cache ?? "BYPASS";
     const kind = rr.log.kind ?? "other";
-    this.requests.inc({ host: this.hostLabel(rr.log.host), kind, cache });
+    const host = this.hostLabel(rr.log.host);
+    this.requests.inc({ host, kind, cache });
     const source = servedFromCache(cache) ? "cache" : "upstream";
     if (bytes > 0) this.servedBytes.inc({ source }, bytes);
-    if (cache === "STALE") this.stale.inc();
-    if (cache === "COALESCED") this.coalesced.inc();
+    const counts = countedAs(rr, status);
+    if (counts.stale) this.stale.inc({ host });
+    if (counts.coalesced) this.coalesced.inc();
+    if (counts.content && !counts.hit && status >= 500) this.fillFailures.inc({ host });
     this.duration.observe({ kind, cache }, durationMs / 1000);
   }
 
   observeUpstream(host: string, status: number | undefined, failure: string | undefined): void {
-    if (status !== undefined && this.hosts.size < MAX_HOST_LABELS) this.hosts.add(host);
+    if (status !== undefined) this.hostLabels.answered(host);
     const label = this.hostLabel(host);
     if (status !== undefined) this.upstreamRequests.inc({ host: label, status: String(status) });
     else this.upstreamErrors.inc({ host: label, reason: failure ?? "unknown" });

@@ -52,6 +52,25 @@ const MINUTES = 60;
  */
 const MAX_ROWS = 1000;
 
+export interface RequestCounts {
+  /** A blob, a manifest or a tag: what the cache exists for. */
+  content: boolean;
+  /** Cached content served: an error answer is never one, whatever its cache status says. */
+  hit: boolean;
+  /** A hit answered from the cache because upstream was unavailable (a tag's last known answer). */
+  stale: boolean;
+  miss: boolean;
+  coalesced: boolean;
+}
+
+/** What one completed request counts as: the one definition behind /api/stats, the stats page and /metrics. Pure. */
+export function countedAs(rr: RegistryRequest, status: number): RequestCounts {
+  const cache = rr.log.cache ?? "BYPASS";
+  const content = CONTENT_KINDS.has(rr.log.kind ?? "other");
+  const hit = content && servedFromCache(cache) && status < 400;
+  return { content, hit, stale: hit && cache === "STALE", miss: content && cache === "MISS", coalesced: content && cache === "COALESCED" };
+}
+
 /** In-memory aggregates behind /api/stats and the stats page; fed one completed request at a time. */
 export class StatsCollector {
   readonly totals: Totals = { requests: 0, contentRequests: 0, hits: 0, misses: 0, stale: 0, coalesced: 0, bytesServed: 0, bytesFromCache: 0, bytesFromUpstream: 0 };
@@ -76,17 +95,17 @@ export class StatsCollector {
     const log = rr.log;
     const cache = log.cache ?? "BYPASS";
     const kind = log.kind ?? "other";
-    // A hit is cached content served: an error answer is never one, whatever the cache status says.
-    const fromCache = servedFromCache(cache) && status < 400 && CONTENT_KINDS.has(kind);
+    const counts = countedAs(rr, status);
+    const fromCache = counts.hit;
     const t = this.totals;
     t.requests += 1;
     t.bytesServed += bytes;
-    if (CONTENT_KINDS.has(kind)) {
+    if (counts.content) {
       t.contentRequests += 1;
       if (fromCache) t.hits += 1;
-      if (cache === "MISS") t.misses += 1;
-      if (fromCache && cache === "STALE") t.stale += 1;
-      if (cache === "COALESCED") t.coalesced += 1;
+      if (counts.miss) t.misses += 1;
+      if (counts.stale) t.stale += 1;
+      if (counts.coalesced) t.coalesced += 1;
       if (fromCache) t.bytesFromCache += bytes;
       else t.bytesFromUpstream += bytes;
     }
@@ -94,7 +113,7 @@ export class StatsCollector {
     up.requests += 1;
     up.bytes += bytes;
     if (fromCache) up.hits += 1;
-    if (fromCache && cache === "STALE") up.stale += 1;
+    if (counts.stale) up.stale += 1;
     if (status >= 500 || log.upstreamStatus === 0) up.errors += 1;
     this.upstreams.set(log.host, up);
     if (log.repository && bytes > 0) {

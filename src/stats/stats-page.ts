@@ -27,7 +27,13 @@ th, td { text-align:left; padding:.3rem .4rem; border-bottom:1px solid var(--lin
 th { color:var(--muted); font-weight:500; font-size:.8rem; }
 td.n, th.n { text-align:right; }
 .badge { display:inline-block; padding:0 .45rem; border-radius:999px; font-size:.75rem; font-weight:600; }
-.up { background:rgba(63,185,80,.15); color:var(--ok); } .down { background:rgba(248,81,73,.15); color:var(--bad); } .stale { background:rgba(210,153,34,.15); color:var(--warn); }
+.up { background:rgba(63,185,80,.15); color:var(--ok); } .down { background:rgba(248,81,73,.15); color:var(--bad); } .stale, .failing { background:rgba(210,153,34,.15); color:var(--warn); }
+/* The upstream table never scrolls sideways: names and the last error wrap, and the error has a line of its own. */
+#upstreams td { white-space:normal; overflow-wrap:anywhere; max-width:none; }
+#upstreams tr.lasterr td { color:var(--muted); font-size:.8rem; padding-top:0; }
+#upstreams tr.haserr td { border-bottom:none; }
+#upstreams .badge { white-space:nowrap; }
+#upstreams td.host { min-width:7.5rem; }
 .bar { height:8px; background:var(--bg); border:1px solid var(--line); border-radius:4px; overflow:hidden; }
 .bar > div { height:100%; background:var(--accent); }
 .muted { color:var(--muted); }
@@ -50,12 +56,13 @@ svg text { fill:var(--muted); font-size:10px; }
       <div class="card"><div class="v" id="byteHitRatio">–</div><div class="l">hit ratio (bytes)</div></div>
       <div class="card"><div class="v" id="bytesSaved">–</div><div class="l">bytes served from cache</div></div>
       <div class="card"><div class="v" id="requests">–</div><div class="l">blob and manifest requests</div></div>
+      <div class="card"><div class="v" id="stale">–</div><div class="l">answered stale (upstream unavailable)</div></div>
       <div class="card"><div class="v" id="cacheSize">–</div><div class="l">cache used</div><div class="bar" style="margin-top:.35rem"><div id="cacheBar" style="width:0"></div></div></div>
     </div>
   </section>
-  <section class="half">
+  <section>
     <h2>Upstream registries</h2>
-    <div class="scroll"><table id="upstreams"><thead><tr><th>host</th><th>state</th><th class="n" title="every request for this host: pings, tags, tokens, uploads too">all requests</th><th class="n">hits</th><th class="n wide" title="body bytes sent to clients, from the cache or from upstream">bytes served</th><th class="n">errors</th><th class="wide">last error</th></tr></thead><tbody></tbody></table></div>
+    <table id="upstreams"><thead><tr><th>host</th><th>state</th><th class="n wide" title="every request for this host: pings, tags, tokens, uploads too">all requests</th><th class="n">hits</th><th class="n" title="tags answered from the cache while this registry was unavailable">stale</th><th class="n" title="answers of 5xx, or upstream not reached">errors</th><th class="n wide" title="body bytes sent to clients, from the cache or from upstream">bytes served</th></tr></thead><tbody></tbody></table>
   </section>
   <section class="half">
     <h2>Last hour</h2>
@@ -75,8 +82,9 @@ svg text { fill:var(--muted); font-size:10px; }
     <h2>Not intercepted (CONNECT)</h2>
     <div class="scroll"><table id="connects"><thead><tr><th>host</th><th class="n">tunnelled</th><th class="n">denied</th></tr></thead><tbody></tbody></table></div>
   </section>
-  <section class="half" id="peersSection" hidden>
+  <section class="half" id="peersSection">
     <h2>Replicas (peers)</h2>
+    <p id="noPeers" class="muted" hidden>No peers configured: this replica is the whole cache. <code>--peer</code> or <code>--peers-dns</code> make replicas one cache.</p>
     <div class="scroll"><table id="peers"><thead><tr><th>peer</th><th>state</th><th>since</th><th>last error</th></tr></thead><tbody></tbody></table></div>
   </section>
   <section class="half">
@@ -100,14 +108,17 @@ const bytes = (n) => { if (n == null) return "–"; const u = ["B","KiB","MiB","
 const pct = (r) => r == null ? "–" : (r * 100).toFixed(1) + "%";
 const esc = (s) => String(s ?? "").replace(/[&<>"']/g, (c) => ({ "&":"&amp;", "<":"&lt;", ">":"&gt;", '"':"&quot;", "'":"&#39;" })[c]);
 const dur = (s) => s < 120 ? s + " s" : s < 7200 ? Math.round(s / 60) + " min" : (s / 3600).toFixed(1) + " h";
-const proxy = location.protocol + "//" + location.host;
-$("snippet").textContent = [
-  "curl -fsS " + proxy + "/ca.crt -o /usr/local/share/ca-certificates/regcache.crt && update-ca-certificates",
-  "mkdir -p /etc/systemd/system/containerd.service.d",
-  "printf '[Service]\\\\nEnvironment=HTTPS_PROXY=" + proxy + "\\\\nEnvironment=NO_PROXY=localhost,127.0.0.1,.svc,.cluster.local\\\\n' > /etc/systemd/system/containerd.service.d/http-proxy.conf",
-  "systemctl daemon-reload && systemctl restart containerd",
-  "# or all of it at once: curl -fsS " + proxy + "/setup/node.sh | sh -s -- --runtime containerd --restart",
-].join("\\n");
+function snippet(proxyPort) {
+  // The page may be on --admin-listen's port: nodes use the proxy port.
+  const proxy = location.protocol + "//" + location.hostname + ":" + proxyPort;
+  $("snippet").textContent = [
+    "curl -fsS " + proxy + "/ca.crt -o /usr/local/share/ca-certificates/regcache.crt && update-ca-certificates",
+    "mkdir -p /etc/systemd/system/containerd.service.d",
+    "printf '[Service]\\\\nEnvironment=HTTPS_PROXY=" + proxy + "\\\\nEnvironment=NO_PROXY=localhost,127.0.0.1,.svc,.cluster.local\\\\n' > /etc/systemd/system/containerd.service.d/http-proxy.conf",
+    "systemctl daemon-reload && systemctl restart containerd",
+    "# or all of it at once: curl -fsS " + proxy + "/setup/node.sh | sh -s -- --runtime containerd --restart",
+  ].join("\\n");
+}
 function rows(tbody, items, render) { tbody.innerHTML = items.length ? items.map(render).join("") : '<tr><td class="muted" colspan="8">none yet</td></tr>'; }
 function chart(series) {
   const w = 600, h = 160, pad = 22, max = Math.max(1, ...series.map((p) => p.bytes));
@@ -126,17 +137,24 @@ function chart(series) {
 async function refresh() {
   let s;
   try { s = await (await fetch("/api/stats", { cache: "no-store" })).json(); } catch { $("meta").textContent = "cannot reach /api/stats"; return; }
+  if (!$("snippet").textContent) snippet(s.proxyPort);
   $("meta").textContent = "v" + s.version + " · up " + dur(s.uptimeSeconds) + " · updated " + new Date().toLocaleTimeString();
   $("hitRatio").textContent = pct(s.totals.hitRatio);
   $("byteHitRatio").textContent = pct(s.totals.byteHitRatio);
   $("bytesSaved").textContent = bytes(s.totals.bytesSaved);
   $("requests").textContent = s.totals.contentRequests;
+  $("stale").textContent = s.totals.stale;
   $("cacheSize").textContent = bytes(s.cache.bytes) + " / " + bytes(s.cache.maxBytes);
   $("cacheBar").style.width = Math.min(100, (100 * s.cache.bytes) / s.cache.maxBytes).toFixed(1) + "%";
   rows($("upstreams").tBodies[0], s.upstreams, (u) => {
-    const down = '<span class="badge down">down</span> <span class="muted">since ' + (u.since ? new Date(u.since).toLocaleTimeString() : "?") + "</span>";
-    const state = u.state === "down" ? down + (u.stale > 0 ? ' <span class="badge stale">serving stale</span>' : "") : '<span class="badge up">up</span>';
-    return '<tr data-host="' + esc(u.host) + '"><td>' + esc(u.host) + "</td><td>" + state + '</td><td class="n">' + u.requests + '</td><td class="n">' + u.hits + '</td><td class="n wide">' + bytes(u.bytes) + '</td><td class="n">' + u.errors + '</td><td class="wide" title="' + esc(u.lastError ?? "") + '">' + esc(u.lastError ?? "") + "</td></tr>";
+    const state = u.state === "down"
+      ? '<span class="badge down">down</span> <span class="muted">since ' + (u.since ? new Date(u.since).toLocaleTimeString() : "?") + "</span>"
+      : u.state === "failing"
+        ? '<span class="badge failing" title="the last requests failed; the circuit opens after --failure-threshold in a row">failing</span> <span class="muted">' + u.consecutiveFailures + " in a row</span>"
+        : '<span class="badge up">up</span>';
+    const stale = u.state !== "up" && u.stale > 0 ? ' <span class="badge stale">serving stale</span>' : "";
+    const error = u.lastError && u.state !== "up" ? '<tr class="lasterr"><td colspan="7">last error: ' + esc(u.lastError) + "</td></tr>" : "";
+    return '<tr data-host="' + esc(u.host) + '"' + (error ? ' class="haserr"' : "") + '><td class="host">' + esc(u.host) + "</td><td>" + state + stale + '</td><td class="n wide">' + u.requests + '</td><td class="n">' + u.hits + '</td><td class="n">' + u.stale + '</td><td class="n">' + u.errors + '</td><td class="n wide">' + bytes(u.bytes) + "</td></tr>" + error;
   });
   if (s.upstreamsOmitted > 0) $("upstreams").tBodies[0].insertAdjacentHTML("beforeend", '<tr id="upstreamsOmitted"><td class="muted" colspan="7">' + s.upstreamsOmitted + " more hosts, less active, not listed</td></tr>");
   $("inflight").innerHTML = s.inFlight.length ? s.inFlight.map((d) => {
@@ -145,13 +163,16 @@ async function refresh() {
   }).join("") : "none";
   const c = s.cache;
   $("health").innerHTML = [
-    c.diskFull ? '<span class="badge down">disk full</span> downloads stream through uncached (' + c.uncachedForSpace + " so far)" : '<span class="badge up">disk ok</span>',
+    c.diskFault
+      ? '<span class="badge down">disk read-only</span> cannot ' + esc(c.diskFault.action) + ": " + esc(c.diskFault.reason) + " since " + new Date(c.diskFault.since).toLocaleTimeString() + "; cached content is served, downloads stream through uncached (" + c.uncachedForDiskFault + " so far)"
+      : c.diskFull ? '<span class="badge down">disk full</span> downloads stream through uncached (' + c.uncachedForSpace + " so far)" : '<span class="badge up">disk ok</span>',
     c.indexWriteError ? '<span class="badge down">index not durable</span> ' + esc(c.indexWriteError) : "",
     c.damagedFiles + " damaged files found and refetched, " + c.missingFiles + " missing",
     s.shared ? sharedTier(s.shared) : "",
   ].filter(Boolean).join("<br>");
   rows($("connects").tBodies[0], s.notIntercepted, (c) => "<tr><td>" + esc(c.host) + '</td><td class="n">' + c.tunnelled + '</td><td class="n">' + c.denied + "</td></tr>");
-  $("peersSection").hidden = !s.peers;
+  $("noPeers").hidden = !!s.peers;
+  $("peers").hidden = !s.peers;
   if (s.peers) rows($("peers").tBodies[0], s.peers.members, (p) => "<tr><td>" + esc(p.address) + "</td><td>" + (p.live ? '<span class="badge up">live</span>' : '<span class="badge down">not answering</span>') + "</td><td>" + new Date(p.since).toLocaleTimeString() + "</td><td>" + esc(p.lastError ?? "") + "</td></tr>");
   rows($("top").tBodies[0], s.topRepositories, (r) => "<tr><td>" + esc(r.repository) + '</td><td class="n">' + bytes(r.bytes) + "</td></tr>");
   rows($("recent").tBodies[0], s.recentRequests.slice(0, 20), (r) => '<tr><td class="wide">' + new Date(r.time).toLocaleTimeString() + '</td><td class="wide">' + esc(r.host) + "</td><td>" + esc(r.repository ?? "") + '</td><td class="wide">' + esc(r.kind) + "</td><td>" + esc(r.cache) + '</td><td class="n">' + r.status + '</td><td class="n">' + bytes(r.bytes) + '</td><td class="n wide">' + r.durationMs + "</td></tr>");

@@ -9,7 +9,10 @@ export interface StatsSources {
   store: BlobStore;
   health: UpstreamHealth;
   version: string;
+  /** performance.now() at start: uptime is a duration, which a wall-clock step must not bend. */
   startedAt: number;
+  /** The proxy port, which nodes use (the page may be served on --admin-listen's). */
+  proxyPort: () => number;
   cluster?: Cluster;
   shared?: SharedTier;
 }
@@ -24,24 +27,46 @@ export type StatsSnapshot = ReturnType<typeof statsSnapshot>;
  * the stats page polls every 2 s, so the list stays short however many hosts were seen.
  */
 const TOP_UPSTREAMS = 25;
-/** Down hosts are what an operator looks for: listed beyond the top ones, up to this many. */
+/** Down and failing hosts are what an operator looks for: listed beyond the top ones, up to this many. */
 const MAX_DOWN_LISTED = 100;
 
 function ratio(part: number, whole: number): number | null {
   return whole > 0 ? part / whole : null;
 }
 
+/**
+ * "failing": the host's last requests failed (connect, TLS, 5xx...) but fewer than
+ * --failure-threshold in a row, so its circuit is still closed and clients still wait on it.
+ */
+export type UpstreamState = "up" | "failing" | "down";
+
 interface UpstreamRow extends UpstreamTotals {
   host: string;
-  state: HostHealth["state"];
+  state: UpstreamState;
   since: number | null;
+  /** Failures in a row: what the circuit breaker counts towards --failure-threshold. */
+  consecutiveFailures: number;
   lastError: string | null;
+}
+
+/** A host's state for people: "down" is the breaker's; "failing" comes before it. Pure. */
+export function upstreamState(h: Pick<HostHealth, "state" | "consecutiveFailures"> | undefined): UpstreamState {
+  if (!h) return "up";
+  if (h.state === "down") return "down";
+  return h.consecutiveFailures > 0 ? "failing" : "up";
 }
 
 /** The listed upstream rows, and how many known hosts were left out of the list. */
 function upstreamRows(s: StatsSources): { upstreams: UpstreamRow[]; upstreamsOmitted: number } {
   const health = new Map(s.health.snapshot().map((h) => [h.host, h]));
-  const row = (host: string, totals: UpstreamTotals, h: HostHealth | undefined): UpstreamRow => ({ host, ...totals, state: h?.state ?? "up", since: h?.since ?? null, lastError: h?.lastError ?? null });
+  const row = (host: string, totals: UpstreamTotals, h: HostHealth | undefined): UpstreamRow => ({
+    host,
+    ...totals,
+    state: upstreamState(h),
+    since: h?.since ?? null,
+    consecutiveFailures: h?.consecutiveFailures ?? 0,
+    lastError: h?.lastError ?? null,
+  });
   const rows: UpstreamRow[] = [];
   for (const [host, totals] of s.collector.upstreamTotals()) {
     rows.push(row(host, totals, health.get(host)));
@@ -50,7 +75,7 @@ function upstreamRows(s: StatsSources): { upstreams: UpstreamRow[]; upstreamsOmi
   for (const h of health.values()) rows.push(row(h.host, { requests: 0, hits: 0, stale: 0, bytes: 0, errors: 0 }, h));
   rows.sort((a, b) => b.bytes - a.bytes || b.requests - a.requests || (b.since ?? 0) - (a.since ?? 0));
   let downListed = 0;
-  const upstreams = rows.filter((r, i) => i < TOP_UPSTREAMS || (r.state === "down" && downListed++ < MAX_DOWN_LISTED));
+  const upstreams = rows.filter((r, i) => i < TOP_UPSTREAMS || (r.state !== "up" && downListed++ < MAX_DOWN_LISTED));
   return { upstreams, upstreamsOmitted: rows.length - upstreams.length };
 }
 
@@ -60,7 +85,8 @@ export function statsSnapshot(s: StatsSources) {
   const { upstreams, upstreamsOmitted } = upstreamRows(s);
   return {
     version: s.version,
-    uptimeSeconds: Math.round((Date.now() - s.startedAt) / 1000),
+    proxyPort: s.proxyPort(),
+    uptimeSeconds: Math.round((performance.now() - s.startedAt) / 1000),
     totals: {
       ...t,
       hitRatio: ratio(t.hits, t.contentRequests),
@@ -78,6 +104,9 @@ export function statsSnapshot(s: StatsSources) {
       /** The disk had no room for a download lately: bodies stream through uncached meanwhile. */
       diskFull: s.store.stats.noSpaceAt !== undefined && Date.now() - s.store.stats.noSpaceAt < DISK_FULL_RECENT_MS,
       uncachedForSpace: s.store.stats.uncachedForSpace,
+      /** Why the data disk cannot be written (read-only, failing), and since when; null while it can. */
+      diskFault: s.store.disk.fault ? { ...s.store.disk.fault } : null,
+      uncachedForDiskFault: s.store.stats.uncachedForDiskFault,
       damagedFiles: s.store.stats.damaged,
       missingFiles: s.store.stats.missing,
     },

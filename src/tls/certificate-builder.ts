@@ -1,4 +1,4 @@
-import { createPublicKey, randomBytes, sign, type KeyObject } from "node:crypto";
+import { createHash, createPublicKey, randomBytes, sign, type KeyObject } from "node:crypto";
 import forge from "node-forge";
 
 const { pki, asn1 } = forge;
@@ -57,6 +57,7 @@ export function buildSignedCertificate(request: CertificateRequest, signingKey: 
   cert.setSubject(subject);
   cert.setIssuer(subject);
   cert.setExtensions(request.extensions);
+  setSubjectKeyIdentifier(cert, request.publicKey);
   // Placeholders too: the AlgorithmIdentifier is replaced by the signing key's below.
   cert.siginfo.algorithmOid = pki.oids.sha256WithRSAEncryption!;
   // getTBSCertificate exists in forge but is missing from @types/node-forge.
@@ -94,6 +95,25 @@ function signatureAlgorithmOf(key: KeyObject): () => forge.asn1.Asn1 {
 
 function subjectPublicKeyInfoDer(key: KeyObject): Buffer {
   return (key.type === "public" ? key : createPublicKey(key)).export({ type: "spki", format: "der" });
+}
+
+/**
+ * forge derives a subjectKeyIdentifier from the certificate's public key, which here is the
+ * placeholder: every CA would carry the same identifier, and a client that trusts two of them (a
+ * CA rotation) could not tell them apart by it. It is RFC 5280 4.2.1.2's method 1 over the real
+ * key instead: SHA-1 of the subjectPublicKey bits.
+ */
+function setSubjectKeyIdentifier(cert: forge.pki.Certificate, publicKey: KeyObject): void {
+  const extension = cert.getExtension("subjectKeyIdentifier") as { value?: unknown; subjectKeyIdentifier?: string } | null;
+  if (!extension) return;
+  // forge's types know only the older boolean argument; its options object keeps the BIT STRING as bytes.
+  const fromDer = asn1.fromDer as unknown as (der: string, options: { decodeBitStrings: boolean }) => forge.asn1.Asn1;
+  const spki = fromDer(subjectPublicKeyInfoDer(publicKey).toString("binary"), { decodeBitStrings: false });
+  // The BIT STRING's content starts with its count of unused bits (0 for a key).
+  const keyBits = Buffer.from(((spki.value as forge.asn1.Asn1[])[1]!.value as string).slice(1), "binary");
+  const identifier = createHash("sha1").update(keyBits).digest();
+  extension.subjectKeyIdentifier = identifier.toString("hex");
+  extension.value = asn1.create(asn1.Class.UNIVERSAL, asn1.Type.OCTETSTRING, false, identifier.toString("binary"));
 }
 
 /** The DER of a certificate's subject Name, to be used as the issuer of what it signs. */

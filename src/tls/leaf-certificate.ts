@@ -10,6 +10,8 @@ import { explicit, implicitPrimitive, oid, sequence, Tag, time, tlv } from "./de
 
 export interface LeafFields {
   host: string;
+  /** More names (DNS or IP) the leaf is valid for, after `host`: the mirror endpoint's. */
+  otherNames?: readonly string[];
   /** 16 bytes, top bit clear (a positive INTEGER). */
   serial: Buffer;
   notBefore: Date;
@@ -46,8 +48,8 @@ export function leafTbsDer(fields: LeafFields): Buffer {
   const subject = withCommonName
     ? sequence(tlv(Tag.SET, sequence(COMMON_NAME, tlv(Tag.UTF8_STRING, Buffer.from(fields.host, "utf8")))))
     : sequence();
-  const generalName = hostIsIp ? implicitPrimitive(7, ipBytes(fields.host)) : implicitPrimitive(2, Buffer.from(fields.host, "latin1"));
-  const altName = sequence(SUBJECT_ALT_NAME, ...(withCommonName ? [] : [TRUE]), tlv(Tag.OCTET_STRING, sequence(generalName)));
+  const generalNames = [fields.host, ...(fields.otherNames ?? [])].map(generalName);
+  const altName = sequence(SUBJECT_ALT_NAME, ...(withCommonName ? [] : [TRUE]), tlv(Tag.OCTET_STRING, sequence(...generalNames)));
   return sequence(
     VERSION_3,
     tlv(Tag.INTEGER, fields.serial),
@@ -65,6 +67,11 @@ export function certificatePem(tbs: Buffer, signature: Buffer): string {
   const der = sequence(tbs, ECDSA_WITH_SHA256, tlv(Tag.BIT_STRING, Buffer.from([0]), signature));
   const lines = der.toString("base64").match(/.{1,64}/g)!;
   return `-----BEGIN CERTIFICATE-----\n${lines.join("\n")}\n-----END CERTIFICATE-----\n`;
+}
+
+/** GeneralName (RFC 5280 section 4.2.1.6): iPAddress [7] for an IP literal, dNSName [2] otherwise. */
+function generalName(name: string): Buffer {
+  return isIP(name) !== 0 ? implicitPrimitive(7, ipBytes(name)) : implicitPrimitive(2, Buffer.from(name, "latin1"));
 }
 
 function ipBytes(ip: string): Buffer {

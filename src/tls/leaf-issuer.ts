@@ -1,4 +1,5 @@
 import { generateKeyPairSync, randomBytes, type KeyObject } from "node:crypto";
+import forge from "node-forge";
 import type { CertificateAuthority } from "./ca.js";
 import { buildSignedCertificate, subjectNameDerOf } from "./certificate-builder.js";
 
@@ -42,9 +43,22 @@ export function mintLeafIssuer(ca: CertificateAuthority, now: number): LeafIssue
         { name: "basicConstraints", cA: true, pathLenConstraint: 0, critical: true },
         { name: "keyUsage", keyCertSign: true, digitalSignature: true, critical: true },
         { name: "extKeyUsage", serverAuth: true },
+        ...authorityKeyIdentifier(ca.certPem),
       ],
     },
     ca.key,
   );
   return { key, certPem, subjectName: subjectNameDerOf(certPem), notAfter, renewAt: Math.min(now + ISSUER_RENEW_AFTER_MS, notAfter) };
+}
+
+/**
+ * Names the root that signed the issuer by its key, not only by its subject. During a CA rotation a
+ * node trusts two roots, and two CAs made the same day share their subject ("regcache root CA
+ * <date>"): OpenSSL picks a root by subject, and without this it can pick the other one, whose
+ * signature check then fails the handshake ("rsa routines::invalid padding"). RFC 5280 4.2.1.1
+ * asks for it in every certificate but a self-signed root.
+ */
+function authorityKeyIdentifier(rootPem: string): object[] {
+  const skid = forge.pki.certificateFromPem(rootPem).getExtension("subjectKeyIdentifier") as { subjectKeyIdentifier?: string } | null;
+  return skid?.subjectKeyIdentifier ? [{ name: "authorityKeyIdentifier", keyIdentifier: forge.util.hexToBytes(skid.subjectKeyIdentifier) }] : [];
 }

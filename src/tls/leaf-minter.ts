@@ -46,9 +46,15 @@ export class LeafMinter {
    * else minted now: an ECDSA signature (~0.03 ms) is cheaper than a hop to the thread pool.
    */
   leafFor(host: string): Leaf {
-    const key = host.toLowerCase();
+    return this.leafForNames([host]);
+  }
+
+  /** One leaf valid for all of `names` (DNS names or IP literals; the first is its subject), held and renewed like a host's. */
+  leafForNames(names: readonly string[]): Leaf {
+    const lower = names.map((n) => n.toLowerCase());
+    const key = lower.join(" ");
     const cached = this.leaves.get(key);
-    return cached?.issuer === this.currentIssuer() ? cached : this.mint(key);
+    return cached?.issuer === this.currentIssuer() ? cached : this.mint(key, lower);
   }
 
   /** The issuer for new leaves, replaced (one RSA signature by the root) once it is due. */
@@ -58,10 +64,12 @@ export class LeafMinter {
     return this.issuer;
   }
 
-  private mint(host: string): Leaf {
+  private mint(key: string, names: string[]): Leaf {
     const issuer = this.currentIssuer();
+    const host = names[0]!;
     const tbs = leafTbsDer({
       host,
+      otherNames: names.slice(1),
       serial: randomSerial(),
       notBefore: new Date(this.now() - CLOCK_SKEW_MS),
       notAfter: new Date(issuer.notAfter),
@@ -71,7 +79,7 @@ export class LeafMinter {
     const certPem = certificatePem(tbs, sign("sha256", tbs, issuer.key));
     this.minted += 1;
     const leaf = { host, certPem, chainPem: certPem + issuer.certPem, keyPem: this.leafKeyPem, issuer };
-    this.leaves.set(host, leaf);
+    this.leaves.set(key, leaf);
     return leaf;
   }
 }

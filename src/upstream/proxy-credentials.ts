@@ -52,7 +52,12 @@ export class ProxyCredentials {
   constructor(private readonly credentials: Map<string, HostCredential>) {}
 
   appliesTo(req: UpstreamRequest): boolean {
-    return !req.anonymous && req.headers.authorization === undefined && this.credentials.has(req.host.toLowerCase());
+    return !req.anonymous && req.headers.authorization === undefined && this.covers(req.host);
+  }
+
+  /** Whether credentials are held for this registry host. */
+  covers(host: string): boolean {
+    return this.credentials.has(host.toLowerCase());
   }
 
   async send(req: UpstreamRequest, send: Send): Promise<UpstreamResponse> {
@@ -60,7 +65,7 @@ export class ProxyCredentials {
     if ("token" in credential) return send(withAuth(req, `Bearer ${credential.token}`));
     const cacheKey = `${req.host}${scopeHint(req.path)}`;
     const cached = this.tokens.get(cacheKey);
-    const first = await send(cached && cached.expires > Date.now() ? withAuth(req, cached.header) : req);
+    const first = await send(cached && cached.expires > performance.now() ? withAuth(req, cached.header) : req);
     if (first.statusCode !== 401 || req.body) return first;
     const challenge = parseWwwAuthenticate(headerValue(first.headers["www-authenticate"]))[0];
     if (!challenge) return first;
@@ -77,7 +82,7 @@ export class ProxyCredentials {
     }
     if (!header) return first;
     await first.body.dump();
-    this.tokens.set(cacheKey, { header, expires: Date.now() + Math.max(5, lifetime - 10) * 1000 });
+    this.tokens.set(cacheKey, { header, expires: performance.now() + Math.max(5, lifetime - 10) * 1000 });
     return send(withAuth(req, header));
   }
 }

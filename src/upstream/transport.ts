@@ -4,6 +4,7 @@ import { Agent, buildConnector, type Dispatcher } from "undici";
 import { formatAuthority, type UpstreamRequest, type UpstreamResponse } from "./client.js";
 import type { Dialer } from "./dialer.js";
 import { finishPausedParserOnEnd } from "./paused-parser-fix.js";
+import { withQuietBody } from "./quiet-body.js";
 import { classifyUpstreamError, UpstreamError } from "./upstream-error.js";
 
 export interface UpstreamTimeouts {
@@ -62,22 +63,24 @@ export class UpstreamTransport {
 
   readonly send = async (req: UpstreamRequest): Promise<UpstreamResponse> => {
     try {
-      return await this.agent.request({
-        origin: `https://${formatAuthority(req.host, req.port)}`,
-        path: req.path,
-        method: req.method as Dispatcher.HttpMethod,
-        headers: req.headers,
-        body: req.body ?? null,
-        signal: req.signal,
-        headersTimeout: this.timeouts.headers,
-        bodyTimeout: this.timeouts.body,
-        highWaterMark: BODY_HIGH_WATER_MARK,
-        // undici closes the connection after every HEAD unless told otherwise (nodejs/undici#258:
-        // servers that send a body anyway), so each tag revalidation and access check cost a new
-        // TCP and TLS handshake with the registry. Registries answer HEAD as HTTP says; Go's
-        // client (containerd, Docker) keeps those connections too.
-        reset: req.method === "HEAD" ? false : undefined,
-      });
+      return withQuietBody(
+        await this.agent.request({
+          origin: `https://${formatAuthority(req.host, req.port)}`,
+          path: req.path,
+          method: req.method as Dispatcher.HttpMethod,
+          headers: req.headers,
+          body: req.body ?? null,
+          signal: req.signal,
+          headersTimeout: this.timeouts.headers,
+          bodyTimeout: this.timeouts.body,
+          highWaterMark: BODY_HIGH_WATER_MARK,
+          // undici closes the connection after every HEAD unless told otherwise (nodejs/undici#258:
+          // servers that send a body anyway), so each tag revalidation and access check cost a new
+          // TCP and TLS handshake with the registry. Registries answer HEAD as HTTP says; Go's
+          // client (containerd, Docker) keeps those connections too.
+          reset: req.method === "HEAD" ? false : undefined,
+        }),
+      );
     } catch (err) {
       throw req.clientAborted?.() ? new UpstreamError("request", req.host, "the client went away while sending its request", { cause: err }) : classifyUpstreamError(err, req.host);
     }

@@ -1,3 +1,4 @@
+import { X509Certificate } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { rootCertificates } from "node:tls";
 import { RegcacheError } from "../errors.js";
@@ -27,11 +28,32 @@ export function loadUpstreamTrust(extraCaFiles: readonly string[]): string[] {
     }
   }
   for (const file of extraCaFiles) {
+    let pem: string;
     try {
-      cas.push(readFileSync(file, "utf8"));
+      pem = readFileSync(file, "utf8");
     } catch (err) {
       throw new TrustStoreError(`cannot read --upstream-ca ${file}: ${(err as Error).message}`, { cause: err });
     }
+    checkCertificates(pem, file);
+    cas.push(pem);
   }
   return cas;
+}
+
+const PEM_CERTIFICATE = /-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g;
+
+/**
+ * TLS would ignore a file without a certificate (a key, a DER file, the wrong path) without a word,
+ * and every pull from that registry would then fail verification: refused at start instead.
+ */
+function checkCertificates(pem: string, file: string): void {
+  const blocks = pem.match(PEM_CERTIFICATE) ?? [];
+  if (blocks.length === 0) throw new TrustStoreError(`--upstream-ca ${file} holds no PEM certificate (a "-----BEGIN CERTIFICATE-----" block)`);
+  blocks.forEach((block, i) => {
+    try {
+      new X509Certificate(block);
+    } catch (err) {
+      throw new TrustStoreError(`--upstream-ca ${file}: certificate ${i + 1} of ${blocks.length} cannot be parsed: ${(err as Error).message}`, { cause: err });
+    }
+  });
 }

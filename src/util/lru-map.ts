@@ -43,6 +43,10 @@ export class LruMap<K, V> {
     return this;
   }
 
+  delete(key: K): boolean {
+    return this.map.delete(key);
+  }
+
   values(): IterableIterator<V> {
     return this.map.values();
   }

@@ -186,7 +186,8 @@ describe.skipIf(missing.length > 0)("`regcache cache` and the cache admin API, a
     const layer = app.layerDigests[0]!;
     flipByte(blobFile(proxy, layer), 1_000);
     const run = await cacheCli(proxy, ["verify"]);
-    expect(run.code, run.stderr).toBe(0);
+    expect(run.code, "a check that found damage fails").toBe(1);
+    expect(run.stderr).toBe("");
     expect(run.stdout).toMatch(/^checked \d+ files \([\d.]+ KiB\) in [\d.]+ s: 1 damaged, 0 missing\n/);
     expect(run.stdout).toContain(`\ndamaged  ${layer}  `);
     expect(existsSync(blobFile(proxy, layer))).toBe(false);
@@ -198,6 +199,7 @@ describe.skipIf(missing.length > 0)("`regcache cache` and the cache admin API, a
     expect(env.registry.blobGets(layer)).toHaveLength(1);
     const clean = await cacheCli(proxy, ["verify", "--json"]);
     expect(JSON.parse(clean.stdout)).toMatchObject({ damaged: [], missing: [] });
+    expect(clean.code, "a clean check succeeds").toBe(0);
   });
 
   it("the stats page links to the list, which a browser on the proxy's host may follow", async () => {

@@ -1,11 +1,12 @@
 import { execFile } from "node:child_process";
 import { X509Certificate } from "node:crypto";
-import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer, type Server } from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { HungMount, hungMountUnavailable } from "./harness/hung-mount.js";
 import { freePort } from "./harness/ports.js";
 import { CLI, RegcacheProcess, REPO_ROOT } from "./harness/regcache-process.js";
 import { mountTmpfs, tmpfsUnavailable, unmountTmpfs } from "./harness/tmpfs.js";
@@ -49,6 +50,23 @@ describe("the README's first command", () => {
   });
 });
 
+describe("the npm package", () => {
+  it("ships the compiled CLI, node setup and the docs the README links to, and no source map pointing at sources it lacks", async () => {
+    // --ignore-scripts: the suite runs on the dist/ that `npm test` built; pack would build it again.
+    const { stdout } = await exec("npm", ["pack", "--dry-run", "--json", "--ignore-scripts"], { cwd: REPO_ROOT, timeout: 60_000 });
+    const files = (JSON.parse(stdout) as { files: { path: string }[] }[])[0]!.files.map((f) => f.path);
+    expect(files).toEqual(expect.arrayContaining(["dist/cli/main.js", "deploy/node-setup.sh", "README.md", "docs/troubleshooting.md", "LICENSE", "SECURITY.md", "package.json"]));
+    expect(files.filter((f) => f.endsWith(".map"))).toEqual([]);
+    const dangling = files
+      .filter((f) => f.endsWith(".js"))
+      .flatMap((f) => [...readFileSync(path.join(REPO_ROOT, f), "utf8").matchAll(/sourceMappingURL=(\S+)/g)].map((m) => `${f} -> ${m[1]}`))
+      .filter((link) => !files.includes(path.join(path.dirname(link.split(" -> ")[0]!), link.split(" -> ")[1]!)));
+    expect(dangling).toEqual([]);
+    const readmeLinks = [...readFileSync(path.join(REPO_ROOT, "README.md"), "utf8").matchAll(/\]\(((?:docs\/)?[\w.-]+\.md)(?:#[^)]*)?\)/g)].map((m) => m[1]!);
+    expect(readmeLinks.filter((link) => !files.includes(link))).toEqual([]);
+  });
+});
+
 describe("CLI errors: one line on stderr; 2 for the command line, 1 for running", () => {
   let dir: string;
   let certsDir: string;
@@ -71,7 +89,12 @@ describe("CLI errors: one line on stderr; 2 for the command line, 1 for running"
       2,
       "regcache: option '--log-level <level>' argument 'loud' is invalid. Allowed choices are fatal, error, warn, info, debug, trace, silent. (see regcache serve --help)",
     );
-    expectFailure(await regcache(["serve", "--max-cache-size", "20"]), 2, "regcache: --max-cache-size needs a unit, e.g. 20GiB (B, KB, MB, GB, TB, KiB, MiB, GiB, TiB)");
+    expectFailure(await regcache(["serve", "--max-cache-size", "20"]), 2, "regcache: --max-cache-size needs a unit, e.g. 20GiB (B, KB, MB, GB, TB, KiB, MiB, GiB, TiB, Ki, Mi, Gi, Ti)");
+    expectFailure(
+      await regcache(["serve"], { env: { REGCACHE_MAX_CACHE_SIZE: "20G" } }),
+      2,
+      "regcache: --max-cache-size \"20G\" is ambiguous: write 20GiB for 20 × 1024^3 bytes (Kubernetes' 20Gi) or 20GB for 20 × 1000^3",
+    );
     expectFailure(await regcache(["stats", "--proxy", "127.0.0.1:3128"]), 2, 'regcache: --proxy must be a URL such as http://127.0.0.1:3128, got "127.0.0.1:3128"');
     expectFailure(await regcache(["prefetch", "nginx:1"], { env: { REGCACHE_PROXY: "localhost:3128" } }), 2, 'regcache: --proxy must be a URL such as http://127.0.0.1:3128, got "localhost:3128"');
   });
@@ -95,6 +118,13 @@ describe("CLI errors: one line on stderr; 2 for the command line, 1 for running"
     expectFailure(await regcache(["prefetch", "--proxy", proxy, "nginx:1"]), 1, unreachable);
     // With --ca nothing needs the proxy before the first pull: the run still fails at once, not per image.
     expectFailure(await regcache(["prefetch", "--proxy", proxy, "--ca", path.join(certsDir, "ca.crt"), "nginx:1", "redis:7"]), 1, unreachable);
+  });
+
+  it("an --upstream-ca that holds no certificate is refused at start, naming the file", async () => {
+    const notPem = path.join(dir, "hostname");
+    writeFileSync(notPem, "build-host-7\n");
+    const run = await regcache(["serve", "--listen", "127.0.0.1:0", "--data-dir", path.join(dir, "data"), "--certs-dir", certsDir, "--upstream-ca", notPem]);
+    expectFailure(run, 1, `regcache: --upstream-ca ${notPem} holds no PEM certificate (a "-----BEGIN CERTIFICATE-----" block)`);
   });
 
   it("prefetch --file that does not exist", async () => {
@@ -155,6 +185,26 @@ describe("CLI errors: one line on stderr; 2 for the command line, 1 for running"
       expectFailure(run, 1, `regcache: cannot create certs dir ${unwritable}: read-only file system`);
       expectFailure(await regcache(["ca", "init", "--certs-dir", unwritable]), 1, `regcache: cannot create certs dir ${unwritable}: read-only file system`);
     });
+  });
+});
+
+describe.skipIf(hungMountUnavailable())("a --data-dir on a mount that stopped answering", () => {
+  let dir: string;
+  let mount: HungMount;
+  beforeAll(async () => {
+    dir = mkdtempSync(path.join(tmpdir(), "cli-hung-"));
+    mount = new HungMount(dir);
+    await mount.start();
+  });
+  afterAll(async () => {
+    await mount?.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("serve gives up after 5 s with one line that names the option and the path, instead of hanging", async () => {
+    const dataDir = path.join(mount.mountPoint, "data");
+    const run = await regcache(["serve", "--listen", "127.0.0.1:0", "--data-dir", dataDir, "--certs-dir", path.join(dir, "certs")]);
+    expectFailure(run, 1, `regcache: cannot reach --data-dir ${dataDir}: its filesystem did not answer within 5 s (a network mount whose server is down?)`);
   });
 });
 

@@ -21,15 +21,6 @@ async function healthz(proxy: RegcacheProcess): Promise<number> {
   return (await fetch(`${proxy.proxyUrl}/healthz`)).status;
 }
 
-function isRunning(proxy: RegcacheProcess): boolean {
-  try {
-    process.kill(proxy.pid!, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 describe.skipIf(missing.length > 0)("a damaged index.sqlite never stops start-up", () => {
   let env: TestEnvironment;
   let proxy: RegcacheProcess;
@@ -119,7 +110,7 @@ describe.skipIf(missing.length > 0 || tmpfsUnavailable())("a full data disk", ()
     await pastAFlush();
     await pull(first);
 
-    expect(isRunning(proxy)).toBe(true);
+    expect(proxy.running).toBe(true);
     expect(await healthz(proxy)).toBe(200);
     const warning = await proxy.waitForLog((l) => l.msg.startsWith("cache index write failed"));
     expect(warning).toMatchObject({ level: 40, code: "SQLITE_FULL" });
@@ -143,7 +134,7 @@ describe.skipIf(missing.length > 0 || tmpfsUnavailable())("a full data disk", ()
     expect(env.registry.blobGets()).toEqual([]);
     await pastAFlush();
     await pull(first);
-    expect(isRunning(proxy)).toBe(true);
+    expect(proxy.running).toBe(true);
     expect(proxy.logs.filter((l) => l.level >= 50)).toEqual([]);
   });
 

@@ -234,6 +234,48 @@ describe.skipIf(missing.length > 0)("replicas sharing an object store and an ind
     }
   });
 
+  it("with the upstream down, then Redis too, the tags each replica served from Redis still serve: 15 of 15 pulls through the balancer", async () => {
+    await env.registry.stop();
+    try {
+      for (const i of [0, 1, 2]) await restartEmpty(i);
+      // Every replica serves every tag once from Redis (stale: upstream is down), and its blobs from the store.
+      for (const [i, r] of replicas.entries()) {
+        for (const image of [cold, multi]) {
+          const pulled = await skopeoPull(r, image.ref, env.path(`from-redis-${i}-${image.repo.replace("/", "-")}`), { all: image === multi });
+          expect(pulled.ok, pulled.stderr).toBe(true);
+        }
+        expect(r.requestLogs().filter((l) => l.kind === "tag" && l.cache === "STALE")).toHaveLength(2);
+      }
+      await redis.kill();
+      try {
+        const results: [string, SkopeoResult][] = [];
+        for (let i = 0; i < 15; i++) {
+          const image = [cold, multi][i % 2]!;
+          results.push([image.ref, await skopeoPull(front(), image.ref, env.path(`redis-down-${i}`), { all: image === multi })]);
+        }
+        for (const [what, r] of results) expect(r.ok, `${what}: ${r.stderr}`).toBe(true);
+        for (let i = 0; i < 15; i++) expect(corruptBlobsInLayout(env.path(`redis-down-${i}`)).corrupt).toEqual([]);
+      } finally {
+        await redis.restart();
+      }
+    } finally {
+      await env.registry.start();
+    }
+  });
+
+  it("the object store and Redis back after an outage: /readyz says so within 15 s, with no client traffic", async () => {
+    // Uploads retrying would reach the store on their own: none may be queued.
+    await waitFor(async () => (await queuedAnywhere()) === 0, 30_000, "no queued uploads");
+    await Promise.all([swift.kill(), redis.kill()]);
+    const r = replicas[0]!;
+    // A digest the fleet never stored: the index is asked for its row, then the store for the object.
+    await curlThrough(r, `https://${REGISTRY_HOST}/v2/${cold.repo}/blobs/sha256:${"0".repeat(64)}`, ["-I"]);
+    const readyz = async () => (await (await fetch(`${r.proxyUrl}/readyz`)).json()) as { status: string; degraded?: Record<string, string> };
+    expect(await readyz()).toEqual({ status: "ready", degraded: { objectStore: "down", index: "down" } });
+    await Promise.all([swift.restart(), redis.restart()]);
+    await waitFor(async () => (await readyz()).degraded === undefined, 15_000, "/readyz to show the shared tier up");
+  });
+
   it("with the object store killed during one pull and the index during another, pulls succeed and each blob is fetched upstream at most once per replica", async () => {
     // The upstream is back from the last test's outage: each replica's probe notices within --probe-interval.
     for (const r of replicas) {

@@ -41,11 +41,27 @@ describe.skipIf(missing.length > 0)("regcache prefetch", () => {
     expect(line.split("quay.test/org/missing:1")).toHaveLength(2);
   });
 
-  it("shows byte progress on a terminal", async () => {
-    const command = [process.execPath, CLI, "prefetch", "--proxy", proxy.proxyUrl, single.ref].map((a) => `'${a}'`).join(" ");
-    const { stdout } = await exec("script", ["-qec", command, "/dev/null"], { timeout: 60_000 });
-    expect(stdout).toMatch(/quay\.test\/org\/worker:9 \[[#-]{24}\] \d+\/\d+ blobs, [\d.]+ (B|KiB|MiB)/);
-    expect(stdout).toContain(`ok ${single.ref} ${single.topDigest}`);
+  it("on a terminal: progress in bytes with the total, rate and time left, redrawn at most ten times a second", async () => {
+    // 24 MB arrive in some 1500 pieces: one redraw each would be 1500 lines of output.
+    const big = await env.pushImage("org/big", "1", [24_000_000]);
+    const command = [process.execPath, CLI, "prefetch", "--proxy", proxy.proxyUrl, big.ref].map((a) => `'${a}'`).join(" ");
+    const started = Date.now();
+    const { stdout } = await exec("script", ["-qec", command, "/dev/null"], { timeout: 120_000, maxBuffer: 64 * 1024 * 1024 });
+    const elapsedMs = Date.now() - started;
+    const redraws = stdout.split("\r\x1b[2K").filter((s) => s.startsWith(`${big.ref} [`));
+    expect(redraws.length).toBeGreaterThanOrEqual(1);
+    expect(redraws.length).toBeLessThanOrEqual(Math.ceil(elapsedMs / 100) + 1);
+    // The manifest declares the layer's and the config's sizes: the total (~22.9 MiB) is known from the start.
+    expect(redraws[0]).toMatch(new RegExp(`^${big.ref.replace(/[.]/g, "\\.")} \\[[#-]{20}\\] [\\d.]+ (B|KiB|MiB) / 2\\d\\.\\d MiB \\(\\d+%\\)`));
+    expect(redraws.some((r) => /, [\d.]+ (B|KiB|MiB)\/s, ETA \d+s/.test(r))).toBe(redraws.length > 1);
+    expect(stdout).toContain(`ok ${big.ref} ${big.topDigest}`);
+  });
+
+  it("without a terminal: no control characters, only the result lines", async () => {
+    const result = await runPrefetch(["--proxy", proxy.proxyUrl, single.ref]);
+    expect(result.code, result.stderr).toBe(0);
+    expect(result.stdout + result.stderr).not.toMatch(/[\r\x1b]/);
+    expect(result.stdout).toContain(`ok ${single.ref} ${single.topDigest}`);
   });
 
   it("pre-loads images from arguments and a file; every one pulls during an outage", async () => {

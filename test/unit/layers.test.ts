@@ -7,7 +7,7 @@ const SRC = path.resolve(__dirname, "../../src");
 
 /**
  * The layers of src/, lowest first: a file may import from its own layer and the layers below it,
- * never from a layer above. The README's "Source layout" describes the same order.
+ * never from a layer above. docs/architecture.md, "Source layout", describes the same order.
  * registry and cluster share a layer: the handlers fill from peers (cluster.ts), and the peer
  * server answers peers through the same handlers (peer-server.ts, PeerServices).
  */
@@ -20,7 +20,7 @@ const LAYERS: string[][] = [
   ["fleet"],
   ["upstream"],
   ["registry", "cluster"],
-  ["proxy", "prefetch"],
+  ["proxy", "prefetch", "mirror"],
   ["stats", "admin"],
   ["regcache.ts"],
   ["cli"],

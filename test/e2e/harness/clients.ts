@@ -80,6 +80,12 @@ export function layoutDigests(dir: string): string[] {
   return readdirSync(path.join(dir, "blobs", "sha256")).map((hex) => `sha256:${hex}`);
 }
 
+export interface CtrPullOptions {
+  allPlatforms?: boolean;
+  user?: string;
+  namespace?: string;
+}
+
 /** A throwaway containerd (root only) with its own root, state and socket. */
 export class TestContainerd {
   private child: ChildProcess | undefined;
@@ -114,12 +120,27 @@ export class TestContainerd {
 
   /** `ctr images pull` (the fetch runs in the ctr process, which reads HTTPS_PROXY). */
   /** `namespace`: containerd keeps content per namespace, so a new one pulls as a fresh node would. */
-  async pull(p: ProxyEnv, image: string, opts: { allPlatforms?: boolean; user?: string; namespace?: string } = {}): Promise<SkopeoResult> {
-    const args = ["--address", this.socket, "--namespace", opts.namespace ?? "regcache-test", "images", "pull", "--snapshotter", "native"];
+  async pull(p: ProxyEnv, image: string, opts: CtrPullOptions = {}): Promise<SkopeoResult> {
+    return runTool("ctr", this.pullArgs(image, opts), goClientEnv(p), 180_000);
+  }
+
+  /**
+   * `ctr images pull --hosts-dir DIR` without a proxy: the registry hosts (mirrors first) come from
+   * DIR's hosts.toml files, as a node's containerd reads /etc/containerd/certs.d. `trust` is the
+   * system pool (SSL_CERT_FILE: the registries' CA); `wrapper` runs ctr (withHostsFile).
+   */
+  async pullWithHosts(hostsDir: string, image: string, opts: CtrPullOptions & { trust: string; wrapper?: string[] }): Promise<SkopeoResult> {
+    const env = { ...process.env, HTTPS_PROXY: "", https_proxy: "", HTTP_PROXY: "", http_proxy: "", SSL_CERT_FILE: opts.trust };
+    const [command, ...args] = [...(opts.wrapper ?? []), "ctr", ...this.pullArgs(image, opts, ["--hosts-dir", hostsDir])];
+    return runTool(command!, args, env, 180_000);
+  }
+
+  private pullArgs(image: string, opts: CtrPullOptions, extra: string[] = []): string[] {
+    const args = ["--address", this.socket, "--namespace", opts.namespace ?? "regcache-test", "images", "pull", "--snapshotter", "native", ...extra];
     if (opts.allPlatforms) args.push("--all-platforms");
     if (opts.user) args.push("--user", opts.user);
     args.push(image);
-    return runTool("ctr", args, goClientEnv(p), 180_000);
+    return args;
   }
 
   /** Digests of every content blob containerd holds, after verifying each against its name. */

@@ -85,5 +85,18 @@ export class TestDnsServer {
  * and the machine's own resolv.conf is left alone. Needs root.
  */
 export function withResolvConf(resolvConf: string): string[] {
-  return ["unshare", "--mount", "sh", "-c", 'mount --bind "$0" /etc/resolv.conf && exec "$@"', resolvConf];
+  return withFileOver(resolvConf, "/etc/resolv.conf");
+}
+
+/**
+ * A command prefix, as withResolvConf: the process sees `hostsFile` as /etc/hosts, so the test
+ * world's names (a registry on loopback under its own name) resolve for clients that cannot be
+ * told where to connect, as containerd's own fallback to the registry cannot. Needs root.
+ */
+export function withHostsFile(hostsFile: string): string[] {
+  return withFileOver(hostsFile, "/etc/hosts");
+}
+
+function withFileOver(file: string, target: string): string[] {
+  return ["unshare", "--mount", "sh", "-c", `mount --bind "$0" ${target} && exec "$@"`, file];
 }

@@ -30,6 +30,8 @@ export interface DockerEngineOptions {
    * an image build of a dozen layers needs to stay within minutes.
    */
   storageDriver?: "vfs" | "overlay2";
+  /** More daemon.json settings (e.g. registry-mirrors, as node-setup.sh writes them). */
+  daemonConfig?: Record<string, unknown>;
 }
 
 /** Runs a command to its end; never rejects, like skopeoPull: the result says what the user would see. */
@@ -98,7 +100,7 @@ export class TestDockerEngine {
     await this.containerd.start();
     const daemonJson = path.join(this.dir, "daemon.json");
     // Its own daemon.json (not /etc/docker's); the key path, or dockerd writes /etc/docker/key.json (no flag for it in 20.10).
-    writeFileSync(daemonJson, `${JSON.stringify({ "deprecated-key-path": path.join(this.dir, "key.json") })}\n`);
+    writeFileSync(daemonJson, `${JSON.stringify({ ...options.daemonConfig, "deprecated-key-path": path.join(this.dir, "key.json") })}\n`);
     const args = [
       "--config-file", daemonJson,
       "--containerd", this.containerd.socket,

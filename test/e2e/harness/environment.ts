@@ -30,9 +30,10 @@ export class TestEnvironment {
   private readonly proxies: RegcacheProcess[] = [];
   private counter = 0;
 
-  constructor(name: string, registryOptions: Partial<RegistryOptions> = {}) {
+  /** `names`: more names the test PKI's server certificate is valid for (other registries of this world). */
+  constructor(name: string, registryOptions: Partial<RegistryOptions> = {}, names: string[] = []) {
     this.dir = mkdtempSync(path.join(tmpdir(), `regcache-${name}-`));
-    this.pki = createTestPki(path.join(this.dir, "pki"), [REGISTRY_HOST, ...FAKE_HOSTS, "localhost", "127.0.0.1", "::1"]);
+    this.pki = createTestPki(path.join(this.dir, "pki"), [REGISTRY_HOST, ...FAKE_HOSTS, ...names, "localhost", "127.0.0.1", "::1"]);
     this.registry = new TestRegistry({ dir: path.join(this.dir, "registry"), pki: this.pki, ...registryOptions });
   }
 

@@ -117,6 +117,16 @@ export class RegcacheProcess {
     return this.child?.pid;
   }
 
+  /** Whether the process is alive (it may have exited on its own). */
+  get running(): boolean {
+    try {
+      process.kill(this.child?.pid ?? 0, 0);
+      return this.child?.pid !== undefined;
+    } catch {
+      return false;
+    }
+  }
+
   /** SIGTERM and wait for exit; returns the exit code. */
   async stop(signal: NodeJS.Signals = "SIGTERM"): Promise<number | null> {
     const code = await stopProcess(this.child, signal);

@@ -30,6 +30,8 @@ export interface TokenServerOptions {
    * GETs still get (anonymous) tokens. Mutable: pushes (skopeo, GET with Basic) can be made first.
    */
   requirePostForCredentials?: boolean;
+  /** Repositories under these prefixes anyone may pull (default: "public/"). */
+  anonymousPull?: string[];
 }
 
 const MAX_FORM_BYTES = 64 * 1024;
@@ -37,7 +39,8 @@ const MAX_FORM_BYTES = 64 * 1024;
 /**
  * A registry token server (distribution's token auth spec) for the test registry: JWTs signed
  * RS256 with the test CA's key, the CA certificate in `x5c`, which the registry trusts as its
- * `rootcertbundle`. Anonymous callers may pull repositories under "public/"; the users given
+ * `rootcertbundle`. Anonymous callers may pull repositories under "public/" (or the prefixes
+ * given, as Docker Hub lets anyone pull "library/"); the users given
  * may pull and push everything. Tokens are fetched with GET (token.md: Basic credentials,
  * answer `token`) or with the OAuth2 POST (oauth.md: form with grant_type=password, answer
  * `access_token`), as containerd does when it has credentials. Every request is recorded,
@@ -46,6 +49,7 @@ const MAX_FORM_BYTES = 64 * 1024;
 export class TokenServer {
   readonly requests: TokenRequest[] = [];
   requirePostForCredentials: boolean;
+  private readonly anonymousPull: string[];
   private server: Server | undefined;
   port = 0;
 
@@ -55,6 +59,7 @@ export class TokenServer {
     options: TokenServerOptions = {},
   ) {
     this.requirePostForCredentials = options.requirePostForCredentials ?? false;
+    this.anonymousPull = options.anonymousPull ?? ["public/"];
   }
 
   get realm(): string {
@@ -69,7 +74,7 @@ export class TokenServer {
       const access = scopes.flatMap((scope) => {
         const [type, name, actions] = scope.split(":");
         if (type !== "repository" || !name || !actions) return [];
-        const allowed = actions.split(",").filter((a) => account !== undefined || (a === "pull" && name.startsWith("public/")));
+        const allowed = actions.split(",").filter((a) => account !== undefined || (a === "pull" && this.anonymousPull.some((prefix) => name.startsWith(prefix))));
         return allowed.length > 0 ? [{ type, name, actions: allowed }] : [];
       });
       const now = Math.floor(Date.now() / 1000);

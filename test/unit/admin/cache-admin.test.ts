@@ -6,6 +6,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { CacheAdmin } from "../../../src/admin/cache-admin.js";
 import { BlobStore } from "../../../src/cache/blob-store.js";
 import { CacheIndex, tagKey } from "../../../src/cache/cache-index.js";
+import { DataDisk } from "../../../src/cache/data-disk.js";
 import { DataPaths } from "../../../src/cache/data-paths.js";
 import { createLogger } from "../../../src/log/logger.js";
 import { parseDigest } from "../../../src/oci/digest.js";
@@ -21,7 +22,7 @@ async function world(dirs: string[]) {
   const paths = new DataPaths(dir);
   const logger = createLogger("silent");
   const index = await CacheIndex.open(paths.indexFile, logger);
-  const store = new BlobStore(paths, index, { maxBytes: 2 ** 30, maxBlobSize: 2 ** 30, minDownloadRate: 0, abandonedAfterMs: 30_000, verifyIntervalMs: 50 }, logger);
+  const store = new BlobStore(paths, index, { maxBytes: 2 ** 30, maxBlobSize: 2 ** 30, minDownloadRate: 0, abandonedAfterMs: 30_000, verifyIntervalMs: 50 }, new DataDisk(paths, logger), logger);
   const file = (digest: string): string => paths.blobFile(parseDigest(digest)!);
   const cache = async (content: string, mediaType = "application/octet-stream"): Promise<string> => {
     const digest = sha256(content);

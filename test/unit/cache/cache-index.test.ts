@@ -1,3 +1,4 @@
+import { execFileSync } from "node:child_process";
 import { randomBytes, randomFillSync } from "node:crypto";
 import { copyFileSync, existsSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync, writeSync, closeSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -6,6 +7,7 @@ import KeyvSqlite from "@keyv/sqlite";
 import Keyv from "keyv";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { CacheIndex, type BlobEntry, type TagEntry } from "../../../src/cache/cache-index.js";
+import type { SharedRecords } from "../../../src/cache/shared-records.js";
 import { createLogger } from "../../../src/log/logger.js";
 import { fillDisk, mountTmpfs, tmpfsUnavailable, unmountTmpfs } from "../../e2e/harness/tmpfs.js";
 
@@ -421,5 +423,115 @@ describe.skipIf(tmpfsUnavailable())("CacheIndex on a full disk", () => {
     await index.close();
     expect(readdirSync(dir)).toEqual([path.basename(filler)]);
     expect(existsSync(file)).toBe(false);
+  });
+});
+
+describe("CacheIndex.reopen (its disk writable again)", () => {
+  const nextFile = freshIndexFiles();
+
+  it("a file damaged meanwhile is set aside like at start-up, and what memory holds goes into a new one", async () => {
+    const file = nextFile();
+    const { logger, lines } = captureLogger();
+    const index = await CacheIndex.open(file, logger);
+    await index.putBlob(blob(3));
+    await index.flush();
+    writeFileSync(file, "regcache index? no: garbage\n".repeat(400));
+    await index.reopen();
+    expect(lines.some((l) => l.msg.startsWith("cache index damaged: moved aside and replaced"))).toBe(true);
+    await index.close();
+    const again = await CacheIndex.open(file, quiet());
+    expect([...again.allBlobs()].map((b) => b.digest)).toEqual([blob(3).digest]);
+    await again.close();
+  });
+});
+
+describe.skipIf(tmpfsUnavailable())("CacheIndex.reopen after a read-only spell", () => {
+  let dir: string;
+  const remount = (mode: "ro" | "rw"): void => void execFileSync("mount", ["-o", `remount,${mode}`, dir]);
+  beforeAll(() => {
+    dir = mkdtempSync(path.join(tmpdir(), "regcache-index-ro-"));
+    mountTmpfs(dir, 8 * 1024 * 1024);
+  });
+  afterAll(() => {
+    unmountTmpfs(dir);
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("an index kept in memory moves onto its file with every row, and loses no record written while it moves", async () => {
+    const file = path.join(dir, "index.sqlite");
+    const before = await CacheIndex.open(file, quiet());
+    await before.putBlob(blob(1));
+    await before.close();
+    remount("ro");
+    const index = await CacheIndex.open(file, quiet());
+    expect(index.writeFailing).toBe(true);
+    await index.putTag("quay.test/team/app:v1@x", TAG);
+    remount("rw");
+    const reopened = index.reopen();
+    // Written while the connection changes hands: kept in memory and written by the new one.
+    await index.putTag("quay.test/team/app:v2@x", { ...TAG, recorded: 2 });
+    await index.putBlob(blob(2));
+    await reopened;
+    expect(index.writeFailing).toBe(false);
+    await index.close();
+    const again = await CacheIndex.open(file, quiet());
+    expect([...again.allBlobs()].map((b) => b.digest).sort()).toEqual([blob(1).digest, blob(2).digest].sort());
+    expect(await again.getTag("quay.test/team/app:v1@x")).toEqual(TAG);
+    expect(await again.getTag("quay.test/team/app:v2@x")).toEqual({ ...TAG, recorded: 2 });
+    await again.close();
+  });
+});
+
+describe("CacheIndex with the fleet's shared records", () => {
+  const fresh = freshIndexFiles();
+
+  /** The fleet's copy as a map; `down` makes it answer nothing, as FleetRecords does while Redis is away. */
+  function fleet(): SharedRecords & { rows: Map<string, unknown>; down: boolean; puts: string[] } {
+    const rows = new Map<string, unknown>();
+    const puts: string[] = [];
+    return {
+      rows,
+      puts,
+      down: false,
+      shares: (key) => key.startsWith("tag:") || key.startsWith("meta:public:"),
+      async get<T>(key: string) {
+        return this.down ? undefined : (rows.get(key) as T | undefined);
+      },
+      put(key, value) {
+        puts.push(key);
+        rows.set(key, value);
+      },
+    };
+  }
+
+  it("a tag answer and a verdict read from the fleet are kept locally, without writing them back: once the fleet is down, and after a restart, they are still there", async () => {
+    const file = fresh();
+    const shared = fleet();
+    shared.rows.set("tag:quay.test/app:v1@x", { ...TAG, recorded: 5 });
+    shared.rows.set("meta:public:quay.test/app", { isPublic: true, checkedAt: 7 });
+    const index = await CacheIndex.open(file, quiet(), shared);
+    expect(await index.getTag("quay.test/app:v1@x")).toEqual({ ...TAG, recorded: 5 });
+    expect(await index.getMeta("public:quay.test/app")).toEqual({ isPublic: true, checkedAt: 7 });
+    expect(shared.puts).toEqual([]);
+    shared.down = true;
+    expect(await index.getTag("quay.test/app:v1@x")).toEqual({ ...TAG, recorded: 5 });
+    await index.close();
+    const reopened = await CacheIndex.open(file, quiet(), shared);
+    expect(await reopened.getTag("quay.test/app:v1@x")).toEqual({ ...TAG, recorded: 5 });
+    expect(await reopened.getMeta("public:quay.test/app")).toEqual({ isPublic: true, checkedAt: 7 });
+    await reopened.close();
+  });
+
+  it("a newer answer in the fleet replaces the local one; an older one leaves it", async () => {
+    const shared = fleet();
+    const index = await CacheIndex.open(fresh(), quiet(), shared);
+    await index.putTag("quay.test/app:v1@x", { ...TAG, recorded: 10 });
+    shared.rows.set("tag:quay.test/app:v1@x", { ...TAG, digest: "sha256:newer", recorded: 20 });
+    expect((await index.getTag("quay.test/app:v1@x"))?.digest).toBe("sha256:newer");
+    shared.rows.set("tag:quay.test/app:v1@x", { ...TAG, digest: "sha256:older", recorded: 15 });
+    expect((await index.getTag("quay.test/app:v1@x"))?.digest).toBe("sha256:newer");
+    shared.down = true;
+    expect((await index.getTag("quay.test/app:v1@x"))?.digest).toBe("sha256:newer");
+    await index.close();
   });
 });

@@ -1,4 +1,4 @@
-import { spawnSync } from "node:child_process";
+import { execFileSync, spawnSync } from "node:child_process";
 import { existsSync, lstatSync, mkdtempSync, readdirSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -24,10 +24,11 @@ describe("data dir lock", () => {
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
   it("is a link to our pid, removed on release", async () => {
-    const release = await acquireDataDirLock(lockFile);
+    const lock = await acquireDataDirLock(lockFile);
+    expect(lock.onDisk).toBe(true);
     expect(lstatSync(lockFile).isSymbolicLink()).toBe(true);
     expect(readlinkSync(lockFile)).toBe(String(process.pid));
-    await release();
+    await lock.release();
     expect(existsSync(lockFile)).toBe(false);
   });
 
@@ -41,11 +42,11 @@ describe("data dir lock", () => {
 
   it("takes over a lock whose process is gone", async () => {
     symlinkSync(String(deadPid()), lockFile);
-    const release = await acquireDataDirLock(lockFile);
+    const lock = await acquireDataDirLock(lockFile);
     expect(readlinkSync(lockFile)).toBe(String(process.pid));
-    await release();
+    await lock.release();
     writeFileSync(lockFile, `${deadPid()}\n`);
-    await (await acquireDataDirLock(lockFile))();
+    await (await acquireDataDirLock(lockFile)).release();
   });
 });
 
@@ -66,9 +67,9 @@ describe.skipIf(tmpfsUnavailable())("start-up files on a full disk", () => {
   it("the lock is taken and still keeps a second process out", async () => {
     fillDisk(dir);
     const lockFile = path.join(dir, "lock");
-    const release = await acquireDataDirLock(lockFile);
+    const lock = await acquireDataDirLock(lockFile);
     expect(readlinkSync(lockFile)).toBe(String(process.pid));
-    await release();
+    await lock.release();
     symlinkSync(String(process.ppid), lockFile);
     await expect(acquireDataDirLock(lockFile)).rejects.toBeInstanceOf(DataDirLockedError);
   });
@@ -88,6 +89,57 @@ describe.skipIf(tmpfsUnavailable())("start-up files on a full disk", () => {
     expect(volatile).toHaveLength(32);
     expect(volatile.equals(stored)).toBe(false);
     expect(existsSync(file)).toBe(false);
-    expect(lines).toMatchObject([{ level: 40, msg: expect.stringContaining("instance secret is kept in memory") }]);
+    expect(lines).toMatchObject([{ level: 40, msg: expect.stringContaining("instance secret: it is kept in memory for this run") }]);
+  });
+});
+
+describe.skipIf(tmpfsUnavailable())("the lock on a read-only data disk", () => {
+  let dir: string;
+  let fallback: string;
+  const remount = (mode: "ro" | "rw"): void => void execFileSync("mount", ["-o", `remount,${mode}`, dir]);
+  beforeAll(() => {
+    dir = mkdtempSync(path.join(tmpdir(), "regcache-ro-"));
+    fallback = path.join(mkdtempSync(path.join(tmpdir(), "regcache-ro-lock-")), "data.lock");
+    mountTmpfs(dir, 1024 * 1024);
+  });
+  afterEach(() => {
+    remount("rw");
+    for (const name of readdirSync(dir)) rmSync(path.join(dir, name), { force: true });
+    rmSync(fallback, { force: true });
+  });
+  afterAll(() => {
+    unmountTmpfs(dir);
+    rmSync(dir, { recursive: true, force: true });
+    rmSync(path.dirname(fallback), { recursive: true, force: true });
+  });
+
+  it("is held outside the disk, and moves onto it when the disk can be written again", async () => {
+    const lockFile = path.join(dir, "lock");
+    symlinkSync(String(deadPid()), lockFile);
+    remount("ro");
+    const lock = await acquireDataDirLock(lockFile, fallback);
+    expect(lock.onDisk).toBe(false);
+    expect(lock.file).toBe(fallback);
+    expect(readlinkSync(fallback)).toBe(String(process.pid));
+    remount("rw");
+    await lock.returnToDisk();
+    expect(lock.onDisk).toBe(true);
+    expect(readlinkSync(lockFile)).toBe(String(process.pid));
+    expect(existsSync(fallback)).toBe(false);
+    await lock.release();
+    expect(existsSync(lockFile)).toBe(false);
+  });
+
+  it("still keeps out a process the disk's own lock names, when that process runs", async () => {
+    const lockFile = path.join(dir, "lock");
+    symlinkSync(String(process.ppid), lockFile);
+    remount("ro");
+    await expect(acquireDataDirLock(lockFile, fallback)).rejects.toBeInstanceOf(DataDirLockedError);
+    expect(existsSync(fallback)).toBe(false);
+  });
+
+  it("without a place outside, a read-only disk's lock fails as before, naming the cause", async () => {
+    remount("ro");
+    await expect(acquireDataDirLock(path.join(dir, "lock"))).rejects.toMatchObject({ code: "EROFS" });
   });
 });

@@ -13,6 +13,24 @@ import { parseDigest } from "../../../src/oci/digest.js";
 const CHUNK = 64 * 1024;
 
 /**
+ * fsync as Node does it, except while a test holds it: then the flush waits for `releaseFsync`,
+ * so that "verified but not yet in place" lasts as long as the test needs, whatever the machine's load.
+ */
+const fsyncGate = vi.hoisted(() => ({ held: false, waiting: [] as (() => void)[] }));
+vi.mock("node:fs", async (importOriginal) => {
+  const fs = await importOriginal<typeof import("node:fs")>();
+  return {
+    ...fs,
+    fsync: (fd: number, callback: (err: NodeJS.ErrnoException | null) => void) =>
+      fsyncGate.held ? fsyncGate.waiting.push(() => fs.fsync(fd, callback)) : fs.fsync(fd, callback),
+  };
+});
+function releaseFsync(): void {
+  fsyncGate.held = false;
+  for (const flush of fsyncGate.waiting.splice(0)) flush();
+}
+
+/**
  * Sends bytes [start, end] of the download to a sink that keeps copies, as a socket would send them.
  * `received(n)` resolves once the sink holds n bytes: tests wait on that, never on a clock.
  */
@@ -119,14 +137,20 @@ describe("Download and its readers", () => {
 
   it("serves a reader that arrives after every other reader left but before the file is in place", async () => {
     const data = randomBytes(300_000);
-    const download = await start(data, Readable.from([data]));
-    const first = await read(download, 0, data.length - 1).result;
-    expect(first.equals(data)).toBe(true);
-    // The digest is verified (the first reader got the last byte); the fsync and rename are still pending.
-    expect(download.complete).toBe(false);
-    const second = await read(download, 0, data.length - 1).result;
-    expect(second.equals(data)).toBe(true);
-    await download.done;
+    fsyncGate.held = true;
+    try {
+      const download = await start(data, Readable.from([data]));
+      const first = await read(download, 0, data.length - 1).result;
+      expect(first.equals(data)).toBe(true);
+      // The digest is verified (the first reader got the last byte); the fsync and rename are still pending.
+      expect(download.complete).toBe(false);
+      const second = await read(download, 0, data.length - 1).result;
+      expect(second.equals(data)).toBe(true);
+      releaseFsync();
+      await download.done;
+    } finally {
+      releaseFsync();
+    }
   });
 
   it("reuses a buffer only after the sink has written it out, however slowly", async () => {

@@ -1,11 +1,12 @@
 import { createHash, randomBytes } from "node:crypto";
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, renameSync, rmSync, utimesSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { Writable } from "node:stream";
 import { afterEach, describe, expect, it } from "vitest";
 import { BlobStore } from "../../../src/cache/blob-store.js";
 import { CacheIndex, type BlobEntry } from "../../../src/cache/cache-index.js";
+import { DataDisk } from "../../../src/cache/data-disk.js";
 import { DataPaths } from "../../../src/cache/data-paths.js";
 import { HeldBytes } from "../../../src/cache/held-bytes.js";
 import { sendRange } from "../../../src/cache/range-sender.js";
@@ -72,20 +73,55 @@ describe("BlobStore: small files verified once, then answered from memory", () =
     mkdirSync(path.dirname(file), { recursive: true });
     writeFileSync(file, bytes);
     await index.putBlob(entryOf(digest.value, bytes.length));
-    const store = new BlobStore(paths, index, { maxBytes: 2 ** 30, maxBlobSize: 2 ** 30, minDownloadRate: 0, abandonedAfterMs: 30_000, verifyIntervalMs: 60_000 }, logger);
+    const store = new BlobStore(paths, index, { maxBytes: 2 ** 30, maxBlobSize: 2 ** 30, minDownloadRate: 0, abandonedAfterMs: 30_000, verifyIntervalMs: 60_000 }, new DataDisk(paths, logger), logger);
     return { store, index, digest, file };
   }
 
-  it("serves the verified bytes, whole and ranged, even once the file is damaged or gone", async () => {
+  /** A store whose small file was looked up once: verified, and its bytes held. */
+  async function storeHeld(): Promise<{ store: BlobStore; digest: Digest; file: string; entry: BlobEntry; bytes: Buffer }> {
     const bytes = randomBytes(3000);
     const { store, digest, file } = await storeHolding(bytes);
     const entry = store.lookup(digest)!;
     expect(await store.present(entry, digest)).toBe(true);
-    writeFileSync(file, Buffer.alloc(bytes.length));
-    expect(await store.present(entry, digest)).toBe(true);
+    return { store, digest, file, entry, bytes };
+  }
+
+  /** Another file copied over `file`, as a stray copy or restore would: a new inode, so a new stamp whatever the clock's grain. */
+  function replaceFile(file: string, bytes: Buffer): void {
+    writeFileSync(`${file}.new`, bytes);
+    renameSync(`${file}.new`, file);
+  }
+
+  it("serves the verified bytes, whole and ranged: a file damaged after it was looked up is never what the client gets", async () => {
+    const { store, digest, file, entry, bytes } = await storeHeld();
+    replaceFile(file, Buffer.alloc(bytes.length));
     expect((await received(store.readCached(entry, digest, 0, bytes.length - 1), 0, bytes.length - 1)).equals(bytes)).toBe(true);
     rmSync(file);
     expect((await received(store.readCached(entry, digest, 100, 199), 100, 199)).equals(bytes.subarray(100, 200))).toBe(true);
+  });
+
+  it("a held file damaged on disk is caught at its next lookup: hashed again, quarantined, and its bytes let go", async () => {
+    const { store, digest, file, entry, bytes } = await storeHeld();
+    replaceFile(file, Buffer.alloc(bytes.length));
+    expect(await store.present(entry, digest)).toBe(false);
+    expect(store.lookup(digest)).toBeUndefined();
+    expect(store.stats.damaged).toBe(1);
+  });
+
+  it("a held file deleted from disk is caught at its next lookup: its row is dropped", async () => {
+    const { store, digest, file, entry } = await storeHeld();
+    rmSync(file);
+    expect(await store.present(entry, digest)).toBe(false);
+    expect(store.lookup(digest)).toBeUndefined();
+    expect(store.stats.missing).toBe(1);
+  });
+
+  it("a held file only touched (its content right) is hashed again, found right, and still served: nothing quarantined", async () => {
+    const { store, digest, file, entry, bytes } = await storeHeld();
+    utimesSync(file, new Date(), new Date(Date.now() + 5_000));
+    expect(await store.present(entry, digest)).toBe(true);
+    expect(store.stats.damaged).toBe(0);
+    expect((await received(store.readCached(entry, digest, 0, bytes.length - 1), 0, bytes.length - 1)).equals(bytes)).toBe(true);
   });
 
   it("a file damaged before it was first verified is quarantined, and nothing of it is held", async () => {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { alignColumns, formatAge, removalPath } from "../../../src/cli/cache-command.js";
+import { alignColumns, formatAge, removalPath, verifyFoundDamage } from "../../../src/cli/cache-command.js";
 
 const digest = `sha256:${"ab".repeat(32)}`;
 
@@ -32,5 +32,13 @@ describe("regcache cache helpers", () => {
     for (const target of ["sha256:abab", "Quay.test/App", `quay.test/app@${digest}`]) {
       expect(() => removalPath(target), target).toThrow(expect.objectContaining({ code: "USAGE" }));
     }
+  });
+
+  it("`cache verify` fails when the check found a damaged or a missing file, and only then", () => {
+    const report = { checked: 3, bytes: 100, durationMs: 5, damaged: [], missing: [] };
+    const file = { digest, size: 10 };
+    expect(verifyFoundDamage(report)).toBe(false);
+    expect(verifyFoundDamage({ ...report, damaged: [file] })).toBe(true);
+    expect(verifyFoundDamage({ ...report, missing: [file] })).toBe(true);
   });
 });

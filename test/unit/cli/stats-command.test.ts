@@ -5,10 +5,11 @@ import type { StatsSnapshot } from "../../../src/stats/stats-snapshot.js";
 const base = {
   version: "1.2.3",
   uptimeSeconds: 42,
-  totals: { contentRequests: 0, hitRatio: null, byteHitRatio: null, bytesSaved: 0 },
+  totals: { contentRequests: 0, hitRatio: null, byteHitRatio: null, bytesSaved: 0, stale: 0 },
   cache: { bytes: 0, maxBytes: 10 * 1024 ** 3, entries: 0, evictions: 0 },
   upstreams: [],
   upstreamsOmitted: 0,
+  peers: null,
   inFlight: [],
   topRepositories: [],
 } as unknown as StatsSnapshot;
@@ -21,9 +22,11 @@ describe("formatStats", () => {
       [
         "regcache 1.2.3, up 42s",
         "hit ratio - of 0 registry requests, - of bytes; 0 B served from cache",
+        "stale answers 0 (tags served from the cache while their registry was unavailable)",
         "cache 0 B of 10.0 GiB in 0 entries, 0 evictions",
+        "peers: none configured (this replica is the whole cache)",
         "",
-        "upstream                          state  requests      hits       bytes  errors",
+        "upstream                          state    requests      hits   stale       bytes  errors",
         "",
       ].join("\n"),
     );
@@ -32,19 +35,34 @@ describe("formatStats", () => {
   it("prints ratios to a tenth of a percent, and aligns the upstream columns, cutting long host names", () => {
     const text = formatStats(
       snapshot({
-        totals: { contentRequests: 3, hitRatio: 2 / 3, byteHitRatio: 0.5, bytesSaved: 1536 },
+        totals: { contentRequests: 3, hitRatio: 2 / 3, byteHitRatio: 0.5, bytesSaved: 1536, stale: 4 },
         upstreams: [
-          { host: "registry-1.docker.io", state: "up", requests: 12, hits: 8, bytes: 5 * 1024 ** 2, errors: 0 },
-          { host: `${"very-long-name.".repeat(4)}example`, state: "down", requests: 1, hits: 0, bytes: 0, errors: 1 },
+          { host: "registry-1.docker.io", state: "up", requests: 12, hits: 8, stale: 0, bytes: 5 * 1024 ** 2, errors: 0, consecutiveFailures: 0, lastError: "HTTP 503" },
+          { host: `${"very-long-name.".repeat(4)}example`, state: "down", requests: 1, hits: 0, stale: 4, bytes: 0, errors: 1, consecutiveFailures: 3, lastError: "upstream quay.io: connection failed (ECONNREFUSED)" },
+          { host: "ghcr.io", state: "failing", requests: 2, hits: 0, stale: 0, bytes: 0, errors: 2, consecutiveFailures: 2, lastError: "HTTP 502" },
         ],
         upstreamsOmitted: 7,
       }),
     );
     const lines = text.split("\n");
     expect(lines[1]).toBe("hit ratio 66.7% of 3 registry requests, 50.0% of bytes; 1.5 KiB served from cache");
-    expect(lines[5]).toBe("registry-1.docker.io              up           12         8     5.0 MiB       0");
-    expect(lines[6]).toBe("very-long-name.very-long-name.ve  down          1         0         0 B       1");
-    expect(lines[7]).toBe("7 more hosts, less active, not listed");
+    expect(lines[2]).toBe("stale answers 4 (tags served from the cache while their registry was unavailable)");
+    expect(lines.slice(7, 13)).toEqual([
+      "registry-1.docker.io              up             12         8       0     5.0 MiB       0",
+      "very-long-name.very-long-name.ve  down            1         0       4         0 B       1",
+      "  last error: upstream quay.io: connection failed (ECONNREFUSED)",
+      "ghcr.io                           failing         2         0       0         0 B       2",
+      "  2 failures in a row; last error: HTTP 502",
+      "7 more hosts, less active, not listed",
+    ]);
+  });
+
+  it("says which peers answer", () => {
+    const members = [
+      { address: "10.0.0.2:3129", live: true },
+      { address: "10.0.0.3:3129", live: false },
+    ];
+    expect(formatStats(snapshot({ peers: { self: "10.0.0.1:3129", members } })).split("\n")[4]).toBe("peers: 1 of 2 live; not answering: 10.0.0.3:3129");
   });
 
   it("lists downloads in progress (with their size when known) and the top images", () => {

@@ -65,7 +65,7 @@ describe("serve options", () => {
     const sizeOptions = serveOptions().filter((o) => o.flags.endsWith("<size>"));
     expect(sizeOptions.map((o) => o.long)).toContain("--max-cache-size");
     for (const option of sizeOptions) {
-      expect(() => parse([option.long!, "20"]), option.long).toThrow(`${option.long} needs a unit, e.g. 20GiB (B, KB, MB, GB, TB, KiB, MiB, GiB, TiB)`);
+      expect(() => parse([option.long!, "20"]), option.long).toThrow(`${option.long} needs a unit, e.g. 20GiB (B, KB, MB, GB, TB, KiB, MiB, GiB, TiB, Ki, Mi, Gi, Ti)`);
       expect(() => parse([], { [option.envVar!]: "20" }), option.envVar).toThrow(`${option.long} needs a unit`);
       expect(() => parse([option.long!, "20MiB"]), option.long).not.toThrow();
     }
@@ -79,7 +79,26 @@ describe("value parsers", () => {
     expect(parseSize("2MiB")).toBe(2 * 2 ** 20);
     expect(parseSize(" 3 kib ")).toBe(3 * 2 ** 10);
     expect(() => parseSize("-1GB")).toThrow(OptionError);
-    expect(() => parseSize("5 parsecs", "--max-blob-size")).toThrow('--max-blob-size must be a number with a unit (B, KB, MB, GB, TB, KiB, MiB, GiB, TiB), got "5 parsecs"');
+    expect(() => parseSize("5 parsecs", "--max-blob-size")).toThrow('--max-blob-size must be a number with a unit (B, KB, MB, GB, TB, KiB, MiB, GiB, TiB, Ki, Mi, Gi, Ti), got "5 parsecs"');
+  });
+
+  it("sizes: each unit has one meaning, SI in 1000s, IEC and Kubernetes' Gi in 1024s; a bare G is refused with both spellings", () => {
+    expect(parseSize("20GB")).toBe(20e9);
+    expect(parseSize("20GiB")).toBe(20 * 2 ** 30);
+    expect(parseSize("20Gi")).toBe(20 * 2 ** 30);
+    expect(parseSize("512Mi")).toBe(512 * 2 ** 20);
+    expect(parseSize("2Ti")).toBe(2 * 2 ** 40);
+    expect(parseSize("64Ki")).toBe(64 * 2 ** 10);
+    expect(() => parseSize("20G", "--max-cache-size")).toThrow('--max-cache-size "20G" is ambiguous: write 20GiB for 20 × 1024^3 bytes (Kubernetes\' 20Gi) or 20GB for 20 × 1000^3');
+    for (const bare of ["10K", "10k", "512M", "2T", "1.5g"]) expect(() => parseSize(bare, "--max-blob-size"), bare).toThrow(/is ambiguous: write .*iB .* or .*B for/);
+  });
+
+  it("a size the Kubernetes way works in every size option, a bare G in none", () => {
+    for (const option of serveOptions().filter((o) => o.flags.endsWith("<size>"))) {
+      expect(() => parse([option.long!, "20Gi"]), option.long).not.toThrow();
+      expect(() => parse([], { [option.envVar!]: "20G" }), option.envVar).toThrow(`${option.long} "20G" is ambiguous`);
+    }
+    expect(parse(["--max-cache-size", "40Gi"]).maxCacheSize).toBe(40 * 2 ** 30);
   });
 
   it("sizes need a unit: a bare number is more likely meant as gigabytes than bytes", () => {
@@ -146,5 +165,36 @@ describe("serve options for a fleet's shared tier", () => {
     expect(() => parse(["--index", "http://:hunter2@redis:6379", "--advertise", "10.0.0.5:3129"])).not.toThrow(/hunter2/);
     expect(() => parse(["--index", "redis://redis:6379"])).toThrow(/--advertise HOST:PORT is required with --peer, --peers-dns or --index/);
     expect(() => parse(["--blob-store", "s3://b", "--blob-store-max-size", "0B"])).toThrow(/--blob-store-max-size must be greater than 0/);
+  });
+});
+
+describe("serve options for the mirror endpoint", () => {
+  it("is off by default; the default upstream is Docker Hub's API host", () => {
+    expect(parse([]).mirror).toBeUndefined();
+    expect(parse(["--mirror-listen", "0.0.0.0:5443", "--mirror-name", "regcache.internal"]).mirror).toEqual({
+      listen: { host: "0.0.0.0", port: 5443 },
+      names: ["regcache.internal"],
+      plainHttp: false,
+      defaultUpstream: { host: "registry-1.docker.io", port: 443 },
+    });
+  });
+
+  it("reads names (DNS or IP, any case, IPv6 bracketed or not), plain HTTP and the default upstream from flags and REGCACHE_* variables", () => {
+    const fromEnv = parse([], { REGCACHE_MIRROR_LISTEN: "127.0.0.1:5000", REGCACHE_MIRROR_NAME: "Regcache.Svc,10.96.0.50,[fd00::5]", REGCACHE_MIRROR_DEFAULT_UPSTREAM: "mirror.gcr.io" }).mirror;
+    expect(fromEnv).toMatchObject({ names: ["regcache.svc", "10.96.0.50", "fd00::5"], defaultUpstream: { host: "mirror.gcr.io", port: 443 } });
+    const plain = parse(["--mirror-listen", "0.0.0.0:5000", "--mirror-plain-http", "--mirror-default-upstream", "docker.io"]).mirror;
+    expect(plain).toMatchObject({ plainHttp: true, names: [], defaultUpstream: { host: "registry-1.docker.io", port: 443 } });
+    expect(parse(["--mirror-listen", "0.0.0.0:5000", "--mirror-plain-http"], { REGCACHE_MIRROR_DEFAULT_UPSTREAM: "registry.local:5001" }).mirror?.defaultUpstream).toEqual({ host: "registry.local", port: 5001 });
+  });
+
+  it("refuses what cannot work, naming the option", () => {
+    expect(() => parse(["--mirror-listen", "0.0.0.0:5443"])).toThrow(/--mirror-listen needs --mirror-name .* or --mirror-plain-http/);
+    expect(() => parse(["--mirror-name", "a.test"])).toThrow("--mirror-name applies to --mirror-listen, which is not set");
+    expect(() => parse(["--mirror-plain-http"])).toThrow("--mirror-plain-http applies to --mirror-listen, which is not set");
+    expect(() => parse(["--mirror-listen", "0.0.0.0:5000", "--mirror-plain-http", "--mirror-name", "a.test"])).toThrow(/with --mirror-plain-http there is none/);
+    expect(() => parse(["--mirror-listen", "0.0.0.0:5000", "--mirror-name", "bad name!"])).toThrow('--mirror-name must be a DNS name or an IP address, got "bad name!"');
+    expect(() => parse(["--mirror-listen", "0.0.0.0:5000", "--mirror-name", "*.wild.test"])).toThrow(/--mirror-name must be/);
+    expect(() => parse(["--mirror-listen", "nonsense", "--mirror-name", "a.test"])).toThrow(/--mirror-listen must be HOST:PORT/);
+    expect(() => parse(["--mirror-default-upstream", "https://quay.io"])).toThrow(/--mirror-default-upstream must be a registry HOST or HOST:PORT/);
   });
 });

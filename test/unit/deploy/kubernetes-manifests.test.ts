@@ -1,5 +1,5 @@
 import { execFileSync } from "node:child_process";
-import { existsSync, readFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import path from "node:path";
 import { Deployment } from "kubernetes-models/apps/v1/Deployment";
 import { DaemonSet } from "kubernetes-models/apps/v1/DaemonSet";
@@ -11,6 +11,8 @@ import { Service } from "kubernetes-models/v1/Service";
 import { describe, expect, it } from "vitest";
 import { parse, parseAllDocuments } from "yaml";
 import { serveOptions } from "../../../src/cli/serve-options.js";
+import { kubeTools, type KubeTools } from "./kube-tools.js";
+import { DEFAULT_SHUTDOWN_SECONDS } from "./stop-time.js";
 
 const DIR = path.resolve(__dirname, "../../../deploy/kubernetes/base");
 const OVERLAY = path.resolve(__dirname, "../../../deploy/kubernetes/overlays/shared-storage");
@@ -65,7 +67,7 @@ describe("deploy/kubernetes", () => {
     const ca = pod.volumes.find((v: any) => v.name === "ca");
     expect(ca.secret.secretName).toBe("regcache-ca");
     expect(c.volumeMounts.find((m: any) => m.name === "ca")).toMatchObject({ mountPath: "/certs", readOnly: true });
-    expect(pod.terminationGracePeriodSeconds).toBeGreaterThan(30);
+    expect(pod.terminationGracePeriodSeconds).toBeGreaterThan(DEFAULT_SHUTDOWN_SECONDS);
     expect(pod.enableServiceLinks).toBe(false);
   });
 
@@ -82,6 +84,49 @@ describe("deploy/kubernetes", () => {
     expect(ds.spec.template.spec.hostPID).toBe(true);
     expect(ds.spec.template.spec.containers[0].args[0]).toContain("node-setup.sh");
     expect(ds.spec.template.spec.volumes.find((v: any) => v.name === "ca").secret.items).toEqual([{ key: "ca.crt", path: "ca.crt" }]);
+  });
+
+  it("the node-setup DaemonSet takes the mode as a setting, proxy by default; the mirror port is in the Service, the pod and the NetworkPolicy", () => {
+    const setup = byKind("DaemonSet").spec.template.spec.containers[0];
+    const env = Object.fromEntries(setup.env.map((e: { name: string; value: string }) => [e.name, e.value]));
+    expect(env.MODE).toBe("proxy");
+    expect(setup.args[0]).toContain('--mode "${MODE}"');
+    expect(setup.args[0]).toContain('--mirror "${MIRROR_URL:-https://${REGCACHE_SERVICE_HOST}:5443}"');
+    expect(byKind("Service").spec.ports).toContainEqual(expect.objectContaining({ name: "mirror", port: 5443, targetPort: "mirror" }));
+    expect(byKind("Deployment").spec.template.spec.containers[0].ports).toContainEqual(expect.objectContaining({ name: "mirror", containerPort: 5443 }));
+    expect(byKind("NetworkPolicy").spec.ingress[0].ports).toContainEqual({ protocol: "TCP", port: 5443 });
+  });
+});
+
+describe("deploy/kubernetes: who reaches what", () => {
+  it("the figures and the cache admin API are on --admin-listen's port, which only the monitoring namespace reaches", () => {
+    const d = byKind("Deployment");
+    const c = d.spec.template.spec.containers[0];
+    const env = Object.fromEntries(c.env.map((e: { name: string; value?: string }) => [e.name, e.value]));
+    const admin = c.ports.find((p: { name: string }) => p.name === "admin");
+    expect(env.REGCACHE_ADMIN_LISTEN).toBe(`0.0.0.0:${admin.containerPort}`);
+    expect(d.spec.template.metadata.annotations["prometheus.io/port"]).toBe(String(admin.containerPort));
+    const rules = byKind("NetworkPolicy").spec.ingress as { from: object[]; ports: { port: number }[] }[];
+    const to = (port: number) => rules.filter((r) => r.ports.some((p) => p.port === port)).flatMap((r) => r.from);
+    expect(to(admin.containerPort)).toEqual([{ namespaceSelector: { matchLabels: { "kubernetes.io/metadata.name": "monitoring" } } }]);
+    // The proxy port: the nodes (an ipBlock) and this namespace's pods, never every pod of the cluster.
+    expect(to(3128)).toEqual([{ ipBlock: { cidr: expect.any(String) } }, { podSelector: {} }]);
+    expect(to(5443)).toEqual(to(3128));
+    const svc = load().find((o) => o.kind === "Service" && o.metadata.name === "regcache");
+    expect(svc.spec.ports.map((p: { name: string; port: number }) => `${p.name}:${p.port}`)).toEqual(["proxy:3128", "mirror:5443", `admin:${admin.containerPort}`]);
+  });
+
+  it("the node-setup DaemonSet trusts the next CA while Secret regcache-ca-next exists, uninstalls on NODE_SETUP_ACTION, and is ready once its node is set up", () => {
+    const pod = byKind("DaemonSet").spec.template.spec;
+    const c = pod.containers[0];
+    const script = c.args[0] as string;
+    expect(pod.volumes.find((v: any) => v.name === "ca-next").secret).toEqual({ secretName: "regcache-ca-next", optional: true, items: [{ key: "ca.crt", path: "ca.crt" }] });
+    expect(c.volumeMounts).toContainEqual({ name: "ca-next", mountPath: "/ca-next", readOnly: true });
+    expect(script).toContain("--ca-next /var/lib/regcache-setup/ca-next.crt");
+    expect(script).toMatch(/if \[ "\$\{NODE_SETUP_ACTION\}" = uninstall \]; then set -- --uninstall; fi/);
+    expect(c.env).toContainEqual({ name: "NODE_SETUP_ACTION", value: "install" });
+    expect(script.indexOf("touch /tmp/node-setup-done")).toBeGreaterThan(script.indexOf("node-setup.sh \"$@\""));
+    expect(c.readinessProbe.exec.command).toEqual(["test", "-f", "/tmp/node-setup-done"]);
   });
 });
 
@@ -137,9 +182,10 @@ describe("deploy/kubernetes/overlays/shared-storage", () => {
     expect(sizeOf(patch.spec.template.spec.volumes.find((v: any) => v.name === "data").emptyDir.sizeLimit)).toBeLessThan(sizeOf(base.volumes.find((v: any) => v.name === "data").emptyDir.sizeLimit));
   });
 
-  // kubectl (its built-in kustomize) is no Debian or npm package: where it is absent, the checks above still run.
-  it.skipIf(!existsSync("/usr/bin/kubectl"))("renders with kustomize into objects that validate, the patch merged into the base Deployment", () => {
-    const rendered = parseAllDocuments(execFileSync("kubectl", ["kustomize", OVERLAY], { encoding: "utf8" })).map((d) => d.toJS());
+  // kubectl (its built-in kustomize) from the npm package the chart's tests use (kube-tools.ts).
+  const tools = kubeTools();
+  it.skipIf(typeof tools === "string")("renders with kustomize into objects that validate, the patch merged into the base Deployment", () => {
+    const rendered = parseAllDocuments(execFileSync((tools as KubeTools).kubectl, ["kustomize", OVERLAY], { encoding: "utf8" })).map((d) => d.toJS());
     for (const object of rendered) {
       const Model = object.kind === "Secret" ? Secret : MODELS[`${object.apiVersion}/${object.kind}`];
       expect(() => new Model!(object).validate(), object.kind).not.toThrow();

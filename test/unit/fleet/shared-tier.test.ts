@@ -46,6 +46,14 @@ class FakeIndex {
   async renewLease() {
     return true;
   }
+  /** As RedisFleetIndex: any command that is answered marks the index available, one that fails unavailable. */
+  recordReads = 0;
+  async getRecord() {
+    this.recordReads += 1;
+    this.available = !this.failing;
+    this.check();
+    return undefined;
+  }
   async releaseLease(name: string) {
     this.released.push(name);
     this.leases.delete(name);
@@ -57,7 +65,9 @@ class FakeObjects {
   failPuts = 0;
   puts = 0;
   failing = false;
+  heads = 0;
   async head(d: { value: string }) {
+    this.heads += 1;
     if (this.failing) throw down();
     return this.objects.get(d.value);
   }
@@ -146,7 +156,7 @@ describe("SharedTier: what the object store holds", () => {
   });
 
   it("a store or index that is down is asked again only every 5 s, so a stalled one does not cost every miss its timeout", async () => {
-    vi.useFakeTimers({ toFake: ["Date"] });
+    vi.useFakeTimers({ toFake: ["Date", "performance"] });
     const index = new FakeIndex();
     const objects = new FakeObjects();
     const t = tier(objects, index, "10.0.0.1:3129");
@@ -229,7 +239,7 @@ describe("SharedTier: reading an object for a fill", () => {
 
 describe("SharedTier: uploads after a fill", () => {
   it("uploads, writes the row, releases the lease; a store that is down is retried, and the lease released at the first failure", async () => {
-    vi.useFakeTimers({ toFake: ["setTimeout", "setInterval", "Date"] });
+    vi.useFakeTimers({ toFake: ["setTimeout", "setInterval", "Date", "performance"] });
     const dir = mkdtempSync(path.join(tmpdir(), "regcache-tier-"));
     const file = path.join(dir, "blob");
     writeFileSync(file, Buffer.alloc(7));
@@ -258,5 +268,29 @@ describe("SharedTier: uploads after a fill", () => {
     await new Promise((r) => setTimeout(r, 50));
     expect(objects.puts).toBe(0);
     expect(index.released).toEqual([`fill:${digest.value}`]);
+  });
+});
+
+describe("SharedTier: parts marked down are asked again in the background", () => {
+  it("the object store and the index, once back, are marked up by the probe, with no client request; a part that is up is not asked", async () => {
+    const index = new FakeIndex();
+    const objects = new FakeObjects();
+    const t = tier(objects, index, "10.0.0.1:3129");
+    await t.probeDown();
+    expect([objects.heads, index.recordReads]).toEqual([0, 0]);
+
+    index.failing = true;
+    objects.failing = true;
+    index.available = false;
+    expect(await t.find(digest)).toBeUndefined();
+    expect(t.health).toEqual({ objectStore: "down", index: "down" });
+    await t.probeDown();
+    expect(t.degraded).toBe(true);
+
+    index.failing = false;
+    objects.failing = false;
+    await t.probeDown();
+    expect(t.health).toEqual({ objectStore: "up", index: "up" });
+    expect(t.degraded).toBe(false);
   });
 });

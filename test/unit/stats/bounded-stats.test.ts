@@ -11,7 +11,7 @@ function request(log: Partial<RequestLogFields> & { host: string }): RegistryReq
   return { req: {} as IncomingMessage, res: {} as ServerResponse, host: log.host, port: 443, log: { method: "GET", path: "/v2/", ...log } };
 }
 
-const store = { index: { size: 0, count: 0 }, maxBytes: 1, stats: { evictions: 0, evictedBytes: 0 }, inFlight: () => [] } as unknown as BlobStore;
+const store = { index: { size: 0, count: 0 }, maxBytes: 1, stats: { evictions: 0, evictedBytes: 0 }, disk: { writable: true }, inFlight: () => [] } as unknown as BlobStore;
 
 describe("StatsCollector, bounded", () => {
   it("keeps rows for the most recently active hosts and repositories only, and totals for all", () => {
@@ -37,7 +37,7 @@ describe("statsSnapshot upstream list", () => {
         if (i % 2 === 0) health.recordSuccess(host);
         else if (i < 400) health.recordFailure(host, "ECONNREFUSED");
       }
-      const snapshot = statsSnapshot({ collector, store, health, version: "test", startedAt: Date.now() });
+      const snapshot = statsSnapshot({ collector, store, health, version: "test", startedAt: performance.now(), proxyPort: () => 3128 });
       const listed = snapshot.upstreams;
       // The 25 with most bytes, then 100 of the 200 down hosts outside them.
       expect(listed.slice(0, 25).map((u) => u.host)).toEqual(Array.from({ length: 25 }, (_, i) => `h${499 - i}.test`));
@@ -57,8 +57,8 @@ describe("statsSnapshot upstream list", () => {
     const health = new UpstreamHealth(1, 60_000, async () => false, createLogger("silent"));
     try {
       health.recordFailure("down.test", "ENOTFOUND");
-      const snapshot = statsSnapshot({ collector, store, health, version: "test", startedAt: Date.now() });
-      expect(snapshot.upstreams).toEqual([{ host: "down.test", requests: 0, hits: 0, stale: 0, bytes: 0, errors: 0, state: "down", since: expect.any(Number), lastError: "ENOTFOUND" }]);
+      const snapshot = statsSnapshot({ collector, store, health, version: "test", startedAt: performance.now(), proxyPort: () => 3128 });
+      expect(snapshot.upstreams).toEqual([{ host: "down.test", requests: 0, hits: 0, stale: 0, bytes: 0, errors: 0, state: "down", since: expect.any(Number), consecutiveFailures: 1, lastError: "ENOTFOUND" }]);
       expect(snapshot.upstreamsOmitted).toBe(0);
     } finally {
       health.stop();

@@ -1,5 +1,5 @@
 import { execFileSync } from "node:child_process";
-import { X509Certificate } from "node:crypto";
+import { createHash, X509Certificate } from "node:crypto";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { createServer, connect, type TLSSocket } from "node:tls";
 import { tmpdir } from "node:os";
@@ -53,6 +53,24 @@ describe("leaves", () => {
     expect(issuer.verify(ca.certificate.publicKey)).toBe(true);
     expect(leaf.chainPem).toBe(leaf.certPem + leaf.issuer.certPem);
     expect(opensslVerify(ca, leaf)).toMatch(/leaf\.pem: OK/);
+  });
+
+  it("chain to their own root when a client trusts two roots of the same subject, as in a CA rotation", async () => {
+    const next = await loadOrCreateCa(path.join(dir, "next"), { commonName: ca.subjectCommonName });
+    expect(next.certificate.subject).toBe(ca.certificate.subject);
+    const keyId = (pem: string, ext: string): string => execFileSync("openssl", ["x509", "-noout", "-ext", ext], { input: pem, encoding: "utf8" }).split("\n")[1]!.trim().replace(/^keyid:/, "");
+    // RFC 5280 4.2.1.2 method 1: SHA-1 of the subjectPublicKey bits, so each root has its own.
+    const spki = ca.certificate.publicKey.export({ type: "spki", format: "der" });
+    const bits = spki.subarray(spki.length - (ca.certificate.publicKey.export({ type: "pkcs1", format: "der" }) as Buffer).length);
+    expect(keyId(ca.certPem, "subjectKeyIdentifier")).toBe(createHash("sha1").update(bits).digest("hex").toUpperCase().match(/../g)!.join(":"));
+    expect(keyId(next.certPem, "subjectKeyIdentifier")).not.toBe(keyId(ca.certPem, "subjectKeyIdentifier"));
+    const both = path.join(dir, "both.pem");
+    writeFileSync(both, ca.certPem + next.certPem);
+    for (const root of [ca, next]) {
+      const leaf = new LeafMinter(root).leafFor("quay.io");
+      expect(keyId(leaf.issuer.certPem, "authorityKeyIdentifier")).toBe(keyId(root.certPem, "subjectKeyIdentifier"));
+      expect(opensslVerify({ ...root, certPath: both }, leaf)).toMatch(/leaf\.pem: OK/);
+    }
   });
 
   it("are signed by an issuer that is a CA for server leaves only, one level deep, living days", async () => {
@@ -159,5 +177,24 @@ describe("leaves", () => {
     const leaves = ["burst.test", "BURST.test", "burst.test", "Burst.Test", "burst.test"].map((host) => minter.leafFor(host));
     expect(new Set(leaves).size).toBe(1);
     expect(minter.minted).toBe(1);
+  });
+
+  it("can name several hosts and addresses in one leaf (the mirror endpoint's), held like a host's", () => {
+    const minter = new LeafMinter(ca);
+    const leaf = minter.leafForNames(["Regcache.Svc", "10.96.0.50", "fd00::5"]);
+    const cert = new X509Certificate(leaf.certPem);
+    expect(cert.subject).toBe("CN=regcache.svc");
+    expect(cert.subjectAltName).toBe("DNS:regcache.svc, IP Address:10.96.0.50, IP Address:FD00:0:0:0:0:0:0:5");
+    expect(cert.checkHost("regcache.svc")).toBe("regcache.svc");
+    expect(cert.checkIP("10.96.0.50")).toBe("10.96.0.50");
+    expect(cert.checkIP("fd00::5")).toBe("fd00::5");
+    expect(cert.checkHost("other.svc")).toBeUndefined();
+    expect(opensslVerify(ca, leaf)).toMatch(/leaf\.pem: OK/);
+    expect(minter.leafForNames(["regcache.svc", "10.96.0.50", "fd00::5"])).toBe(leaf);
+    expect(minter.minted).toBe(1);
+    const ipOnly = new X509Certificate(minter.leafForNames(["10.96.0.50"]).certPem);
+    // An empty subject reads as undefined on Node 20 and "" on Node 24.
+    expect(ipOnly.subject ?? "").toBe("");
+    expect(ipOnly.subjectAltName).toBe("IP Address:10.96.0.50");
   });
 });
