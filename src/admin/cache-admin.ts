@@ -34,7 +34,11 @@ export interface CachedImage {
 export interface CachedBlob {
   digest: string;
   size: number;
+  kind: "blob" | "manifest";
+  /** A manifest's declared type; "" when it declares none (then linkTypes). */
   mediaType: string;
+  /** A manifest that declares no type: the type each repository's upstream labels it with. */
+  linkTypes?: Record<string, string>;
   /** "host/repository" pairs it may be served in. */
   links: string[];
   created: number;
@@ -131,7 +135,9 @@ export class CacheAdmin {
       .map((e) => ({
         digest: e.digest,
         size: e.size,
+        kind: e.kind,
         mediaType: e.mediaType,
+        ...(e.linkTypes ? { linkTypes: { ...e.linkTypes } } : {}),
         links: [...e.links],
         created: e.created,
         lastAccess: e.lastAccess,

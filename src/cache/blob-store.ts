@@ -6,15 +6,18 @@ import type { Readable } from "node:stream";
 import type { Logger } from "../log/logger.js";
 import { makeDirectory } from "../util/make-directory.js";
 import { parseDigest, type Digest } from "../oci/digest.js";
+import { OCTET_STREAM } from "../oci/media-types.js";
 import { addLink, type BlobEntry, type CacheIndex } from "./cache-index.js";
 import type { DataPaths } from "./data-paths.js";
 import type { DataDisk } from "./data-disk.js";
 import { isNoSpace } from "./disk-errors.js";
 import { DISK_HEADROOM, effectiveCacheBound, freeBytes } from "./disk-space.js";
-import { Download, DownloadAbortedError } from "./download.js";
+import { DigestMismatchError, Download, DownloadAbortedError } from "./download.js";
 import { chooseEvictions } from "./eviction.js";
 import { hashFile } from "./file-hash.js";
 import { HeldBytes, HeldBytesSource } from "./held-bytes.js";
+import { readManifestDescription } from "./manifest-file.js";
+import { recordLinkType } from "./manifest-types.js";
 import { OpenStreams } from "./read-chunk.js";
 import { CachedFileSource, DownloadSource, type RangeSource } from "./range-source.js";
 import { stampOfDescriptor, stampOfFile, stampOfFileNow, VerifiedFiles, type FileStamp } from "./verified-files.js";
@@ -59,9 +62,12 @@ export interface BlobStoreOptions {
   verifyIntervalMs: number;
 }
 
-/** What an upstream open produced: a body to cache, or an answer that must not be cached. */
+/**
+ * What an upstream open produced: a body to cache (a blob's or a manifest's, with the
+ * Content-Type its source gave it for the repository that asked), or an answer that must not be cached.
+ */
 export type OpenResult<R> =
-  | { kind: "body"; body: Readable; size: number | undefined; mediaType: string; host: string; maxSize?: number }
+  | { kind: "body"; content: "blob" | "manifest"; body: Readable; size: number | undefined; mediaType: string; host: string; maxSize?: number }
   | { kind: "refused"; response: R };
 
 /**
@@ -86,6 +92,8 @@ export interface BlobStoreStats {
   evictedBytes: number;
   /** Cached files found not to match their digest (quarantined, refetched on the next request). */
   damaged: number;
+  /** Downloads whose bytes did not match their digest (from upstream, a peer or the object store): nothing cached, their readers cut. */
+  digestMismatches: number;
   /** Index rows whose file was gone or the wrong size (dropped: a miss). */
   missing: number;
   /** Bodies streamed through uncached because the disk had no room, even after eviction. */
@@ -107,6 +115,10 @@ export class BlobStore {
   private readonly pins = new Map<string, number>();
   /** Links of digests still downloading: the starter's repository and any confirmed while it runs. */
   private readonly pendingLinks = new Map<string, string[]>();
+  /** What a digest still downloading was asked for as, and the Content-Types upstream gave it per repository. */
+  private readonly pendingTypes = new Map<string, { content: "blob" | "manifest"; types: Map<string, string | undefined> }>();
+  /** Per download: its index entry once it is stored, undefined if it failed. */
+  private readonly stored = new WeakMap<Download, Promise<BlobEntry | undefined>>();
   /** Digests whose file matched its digest since this process started, with what the file looked like then. */
   private readonly verifiedThisRun = new VerifiedFiles();
   private readonly openStreams = new OpenStreams();
@@ -117,7 +129,7 @@ export class BlobStore {
   private readonly reservations = new Map<string, number>();
   /** The bound in force: --max-cache-size, or less while the disk cannot hold that (disk-space.ts). */
   private bound: number;
-  readonly stats: BlobStoreStats = { evictions: 0, evictedBytes: 0, damaged: 0, missing: 0, uncachedForSpace: 0, uncachedForDiskFault: 0, noSpaceAt: undefined };
+  readonly stats: BlobStoreStats = { evictions: 0, evictedBytes: 0, damaged: 0, digestMismatches: 0, missing: 0, uncachedForSpace: 0, uncachedForDiskFault: 0, noSpaceAt: undefined };
   /** Digests whose body, of undeclared size, filled the disk, and when (performance.now()): their next fills are not tried (see startFetch). */
   private readonly outgrewDisk = new Map<string, number>();
 
@@ -165,13 +177,14 @@ export class BlobStore {
     return [...this.downloads.values()];
   }
 
-  /** The download of `digest` in progress, if any: its media type and size once it is stored, undefined if it fails. */
-  whenDownloaded(digest: Digest): Promise<{ mediaType: string; size: number } | undefined> | undefined {
-    const download = this.downloads.get(digest.value);
-    return download?.done.then(
-      () => ({ mediaType: download.mediaType, size: download.written }),
-      () => undefined,
-    );
+  /** The entry of `download` once it is stored and indexed; undefined if it failed. */
+  whenStored(download: Download): Promise<BlobEntry | undefined> {
+    return this.stored.get(download) ?? Promise.resolve(undefined);
+  }
+
+  /** The download of `digest` in progress, if any. */
+  downloading(digest: Digest): Download | undefined {
+    return this.downloads.get(digest.value);
   }
 
   /** The "host/repository" a download in progress was started for (the stats page names the image). */
@@ -184,11 +197,12 @@ export class BlobStore {
     return (this.index.getBlob(digest.value)?.links ?? this.pendingLinks.get(digest.value) ?? []).includes(hostRepository);
   }
 
-  /** Records that upstream confirmed `digest` in this "host/repository". */
-  link(digest: Digest, hostRepository: string): void {
+  /** Records that upstream confirmed `digest` in this "host/repository", with the Content-Type it gave there. */
+  link(digest: Digest, hostRepository: string, contentType?: string): void {
     const pending = this.pendingLinks.get(digest.value);
     if (pending) addLink(pending, hostRepository);
-    this.index.link(digest.value, hostRepository);
+    if (contentType !== undefined) this.pendingTypes.get(digest.value)?.types.set(hostRepository, contentType);
+    this.index.link(digest.value, hostRepository, contentType);
   }
 
   /**
@@ -412,14 +426,24 @@ export class BlobStore {
     }
     this.downloads.set(digest.value, download);
     this.pendingLinks.set(digest.value, [hostRepository]);
+    this.pendingTypes.set(digest.value, { content: result.content, types: new Map([[hostRepository, result.mediaType]]) });
     this.pin(digest.value);
-    download.done.then(
-      () => this.commit(download).catch((err: unknown) => this.logger.error({ err, digest: digest.value }, "cannot record a stored download")),
+    const stored = download.done.then(
+      () => this.commit(download),
       (err: Error) => {
+        if (err instanceof DigestMismatchError) this.stats.digestMismatches += 1;
         this.disk.failed(err, "write a cache file");
         this.logger.error({ err, digest: digest.value, upstreamHost: result.host }, "download failed; nothing cached");
         this.release(download);
+        return undefined;
       },
+    );
+    this.stored.set(
+      download,
+      stored.catch((err: unknown) => {
+        this.logger.error({ err, digest: digest.value }, "cannot record a stored download");
+        return undefined;
+      }),
     );
     return { kind: "download", download, coalesced: false };
   }
@@ -443,30 +467,38 @@ export class BlobStore {
     });
   }
 
-  private async commit(download: Download): Promise<void> {
+  private async commit(download: Download): Promise<BlobEntry> {
     const now = Date.now();
+    const pending = this.pendingTypes.get(download.digest.value);
+    const content = pending?.content ?? "blob";
+    // A manifest's type is what it declares, read from the bytes just verified (manifest-types.ts).
+    const declared = content === "manifest" ? (await readManifestDescription(this.paths.blobFile(download.digest), download.written)).declared : undefined;
     const entry: BlobEntry = this.index.getBlob(download.digest.value) ?? {
       digest: download.digest.value,
       size: download.written,
-      mediaType: download.mediaType,
+      kind: content,
+      mediaType: content === "blob" ? OCTET_STREAM : (declared ?? ""),
       created: now,
       lastAccess: now,
       hits: 0,
       links: [],
     };
     for (const link of this.pendingLinks.get(download.digest.value) ?? []) addLink(entry.links, link);
+    for (const [link, type] of pending?.types ?? []) recordLinkType(entry, link, type);
     // Its bytes were hashed on the way in: as verified as a file can be.
     entry.verifiedAt = now;
     this.verifiedThisRun.add(entry.digest, stampOfFileNow(this.paths.blobFile(download.digest)));
     await this.index.putBlob(entry);
     this.release(download);
     await this.evictFor(0).catch((err: unknown) => this.logger.error({ err }, "eviction failed"));
+    return entry;
   }
 
   private release(download: Download): void {
     this.downloads.delete(download.digest.value);
     this.reservations.delete(download.digest.value);
     this.pendingLinks.delete(download.digest.value);
+    this.pendingTypes.delete(download.digest.value);
     this.fetches.delete(download.digest.value);
     this.unpin(download.digest.value);
     // What the download held on the disk is freed or now cached: the bound and "disk full" go by the disk as it is now.

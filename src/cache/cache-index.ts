@@ -5,13 +5,26 @@ import KeyvSqlite from "@keyv/sqlite";
 import Keyv from "keyv";
 import sqlite3 from "sqlite3";
 import type { Logger } from "../log/logger.js";
+import { recordLinkType, upgradeMediaType } from "./manifest-types.js";
 import { newerRecord, type SharedRecords } from "./shared-records.js";
 
 export interface BlobEntry {
   digest: string;
   size: number;
-  /** Manifests: exactly the Content-Type upstream sent. Blobs: application/octet-stream. */
+  /** What it was cached as: served only as that (a manifest's digest asked for as a blob is upstream's to answer). */
+  kind: "blob" | "manifest";
+  /**
+   * Blobs: application/octet-stream. Manifests: the type the manifest declares in its mediaType
+   * field, or "" when it declares none (then linkTypes says, per repository).
+   */
   mediaType: string;
+  /**
+   * Manifests that declare no type: per "host/repository", the manifest type upstream labelled it
+   * with there (registries label the same bytes differently). Served only there.
+   */
+  linkTypes?: Record<string, string>;
+  /** A row from before per-repository types: the Content-Type it kept, until start-up reads the manifest (manifest-types.ts). */
+  legacyMediaType?: string;
   created: number;
   lastAccess: number;
   hits: number;
@@ -58,8 +71,9 @@ const META_PREFIX = "meta:";
 /**
  * 1: no schema row; blob rows may predate links (a "seenIn" list instead).
  * 2: every blob row has links; the schema row says so.
+ * 3: every blob row has a kind; a manifest's mediaType is its declared type, linkTypes its labels.
  */
-const SCHEMA_VERSION = 2;
+const SCHEMA_VERSION = 3;
 const MAX_LINKS = 256;
 /** Access times are batched: a sqlite write per cache hit would cost more than the hit. */
 const FLUSH_INTERVAL_MS = 5_000;
@@ -323,11 +337,16 @@ export class CacheIndex {
     this.dirty.add(digest);
   }
 
-  /** Links a cached digest to a repository upstream confirmed it in; persisted by the next flush. */
-  link(digest: string, hostRepository: string): void {
+  /**
+   * Links a cached digest to a repository upstream confirmed it in, with the Content-Type upstream
+   * gave it there (kept for a manifest that declares no type); persisted by the next flush.
+   */
+  link(digest: string, hostRepository: string, contentType?: string): void {
     const entry = this.blobs.get(digest);
-    if (!entry || !addLink(entry.links, hostRepository)) return;
-    this.dirty.add(digest);
+    if (!entry) return;
+    const linked = addLink(entry.links, hostRepository);
+    const typed = recordLinkType(entry, hostRepository, contentType);
+    if (linked || typed) this.dirty.add(digest);
   }
 
   /** Never rejects: an index that cannot be read answers "not recorded". */
@@ -586,11 +605,17 @@ async function migrate(store: KeyvSqlite, keyv: Keyv, logger: Logger): Promise<v
   let rewritten = 0;
   for (const [key, value] of await rowsUnder(store, keyv, BLOB_PREFIX)) {
     const entry = value as BlobEntry & { seenIn?: string[] };
+    const linked = Array.isArray(entry.links);
     // Rows written before links existed named repositories a hit was merely allowed in,
     // not ones upstream confirmed: they start with no links and re-confirm on first use.
-    if (Array.isArray(entry.links)) continue;
-    entry.links = [];
-    delete entry.seenIn;
+    if (!linked) {
+      entry.links = [];
+      delete entry.seenIn;
+    }
+    // Rows written before kinds kept upstream's first Content-Type, whatever the manifest declares.
+    const untyped = entry.kind === undefined;
+    if (untyped) upgradeMediaType(entry);
+    if (linked && !untyped) continue;
     await keyv.set(BLOB_PREFIX + key, entry);
     rewritten += 1;
   }

@@ -1,4 +1,4 @@
-import { mkdir, readdir, readFile, rm, stat } from "node:fs/promises";
+import { mkdir, readdir, rm, stat } from "node:fs/promises";
 import path from "node:path";
 import type { Logger } from "../log/logger.js";
 import { parseDigest } from "../oci/digest.js";
@@ -6,6 +6,7 @@ import { OCTET_STREAM } from "../oci/media-types.js";
 import type { CacheIndex } from "./cache-index.js";
 import type { DataPaths } from "./data-paths.js";
 import { hashFile } from "./file-hash.js";
+import { readManifestDescription, settleManifestTypes } from "./manifest-file.js";
 
 export interface RecoveryReport {
   tempFilesRemoved: number;
@@ -45,13 +46,17 @@ export async function recoverDataDir(paths: DataPaths, index: CacheIndex, logger
     const actual = digest ? await hashFile(file.path, digest.algorithm) : undefined;
     if (digest && actual === digest.hex && file.prefix === digest.hex.slice(0, 2)) {
       const now = Date.now();
-      await index.putBlob({ digest: digest.value, size: file.size, mediaType: await sniffMediaType(file.path, file.size), created: now, lastAccess: now, hits: 0, links: [], verifiedAt: now });
+      // A re-admitted file has lost its Content-Type: a manifest says what it is (and maybe its type), anything else is a blob.
+      const { manifest, declared } = await readManifestDescription(file.path, file.size);
+      const kind = manifest ? "manifest" : "blob";
+      await index.putBlob({ digest: digest.value, size: file.size, kind, mediaType: manifest ? (declared ?? "") : OCTET_STREAM, created: now, lastAccess: now, hits: 0, links: [], verifiedAt: now });
       report.filesReindexed += 1;
     } else if (writable) {
       await rm(file.path, { force: true });
       report.filesRemoved += 1;
     }
   }
+  await settleManifestTypes(paths, index, logger);
   logger.info({ ...report, entries: index.count, bytes: index.size }, "cache recovered");
   return report;
 }
@@ -98,18 +103,4 @@ async function listBlobFiles(blobsDir: string): Promise<BlobFile[]> {
     }
   }
   return files;
-}
-
-/**
- * A re-admitted file has lost its Content-Type; a manifest names its own media type
- * (OCI image-spec) and anything else is served as a blob.
- */
-async function sniffMediaType(file: string, size: number): Promise<string> {
-  if (size > 4 * 1024 * 1024) return OCTET_STREAM;
-  try {
-    const doc = JSON.parse(await readFile(file, "utf8")) as { mediaType?: unknown };
-    return typeof doc.mediaType === "string" ? doc.mediaType : OCTET_STREAM;
-  } catch {
-    return OCTET_STREAM;
-  }
 }

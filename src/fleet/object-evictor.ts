@@ -2,7 +2,7 @@ import { randomUUID } from "node:crypto";
 import type { Logger } from "../log/logger.js";
 import { parseDigest } from "../oci/digest.js";
 import { OCTET_STREAM } from "../oci/media-types.js";
-import type { FleetIndex } from "./fleet-index.js";
+import { rowTypes, type FleetIndex } from "./fleet-index.js";
 import type { ObjectStore, StoredObject } from "./object-store.js";
 
 /** The evictor looks this often; whichever replica takes its lease does the work. */
@@ -148,7 +148,7 @@ export class ObjectEvictor {
     this.logger.info({ listed, reindexed, ms: Math.round(performance.now() - startedAt) }, "object store listed for objects without an index row");
   }
 
-  /** Writes the row of an object that has none; its Content-Type (a manifest's media type) comes from a HEAD. */
+  /** Writes the row of an object that has none; its Content-Type (blob or manifest, see rowTypes) comes from a HEAD. */
   private async reindex(object: StoredObject): Promise<boolean> {
     const digest = parseDigest(object.digest);
     const head = digest && (await this.objects.head(digest));
@@ -157,7 +157,7 @@ export class ObjectEvictor {
     // upstream re-check each) and its place in the LRU, never bytes; the 10-minute grace makes it a
     // matter of an upload finishing long after it started, within these few milliseconds.
     if (!head || (await this.index.withoutRows([object.digest])).length === 0) return false;
-    await this.index.putBlob({ digest: object.digest, size: head.size, mediaType: head.mediaType ?? OCTET_STREAM, links: [], storedAt: object.lastModified });
+    await this.index.putBlob({ digest: object.digest, size: head.size, ...rowTypes({ mediaType: head.mediaType ?? OCTET_STREAM }), links: [], storedAt: object.lastModified });
     return true;
   }
 }

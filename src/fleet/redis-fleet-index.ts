@@ -2,6 +2,7 @@ import { randomUUID } from "node:crypto";
 import KeyvRedis, { createClient } from "@keyv/redis";
 import Keyv from "keyv";
 import { addLink } from "../cache/cache-index.js";
+import { recordLinkType } from "../cache/manifest-types.js";
 import { redactUrl } from "../config/redact-url.js";
 import { RegcacheError } from "../errors.js";
 import type { Logger } from "../log/logger.js";
@@ -142,10 +143,13 @@ export class RedisFleetIndex implements FleetIndex {
    * Read-modify-write without a lock: two replicas linking the same digest at once may lose one
    * link, which costs only one upstream re-check the next time that repository asks for it.
    */
-  async link(digest: string, hostRepository: string): Promise<void> {
+  async link(digest: string, hostRepository: string, contentType?: string): Promise<void> {
     await this.run(`linking ${digest} to ${hostRepository}`, async () => {
       const entry = await this.keyv.get<FleetBlob>(BLOB_PREFIX + digest);
-      if (!entry || !addLink(entry.links, hostRepository)) return;
+      if (!entry) return;
+      const linked = addLink(entry.links, hostRepository);
+      const typed = recordLinkType(entry, hostRepository, contentType);
+      if (!linked && !typed) return;
       await this.keyv.set(BLOB_PREFIX + digest, entry);
     });
   }

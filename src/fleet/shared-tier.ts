@@ -5,7 +5,7 @@ import { RegcacheError } from "../errors.js";
 import type { Logger } from "../log/logger.js";
 import { parseDigest, type Digest } from "../oci/digest.js";
 import { OCTET_STREAM } from "../oci/media-types.js";
-import type { FleetBlob, FleetIndex } from "./fleet-index.js";
+import { objectContentType, rowTypes, type FleetBlob, type FleetIndex } from "./fleet-index.js";
 import { HeldLease, LEASE_TTL_MS } from "./held-lease.js";
 import type { ObjectStore } from "./object-store.js";
 import { readInParts, type PartPlan } from "./ranged-object-reader.js";
@@ -30,10 +30,15 @@ const PROBE_RECORD = "meta:probe:none";
 const READ_IN_PARTS_FROM = 16 * 1024 * 1024;
 const PART_PLAN: PartPlan = { partSize: 8 * 1024 * 1024, partsInFlight: 4 };
 
-/** What the object store holds for a digest. links: undefined when the fleet index could not say (it is down). */
+/**
+ * What the object store holds for a digest: its kind and media types as the local index keeps
+ * them (BlobEntry); links: undefined when the fleet index could not say (it is down).
+ */
 export interface SharedCopy {
   size: number;
+  kind: "blob" | "manifest";
   mediaType: string;
+  linkTypes?: Record<string, string>;
   links: string[] | undefined;
 }
 
@@ -69,7 +74,9 @@ export interface FilledContent {
   digest: Digest;
   file: string;
   size: number;
+  kind: "blob" | "manifest";
   mediaType: string;
+  linkTypes?: Record<string, string>;
   links: string[];
 }
 
@@ -138,9 +145,9 @@ export class SharedTier {
       return undefined;
     }
     if (!head) return undefined;
-    const mediaType = head.mediaType ?? OCTET_STREAM;
-    if (indexAnswered) this.index!.putBlob({ digest: digest.value, size: head.size, mediaType, links: [], storedAt: Date.now() }).catch(() => undefined);
-    return { size: head.size, mediaType, links: undefined };
+    const types = rowTypes({ mediaType: head.mediaType ?? OCTET_STREAM });
+    if (indexAnswered) this.index!.putBlob({ digest: digest.value, size: head.size, ...types, links: [], storedAt: Date.now() }).catch(() => undefined);
+    return { size: head.size, ...types, links: undefined };
   }
 
   /**
@@ -184,9 +191,9 @@ export class SharedTier {
     this.index?.deleteBlob(digest.value).catch(() => undefined);
   }
 
-  /** Records that upstream confirmed a stored digest in a repository (no row: nothing to record). */
-  link(digest: Digest, hostRepository: string): void {
-    this.index?.link(digest.value, hostRepository).catch(() => undefined);
+  /** Records that upstream confirmed a stored digest in a repository, with its Content-Type there (no row: nothing to record). */
+  link(digest: Digest, hostRepository: string, contentType?: string): void {
+    this.index?.link(digest.value, hostRepository, contentType).catch(() => undefined);
   }
 
   /**
@@ -264,13 +271,14 @@ export class SharedTier {
         // Evicted from the local tier before its turn came: upstream still has it.
         if ((await stat(content.file).catch(() => undefined))?.size !== content.size) return "gone";
         try {
-          await this.observe(objects.put(content.digest, content.file, content.size, content.mediaType));
+          await this.observe(objects.put(content.digest, content.file, content.size, objectContentType(content.kind, content.mediaType)));
         } catch (err) {
           // While the store refuses, the others fetch on their own (counted) rather than wait on a lease renewed for hours.
           lease?.release();
           throw err;
         }
-        await this.index?.putBlob({ digest: content.digest.value, size: content.size, mediaType: content.mediaType, links: content.links, storedAt: Date.now() }).catch((err: unknown) => {
+        const row = { digest: content.digest.value, size: content.size, kind: content.kind, mediaType: content.mediaType, linkTypes: content.linkTypes, links: content.links, storedAt: Date.now() };
+        await this.index?.putBlob(row).catch((err: unknown) => {
           this.logger.warn({ digest: content.digest.value, err: (err as Error).message }, "object stored, but the fleet index did not record it; other replicas find it by asking the store");
         });
         return "uploaded";
@@ -298,5 +306,5 @@ export class SharedTier {
 }
 
 function copyOf(row: FleetBlob): SharedCopy {
-  return { size: row.size, mediaType: row.mediaType, links: row.links };
+  return { size: row.size, ...rowTypes(row), links: row.links };
 }

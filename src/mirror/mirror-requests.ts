@@ -6,7 +6,8 @@ import { decideConnect, type ConnectPolicy } from "../proxy/connect-policy.js";
 import type { RequestRunner } from "../proxy/request-runner.js";
 import { API_VERSION_HEADER, errorReply, writeReply } from "../registry/reply.js";
 import type { RegistryRequest } from "../registry/request-context.js";
-import { isCleanPath, parseRegistryPath } from "../registry/routes.js";
+import { unsafePathReason } from "../registry/request-judgement.js";
+import { parseRegistryPath } from "../registry/routes.js";
 import type { AnonymousTokens } from "./anonymous-tokens.js";
 import { parseMirrorTarget, type MirrorTarget } from "./mirror-target.js";
 
@@ -38,7 +39,8 @@ async function admit(rr: RegistryRequest, deps: MirrorRequestDeps): Promise<bool
   // A mirror serves pulls: nothing a client sends here may change a registry, whatever credentials regcache holds.
   if (req.method !== "GET" && req.method !== "HEAD") return refuse(rr, 405, "UNSUPPORTED", `the mirror serves pulls only (GET, HEAD), not ${String(req.method).slice(0, 20)}`, { allow: "GET, HEAD" });
   // Checked before the upstream is taken from the path, so that no dot segment can pick it.
-  if (!isCleanPath(url)) return refuse(rr, 400, "NAME_INVALID", "request path has dot segments, encoded dots or slashes, or NUL");
+  const unsafe = unsafePathReason(url);
+  if (unsafe) return refuse(rr, 400, "NAME_INVALID", `refused, not forwarded: ${unsafe}`);
   const parsed = parseMirrorTarget(url, deps.defaultUpstream);
   if (!parsed.ok) return refuse(rr, parsed.status, parsed.code, parsed.message);
   const { target } = parsed;

@@ -5,6 +5,7 @@ import type { RegistryHandler } from "../registry/registry-handler.js";
 import type { RegistryRequest } from "../registry/request-context.js";
 import type { Lifecycle } from "./lifecycle.js";
 import { countBodyBytes } from "./response-bytes.js";
+import { responseCut } from "./response-cut.js";
 
 /** Registry paths are a name (at most 255) plus a digest or tag; anything far longer is abuse. */
 export const MAX_URL_LENGTH = 4096;
@@ -39,6 +40,8 @@ export function createRequestRunner(registry: RegistryHandler, logger: Logger, l
       lifecycle.end(rr.log);
       const durationMs = Math.round(performance.now() - started);
       const bytes = bodyBytes();
+      const cut = responseCut(res);
+      if (cut) Object.assign(rr.log, cut);
       // A client that goes away mid-response is ordinary (a cancelled pull): one info line, no stack.
       logger.info({ ...rr.log, status: res.statusCode, bytes, durationMs, completed: res.writableFinished }, "request");
       try {

@@ -21,3 +21,13 @@ export function acceptAllows(acceptSet: readonly string[], mediaType: string): b
   const type = mediaType.split(";")[0]!.trim().toLowerCase();
   return acceptSet.some((a) => a === "*/*" || a === type || (a.endsWith("/*") && type.startsWith(a.slice(0, -1))));
 }
+
+/**
+ * True when the Accept set names this media type itself. Registries differ on what they answer
+ * wildcards and absent Accept headers (distribution refuses an OCI manifest to a wildcard and serves a
+ * Docker manifest by digest whatever is asked), so only an Accept that names the type is answered
+ * from the cache; any other is the upstream's to answer.
+ */
+export function acceptNames(acceptSet: readonly string[], mediaType: string): boolean {
+  return acceptSet.includes(mediaType.split(";")[0]!.trim().toLowerCase());
+}

@@ -9,7 +9,7 @@ import { parseWwwAuthenticate } from "../upstream/www-authenticate.js";
 import type { OfflineAccess } from "../config/config.js";
 import { offlineAllows, onlineStep, type AccessTimings } from "./access-policy.js";
 import { classifyConfirmation } from "./link-policy.js";
-import type { RegistryErrorCode } from "../oci/error-body.js";
+import { passThrough } from "./pass-through.js";
 import { errorReply, writeReply, type Reply } from "./reply.js";
 import { cacheStatusHeaders, type RegistryRequest } from "./request-context.js";
 import { LruMap } from "../util/lru-map.js";
@@ -24,16 +24,25 @@ export function emptyAccessCounts(): AccessCounts {
 }
 
 export type AccessDecision =
-  | { allowed: true; result: AccessResult }
-  /** refusal: upstream's own answer, or the offline 401, as the client gets it. */
+  /** contentType: what upstream's confirmation said the content is in this repository, when it was asked. */
+  | { allowed: true; result: AccessResult; contentType?: string }
+  /** Upstream refused this client: its own answer to the client's request is relayed. */
+  | { allowed: false; result: "denied" }
+  /** Upstream cannot be asked: regcache's own refusal (the offline 401, or 503 for unlinked content). */
   | { allowed: false; result: AccessResult; refusal: Reply };
 
-/** Logs how access was settled and, for a refusal, sends it; says whether to serve. */
-export function settleAccess(rr: RegistryRequest, decision: AccessDecision): boolean {
+/**
+ * Logs how access was settled and, for a refusal, answers it: a denial with upstream's own answer
+ * to this request (status, challenge and body as the registry gives them), anything else with
+ * regcache's refusal. Says whether to serve.
+ */
+export async function settleAccess(rr: RegistryRequest, decision: AccessDecision, upstream: UpstreamClient): Promise<boolean> {
   rr.log.access = decision.result;
   if (decision.allowed) return true;
-  rr.log.cache = "BYPASS";
-  writeReply(rr.res, decision.refusal, rr.req.method);
+  if ("refusal" in decision) {
+    rr.log.cache = "BYPASS";
+    writeReply(rr.res, decision.refusal, rr.req.method);
+  } else await passThrough(upstream, rr, "BYPASS");
   return false;
 }
 
@@ -41,7 +50,6 @@ export interface AccessOptions extends AccessTimings {
   offlineAccess: OfflineAccess;
 }
 
-const REFUSAL_CODES: Record<number, RegistryErrorCode> = { 401: "UNAUTHORIZED", 403: "DENIED", 404: "NAME_UNKNOWN" };
 /** A confirmation is persisted (for the offline grace period) at most this often per key. */
 const PERSIST_EVERY_MS = 60_000;
 /** Entries in each in-memory cache of verdicts, confirmations and challenges. */
@@ -184,15 +192,16 @@ export class AccessControl {
   async authorize(rr: RegistryRequest, name: string, probePath: string): Promise<AccessDecision> {
     const repoKey = `${rr.host}/${name}`;
     const credKey = `${this.credentialKey(rr)}:${repoKey}`;
-    const facts = { now: Date.now(), publicVerdict: await this.publicVerdict(repoKey), confirmedAt: await this.confirmedAt(credKey) };
+    const anonymous = !rr.req.headers.authorization;
+    const facts = { now: Date.now(), publicVerdict: await this.publicVerdict(repoKey), confirmedAt: await this.confirmedAt(credKey), anonymous };
     let step = onlineStep(facts, this.options);
     if (step === "probe-public") {
       const verdict = await this.probePublic(rr, probePath);
       if (verdict === "unreachable") return this.offline(rr, facts);
       await this.storeVerdict(repoKey, verdict === "public");
-      step = verdict === "public" ? "allow" : "check-client";
+      step = verdict === "public" && anonymous ? "allow" : "check-client";
     }
-    if (step === "allow") return this.allow(facts.publicVerdict?.isPublic || this.publicVerdicts.get(repoKey)?.isPublic ? "public" : "confirmed");
+    if (step === "allow") return this.allow(anonymous && (facts.publicVerdict?.isPublic || this.publicVerdicts.get(repoKey)?.isPublic) ? "public" : "confirmed");
     let response: UpstreamResponse;
     try {
       response = await this.upstream.request({ host: rr.host, port: rr.port, method: "HEAD", path: probePath, headers: checkHeaders(rr) });
@@ -206,30 +215,27 @@ export class AccessControl {
       this.recordConfirmation(rr, name);
       return this.allow("confirmed");
     }
-    const challenge = headerValue(response.headers["www-authenticate"]);
-    this.recordChallenge(rr.host, challenge);
+    this.recordChallenge(rr.host, headerValue(response.headers["www-authenticate"]));
     this.counts.denied += 1;
-    return {
-      allowed: false,
-      result: "denied",
-      refusal: refusal(response.statusCode, challenge, `upstream refused this client for ${repoKey}`),
-    };
+    return { allowed: false, result: "denied" };
   }
 
   /**
    * For content cached from elsewhere: asks upstream whether this repository has the digest,
-   * with the client's own credentials (a HEAD: no body is fetched again). Yes links it and
-   * confirms the client; no is relayed; no answer refuses, whatever --offline-access says,
-   * since nothing says this repository has it.
+   * with the client's own credentials (a HEAD: no body is fetched again). Yes links it (with the
+   * Content-Type upstream gives it there) and confirms the client; no is relayed; no answer
+   * refuses, whatever --offline-access says, since nothing says this repository has it.
    */
-  async confirmInRepository(rr: RegistryRequest, name: string, probePath: string, unknownCode: RegistryErrorCode): Promise<AccessDecision> {
+  async confirmInRepository(rr: RegistryRequest, name: string, probePath: string): Promise<AccessDecision> {
     let status: number | "unreachable";
     let challenge: string | undefined;
+    let contentType: string | undefined;
     try {
       const response = await this.upstream.request({ host: rr.host, port: rr.port, method: "HEAD", path: probePath, headers: checkHeaders(rr) });
       await response.body.dump();
       status = response.statusCode;
       challenge = headerValue(response.headers["www-authenticate"]);
+      contentType = headerValue(response.headers["content-type"]);
       rr.log.upstreamStatus = status;
     } catch (err) {
       if (!isUpstreamOutage(err)) throw err;
@@ -238,20 +244,19 @@ export class AccessControl {
     const verdict = classifyConfirmation(status);
     if (verdict === "linked") {
       this.recordConfirmation(rr, name);
-      return this.allow("confirmed");
+      return { ...this.allow("confirmed"), contentType };
     }
     if (verdict === "unavailable") {
       this.counts["unlinked-unavailable"] += 1;
       const reason = status === "unreachable" ? "unreachable" : `answering ${status}`;
-      return { allowed: false, result: "unlinked-unavailable", refusal: refusal(503, undefined, `upstream ${rr.host} is ${reason}, and this content is not known to be in ${rr.host}/${name}`, "UNAVAILABLE") };
+      return { allowed: false, result: "unlinked-unavailable", refusal: refusal(503, undefined, `upstream ${rr.host} is ${reason}, and this content is not known to be in ${rr.host}/${name}`) };
     }
     if (status === 401) this.recordChallenge(rr.host, challenge);
     this.counts.denied += 1;
-    const refused = status as number;
-    return { allowed: false, result: "denied", refusal: refusal(refused, challenge, `upstream refused this request for ${rr.host}/${name}`, refused === 404 ? unknownCode : undefined) };
+    return { allowed: false, result: "denied" };
   }
 
-  private allow(result: "public" | "confirmed" | "offline-allowed"): AccessDecision {
+  private allow(result: "public" | "confirmed" | "offline-allowed"): Extract<AccessDecision, { allowed: true }> {
     this.counts[result] += 1;
     return { allowed: true, result };
   }
@@ -318,6 +323,7 @@ function checkHeaders(rr: RegistryRequest): Record<string, string> {
   return headers;
 }
 
-function refusal(status: number, challenge: string | undefined, message: string, code?: RegistryErrorCode): Reply {
-  return errorReply(status, code ?? REFUSAL_CODES[status] ?? "DENIED", message, { ...(challenge ? { "www-authenticate": challenge } : {}), ...cacheStatusHeaders("BYPASS") });
+/** regcache's own refusal, while upstream cannot be asked: 401 with the last challenge, or 503. */
+function refusal(status: 401 | 503, challenge: string | undefined, message: string): Reply {
+  return errorReply(status, status === 401 ? "UNAUTHORIZED" : "UNAVAILABLE", message, { ...(challenge ? { "www-authenticate": challenge } : {}), ...cacheStatusHeaders("BYPASS") });
 }

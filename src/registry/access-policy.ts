@@ -12,15 +12,21 @@ export interface AccessFacts {
   publicVerdict?: { isPublic: boolean; checkedAt: number };
   /** Last time upstream said yes to this credential for this repository. */
   confirmedAt?: number;
+  /** The client sent no credentials. */
+  anonymous?: boolean;
 }
 
 export type OnlineStep = "allow" | "probe-public" | "check-client";
 
-/** While upstream is reachable: which cheapest step settles access. Pure. */
+/**
+ * While upstream is reachable: which cheapest step settles access. A public repository is served
+ * at once only to a client without credentials: one that sends credentials has them checked, as
+ * upstream refuses wrong ones even where anyone may read. Pure.
+ */
 export function onlineStep(facts: AccessFacts, t: AccessTimings): OnlineStep {
   const verdict = facts.publicVerdict;
   const verdictFresh = verdict !== undefined && facts.now - verdict.checkedAt < t.publicTtl;
-  if (verdictFresh && verdict.isPublic) return "allow";
+  if (verdictFresh && verdict.isPublic && facts.anonymous === true) return "allow";
   if (facts.confirmedAt !== undefined && facts.now - facts.confirmedAt < t.authTtl) return "allow";
   return verdictFresh ? "check-client" : "probe-public";
 }

@@ -3,17 +3,16 @@ import type { OpenResult } from "../cache/blob-store.js";
 import type { Cluster } from "../cluster/cluster.js";
 import type { HeldLease } from "../fleet/held-lease.js";
 import type { SharedCopy, SharedTier } from "../fleet/shared-tier.js";
-import { OCTET_STREAM as BLOB_MEDIA_TYPE } from "../oci/media-types.js";
+import { servedType } from "../cache/manifest-types.js";
+import { MAX_MANIFEST_BYTES, OCTET_STREAM } from "../oci/media-types.js";
 import type { UpstreamClient, UpstreamResponse } from "../upstream/client.js";
 import { headerValue, upstreamRequestHeaders } from "../upstream/headers.js";
 import { requestFollowingRedirects } from "../upstream/redirects.js";
 import { isUnavailableStatus, UpstreamError } from "../upstream/upstream-error.js";
-import { acceptAllows, normalizeAccept } from "./accept.js";
+import { acceptNames, normalizeAccept } from "./accept.js";
 import { contentPath, type ContentTarget } from "./content-target.js";
 import type { RegistryRequest } from "./request-context.js";
 
-/** The distribution spec lets registries refuse manifests over 4 MiB; nothing larger is a manifest worth holding. */
-const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
 /** Conditional and range headers describe the client's view; the cache fetches whole, unconditional bodies. */
 const NOT_FORWARDED_ON_FILL = ["range", "if-range", "if-none-match", "if-modified-since", "if-match", "if-unmodified-since", "content-length"];
 /** What a peer may pass on from the client: its credentials and what it accepts, nothing else. */
@@ -54,10 +53,11 @@ export class ContentSources {
       if (turn.kind === "mine") {
         lease = turn.lease;
         const stored = lease && (await this.shared.storedSince(target.digest));
-        if (stored && (target.kind === "blob" || acceptAllows(normalizeAccept(rr.req.headers.accept), stored.mediaType))) {
+        const type = stored && stored.kind === target.kind ? servedType(stored, `${rr.host}/${target.name}`) : undefined;
+        if (stored && type !== undefined && (target.kind === "blob" || acceptNames(normalizeAccept(rr.req.headers.accept), type))) {
           lease!.release();
           lease = undefined;
-          const confirmed = await this.confirmedFromStore(rr, target, stored);
+          const confirmed = await this.confirmedFromStore(rr, target, stored, type);
           if (confirmed) return confirmed;
         }
       } else {
@@ -117,7 +117,7 @@ export class ContentSources {
    * this client may read it there (a HEAD with its credentials), the bytes come from the store.
    * Otherwise (a refusal, or no answer) undefined: upstream's GET gives the client its own answer.
    */
-  private async confirmedFromStore(rr: RegistryRequest, target: ContentTarget, stored: SharedCopy): Promise<SourcedResult | undefined> {
+  private async confirmedFromStore(rr: RegistryRequest, target: ContentTarget, stored: SharedCopy, mediaType: string): Promise<SourcedResult | undefined> {
     const confirmed = await requestFollowingRedirects(this.upstream, {
       host: rr.host,
       port: rr.port,
@@ -131,17 +131,17 @@ export class ContentSources {
       },
       () => false,
     );
-    return confirmed ? this.openShared(rr, target, stored).catch(() => undefined) : undefined;
+    return confirmed ? this.openShared(rr, target, stored, mediaType).catch(() => undefined) : undefined;
   }
 
-  /** The object store's copy of content it holds (find() said so), for a fill of the local tier. */
-  async openShared(rr: RegistryRequest, target: ContentTarget, copy: SharedCopy): Promise<SourcedResult> {
+  /** The object store's copy of content it holds (find() said so), served as `mediaType` here, for a fill of the local tier. */
+  async openShared(rr: RegistryRequest, target: ContentTarget, copy: SharedCopy, mediaType: string): Promise<SourcedResult> {
     const { body, size } = await this.shared!.open(target.digest, copy.size);
     if (size !== copy.size) {
       body.destroy();
       throw new UpstreamError("protocol", rr.host, `the object store holds ${size} bytes for ${target.digest.value}, its row says ${copy.size}`);
     }
-    return { kind: "body", body, size, mediaType: copy.mediaType, host: rr.host, maxSize: target.kind === "manifest" ? MAX_MANIFEST_BYTES : undefined, via: "shared" };
+    return { kind: "body", content: target.kind, body, size, mediaType, host: rr.host, maxSize: target.kind === "manifest" ? MAX_MANIFEST_BYTES : undefined, via: "shared" };
   }
 
   /** A copy of what one peer holds (replication, or a manifest a recorded tag names): never upstream. */
@@ -199,12 +199,14 @@ export class ContentSources {
   private body(target: ContentTarget, response: UpstreamResponse, host: string): OpenResult<UpstreamResponse> {
     const length = headerValue(response.headers["content-length"]);
     const size = length !== undefined && /^\d+$/.test(length) ? Number(length) : undefined;
-    const mediaType = target.kind === "blob" ? BLOB_MEDIA_TYPE : (headerValue(response.headers["content-type"]) ?? BLOB_MEDIA_TYPE);
-    if (target.kind === "blob") return { kind: "body", body: response.body, size, mediaType, host };
+    // A manifest's Content-Type is what its source labelled it with for this repository: the one
+    // client that started the fill gets it as upstream's answer; the cache keeps it only as a label (manifest-types.ts).
+    const mediaType = target.kind === "blob" ? OCTET_STREAM : (headerValue(response.headers["content-type"]) ?? OCTET_STREAM);
+    if (target.kind === "blob") return { kind: "body", content: "blob", body: response.body, size, mediaType, host };
     if (size !== undefined && size > MAX_MANIFEST_BYTES) {
       response.body.destroy();
       throw new UpstreamError("protocol", host, `manifest of ${size} bytes is over the ${MAX_MANIFEST_BYTES}-byte limit`);
     }
-    return { kind: "body", body: response.body, size, mediaType, host, maxSize: MAX_MANIFEST_BYTES };
+    return { kind: "body", content: "manifest", body: response.body, size, mediaType, host, maxSize: MAX_MANIFEST_BYTES };
   }
 }

@@ -1,9 +1,9 @@
-import type { IncomingHttpHeaders } from "node:http";
 import type { UpstreamClient, UpstreamResponse } from "../upstream/client.js";
 import { clientResponseHeaders, upstreamRequestHeaders } from "../upstream/headers.js";
 import { watchClientAbort } from "./client-abort.js";
 import { sendFailure } from "./errors.js";
 import { writeReply } from "./reply.js";
+import { hasRequestBody } from "./request-judgement.js";
 import { cacheStatusHeaders, type CacheStatus, type RegistryRequest } from "./request-context.js";
 
 /** Sends an upstream answer to the client as it is, streaming the body with backpressure. */
@@ -11,11 +11,6 @@ export function relayUpstreamResponse(rr: RegistryRequest, response: UpstreamRes
   rr.log.upstreamStatus = response.statusCode;
   rr.log.cache = cache;
   writeReply(rr.res, { status: response.statusCode, headers: { ...clientResponseHeaders(response.headers), ...cacheStatusHeaders(cache) }, body: { kind: "upstream", body: response.body } }, rr.req.method);
-}
-
-/** RFC 9112 section 6.1/6.2: a request has a body exactly when it is framed with a length or chunked. */
-export function hasRequestBody(headers: IncomingHttpHeaders): boolean {
-  return (headers["content-length"] !== undefined && headers["content-length"] !== "0") || headers["transfer-encoding"] !== undefined;
 }
 
 /**

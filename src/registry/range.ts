@@ -4,38 +4,40 @@ export interface ByteRange {
   end: number;
 }
 
-export type RangeResult =
-  | { kind: "none" }
-  | { kind: "range"; range: ByteRange }
-  | { kind: "unsatisfiable" }
-  /** Syntactically invalid or several ranges: RFC 9110 lets us ignore it and send the whole body. */
-  | { kind: "ignore" };
-
-const MAX_RANGE_HEADER = 256;
-
 /**
- * Parses a Range header against a representation of `size` bytes (RFC 9110 section 14).
- * Supports bytes=a-b, bytes=a-, bytes=-n. Several ranges are answered with the whole body.
+ * How content by digest is answered for a request's Range and If-Range headers:
+ * - whole: no Range, or an If-Range that does not name this representation (RFC 9110
+ *   section 13.1.5: the whole representation, 200);
+ * - range: one satisfiable byte range (206);
+ * - forward: what regcache does not answer itself (several ranges, another unit, an invalid or
+ *   unsatisfiable range, or a size not known yet): registries differ there (distribution answers
+ *   416 or multipart/byteranges), so the upstream's own answer is relayed.
  */
-export function parseRange(header: string | undefined, size: number): RangeResult {
-  if (header === undefined) return { kind: "none" };
-  if (header.length > MAX_RANGE_HEADER) return { kind: "ignore" };
-  const match = /^\s*bytes\s*=\s*(.+)$/i.exec(header);
-  if (!match) return { kind: "ignore" };
-  const specs = match[1]!.split(",").map((s) => s.trim());
-  if (specs.length !== 1) return { kind: "ignore" };
-  const spec = /^(\d{0,16})-(\d{0,16})$/.exec(specs[0]!);
-  if (!spec || (spec[1] === "" && spec[2] === "")) return { kind: "ignore" };
-  if (spec[1] === "") {
-    const suffix = Number(spec[2]);
-    if (suffix === 0 || size === 0) return { kind: "unsatisfiable" };
-    return { kind: "range", range: { start: Math.max(0, size - suffix), end: size - 1 } };
+export type RangePlan = { kind: "whole" } | { kind: "range"; range: ByteRange } | { kind: "forward" };
+
+const SINGLE_RANGE = /^bytes=(\d{1,15})?-(\d{1,15})?$/;
+
+/** Whether a Range header is one well-formed byte range (`a-b` with b >= a, `a-`, `-n`): the only kind regcache answers from its cache. Pure. */
+export function isSingleByteRange(header: string): boolean {
+  const match = SINGLE_RANGE.exec(header);
+  if (!match || (match[1] === undefined && match[2] === undefined)) return false;
+  return match[1] === undefined || match[2] === undefined || Number(match[2]) >= Number(match[1]);
+}
+
+/** The plan for a representation of `size` bytes (undefined: not known yet) whose ETag is `etag`. Pure. */
+export function planRange(range: string | undefined, ifRange: string | undefined, etag: string, size: number | undefined): RangePlan {
+  if (range === undefined) return { kind: "whole" };
+  // Only a strong, exact match of the ETag counts; a date cannot match (regcache sends no Last-Modified).
+  if (ifRange !== undefined && ifRange.trim() !== etag) return { kind: "whole" };
+  if (size === undefined || !isSingleByteRange(range)) return { kind: "forward" };
+  const [, first, last] = SINGLE_RANGE.exec(range)!;
+  if (first === undefined) {
+    const suffix = Number(last);
+    return suffix === 0 || size === 0 ? { kind: "forward" } : { kind: "range", range: { start: Math.max(0, size - suffix), end: size - 1 } };
   }
-  const start = Number(spec[1]);
-  if (spec[2] !== "" && Number(spec[2]) < start) return { kind: "ignore" };
-  if (start >= size) return { kind: "unsatisfiable" };
-  const end = spec[2] === "" ? size - 1 : Number(spec[2]);
-  return { kind: "range", range: { start, end: Math.min(end, size - 1) } };
+  const start = Number(first);
+  if (start >= size) return { kind: "forward" };
+  return { kind: "range", range: { start, end: last === undefined ? size - 1 : Math.min(Number(last), size - 1) } };
 }
 
 export function contentRange(range: ByteRange, size: number): string {

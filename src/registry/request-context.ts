@@ -1,8 +1,12 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { UncachedReason } from "../cache/blob-store.js";
+import type { ForwardReason } from "./request-judgement.js";
 
 /** PEER: this replica lacked it, and another replica's cache supplied it; SHARED: the fleet's object store did. */
 export type CacheStatus = "HIT" | "MISS" | "COALESCED" | "STALE" | "BYPASS" | "PEER" | "SHARED";
+
+/** Why a response was cut before its end: its bytes did not match their digest or length, its download was given up, or its source failed. */
+export type CutReason = "digest-mismatch" | "size-mismatch" | "download-aborted" | "source-failed";
 
 /** What the one log line per completed request says, filled in as the request is handled. */
 export interface RequestLogFields {
@@ -16,6 +20,8 @@ export interface RequestLogFields {
   cache?: CacheStatus;
   /** Why a body was streamed through without being cached. */
   uncached?: UncachedReason;
+  /** Why the request went to the upstream as it is (request-judgement.ts), its answer relayed uncached. */
+  forwarded?: ForwardReason;
   upstreamStatus?: number;
   upstreamHost?: string;
   client?: string;
@@ -25,6 +31,9 @@ export interface RequestLogFields {
   coalesced?: boolean;
   /** Why the fleet's object store could not hand over content it holds (the request went on to the other sources). */
   sharedError?: string;
+  /** Why regcache cut the response short (proxy/response-cut.ts), and the error that said so. */
+  cut?: CutReason;
+  cutReason?: string;
   /** Still streaming when the shutdown grace period (--shutdown-grace) ran out, and cut. */
   cutAtShutdown?: boolean;
   /** Came in on the mirror port, not through CONNECT: how it named its upstream (src/mirror/mirror-target.ts). */

@@ -6,7 +6,8 @@ export type RegistryRoute =
   | { kind: "blob"; name: string; digest: Digest }
   | { kind: "manifest"; name: string; digest: Digest }
   | { kind: "tag"; name: string; tag: string }
-  | { kind: "invalid"; code: "NAME_INVALID" | "DIGEST_INVALID" | "TAG_INVALID"; message: string }
+  /** A blob or manifest path whose name, digest or tag is outside the grammar: no cache key. */
+  | { kind: "unkeyable"; part: "name" | "digest" | "tag"; name: string }
   | { kind: "other" };
 
 /**
@@ -29,26 +30,12 @@ export function parseRegistryPath(path: string): RegistryRoute {
   if (isBlob && (reference === "uploads" || reference === "uploads/" || reference.startsWith("uploads/"))) {
     return { kind: "other" };
   }
-  if (name.length === 0 || name.length > MAX_NAME_LENGTH || !isRepositoryName(name)) {
-    return { kind: "invalid", code: "NAME_INVALID", message: "invalid repository name" };
-  }
-  if (reference.includes(":")) {
+  if (name.length > MAX_NAME_LENGTH || !isRepositoryName(name)) return { kind: "unkeyable", part: "name", name };
+  if (isBlob || reference.includes(":")) {
     const digest = parseDigest(reference);
-    if (!digest) return { kind: "invalid", code: "DIGEST_INVALID", message: "invalid or unsupported digest" };
+    if (!digest) return { kind: "unkeyable", part: "digest", name };
     return isBlob ? { kind: "blob", name, digest } : { kind: "manifest", name, digest };
   }
-  if (isBlob) return { kind: "invalid", code: "DIGEST_INVALID", message: "blobs are addressed by digest" };
-  if (!isTag(reference)) return { kind: "invalid", code: "TAG_INVALID", message: "invalid tag" };
+  if (!isTag(reference)) return { kind: "unkeyable", part: "tag", name };
   return { kind: "tag", name, tag: reference };
-}
-
-/**
- * Paths that normalize differently on different servers (dot segments, encoded
- * dots, slashes or backslashes, NUL) are refused rather than passed on: what
- * regcache checks must be what upstream serves.
- */
-export function isCleanPath(url: string): boolean {
-  const path = url.split("?")[0]!;
-  if (/(^|\/)\.{1,2}(\/|$)/.test(path)) return false;
-  return !/%(2e|2f|5c|00)|\\|\0/i.test(path);
 }

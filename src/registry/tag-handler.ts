@@ -1,12 +1,13 @@
 import type { BlobStore } from "../cache/blob-store.js";
 import type { BlobEntry, TagEntry } from "../cache/cache-index.js";
+import { servedType } from "../cache/manifest-types.js";
 import type { TagName, RecordedTags } from "../cache/recorded-tags.js";
 import { parseDigest, type Digest } from "../oci/digest.js";
 import type { UpstreamClient, UpstreamResponse } from "../upstream/client.js";
 import { headerValue, upstreamRequestHeaders } from "../upstream/headers.js";
 import { requestFollowingRedirects } from "../upstream/redirects.js";
 import { classifyUpstreamError, isUpstreamOutage, type UpstreamFailure } from "../upstream/upstream-error.js";
-import { normalizeAccept } from "./accept.js";
+import { acceptAllows, normalizeAccept } from "./accept.js";
 import { settleAccess, type AccessControl } from "./access-control.js";
 import { passThrough, relayUpstreamResponse } from "./pass-through.js";
 import { errorReply, writeReply } from "./reply.js";
@@ -26,10 +27,11 @@ interface ManifestTarget {
   digest: Digest;
 }
 
-/** A recorded answer whose manifest is cached and acceptable to this client. */
+/** A recorded answer whose manifest is cached and acceptable to this client, and its type in this repository. */
 interface RecordedManifest {
   manifest: ManifestTarget;
   entry: BlobEntry;
+  mediaType: string;
 }
 
 /**
@@ -37,9 +39,9 @@ interface RecordedManifest {
  * fetched and copied from peers exactly as by digest, with the same access rules.
  */
 export interface ManifestContent {
-  /** The cached entry, if its file is there and the client's Accept allows its media type. */
-  usableEntry(rr: RegistryRequest, manifest: ManifestTarget): Promise<BlobEntry | undefined>;
-  serveCached(rr: RegistryRequest, manifest: ManifestTarget, entry: BlobEntry, cache: "HIT" | "STALE", extraHeaders?: Record<string, string>): void;
+  /** The cached entry, if its file is there. */
+  cachedEntry(manifest: ManifestTarget): Promise<BlobEntry | undefined>;
+  serveCached(rr: RegistryRequest, manifest: ManifestTarget, entry: BlobEntry, mediaType: string, cache: "HIT" | "STALE", extraHeaders?: Record<string, string>): Promise<void>;
   /** As a GET by digest: from the cache, else fetched (and stored). */
   handle(rr: RegistryRequest, manifest: ManifestTarget): Promise<void>;
   /** A copy from a peer that holds it for the repository; undefined when none does. */
@@ -49,7 +51,7 @@ export interface ManifestContent {
 }
 
 /** What a tag answer needs of the store: linking a digest upstream named, and when a fetched manifest is stored. */
-export type ManifestStore = Pick<BlobStore, "link" | "lookup" | "whenDownloaded">;
+export type ManifestStore = Pick<BlobStore, "link" | "lookup" | "downloading" | "whenStored">;
 
 /** Upstream's answer to the tag HEAD (with the digest it names, and that digest's cache entry), or why there is none. */
 type Asked =
@@ -104,7 +106,7 @@ export class TagHandler {
           break;
         case "serve-recorded": {
           const decision = step.cache === "HIT" ? await this.access.authorize(rr, target.name, tagPath(target)) : await this.access.authorizeOffline(rr, target.name);
-          if (settleAccess(rr, decision)) this.serveRecorded(rr, recorded!, step.cache);
+          if (await settleAccess(rr, decision, this.upstream)) await this.serveRecorded(rr, recorded!, step.cache);
           return;
         }
         case "unavailable":
@@ -132,11 +134,19 @@ export class TagHandler {
     // Upstream just answered this client's own credentials for this repository: that is the access check.
     this.access.recordConfirmation(rr, tag.name);
     rr.log.access = "confirmed";
+    const hostRepository = `${rr.host}/${tag.name}`;
     if (step.kind === "serve-cached" && entry) {
-      // Upstream named this digest for this repository's tag, to this client: the repository has it.
-      this.store.link(manifest.digest, `${rr.host}/${tag.name}`);
-      this.content.serveCached(rr, manifest, entry, "HIT");
-      await this.record(rr, tag, acceptSet, { digest: manifest.digest.value, mediaType: entry.mediaType, size: entry.size, recorded: Date.now() });
+      // Upstream named this digest for this repository's tag, to this client: the repository has it, as the type upstream says there.
+      this.store.link(manifest.digest, hostRepository, headerValue(head.headers["content-type"]));
+      const mediaType = servedType(entry, hostRepository);
+      if (mediaType === undefined) {
+        // A manifest that declares no type, which upstream labels with no manifest type: its answer is its own.
+        rr.log.forwarded = "media-type";
+        await passThrough(this.upstream, rr, "BYPASS");
+        return;
+      }
+      await this.content.serveCached(rr, manifest, entry, mediaType, "HIT");
+      await this.record(rr, tag, acceptSet, { digest: manifest.digest.value, mediaType, size: entry.size, recorded: Date.now() });
       return;
     }
     if (step.kind === "head-miss") {
@@ -149,9 +159,11 @@ export class TagHandler {
       return;
     }
     await this.content.handle(rr, manifest);
-    const stored = this.store.lookup(manifest.digest);
-    if (stored) await this.record(rr, tag, acceptSet, { digest: manifest.digest.value, mediaType: stored.mediaType, size: stored.size, recorded: Date.now() });
-    else void this.store.whenDownloaded(manifest.digest)?.then((done) => done && this.record(rr, tag, acceptSet, { digest: manifest.digest.value, ...done, recorded: Date.now() }));
+    const record = (stored: BlobEntry | undefined) =>
+      stored && this.record(rr, tag, acceptSet, { digest: manifest.digest.value, mediaType: servedType(stored, hostRepository) ?? "", size: stored.size, recorded: Date.now() });
+    const download = this.store.downloading(manifest.digest);
+    if (download) void this.store.whenStored(download).then(record);
+    else await record(this.store.lookup(manifest.digest));
   }
 
   /** Upstream's answer, recorded; with peers, a second replica keeps it too (tag-peers.ts). */
@@ -186,13 +198,14 @@ export class TagHandler {
     const digest = head.statusCode === 200 ? parseDigest(headerValue(head.headers["docker-content-digest"]) ?? "") : undefined;
     if (!digest) return { kind: "answered", head };
     const manifest = { kind: "manifest" as const, name: target.name, digest };
-    return { kind: "answered", head, manifest, entry: await this.content.usableEntry(rr, manifest) };
+    const entry = await this.content.cachedEntry(manifest);
+    return { kind: "answered", head, manifest, entry: entry?.kind === "manifest" ? entry : undefined };
   }
 
   /** The answer recorded for this Accept set within --tag-ttl, if its manifest is usable. */
   private async freshRecord(rr: RegistryRequest, tag: TagName, acceptSet: readonly string[]): Promise<RecordedManifest | undefined> {
     const fresh = await this.records.forAccept(tag, acceptSet);
-    return fresh && Date.now() - fresh.recorded < this.tagTtl ? this.usableRecord(rr, tag, fresh) : undefined;
+    return fresh && Date.now() - fresh.recorded < this.tagTtl ? this.usableRecord(rr, tag, fresh, undefined) : undefined;
   }
 
   /**
@@ -203,14 +216,17 @@ export class TagHandler {
    */
   private async recordedWhileUnavailable(rr: RegistryRequest, tag: TagName, acceptSet: readonly string[]): Promise<RecordedManifest | undefined> {
     const peers = rr.fromPeer ? undefined : this.peers;
-    const local = [await this.records.forAccept(tag, acceptSet), await this.records.latest(tag)];
+    const exact = await this.records.forAccept(tag, acceptSet);
+    const local = [exact, await this.records.latest(tag)];
     const fromPeers = await peers?.newest(rr, tag, acceptSet);
     const answers = [...local, fromPeers].filter((a): a is TagEntry => a !== undefined).sort((a, b) => b.recorded - a.recorded);
     const tried = new Set<string>();
     for (const answer of answers) {
       if (tried.has(answer.digest)) continue;
       tried.add(answer.digest);
-      const usable = (await this.usableRecord(rr, tag, answer)) ?? (peers && (await this.copiedRecord(rr, tag, answer)));
+      // An answer upstream gave for this client's own Accept set suits it; any other must be of a type it accepts.
+      const forClient = answer === exact ? undefined : acceptSet;
+      const usable = (await this.usableRecord(rr, tag, answer, forClient)) ?? (peers && (await this.copiedRecord(rr, tag, answer, forClient)));
       if (!usable) continue;
       if (answer === fromPeers) await peers!.adopt(tag, acceptSet, answer);
       return usable;
@@ -218,18 +234,24 @@ export class TagHandler {
     return undefined;
   }
 
-  /** The cached, acceptable manifest a recorded tag answer points to, if there is one. */
-  private async usableRecord(rr: RegistryRequest, tag: TagName, recorded: TagEntry): Promise<RecordedManifest | undefined> {
+  /**
+   * The cached manifest a recorded tag answer points to, with its type in this repository, if
+   * there is one. `acceptSet`: the client's, for an answer recorded for another Accept set (its
+   * type must suit this client); undefined for one recorded for this client's own Accept set.
+   */
+  private async usableRecord(rr: RegistryRequest, tag: TagName, recorded: TagEntry, acceptSet: readonly string[] | undefined): Promise<RecordedManifest | undefined> {
     const digest = parseDigest(recorded.digest);
     if (!digest) return undefined;
     const manifest = { kind: "manifest" as const, name: tag.name, digest };
-    const entry = (await this.content.usableEntry(rr, manifest)) ?? (await this.content.keepShared(rr, manifest));
-    return entry ? { manifest, entry } : undefined;
+    const entry = (await this.content.cachedEntry(manifest)) ?? (await this.content.keepShared(rr, manifest));
+    const mediaType = entry?.kind === "manifest" ? servedType(entry, `${rr.host}/${tag.name}`) : undefined;
+    if (!entry || mediaType === undefined || (acceptSet && !acceptAllows(acceptSet, mediaType))) return undefined;
+    return { manifest, entry, mediaType };
   }
 
-  private serveRecorded(rr: RegistryRequest, recorded: RecordedManifest, cache: "HIT" | "STALE"): void {
+  private async serveRecorded(rr: RegistryRequest, recorded: RecordedManifest, cache: "HIT" | "STALE"): Promise<void> {
     rr.log.digest = recorded.manifest.digest.value;
-    this.content.serveCached(rr, recorded.manifest, recorded.entry, cache, cache === "STALE" ? { warning: STALE_WARNING } : {});
+    await this.content.serveCached(rr, recorded.manifest, recorded.entry, recorded.mediaType, cache, cache === "STALE" ? { warning: STALE_WARNING } : {});
   }
 
   private sendUnavailable(rr: RegistryRequest, target: TagTarget, step: Extract<TagStep, { kind: "unavailable" }>, reason: string): void {
@@ -240,10 +262,10 @@ export class TagHandler {
   }
 
   /** A recorded answer whose manifest is not here: the manifest copied from a peer that holds it for this repository. */
-  private async copiedRecord(rr: RegistryRequest, tag: TagName, answer: TagEntry): Promise<RecordedManifest | undefined> {
+  private async copiedRecord(rr: RegistryRequest, tag: TagName, answer: TagEntry, acceptSet: readonly string[] | undefined): Promise<RecordedManifest | undefined> {
     const digest = parseDigest(answer.digest);
     if (!digest || !(await this.content.keepCopy(rr, { kind: "manifest", name: tag.name, digest }))) return undefined;
-    return this.usableRecord(rr, tag, answer);
+    return this.usableRecord(rr, tag, answer, acceptSet);
   }
 }
 

@@ -40,6 +40,7 @@ export class Metrics {
   private readonly stale: Counter<"host">;
   private readonly fillFailures: Counter<"host">;
   private readonly coalesced: Counter;
+  private readonly cut: Counter<"reason">;
   private readonly duration: Histogram<"kind" | "cache">;
 
   constructor(sources: MetricsSources) {
@@ -58,6 +59,7 @@ export class Metrics {
       registers,
     });
     this.coalesced = new Counter({ name: "regcache_coalesced_requests_total", help: "Requests that joined a download already in progress", registers });
+    this.cut = new Counter({ name: "regcache_responses_cut_total", help: "Responses regcache cut short, by reason (digest-mismatch: the bytes did not match their digest)", labelNames: ["reason"], registers });
     this.duration = new Histogram({
       name: "regcache_request_duration_seconds",
       help: "Time to complete intercepted requests",
@@ -104,6 +106,7 @@ export class Metrics {
     const count = (name: string, help: string, value: () => number): void =>
       void new Counter({ name, help, registers, collect() { this.reset(); this.inc(value()); } });
     count("regcache_cache_damaged_files_total", "Cached files found not to match their digest (quarantined and refetched)", () => store.stats.damaged);
+    count("regcache_digest_mismatches_total", "Downloads (from upstream, a peer or the object store) whose bytes did not match their digest: nothing cached, readers cut", () => store.stats.digestMismatches);
     count("regcache_cache_missing_files_total", "Index rows whose file was gone or resized (dropped: a miss)", () => store.stats.missing);
     count("regcache_cache_uncached_no_space_total", "Bodies streamed through uncached because the disk had no room", () => store.stats.uncachedForSpace);
     count("regcache_cache_uncached_disk_fault_total", "Bodies streamed through uncached because the data disk could not be written", () => store.stats.uncachedForDiskFault);
@@ -187,6 +190,7 @@ export class Metrics {
     if (counts.stale) this.stale.inc({ host });
     if (counts.coalesced) this.coalesced.inc();
     if (counts.content && !counts.hit && status >= 500) this.fillFailures.inc({ host });
+    if (rr.log.cut) this.cut.inc({ reason: rr.log.cut });
     this.duration.observe({ kind, cache }, durationMs / 1000);
   }
 

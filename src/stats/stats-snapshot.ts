@@ -108,6 +108,8 @@ export function statsSnapshot(s: StatsSources) {
       diskFault: s.store.disk.fault ? { ...s.store.disk.fault } : null,
       uncachedForDiskFault: s.store.stats.uncachedForDiskFault,
       damagedFiles: s.store.stats.damaged,
+      /** Downloads whose bytes did not match their digest: nothing cached, their readers cut (log field cut: "digest-mismatch"). */
+      digestMismatches: s.store.stats.digestMismatches,
       missingFiles: s.store.stats.missing,
     },
     peers: s.cluster ? { self: s.cluster.self, members: s.cluster.membership.snapshot(), ...s.cluster.stats } : null,

@@ -1,6 +1,8 @@
+import { execFile } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import { readdirSync, statSync } from "node:fs";
 import path from "node:path";
+import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { corruptBlobsInLayout, curlThrough, skopeoPull, TestContainerd } from "./harness/clients.js";
 import { TestEnvironment, type PushedImage } from "./harness/environment.js";
@@ -8,6 +10,8 @@ import { drip, FakeUpstream } from "./harness/fake-upstream.js";
 import { waitFor } from "./harness/ports.js";
 import type { RegcacheProcess } from "./harness/regcache-process.js";
 import { containerdUnavailable, missingTools } from "./harness/tools.js";
+
+const exec = promisify(execFile);
 
 const missing = missingTools("docker-registry", "skopeo", "openssl", "curl");
 
@@ -272,6 +276,17 @@ describe.skipIf(missing.length > 0)("cache: coalescing, restarts and the size bo
     const again = await curlThrough(proxy, url);
     expect(again.exitCode).not.toBe(0);
     expect(gets(upstream)).toBe(2);
+    // Each cut response says why in its log line, and the mismatches are counted: not a "200, completed: false" without a reason.
+    const lines = await proxy.waitForRequestLogs(3);
+    for (const line of lines.filter((l) => l.path === `/v2/x/blobs/${claimed}`)) {
+      expect(line).toMatchObject({ status: 200, completed: false, cut: "digest-mismatch" });
+      expect(String(line.cutReason)).toContain(`expected ${claimed}`);
+    }
+    const { stdout: metrics } = await exec("curl", ["-s", `${proxy.proxyUrl}/metrics`]);
+    expect(metrics).toMatch(/^regcache_digest_mismatches_total 2$/m);
+    expect(metrics).toMatch(/^regcache_responses_cut_total\{reason="digest-mismatch"\} 3$/m);
+    const { stdout: stats } = await exec("curl", ["-s", `${proxy.proxyUrl}/api/stats`]);
+    expect((JSON.parse(stats) as { cache: { digestMismatches: number } }).cache.digestMismatches).toBe(2);
     await proxy.stop();
     await upstream.stop();
   });

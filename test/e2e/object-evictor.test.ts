@@ -82,7 +82,7 @@ describe.skipIf(missing.length > 0)("ObjectEvictor against Swift (s3api) and Red
     if (dir && process.env.REGCACHE_KEEP_TEST_DIRS !== "1") rmSync(dir, { recursive: true, force: true });
   });
 
-  it("gives objects without a row one, with the manifest's media type, once per period for the whole fleet, and evicts them first", async () => {
+  it("gives objects without a row one, a blob's or a manifest's, once per period for the whole fleet, and evicts them first", async () => {
     const orphanBlob = await upload("orphan-blob");
     const orphanManifest = await upload("orphan-manifest", MANIFEST);
     const indexed = await upload("indexed");
@@ -95,8 +95,9 @@ describe.skipIf(missing.length > 0)("ObjectEvictor against Swift (s3api) and Red
     expect(await first.runOnce()).toBe(0);
     expect(counted.reindexed).toBe(2);
     expect(await index.storedBytes()).toBe(3 * SIZE);
-    expect(await index.getBlob(orphanManifest.value)).toMatchObject({ size: SIZE, mediaType: MANIFEST, links: [] });
-    expect(await index.getBlob(orphanBlob.value)).toMatchObject({ size: SIZE, mediaType: "application/octet-stream", links: [] });
+    // A manifest's Content-Type in the store may be one registry's label: its type is learnt where it is served.
+    expect(await index.getBlob(orphanManifest.value)).toMatchObject({ size: SIZE, kind: "manifest", mediaType: "", links: [] });
+    expect(await index.getBlob(orphanBlob.value)).toMatchObject({ size: SIZE, kind: "blob", mediaType: "application/octet-stream", links: [] });
     // The uploader's row, links included, is left as it was.
     expect((await index.getBlob(indexed.value))?.links).toEqual(["registry.test/app"]);
 

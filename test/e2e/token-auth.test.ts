@@ -65,7 +65,7 @@ describe.skipIf(missing.length > 0)("a registry with token auth (Bearer), as Doc
     await proxy.stop();
   });
 
-  it("a public repository is learnt with an anonymous token and served from the cache to anyone", async () => {
+  it("a public repository is learnt with an anonymous token and served from the cache to anyone; a token a client sends is still checked", async () => {
     const proxy = env.regcache("public");
     await proxy.start();
     const client = trustingTokenServer(proxy);
@@ -75,9 +75,18 @@ describe.skipIf(missing.length > 0)("a registry with token auth (Bearer), as Doc
     const again = await skopeoPull(client, publicImage.ref, env.path("public-2"));
     expect(again.ok, again.stderr).toBe(true);
     expect(env.registry.blobGets()).toEqual([]);
+    // skopeo sends its anonymous token: the tag revalidation it makes anyway confirmed that token.
     const line = await proxy.waitForLog((l) => l.msg === "request" && l.kind === "blob" && l.cache === "HIT");
-    expect(line.access).toBe("public");
+    expect(line.access).toBe("confirmed");
     expect(tokens.requests.some((r) => r.account === undefined && r.granted.includes("public/tool:pull"))).toBe(true);
+    // Without any Authorization, the cached layer of a public repository is served at once.
+    const anonymous = await curlThrough(proxy, `https://quay.test/v2/public/tool/blobs/${publicImage.layerDigests[0]}`);
+    expect(anonymous.status).toBe(200);
+    expect(anonymous.headers["x-cache"]).toBe("HIT");
+    expect((await proxy.waitForLog((l) => l.msg === "request" && l.method === "GET" && l.kind === "blob" && l.access === "public")).cache).toBe("HIT");
+    // A token upstream refuses is refused, as upstream would, whatever anyone may read.
+    const forged = await curlThrough(proxy, `https://quay.test/v2/public/tool/blobs/${publicImage.layerDigests[0]}`, ["-H", "Authorization: Bearer not-a-token"]);
+    expect(forged.status).toBe(401);
     await proxy.stop();
   });
 

@@ -72,7 +72,7 @@ export async function tlsThroughProxy(proxyPort: number, target: string, servern
 }
 
 /** A TLS connection straight to the upstream (the "direct" side of a comparison). */
-export async function tlsDirect(port: number, host: string, servername: string, ca: Trust): Promise<TLSSocket> {
+export async function tlsDirect(port: number, host: string, servername: string | undefined, ca: Trust): Promise<TLSSocket> {
   const raw = netConnect(port, host);
   await new Promise<void>((resolve, reject) => raw.once("connect", resolve).once("error", reject));
   return openTls(raw, servername, ca);
@@ -125,15 +125,79 @@ export async function exchange(socket: TLSSocket, requests: RawRequest[], timeou
   return responses;
 }
 
+/** A reused connection closed before any byte of the answer: as HTTP clients do (Go's transport), the request may go again on a new one. */
+export class ConnectionLost extends Error {
+  constructor(readonly cause: Error) {
+    super(`kept-alive connection lost before the answer: ${cause.message}`);
+  }
+}
+
+/**
+ * A kept-alive connection, one request at a time, as registry clients use theirs. Unusable once
+ * the server closed it, said `Connection: close`, or cut an answer short; and once idle for
+ * `maxIdleMs`, well below the servers' keep-alive timeouts (Node's 5 s), so that no request
+ * is ever written to a connection the server is closing.
+ */
+export class KeptConnection {
+  private readonly reader: ResponseReader;
+  private closing = false;
+  private lastUsed = Date.now();
+  /** Requests answered on it: a failure on a reused connection before any byte of its answer is the connection's, not the server's answer. */
+  answered = 0;
+
+  constructor(
+    private readonly socket: TLSSocket,
+    private readonly maxIdleMs = 2_000,
+  ) {
+    this.reader = new ResponseReader(socket);
+  }
+
+  get usable(): boolean {
+    return !this.closing && !this.socket.destroyed && !this.reader.ended && Date.now() - this.lastUsed < this.maxIdleMs;
+  }
+
+  async send(request: RawRequest, timeoutMs = 30_000): Promise<RawResponse> {
+    const receivedBefore = this.reader.received;
+    this.socket.write(Buffer.concat([Buffer.from(serializeHead(request), "latin1"), serializeBody(request)]));
+    const deadline = setTimeout(() => this.socket.destroy(new Error("timed out waiting for the response")), timeoutMs);
+    try {
+      const interim: number[] = [];
+      let response = await this.reader.next(request.method === "HEAD");
+      while (response.status >= 100 && response.status < 200) {
+        interim.push(response.status);
+        response = await this.reader.next(request.method === "HEAD");
+      }
+      if (/\bclose\b/i.test(response.headers.connection ?? "")) this.close();
+      this.answered += 1;
+      return { ...response, interim };
+    } catch (err) {
+      this.close();
+      if (this.answered > 0 && this.reader.received === receivedBefore) throw new ConnectionLost(err as Error);
+      throw err;
+    } finally {
+      clearTimeout(deadline);
+      this.lastUsed = Date.now();
+    }
+  }
+
+  close(): void {
+    this.closing = true;
+    this.socket.destroy();
+  }
+}
+
 /** Parses responses from a socket's bytes: Content-Length, chunked, or until close. */
 class ResponseReader {
   private buffer = Buffer.alloc(0);
-  private ended = false;
+  ended = false;
+  /** Bytes received on the connection so far. */
+  received = 0;
   private failure: Error | undefined;
   private wake: (() => void) | undefined;
 
   constructor(socket: TLSSocket) {
     socket.on("data", (d: Buffer) => {
+      this.received += d.length;
       this.buffer = Buffer.concat([this.buffer, d]);
       this.wake?.();
     });

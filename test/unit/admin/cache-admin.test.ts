@@ -28,7 +28,7 @@ async function world(dirs: string[]) {
     const digest = sha256(content);
     mkdirSync(path.dirname(file(digest)), { recursive: true });
     writeFileSync(file(digest), content);
-    await index.putBlob({ digest, size: Buffer.byteLength(content), mediaType, created: 1, lastAccess: 1_000, hits: 0, links: ["quay.test/team/app"] });
+    await index.putBlob({ digest, size: Buffer.byteLength(content), kind: mediaType === "application/octet-stream" ? "blob" : "manifest", mediaType, created: 1, lastAccess: 1_000, hits: 0, links: ["quay.test/team/app"] });
     return digest;
   };
   const manifest = (config: string, layers: string[]): string => JSON.stringify({ schemaVersion: 2, mediaType: MANIFEST, config: { digest: config }, layers: layers.map((digest) => ({ digest })) });
@@ -65,7 +65,8 @@ describe("CacheAdmin", () => {
     expect(images[0]!.lastAccess).toBeGreaterThan(1_000);
     expect(images[1]).toMatchObject({ manifestCached: false, size: 0, cachedDigests: 0, missingDigests: 1, lastAccess: null, hits: 0 });
     const blobs = await w.admin.blobs();
-    expect(blobs.find((b) => b.digest === layer)).toMatchObject({ images: ["quay.test/team/a:1"], inUse: false, links: ["quay.test/team/app"], verifiedAt: null });
+    expect(blobs.find((b) => b.digest === layer)).toMatchObject({ kind: "blob", images: ["quay.test/team/a:1"], inUse: false, links: ["quay.test/team/app"], verifiedAt: null });
+    expect(blobs.find((b) => b.digest === index)).toMatchObject({ kind: "manifest" });
     await w.close();
   });
 

@@ -33,14 +33,14 @@ describe("BlobStore.fill", () => {
     const body = Readable.from([Buffer.from("x")]);
     const digest = parseDigest(`sha256:${"0".repeat(64)}`)!;
     try {
-      const outcome = await store.fill(digest, "r.test/app", async () => ({ kind: "body", body, size: 1, mediaType: "application/octet-stream", host: "r.test" }));
+      const outcome = await store.fill(digest, "r.test/app", async () => ({ kind: "body", content: "blob", body, size: 1, mediaType: "application/octet-stream", host: "r.test" }));
       expect(outcome).toMatchObject({ kind: "uncached", reason: "disk-fault", body, size: 1 });
       expect(body.destroyed).toBe(false);
       expect(disk.fault).toMatchObject({ action: "create a cache file", code: "EEXIST" });
       expect(store.stats.uncachedForDiskFault).toBe(1);
       // While the disk is unwritable, the next fill does not try it.
       const next = Readable.from([Buffer.from("y")]);
-      expect(await store.fill(parseDigest(`sha256:${"1".repeat(64)}`)!, "r.test/app", async () => ({ kind: "body", body: next, size: 1, mediaType: "application/octet-stream", host: "r.test" }))).toMatchObject({ kind: "uncached", reason: "disk-fault" });
+      expect(await store.fill(parseDigest(`sha256:${"1".repeat(64)}`)!, "r.test/app", async () => ({ kind: "body", content: "blob", body: next, size: 1, mediaType: "application/octet-stream", host: "r.test" }))).toMatchObject({ kind: "uncached", reason: "disk-fault" });
     } finally {
       disk.stop();
       await index.close();
@@ -58,7 +58,7 @@ describe.skipIf(tmpfsUnavailable())("BlobStore.fill on a small disk", () => {
     const index = await CacheIndex.open(paths.indexFile, logger);
     const disk = new DataDisk(paths, logger);
     const store = new BlobStore(paths, index, { maxBytes: 2 ** 30, maxBlobSize: 2 ** 30, minDownloadRate: 0, abandonedAfterMs: 30_000, verifyIntervalMs: 60_000 }, disk, logger);
-    const body = (data: Buffer, size: number | undefined) => async () => ({ kind: "body" as const, body: Readable.from([data]), size, mediaType: "application/octet-stream", host: "r.test" });
+    const body = (data: Buffer, size: number | undefined) => async () => ({ kind: "body" as const, content: "blob" as const, body: Readable.from([data]), size, mediaType: "application/octet-stream", host: "r.test" });
     try {
       for (let i = 0; i < 2; i++) {
         const data = randomBytes(1024 * 1024);
@@ -71,7 +71,7 @@ describe.skipIf(tmpfsUnavailable())("BlobStore.fill on a small disk", () => {
       const chunks = async function* () {
         for (;;) yield randomBytes(1024 * 1024);
       };
-      const open = async () => ({ kind: "body" as const, body: Readable.from(chunks()), size: undefined, mediaType: "application/octet-stream", host: "r.test" });
+      const open = async () => ({ kind: "body" as const, content: "blob" as const, body: Readable.from(chunks()), size: undefined, mediaType: "application/octet-stream", host: "r.test" });
       const first = await store.fill(endless, "r.test/app", open);
       expect(first.kind).toBe("download");
       if (first.kind === "download") await expect(first.download.done).rejects.toThrow("the cache disk is full and upstream did not declare the size");

@@ -12,7 +12,7 @@ import { createLogger } from "../../../src/log/logger.js";
 import { fillDisk, mountTmpfs, tmpfsUnavailable, unmountTmpfs } from "../../e2e/harness/tmpfs.js";
 
 const DIGEST = `sha256:${"a".repeat(64)}`;
-const row = (links: string[]): BlobEntry => ({ digest: DIGEST, size: 10, mediaType: "application/octet-stream", created: 1, lastAccess: 1, hits: 0, links });
+const row = (links: string[]): BlobEntry => ({ digest: DIGEST, size: 10, kind: "blob", mediaType: "application/octet-stream", created: 1, lastAccess: 1, hits: 0, links });
 const blob = (i: number): BlobEntry => ({ ...row(["quay.test/team/app"]), digest: `sha256:${i.toString(16).padStart(64, "0")}`, size: 1000 + i });
 const TAG: TagEntry = { digest: DIGEST, mediaType: "application/vnd.oci.image.manifest.v1+json", size: 10, recorded: 1 };
 
@@ -94,16 +94,34 @@ describe("CacheIndex schema", () => {
     await legacy.disconnect();
     const first = captureLogger();
     await (await CacheIndex.open(file, first.logger)).close();
-    expect(first.lines.filter((l) => l.msg === "cache index schema migrated")).toEqual([expect.objectContaining({ from: 1, to: 2, rowsRewritten: 1 })]);
+    expect(first.lines.filter((l) => l.msg === "cache index schema migrated")).toEqual([expect.objectContaining({ from: 1, to: 3, rowsRewritten: 1 })]);
     const check = rawKeyv(file);
-    expect(await check.get("schema")).toBe(2);
-    expect(await check.get(`blob:${DIGEST}`)).toMatchObject({ links: [] });
+    expect(await check.get("schema")).toBe(3);
+    expect(await check.get(`blob:${DIGEST}`)).toMatchObject({ links: [], kind: "blob" });
     await check.disconnect();
     const second = captureLogger();
     const index = await CacheIndex.open(file, second.logger);
     expect(await index.getTag("quay.test/team/app:1.0@x")).toEqual(TAG);
     await index.close();
     expect(second.lines.filter((l) => l.msg === "cache index schema migrated")).toEqual([]);
+  });
+
+  it("migrates schema 2's rows: blobs stay blobs, a manifest's one Content-Type is set aside until its own type is read", async () => {
+    const file = fresh();
+    const v2 = rawKeyv(file);
+    const manifestDigest = `sha256:${"c".repeat(64)}`;
+    const { kind: _kind, ...blobRow } = row(["quay.test/team/app"]);
+    await v2.set("schema", 2);
+    await v2.set(`blob:${DIGEST}`, blobRow);
+    await v2.set(`blob:${manifestDigest}`, { ...blobRow, digest: manifestDigest, mediaType: "application/vnd.docker.distribution.manifest.v2+json" });
+    await v2.disconnect();
+    const { logger, lines } = captureLogger();
+    const index = await CacheIndex.open(file, logger);
+    expect(index.getBlob(DIGEST)).toMatchObject({ kind: "blob", mediaType: "application/octet-stream", links: ["quay.test/team/app"] });
+    expect(index.getBlob(DIGEST)).not.toHaveProperty("legacyMediaType");
+    expect(index.getBlob(manifestDigest)).toMatchObject({ kind: "manifest", mediaType: "", legacyMediaType: "application/vnd.docker.distribution.manifest.v2+json", links: ["quay.test/team/app"] });
+    await index.close();
+    expect(lines.filter((l) => l.msg === "cache index schema migrated")).toEqual([expect.objectContaining({ from: 2, to: 3, rowsRewritten: 2 })]);
   });
 
   it("sets an index from a newer regcache aside, as it cannot know what its rows mean", async () => {

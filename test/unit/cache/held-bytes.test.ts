@@ -14,7 +14,7 @@ import type { RangeSource } from "../../../src/cache/range-source.js";
 import { createLogger } from "../../../src/log/logger.js";
 import { parseDigest, type Digest } from "../../../src/oci/digest.js";
 
-const entryOf = (digest: string, size: number): BlobEntry => ({ digest, size, mediaType: "m", created: 0, lastAccess: 0, hits: 0, links: [] });
+const entryOf = (digest: string, size: number): BlobEntry => ({ digest, size, kind: "manifest", mediaType: "m", created: 0, lastAccess: 0, hits: 0, links: [] });
 
 /** What a client receives of bytes [start, end] of `source`. */
 async function received(source: RangeSource, start: number, end: number): Promise<Buffer> {

@@ -30,7 +30,7 @@ async function freshIndex(): Promise<CacheIndex> {
 describe("RecordedTags.pruneUncached", () => {
   it("drops answers whose manifest is not cached once they are a week old, and keeps every other", async () => {
     const index = await freshIndex();
-    await index.putBlob({ digest: CACHED, size: 1, mediaType: "m", created: 0, lastAccess: 0, hits: 0, links: [] });
+    await index.putBlob({ digest: CACHED, size: 1, kind: "manifest", mediaType: "m", created: 0, lastAccess: 0, hits: 0, links: [] });
     const tags = new RecordedTags(index);
     const now = 100 * DAY;
     const image = (tag: string) => ({ host: "quay.test", name: "team/app", tag });

@@ -52,7 +52,7 @@ describe("a cached file is hashed while served when it changed on disk since it 
     const store = new BlobStore(paths, index, { maxBytes: 2 ** 30, maxBlobSize: 2 ** 30, minDownloadRate: 0, abandonedAfterMs: 30_000, verifyIntervalMs: 3_600_000 }, new DataDisk(paths, logger), logger);
     const data = randomBytes(SIZE);
     const digest = parseDigest(`sha256:${createHash("sha256").update(data).digest("hex")}`)!;
-    const outcome = await store.fill(digest, "r.test/app", async () => ({ kind: "body", body: Readable.from([data]), size: SIZE, mediaType: "application/octet-stream", host: "r.test" }));
+    const outcome = await store.fill(digest, "r.test/app", async () => ({ kind: "body", content: "blob", body: Readable.from([data]), size: SIZE, mediaType: "application/octet-stream", host: "r.test" }));
     if (outcome.kind !== "download") throw new Error(`fill: ${outcome.kind}`);
     await outcome.download.done;
     for (let i = 0; i < 100 && !store.lookup(digest); i++) await new Promise((r) => setTimeout(r, 10));

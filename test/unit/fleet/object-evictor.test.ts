@@ -11,7 +11,7 @@ const digest = (n: number): string => `sha256:${n.toString(16).padStart(64, "0")
  * `orphans` without one), and leases anyone can hold unless `leaseHolder` holds them.
  */
 function fleet(sizes: number[], opts: { leaseHolder?: string; orphans?: StoredObject[]; listingFails?: boolean } = {}) {
-  const rows = new Map<string, { size: number; lastAccess: number; mediaType?: string }>(sizes.map((size, i) => [digest(i), { size, lastAccess: i }]));
+  const rows = new Map<string, { size: number; lastAccess: number; kind?: string; mediaType?: string }>(sizes.map((size, i) => [digest(i), { size, lastAccess: i }]));
   const stored = new Map<string, StoredObject>([...rows].map(([d, r]) => [d, { digest: d, size: r.size, lastModified: r.lastAccess }]));
   for (const o of opts.orphans ?? []) stored.set(o.digest, o);
   const deletedObjects: string[] = [];
@@ -43,7 +43,7 @@ function fleet(sizes: number[], opts: { leaseHolder?: string; orphans?: StoredOb
       return digests.filter((d) => !rows.has(d));
     },
     async putBlob(entry: FleetBlob) {
-      rows.set(entry.digest, { size: entry.size, lastAccess: entry.storedAt, mediaType: entry.mediaType });
+      rows.set(entry.digest, { size: entry.size, lastAccess: entry.storedAt, kind: entry.kind, mediaType: entry.mediaType });
     },
   } as unknown as FleetIndex;
   const objects = {
@@ -115,11 +115,11 @@ describe("ObjectEvictor", () => {
     expect(f.released).toEqual(["evictor"]);
   });
 
-  it("keeps a manifest's media type from the store's Content-Type", async () => {
+  it("keeps whether an object is a manifest from the store's Content-Type; a manifest's type is asked for where it is served", async () => {
     const f = fleet([], { orphans: [{ digest: digest(100), size: 10, lastModified: 0 }, { digest: digest(101), size: 10, lastModified: 0 }] });
     await f.evictor({ maxBytes: 1_000, orphanGraceMs: 0 }).runOnce();
-    expect(f.rows.get(digest(100))?.mediaType).toBe("application/vnd.oci.image.manifest.v1+json");
-    expect(f.rows.get(digest(101))?.mediaType).toBe("application/octet-stream");
+    expect(f.rows.get(digest(100))).toMatchObject({ kind: "manifest", mediaType: "" });
+    expect(f.rows.get(digest(101))).toMatchObject({ kind: "blob", mediaType: "application/octet-stream" });
   });
 
   it("a listing that fails keeps the turn for 10 minutes (not an hour, nor a full relist every minute) and still evicts", async () => {

@@ -139,15 +139,17 @@ describe("SharedTier: whose turn a fill is", () => {
 });
 
 describe("SharedTier: what the object store holds", () => {
-  it("says so from the index's row, with its links; from the store itself, without links, when the index is down", async () => {
+  it("says so from the index's row, with its links and types; from the store itself, without links or a manifest's type, when the index is down", async () => {
     const index = new FakeIndex();
     const objects = new FakeObjects();
     objects.objects.set(digest.value, { size: 5, mediaType: "application/vnd.oci.image.manifest.v1+json" });
-    index.rows.set(digest.value, { digest: digest.value, size: 5, mediaType: "application/vnd.oci.image.manifest.v1+json", links: ["quay.io/a"], storedAt: 1 });
+    const linkTypes = { "quay.io/a": "application/vnd.oci.image.manifest.v1+json" };
+    index.rows.set(digest.value, { digest: digest.value, size: 5, kind: "manifest", mediaType: "", linkTypes, links: ["quay.io/a"], storedAt: 1 });
     const t = tier(objects, index, "10.0.0.1:3129");
-    expect(await t.find(digest)).toEqual({ size: 5, mediaType: "application/vnd.oci.image.manifest.v1+json", links: ["quay.io/a"] });
+    expect(await t.find(digest)).toEqual({ size: 5, kind: "manifest", mediaType: "", linkTypes, links: ["quay.io/a"] });
     index.failing = true;
-    expect(await t.find(digest)).toEqual({ size: 5, mediaType: "application/vnd.oci.image.manifest.v1+json", links: undefined });
+    // Its Content-Type there may be one registry's label: the type is asked for where it is served.
+    expect(await t.find(digest)).toEqual({ size: 5, kind: "manifest", mediaType: "", links: undefined });
     expect(t.health).toEqual({ objectStore: "up", index: "up" });
     objects.failing = true;
     expect(await t.find(digest)).toBeUndefined();
@@ -183,11 +185,11 @@ describe("SharedTier: what the object store holds", () => {
 
   it("an object without a row (Redis restarted empty) is found by asking the store, and its row written again, without links", async () => {
     const objects = new FakeObjects();
-    objects.objects.set(digest.value, { size: 5, mediaType: "x" });
+    objects.objects.set(digest.value, { size: 5, mediaType: OCTET_STREAM });
     const index = new FakeIndex();
-    expect(await tier(objects, index, "10.0.0.1:3129").find(digest)).toEqual({ size: 5, mediaType: "x", links: undefined });
+    expect(await tier(objects, index, "10.0.0.1:3129").find(digest)).toEqual({ size: 5, kind: "blob", mediaType: OCTET_STREAM, links: undefined });
     await new Promise((r) => setImmediate(r));
-    expect(index.rows.get(digest.value)).toMatchObject({ size: 5, mediaType: "x", links: [] });
+    expect(index.rows.get(digest.value)).toMatchObject({ size: 5, kind: "blob", mediaType: OCTET_STREAM, links: [] });
     objects.objects.clear();
     index.rows.clear();
     expect(await tier(objects, index, "10.0.0.1:3129").find(digest)).toBeUndefined();
@@ -248,7 +250,7 @@ describe("SharedTier: uploads after a fill", () => {
     objects.failPuts = 1;
     const t = tier(objects, index, "10.0.0.1:3129");
     const turn = await t.turn(digest);
-    t.stored({ digest, file, size: 7, mediaType: "application/octet-stream", links: ["quay.io/a"] }, turn.kind === "mine" ? turn.lease : undefined);
+    t.stored({ digest, file, size: 7, kind: "blob", mediaType: "application/octet-stream", links: ["quay.io/a"] }, turn.kind === "mine" ? turn.lease : undefined);
     await vi.waitFor(() => expect(t.stats.uploads.failures).toBe(1));
     expect(index.released).toEqual([`fill:${digest.value}`]);
     expect(index.rows.has(digest.value)).toBe(false);
@@ -259,12 +261,27 @@ describe("SharedTier: uploads after a fill", () => {
     expect(t.stats.uploads).toMatchObject({ uploaded: 1, failures: 1, queued: 0 });
   });
 
+  it("a manifest that declares no type is stored as application/json, its row keeping each repository's type", async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), "regcache-tier-"));
+    const file = path.join(dir, "manifest");
+    writeFileSync(file, Buffer.alloc(7));
+    const index = new FakeIndex();
+    const objects = new FakeObjects();
+    const t = tier(objects, index, "10.0.0.1:3129");
+    const linkTypes = { "quay.io/a": "application/vnd.docker.distribution.manifest.v2+json" };
+    t.stored({ digest, file, size: 7, kind: "manifest", mediaType: "", linkTypes, links: ["quay.io/a"] }, undefined);
+    await vi.waitFor(() => expect(t.stats.uploads.uploaded).toBe(1));
+    expect(objects.objects.get(digest.value)).toEqual({ size: 7, mediaType: "application/json" });
+    expect(index.rows.get(digest.value)).toMatchObject({ kind: "manifest", mediaType: "", linkTypes, links: ["quay.io/a"] });
+    expect(await t.find(digest)).toMatchObject({ kind: "manifest", mediaType: "", linkTypes });
+  });
+
   it("a file evicted before its upload is skipped, and its lease released", async () => {
     const index = new FakeIndex();
     const objects = new FakeObjects();
     const t = tier(objects, index, "10.0.0.1:3129");
     const turn = await t.turn(digest);
-    t.stored({ digest, file: "/nonexistent/regcache-test", size: 7, mediaType: "application/octet-stream", links: [] }, turn.kind === "mine" ? turn.lease : undefined);
+    t.stored({ digest, file: "/nonexistent/regcache-test", size: 7, kind: "blob", mediaType: "application/octet-stream", links: [] }, turn.kind === "mine" ? turn.lease : undefined);
     await new Promise((r) => setTimeout(r, 50));
     expect(objects.puts).toBe(0);
     expect(index.released).toEqual([`fill:${digest.value}`]);

@@ -6,7 +6,10 @@ const TIMINGS = { publicTtl: 1_000, authTtl: 500, offlineGrace: 10_000 };
 describe("access policy (the SECURITY.md table)", () => {
   const facts = (f: Partial<AccessFacts>): AccessFacts => ({ now: 10_000, ...f });
   it.each([
-    ["fresh public verdict", facts({ publicVerdict: { isPublic: true, checkedAt: 9_500 } }), "allow"],
+    ["fresh public verdict, anonymous client", facts({ publicVerdict: { isPublic: true, checkedAt: 9_500 }, anonymous: true }), "allow"],
+    // Upstream refuses wrong credentials even where anyone may read: a client that sends any has them checked.
+    ["fresh public verdict, client with credentials", facts({ publicVerdict: { isPublic: true, checkedAt: 9_500 }, anonymous: false }), "check-client"],
+    ["fresh public verdict, credentials confirmed", facts({ publicVerdict: { isPublic: true, checkedAt: 9_500 }, anonymous: false, confirmedAt: 9_800 }), "allow"],
     ["stale public verdict", facts({ publicVerdict: { isPublic: true, checkedAt: 1_000 } }), "probe-public"],
     ["fresh private verdict, no confirmation", facts({ publicVerdict: { isPublic: false, checkedAt: 9_500 } }), "check-client"],
     ["fresh confirmation", facts({ confirmedAt: 9_800 }), "allow"],
