@@ -1,130 +1,234 @@
 /**
- * CPU per GB of the replica that fills a blob it lacks, by where the bytes come from: upstream (a
- * cold fill, the reference), a peer that holds it, and the fleet's object store. Each run starts
- * a fresh replica, fills a 20 MB blob the same way first (so that start-up and the first TLS
- * connections are not counted), then reads the large blob once with curl and reads the
- * replica's utime+stime from /proc/<pid>/stat before and after, once the fill is stored.
- *
- *   tsc -p tsconfig.json && tsc -p bench/tsconfig.json && node bench/.build/bench/fill-cpu.js
- *
- * BENCH_RUNS (3) runs of each; BENCH_SCALE scales the 200 MB blob.
+ * CPU per GB of each path a blob takes through regcache, per regcache process (user + system time
+ * from /proc, the background work of the fill included: index write, fsync, replication, upload),
+ * beside two bare-Node references on this runtime: ceiling-server.ts for a hit and
+ * fill-reference-server.ts for a fill. Every process has done one fill of another blob first, so
+ * what is measured is a warm process's work, not its JIT's. The paths are interleaved run by run.
  */
 import { execFile } from "node:child_process";
-import { readFileSync, rmSync } from "node:fs";
+import { mkdirSync, rmSync } from "node:fs";
 import { promisify } from "node:util";
-import { curlThrough } from "../test/e2e/harness/clients.js";
-import { REGISTRY_HOST, TestEnvironment } from "../test/e2e/harness/environment.js";
+import type { TestEnvironment } from "../test/e2e/harness/environment.js";
+import { REGISTRY_HOST } from "../test/e2e/harness/environment.js";
 import { fleetArgs } from "../test/e2e/harness/fleet-args.js";
 import { freePort, waitFor } from "../test/e2e/harness/ports.js";
 import { TestRedis } from "../test/e2e/harness/redis.js";
 import type { RegcacheProcess } from "../test/e2e/harness/regcache-process.js";
 import { TestSwift } from "../test/e2e/harness/swift.js";
 import { rankMembers } from "../src/cluster/rendezvous.js";
+import { peerArgs, startCeiling, startServerProcess } from "./bench-processes.js";
+import { cpuOf } from "./process-cpu.js";
+import { summarize, type Summary } from "./stats.js";
 
 const exec = promisify(execFile);
-const RUNS = Number(process.env.BENCH_RUNS ?? 3);
-const BLOB_BYTES = Math.round(200_000_000 * Number(process.env.BENCH_SCALE ?? 1));
-/** Clock ticks per second of /proc's times (USER_HZ, 100 on Linux). */
-const TICKS = 100;
 
-function cpuSeconds(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  return (Number(fields[11]) + Number(fields[12])) / TICKS;
+export interface BenchBlob {
+  repo: string;
+  digest: string;
+  bytes: number;
 }
 
-function log(message: string): void {
-  process.stderr.write(`[fill-cpu] ${message}\n`);
+/** Pushes a one-layer image of `megabytes` and says where its blob is and how large. */
+export async function pushBlob(env: TestEnvironment, repo: string, megabytes: number): Promise<BenchBlob> {
+  const image = await env.pushImage(repo, "1", [Math.round(megabytes * 1_000_000)]);
+  const digest = image.layerDigests[0]!;
+  const { stdout } = await exec("curl", ["-sfI", "--noproxy", "*", "--cacert", env.pki.caCert, `https://${env.registry.url}/v2/${repo}/blobs/${digest}`]);
+  return { repo, digest, bytes: Number(/content-length:\s*(\d+)/i.exec(stdout)![1]) };
 }
 
-async function main(): Promise<void> {
-  const env = new TestEnvironment("fill-cpu");
-  const swift = new TestSwift(env.path("swift"));
-  const redis = new TestRedis();
-  try {
-    await env.start();
-    await Promise.all([swift.start(), redis.start()]);
-    log(`pushing a ${BLOB_BYTES / 1e6} MB blob and a 20 MB one`);
-    const image = await env.pushImage("bench/fill", "1", [BLOB_BYTES, 20_000_000]);
-    const [big, small] = image.layerDigests as [string, string];
-    const url = (digest: string) => `https://${REGISTRY_HOST}/v2/${image.repo}/blobs/${digest}`;
-    const read = async (proxy: RegcacheProcess, digest: string): Promise<void> => {
-      const { stdout } = await exec("curl", ["-sf", "-o", "/dev/null", "-w", "%{http_code}", "--cacert", proxy.caFile, "-x", proxy.proxyUrl, url(digest)]);
-      if (stdout !== "200") throw new Error(`curl ${digest} through ${proxy.proxyUrl}: status ${stdout}`);
-    };
-    const stored = (proxy: RegcacheProcess, digest: string) =>
-      waitFor(async () => (await curlThrough(proxy, url(digest), ["-I"])).headers["x-cache"] === "HIT", 60_000, "the fill to be stored");
-    /** CPU-s per GB of `asker` for one read of the big blob, after a warm-up read of the small one. */
-    const measure = async (asker: RegcacheProcess): Promise<number> => {
-      await read(asker, small);
-      await stored(asker, small);
-      const before = cpuSeconds(asker.pid!);
-      await read(asker, big);
-      await stored(asker, big);
-      return ((cpuSeconds(asker.pid!) - before) * 1e9) / BLOB_BYTES;
-    };
-    const results: Record<string, number[]> = { "cold fill from upstream": [], "peer fill (asker)": [], "first read from the object store": [] };
+/** One path: CPU-s per GB of each process that took part, and of them all together. */
+export interface CpuPath {
+  label: string;
+  processes: Record<string, Summary>;
+  total: Summary;
+}
 
-    for (let i = 0; i < RUNS; i++) {
-      const proxy = env.regcache(`cold-${i}`, ["--log-level", "info"]);
-      await proxy.start();
-      results["cold fill from upstream"]!.push(await measure(proxy));
+export interface FillCpuResult {
+  ceiling: CpuPath;
+  hit: CpuPath;
+  reference: CpuPath;
+  cold: CpuPath;
+  peer: CpuPath;
+  cluster: CpuPath;
+  storeRead: CpuPath;
+  fleetFill: CpuPath;
+}
+
+/** Ratios of medians, and the issue's targets for them. */
+export function fillCpuRatios(r: FillCpuResult) {
+  const m = (p: CpuPath) => p.total.median;
+  const ratios = {
+    hitVsCeiling: m(r.hit) / m(r.ceiling),
+    coldVsReference: m(r.cold) / m(r.reference),
+    peerAskerVsCold: r.peer.processes.asker!.median / m(r.cold),
+    clusterVsCold: m(r.cluster) / m(r.cold),
+    storeReadVsCold: m(r.storeRead) / m(r.cold),
+    fleetFillVsCold: m(r.fleetFill) / m(r.cold),
+  };
+  const targets = {
+    coldVsReference: { target: "≤ 1.1× the fill reference", met: ratios.coldVsReference <= 1.1 },
+    peerAskerVsCold: { target: "asker ≤ 1.1× a cold fill", met: ratios.peerAskerVsCold <= 1.1 },
+    clusterVsCold: { target: "≤ 2.0× a cold fill", met: ratios.clusterVsCold <= 2.0 },
+    storeReadVsCold: { target: "≤ 1.25× a cold fill", met: ratios.storeReadVsCold <= 1.25 },
+    fleetFillVsCold: { target: "≤ 1.5× a cold fill", met: ratios.fleetFillVsCold <= 1.5 },
+  };
+  return { ratios, targets };
+}
+
+/**
+ * Measures every path `runs` times. `blob` is what is measured (hundreds of MB); `warmup` another
+ * blob each process fills first; `blobFile` a copy of `blob` for the ceiling.
+ */
+export async function measureFillCpu(env: TestEnvironment, blob: BenchBlob, warmup: BenchBlob, blobFile: string, runs: number, log: (m: string) => void): Promise<FillCpuResult> {
+  const gb = blob.bytes / 1e9;
+  const url = (b: BenchBlob) => `https://${REGISTRY_HOST}/v2/${b.repo}/blobs/${b.digest}`;
+  const curl = async (target: string, via: RegcacheProcess | undefined, b: BenchBlob): Promise<void> => {
+    const route = via ? ["-x", via.proxyUrl, "--cacert", via.caFile] : ["--noproxy", "*", "--cacert", env.pki.caCert];
+    const { stdout } = await exec("curl", ["-sf", "-o", "/dev/null", "-w", "%{size_download}", ...route, target]);
+    if (Number(stdout) !== b.bytes) throw new Error(`curl got ${stdout} bytes of ${b.bytes} from ${target}`);
+  };
+  const through = (proxy: RegcacheProcess, b: BenchBlob) => curl(url(b), proxy, b);
+  const started: RegcacheProcess[] = [];
+  const regcache = async (name: string, args: string[], envVars: Record<string, string> = {}): Promise<RegcacheProcess> => {
+    const proxy = env.regcache(name, ["--log-level", "info", ...args], { env: envVars });
+    await proxy.start();
+    started.push(proxy);
+    return proxy;
+  };
+  const retire = async (...proxies: RegcacheProcess[]): Promise<void> => {
+    for (const proxy of proxies) {
       await proxy.stop();
       rmSync(proxy.dataDir, { recursive: true, force: true });
     }
+  };
+  const peersLive = (replicas: RegcacheProcess[]) =>
+    waitFor(() => replicas.every((r) => r.logs.filter((l) => l.msg === "peer is live").length >= replicas.length - 1), 15_000, "the replicas to see each other");
+  const uploaded = async (proxy: RegcacheProcess): Promise<number> =>
+    ((await (await fetch(`${proxy.proxyUrl}/api/stats`)).json()) as { shared: { uploads: { uploaded: number } } }).shared.uploads.uploaded;
 
-    // Two replicas; the holder ranks first for both blobs, so the asker asks it.
-    let ports: [number, number];
-    for (;;) {
-      ports = [await freePort(), await freePort()];
-      const members = ports.map((p) => `127.0.0.1:${p}`);
-      if (rankMembers(big, members)[0] === members[0] && rankMembers(small, members)[0] === members[0]) break;
-    }
-    const peerArgs = (self: number, other: number) => ["--log-level", "info", "--peer-listen", `127.0.0.1:${self}`, "--advertise", `127.0.0.1:${self}`, "--peer", `127.0.0.1:${other}`];
-    const holder = env.regcache("holder", peerArgs(ports[0], ports[1]));
-    await holder.start();
-    await read(holder, small);
-    await read(holder, big);
-    for (let i = 0; i < RUNS; i++) {
-      const asker = env.regcache(`asker-${i}`, peerArgs(ports[1], ports[0]));
-      await asker.start();
-      await waitFor(() => asker.logs.some((l) => l.msg === "peer is live"), 15_000, "the asker to see its peer");
-      results["peer fill (asker)"]!.push(await measure(asker));
-      await asker.stop();
-      rmSync(asker.dataDir, { recursive: true, force: true });
-    }
-    await holder.stop();
+  const samples = new Map<keyof FillCpuResult, Record<string, number>[]>();
+  let stepStarted = Date.now();
+  const record = (path: keyof FillCpuResult, names: string[], seconds: number[]) => {
+    log(`  ${path}: ${seconds.map((c) => (c / gb).toFixed(2)).join(" + ")} CPU-s per GB (${((Date.now() - stepStarted) / 1000).toFixed(0)} s)`);
+    stepStarted = Date.now();
+    const perGb: Record<string, number> = {};
+    names.forEach((name, i) => (perGb[name] = seconds[i]! / gb));
+    samples.set(path, [...(samples.get(path) ?? []), perGb]);
+  };
 
-    const replica = async (name: string): Promise<RegcacheProcess> => {
-      const proxy = env.regcache(name, ["--log-level", "info", ...fleetArgs(swift, redis, await freePort(), "fill-cpu")], { env: swift.credentialsEnv });
-      await proxy.start();
-      return proxy;
-    };
-    const filler = await replica("filler");
-    await read(filler, small);
-    await read(filler, big);
-    await waitFor(async () => ((await (await fetch(`${filler.proxyUrl}/api/stats`)).json()) as { shared: { uploads: { uploaded: number } } }).shared.uploads.uploaded >= 2, 120_000, "the uploads");
-    await filler.stop();
-    for (let i = 0; i < RUNS; i++) {
-      const reader = await replica(`reader-${i}`);
-      results["first read from the object store"]!.push(await measure(reader));
-      await reader.stop();
-      rmSync(reader.dataDir, { recursive: true, force: true });
-    }
+  const ceiling = await startCeiling(blobFile, env.pki.serverKey, env.pki.serverCert);
+  const referenceDir = env.path("fill-reference");
+  mkdirSync(referenceDir, { recursive: true });
+  const reference = await startServerProcess("fill-reference-server.js", [`https://${env.registry.url}`, env.pki.caCert, env.pki.serverKey, env.pki.serverCert, referenceDir]);
+  const referenceUrl = (b: BenchBlob) => `https://127.0.0.1:${reference.port}/v2/${b.repo}/blobs/${b.digest}`;
+  const swift = new TestSwift(env.path("cpu-swift"));
+  // One index for the store reads (it names the filler's uploads throughout), one emptied before each fleet fill.
+  const readIndex = new TestRedis();
+  const fillIndex = new TestRedis();
+  await Promise.all([swift.start(), readIndex.start(), fillIndex.start()]);
+  const fleetReplica = async (name: string, index: TestRedis, prefix: string) => regcache(name, fleetArgs(swift, index, await freePort(), prefix), swift.credentialsEnv);
+  try {
+    await curl(ceiling.url, undefined, blob);
+    await curl(referenceUrl(warmup), undefined, warmup);
+    const warm = await regcache("cpu-hit", []);
+    for (const b of [warmup, blob, blob]) await through(warm, b);
 
-    process.stdout.write(`| path | CPU-s per GB of the replica that fills (${RUNS} runs) | median |\n| --- | --- | --- |\n`);
-    for (const [path, values] of Object.entries(results)) {
-      const sorted = [...values].sort((a, b) => a - b);
-      process.stdout.write(`| ${path} | ${values.map((v) => v.toFixed(2)).join(", ")} | ${sorted[Math.floor(sorted.length / 2)]!.toFixed(2)} |\n`);
+    const holderPorts = [await freePort(), await freePort()];
+    const holderIndex = rankMembers(blob.digest, holderPorts.map((p) => `127.0.0.1:${p}`))[0] === `127.0.0.1:${holderPorts[0]}` ? 0 : 1;
+    const holder = await regcache("cpu-holder", peerArgs(holderPorts, holderIndex));
+    await through(holder, blob);
+
+    const filler = await fleetReplica("cpu-store-filler", readIndex, "cpu-store");
+    for (const b of [warmup, blob]) await through(filler, b);
+    await waitFor(async () => (await uploaded(filler)) >= 2, 120_000, "the filler's uploads");
+    await retire(filler);
+
+    for (let i = 0; i < runs; i++) {
+      log(`CPU per GB, run ${i + 1} of ${runs}: ceiling, hit, fill reference, cold fill, peer fill, cluster fill, store read, fleet fill`);
+      record("ceiling", ["server"], await cpuOf([ceiling.pid], () => curl(ceiling.url, undefined, blob)));
+      record("hit", ["regcache"], await cpuOf([warm.pid!], () => through(warm, blob)));
+      rmSync(referenceDir, { recursive: true, force: true });
+      mkdirSync(referenceDir, { recursive: true });
+      record("reference", ["server"], await cpuOf([reference.pid], () => curl(referenceUrl(blob), undefined, blob)));
+
+      const cold = await regcache(`cpu-cold-${i}`, []);
+      await through(cold, warmup);
+      record("cold", ["regcache"], await cpuOf([cold.pid!], () => through(cold, blob)));
+      await retire(cold);
+
+      const asker = await regcache(`cpu-asker-${i}`, peerArgs(holderPorts, 1 - holderIndex));
+      await peersLive([holder, asker]);
+      await through(asker, warmup);
+      record("peer", ["asker", "holder"], await cpuOf([asker.pid!, holder.pid!], () => through(asker, blob)));
+      await retire(asker);
+
+      const ports = [await freePort(), await freePort(), await freePort()];
+      const replicas: RegcacheProcess[] = [];
+      for (let r = 0; r < 3; r++) replicas.push(await regcache(`cpu-cluster-${i}-${r}`, peerArgs(ports, r)));
+      await peersLive(replicas);
+      for (const replica of replicas) await through(replica, warmup);
+      // Ranked for the blob: the owner fills it; the client asks the replica ranked last, so the
+      // replica ranked second (where a second copy goes) is a third process.
+      const addresses = ports.map((p) => `127.0.0.1:${p}`);
+      const ranked = rankMembers(blob.digest, addresses).map((a) => replicas[addresses.indexOf(a)]!);
+      record("cluster", ["owner", "second", "asker"], await cpuOf(ranked.map((r) => r.pid!), () => through(ranked[2]!, blob)));
+      await retire(...replicas);
+
+      const reader = await fleetReplica(`cpu-store-reader-${i}`, readIndex, "cpu-store");
+      await through(reader, warmup);
+      record("storeRead", ["regcache"], await cpuOf([reader.pid!], () => through(reader, blob)));
+      await retire(reader);
+
+      await fillIndex.restart();
+      const fleetFiller = await fleetReplica(`cpu-fleet-fill-${i}`, fillIndex, `cpu-fill-${i}`);
+      await through(fleetFiller, warmup);
+      await waitFor(async () => (await uploaded(fleetFiller)) >= 1, 120_000, "the warm-up blob's upload");
+      record("fleetFill", ["regcache"], await cpuOf([fleetFiller.pid!], () => through(fleetFiller, blob), async () => (await uploaded(fleetFiller)) >= 2));
+      await retire(fleetFiller);
     }
   } finally {
-    await env.cleanup();
-    await swift.stop();
-    await redis.stop();
+    ceiling.stop();
+    reference.stop();
+    for (const proxy of started) await proxy.stop().catch(() => undefined);
+    await Promise.all([swift.stop(), readIndex.stop(), fillIndex.stop()]);
   }
+
+  const path = (key: keyof FillCpuResult, label: string): CpuPath => {
+    const runsOf = samples.get(key)!;
+    const processes: Record<string, Summary> = {};
+    for (const name of Object.keys(runsOf[0]!)) processes[name] = summarize(runsOf.map((r) => r[name]!));
+    return { label, processes, total: summarize(runsOf.map((r) => Object.values(r).reduce((a, b) => a + b, 0))) };
+  };
+  return {
+    ceiling: path("ceiling", "the hit ceiling: bare node:https file server (ceiling-server.ts)"),
+    hit: path("hit", "local hit"),
+    reference: path("reference", "the fill reference: bare Node GET → SHA-256 → batched writes → node:https (fill-reference-server.ts)"),
+    cold: path("cold", "cold fill from upstream, one replica"),
+    peer: path("peer", "first read through a replica that gets it from its peer"),
+    cluster: path("cluster", "cold fill through 3 replicas as one cache (asked: the one ranked last for the blob)"),
+    storeRead: path("storeRead", "first read from the object store, empty local disk"),
+    fleetFill: path("fleetFill", "cold fill with the shared tier, upload included"),
+  };
 }
 
-main().catch((err: unknown) => {
-  log(`failed: ${(err as Error).stack ?? String(err)}`);
-  process.exit(1);
-});
+/** Table rows (bench/run.ts's columns) for these figures. */
+export function fillCpuRows(r: FillCpuResult, runs: number): string[] {
+  const { ratios, targets } = fillCpuRatios(r);
+  const fmt = (s: Summary) => `${s.median.toFixed(2)} (${s.min.toFixed(2)}–${s.max.toFixed(2)})`;
+  const figures = (p: CpuPath) => {
+    const names = Object.keys(p.processes);
+    return names.length === 1 ? fmt(p.total) : `${names.map((n) => `${n} ${fmt(p.processes[n]!)}`).join(" + ")} = ${fmt(p.total)}`;
+  };
+  const verdict = (t: { target: string; met: boolean }) => `${t.target}: ${t.met ? "met" : "**not met**"}`;
+  const row = (p: CpuPath, ratio: string, target = "") => `| CPU-s per GB, ${p.label}, median of ${runs} | | | | ${figures(p)} | ${ratio} | ${target} |`;
+  return [
+    row(r.ceiling, ""),
+    row(r.hit, `${ratios.hitVsCeiling.toFixed(2)}× the ceiling`),
+    row(r.reference, ""),
+    row(r.cold, `${ratios.coldVsReference.toFixed(2)}× the fill reference`, verdict(targets.coldVsReference)),
+    row(r.peer, `asker ${ratios.peerAskerVsCold.toFixed(2)}× a cold fill`, verdict(targets.peerAskerVsCold)),
+    row(r.cluster, `${ratios.clusterVsCold.toFixed(2)}× a cold fill`, verdict(targets.clusterVsCold)),
+    row(r.storeRead, `${ratios.storeReadVsCold.toFixed(2)}× a cold fill`, verdict(targets.storeReadVsCold)),
+    row(r.fleetFill, `${ratios.fleetFillVsCold.toFixed(2)}× a cold fill`, verdict(targets.fleetFillVsCold)),
+  ];
+}

@@ -1,7 +1,8 @@
 /**
  * CPU profiles of regcache's cold path (empty cache) and hit path (warm cache) for one
- * skopeo pull each, written to bench/results/profiles/*.cpuprofile (open them in Chrome
- * DevTools or speedscope for flame graphs); prints the top functions by self time.
+ * skopeo pull each, and of small requests (a cached manifest by digest and a tag HEAD under
+ * --tag-ttl 0, 16 connections, 3 s each), written to bench/results/profiles/*.cpuprofile (open
+ * them in Chrome DevTools or speedscope for flame graphs); prints the top functions by self time.
  *
  *   npm run bench:profile            (BENCH_SCALE=1: a 350 MB image)
  */
@@ -10,8 +11,10 @@ import { mkdirSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import path from "node:path";
 import { promisify } from "node:util";
 import { goClientEnv } from "../test/e2e/harness/clients.js";
-import { TestEnvironment } from "../test/e2e/harness/environment.js";
+import { ProxyAgent } from "undici";
+import { REGISTRY_HOST, TestEnvironment } from "../test/e2e/harness/environment.js";
 import { REPO_ROOT } from "../test/e2e/harness/regcache-process.js";
+import { load, primeSmallRequests } from "./small-requests.js";
 
 const exec = promisify(execFile);
 const SCALE = Number(process.env.BENCH_SCALE ?? 1);
@@ -63,6 +66,15 @@ async function main(): Promise<void> {
       await proxy.stop();
       rmSync(dest, { recursive: true, force: true });
     }
+    // Small requests: a cached manifest by digest (GET, HEAD) and a tag HEAD under --tag-ttl 0, 16 connections.
+    process.env.REGCACHE_NODE_ARGS = `--cpu-prof --cpu-prof-dir=${out} --cpu-prof-name=requests.cpuprofile`;
+    const small = await primeSmallRequests(env);
+    const agent = new ProxyAgent({ uri: small.proxy.proxyUrl, requestTls: { ca: readFileSync(small.proxy.caFile, "utf8") }, connections: 16 });
+    for (const [method, reference] of [["GET", small.image.digest], ["HEAD", small.image.digest], ["HEAD", small.image.tag]] as const) {
+      await load(agent, `https://${REGISTRY_HOST}`, `/v2/${small.image.repo}/manifests/${reference}`, method, 16, 3);
+    }
+    await agent.close();
+    await small.proxy.stop();
     for (const file of readdirSync(out)) {
       process.stdout.write(`\n${file}: top self time\n${topSelfTime(path.join(out, file)).join("\n")}\n`);
     }

@@ -2,19 +2,19 @@
  * regcache benchmark, side by side with the peers a user would otherwise choose, all in one run
  * on loopback: pulling directly from the registry (Debian's docker-registry, distribution),
  * distribution's pull-through cache (`proxy: remoteurl:`) and squid ssl-bump with a blob cache.
- * Prints one table of medians, spread and ratios; writes bench/results/latest.json and
- * bench/results/latest.md (docs/performance.md's table).
+ * Also the CPU each path a blob takes costs per GB beside bare-Node references (fill-cpu.ts), and
+ * small requests against distribution (small-requests.ts). Prints one table of medians, spread and
+ * ratios; writes bench/results/latest.json and bench/results/latest.md (docs/performance.md's
+ * table, with how it was measured).
  *
  *   npm run bench                 (BENCH_RUNS=5 by default; BENCH_SCALE=0.1 for a quick smoke run)
  *
  * Handshakes are timed on this Node.js and on Node 24 (the Docker image's runtime), which
  * `.ci/install-test-deps.sh --bench` unpacks beside it.
  */
-import { execFile, spawn } from "node:child_process";
-import { once } from "node:events";
+import { execFile } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createSecureContext, type TLSSocket } from "node:tls";
-import { fileURLToPath } from "node:url";
 import os from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
@@ -29,10 +29,12 @@ import { LeafMinter } from "../src/tls/leaf-minter.js";
 import { TestHaproxy } from "../test/e2e/harness/haproxy.js";
 import { TestRegistry } from "../test/e2e/harness/registry.js";
 import { NODE_24 } from "../test/e2e/harness/tools.js";
+import { peerArgs, startCeiling } from "./bench-processes.js";
+import { fillCpuRatios, fillCpuRows, measureFillCpu, pushBlob } from "./fill-cpu.js";
 import { measureSharedTierReads } from "./fleet.js";
 import { SquidSslBump } from "./squid.js";
 import { percentile, summarize, type Summary } from "./stats.js";
-import { head } from "./tunnel-client.js";
+import { measureSmallRequests, primeSmallRequests, smallRequestRows, smallRequestTarget } from "./small-requests.js";
 
 const exec = promisify(execFile);
 const RUNS = Number(process.env.BENCH_RUNS ?? 5);
@@ -41,19 +43,11 @@ const MB = 1_000_000;
 const IMAGE_LAYERS = [150, 120, 80].map((m) => Math.round(m * MB * SCALE));
 const IMAGE_MB = IMAGE_LAYERS.reduce((a, b) => a + b, 0) / MB;
 const BLOB_SIZE = Math.round(200 * MB * SCALE);
+/** How long each small-request measurement runs. */
+const SMALL_SECONDS = Number(process.env.BENCH_SECONDS ?? 3);
 
 /** How a client reaches the registry: through a proxy whose CA it trusts, or directly (undefined). */
 type Route = ProxyEnv | undefined;
-
-/** The bare node:https server of ceiling-server.ts, serving `file`; resolves with its URL and a stop function. */
-async function startCeiling(file: string, keyFile: string, certFile: string, node = process.execPath): Promise<{ port: number; url: string; stop(): void }> {
-  const script = path.join(path.dirname(fileURLToPath(import.meta.url)), "ceiling-server.js");
-  const child = spawn(node, [script, file, keyFile, certFile], { stdio: ["ignore", "pipe", "inherit"] });
-  process.once("exit", () => child.kill());
-  const [data] = (await once(child.stdout!, "data")) as [Buffer];
-  const port = Number(data.toString().trim());
-  return { port, url: `https://127.0.0.1:${port}/blob`, stop: () => child.kill() };
-}
 
 /** Like Promise.all, but on a failure prints the proxy's warnings and errors before rethrowing. */
 async function settleAll(proxy: RegcacheProcess, work: Promise<unknown>[]): Promise<unknown[]> {
@@ -74,11 +68,6 @@ async function timed(fn: () => Promise<unknown>): Promise<number> {
 
 function log(message: string): void {
   process.stderr.write(`[bench] ${message}\n`);
-}
-
-/** The arguments that make replica `i` of those on peer ports `ports` a peer of the others. */
-function peerArgs(ports: number[], i: number): string[] {
-  return ["--peer-listen", `127.0.0.1:${ports[i]}`, "--advertise", `127.0.0.1:${ports[i]}`, ...ports.filter((_, j) => j !== i).flatMap((p) => ["--peer", `127.0.0.1:${p}`])];
 }
 
 function peakRssMB(pid: number): number {
@@ -191,6 +180,11 @@ async function main(): Promise<void> {
     log(`squid result codes for the blob: ${squidCodes.join(" ")}`);
     await squid.stop();
     await warmProxy.stop();
+
+    log("CPU per GB of each path a blob takes, per regcache process, beside a bare-Node hit (the ceiling) and a bare-Node fill (the fill reference)");
+    const warmupBlob = await pushBlob(env, "bench/warmup", 20 * SCALE);
+    const fillCpu = await measureFillCpu(env, { repo: "bench/blob", digest: blob, bytes: blobBytes }, warmupBlob, blobFile, RUNS, log);
+    const cpu = fillCpuRatios(fillCpu);
 
     log("an image whose blobs are all cached from another repository: upstream GETs and HEADs (repository links)");
     const linkProxy = quietProxy("links");
@@ -357,23 +351,10 @@ async function main(): Promise<void> {
     const many = { hosts: manyHosts, seconds: (performance.now() - manyStarted) / 1000, idleRssMB: idleRss, rssAfterMB: rssMB(manyProxy.pid!), peakRssMB: peakRssMB(manyProxy.pid!) };
     await manyProxy.stop();
 
-    log("manifest HEADs on one kept-alive connection (cached manifest)");
-    const headProxy = quietProxy("heads");
-    await headProxy.start();
-    await timedPull(image.ref, headProxy);
-    const tls = await tlsThroughProxy(headProxy.port, `${REGISTRY_HOST}:443`, REGISTRY_HOST, readFileSync(headProxy.caFile, "utf8"));
-    const headPath = `/v2/bench/big/manifests/${image.topDigest}`;
-    if ((await head(tls, REGISTRY_HOST, headPath)) !== 200) throw new Error("manifest HEAD did not answer 200");
-    const headMs: number[] = [];
-    const headsStarted = performance.now();
-    for (let i = 0; i < 2000; i++) {
-      const started = performance.now();
-      await head(tls, REGISTRY_HOST, headPath);
-      headMs.push(performance.now() - started);
-    }
-    const headsPerSecond = 2000 / ((performance.now() - headsStarted) / 1000);
-    tls.destroy();
-    await headProxy.stop();
+    log(`small requests, ${SMALL_SECONDS} s each: a cached manifest by digest (GET, HEAD; 1 and 16 connections) and a tag HEAD under --tag-ttl 0 (16 connections), direct and through regcache in turn`);
+    const small = await primeSmallRequests(env);
+    const smallRequests = await measureSmallRequests(env, small.proxy, small.image, RUNS, SMALL_SECONDS);
+    await small.proxy.stop();
 
     const s = {
       directPullSeconds: summarize(directPull),
@@ -428,6 +409,8 @@ async function main(): Promise<void> {
       clusterColdVsSingle: { target: "≤ 1.1", met: ratios.clusterColdVsSingle <= 1.1 },
       blobFromStoreVsLocal: { target: "≥ 0.5", met: ratios.blobFromStoreVsLocal >= 0.5 },
       blobAfterStoreVsWarm: { target: "≥ 0.95 (unchanged)", met: ratios.blobAfterStoreVsWarm >= 0.95 },
+      ...Object.fromEntries(Object.entries(cpu.targets).map(([key, t]) => [`cpu.${key}`, t])),
+      ...Object.fromEntries(smallRequests.map((r) => [`small.${r.label}`, smallRequestTarget(r)])),
     };
     const results = {
       date: new Date().toISOString(),
@@ -444,7 +427,9 @@ async function main(): Promise<void> {
       clusterCold,
       handshakes: handshakeRuns,
       manyHosts: many,
-      manifestHeads: { perSecond: headsPerSecond, p50Ms: percentile(headMs, 50), p99Ms: percentile(headMs, 99) },
+      cpuPerGb: fillCpu,
+      cpuRatios: cpu.ratios,
+      smallRequests,
       targets,
     };
 
@@ -471,12 +456,22 @@ async function main(): Promise<void> {
           `| TLS handshake via CONNECT on ${h.node}, p50 / p99 (ms); baseline: TCP + handshake with a bare node:https server, p50 | | | | known host ${h.knownP50Ms.toFixed(1)} / ${h.knownP99Ms.toFixed(1)}; 200 new hosts ${h.newHostP50Ms.toFixed(1)} / ${h.newHostP99Ms.toFixed(1)}; baseline ${h.bareP50Ms.toFixed(1)} | new host +${(h.newHostP50Ms - h.knownP50Ms).toFixed(1)} ms; known host ${(h.knownP50Ms / h.bareP50Ms).toFixed(2)}× the baseline | ${i === 0 ? `${verdict(targets.newHostHandshakeP50)}; known host ${verdict(targets.knownHostHandshakeP50)}` : `≤ +1 ms: ${h.newHostP50Ms - h.knownP50Ms <= 1 ? "met" : "**not met**"}; known host ≤ 3 ms: ${h.knownP50Ms <= 3 ? "met" : "**not met**"}`} |`,
       ),
       `| ${many.hosts} distinct hosts, 16 at a time: RSS idle → after; peak (MB) | | | | ${many.idleRssMB.toFixed(0)} → ${many.rssAfterMB.toFixed(0)}; peak ${many.peakRssMB.toFixed(0)} (${many.seconds.toFixed(0)} s) | ${(many.peakRssMB / many.idleRssMB).toFixed(2)}× idle | ${verdict(targets.manyHostsPeakRss)} |`,
-      `| cached manifest HEADs, one keep-alive connection | | | | ${headsPerSecond.toFixed(0)}/s, p99 ${percentile(headMs, 99).toFixed(2)} ms | | |`,
+      ...fillCpuRows(fillCpu, RUNS),
+      ...smallRequestRows(smallRequests, RUNS),
     ].join("\n");
     const dir = path.join(REPO_ROOT, "bench", "results");
     mkdirSync(dir, { recursive: true });
     writeFileSync(path.join(dir, "latest.json"), `${JSON.stringify(results, null, 2)}\n`);
-    writeFileSync(path.join(dir, "latest.md"), `${table}\n\nsquid served ${squidHits} of ${squidCodes.length} blob requests from its cache (the first is its miss).\n`);
+    const notes = [
+      `squid served ${squidHits} of ${squidCodes.length} blob requests from its cache (the first is its miss).`,
+      "",
+      `Made by \`npm run bench\` (BENCH_RUNS=${RUNS}) on ${results.machine.cpus} cores (${results.machine.cpuModel}), Node ${process.version}, everything on loopback; every ratio is of medians from this one run.`,
+      "",
+      "**CPU per GB** is the user and system time of each regcache process (all its threads) from `/proc/<pid>/stat`, from the start of one curl download of the blob until the process is quiet again (index write, fsync, replication and upload included), divided by the blob's size. Every process filled another blob first, so its JIT's warm-up is not counted. The references are bare Node on the same runtime: the ceiling (`bench/ceiling-server.ts`, a file streamed in 256 KiB reads) for a hit, and the fill reference (`bench/fill-reference-server.ts`: undici GET, SHA-256, chunks written to a file by writev as they queue, the client served from two reused 256 KiB buffers, then digest check, fsync and rename) for a fill. Where several replicas take part, each is listed and their sum compared. `npm run bench:cpu` runs this part alone.",
+      "",
+      "**Small requests** come from one undici client in the benchmark process over kept-alive connections (HEADs too: undici closes the connection after a HEAD unless asked not to), 3 s per measurement after 20 warm-up requests per connection, directly from distribution and through regcache in turn. The tag HEAD runs under `--tag-ttl 0` with its manifest cached, so every request is revalidated upstream; concurrent ones share one HEAD. The registry's access log counts the HEADs, regcache's log the groups (requests not marked `coalesced`). `npm run bench:requests` runs this part alone.",
+    ];
+    writeFileSync(path.join(dir, "latest.md"), `${table}\n\n${notes.join("\n")}\n`);
     process.stdout.write(`${table}\n`);
   } finally {
     await env.cleanup();

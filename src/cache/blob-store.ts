@@ -1,6 +1,6 @@
-import { randomBytes } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import { closeSync, openSync } from "node:fs";
-import { mkdir, readdir, rename, rm, stat } from "node:fs/promises";
+import { mkdir, readdir, readFile, rename, rm, stat } from "node:fs/promises";
 import path from "node:path";
 import type { Readable } from "node:stream";
 import type { Logger } from "../log/logger.js";
@@ -15,6 +15,7 @@ import { DISK_HEADROOM, effectiveCacheBound, freeBytes } from "./disk-space.js";
 import { DigestMismatchError, Download, DownloadAbortedError } from "./download.js";
 import { chooseEvictions } from "./eviction.js";
 import { hashFile } from "./file-hash.js";
+import { HeldBytes, HeldBytesSource } from "./held-bytes.js";
 import { readManifestDescription } from "./manifest-file.js";
 import { recordLinkType } from "./manifest-types.js";
 import { OpenStreams } from "./read-chunk.js";
@@ -25,10 +26,17 @@ import { stampOfDescriptor, stampOfFile, stampOfFileNow, VerifiedFiles, type Fil
 const LOW_WATER_RATIO = 0.9;
 /**
  * Files up to this size (every manifest: the distribution spec caps them at 4 MiB) are hashed
- * before every response: it costs little, and a manifest served wrong is accepted by clients
+ * before every response, unless their verified bytes are held in memory and the file looks as it
+ * did when they were read: it costs little, and a manifest served wrong is accepted by clients
  * that pull by tag (they cannot know its digest).
  */
 const ALWAYS_CHECKED_BYTES = 4 * 1024 * 1024;
+/**
+ * Verified small files held in memory (held-bytes.ts). A manifest is a few KB (an index of a
+ * hundred platforms ~50 KB; image configs are alike), so 8 MiB holds those of hundreds of images.
+ */
+const HELD_BYTES = 8 * 1024 * 1024;
+const HELD_FILE_BYTES = 256 * 1024;
 /** The background scrub hashes at most this fast, so it never competes with clients for the disk. */
 const SCRUB_BYTES_PER_SECOND = 64 * 1024 * 1024;
 const SCRUB_IDLE_MS = 60_000;
@@ -114,6 +122,7 @@ export class BlobStore {
   /** Digests whose file matched its digest since this process started, with what the file looked like then. */
   private readonly verifiedThisRun = new VerifiedFiles();
   private readonly openStreams = new OpenStreams();
+  private readonly held = new HeldBytes(HELD_BYTES, HELD_FILE_BYTES);
   private scrubTimer: NodeJS.Timeout | undefined;
   private roomTimer: NodeJS.Timeout | undefined;
   /** Bytes each admitted download may still write: room on the disk promised to it. */
@@ -200,9 +209,17 @@ export class BlobStore {
    * Whether the row's file is on disk, with its size, and (for a small file: every manifest) its
    * digest. A file deleted, truncated or damaged behind regcache's back is a miss: the row is
    * dropped and the fill refetches it, so the client never notices. Large files are checked while
-   * they are served instead (readCached), where a mismatch can only cut the response.
+   * they are served instead (readCached), where a mismatch can only cut the response. A small file
+   * whose verified bytes are held in memory (HeldBytes) is not read again: those bytes are what is
+   * served. Its file is still looked at (one stat), so that one changed on disk since it was read
+   * (verified-files.ts) is hashed again, and quarantined if damaged, as a large one is when served.
    */
   async present(entry: BlobEntry, digest: Digest): Promise<boolean> {
+    if (this.held.get(entry)) {
+      const stamp = await stampOfFile(this.paths.blobFile(digest));
+      if (stamp && this.verifiedThisRun.matches(entry.digest, stamp)) return true;
+      this.held.delete(entry.digest);
+    }
     if (!(await this.hasFile(entry, digest))) return false;
     return entry.size > ALWAYS_CHECKED_BYTES || (await this.hashMatches(entry, digest));
   }
@@ -239,15 +256,30 @@ export class BlobStore {
     );
     if (size === entry.size) return true;
     if (this.pins.has(entry.digest)) return false;
+    this.held.delete(entry.digest);
     this.stats.missing += 1;
     this.logger.warn({ digest: entry.digest, expectedBytes: entry.size, foundBytes: size ?? null }, "cached file missing or resized; dropped from the index");
     await this.index.deleteBlob(entry.digest).catch((err: unknown) => this.logger.warn({ err }, "cannot drop index row"));
     return false;
   }
 
-  /** Whether the file hashes to its digest; one that does not (or cannot be read) is quarantined. */
+  /**
+   * Whether the file hashes to its digest; one that does not (or cannot be read) is quarantined.
+   * A small one is read whole, and its bytes held once they match, with what its file looked like.
+   */
   private async hashMatches(entry: BlobEntry, digest: Digest): Promise<boolean> {
-    const actual = await hashFile(this.paths.blobFile(digest), digest.algorithm).catch(() => undefined);
+    const file = this.paths.blobFile(digest);
+    let actual: string | undefined;
+    if (this.held.admits(entry.size)) {
+      // Taken before reading: a write while it is read leaves the file looking changed.
+      const stamp = await stampOfFile(file);
+      const bytes = await readFile(file).catch(() => undefined);
+      actual = bytes && createHash(digest.algorithm).update(bytes).digest("hex");
+      if (bytes && actual === digest.hex) {
+        this.held.put(entry, bytes);
+        this.verifiedThisRun.add(entry.digest, stamp);
+      }
+    } else actual = await hashFile(file, digest.algorithm).catch(() => undefined);
     if (actual === digest.hex) return true;
     await this.quarantine(entry, digest, `${digest.algorithm}:${actual ?? "unreadable"}`);
     return false;
@@ -257,10 +289,12 @@ export class BlobStore {
    * Bytes [start, end] of the cached file as a response source; the digest stays pinned until it
    * closes. Large files not verified this run (or within --verify-interval), changed on disk since
    * (verified-files.ts), or all of them with `always`, are hashed as they are served, and their
-   * last byte is released only if they still match.
+   * last byte is released only if they still match. Small files held in memory are served from there.
    */
   readCached(entry: BlobEntry, digest: Digest, start: number, end: number, always = false): RangeSource {
     this.index.touch(entry.digest);
+    const held = this.held.get(entry);
+    if (held) return new HeldBytesSource(held);
     const fd = openSync(this.paths.blobFile(digest), "r");
     let stamp: FileStamp;
     try {
@@ -307,6 +341,7 @@ export class BlobStore {
     if (this.index.getBlob(entry.digest) !== entry) return;
     this.stats.damaged += 1;
     this.verifiedThisRun.forget(entry.digest);
+    this.held.delete(entry.digest);
     this.logger.error({ digest: entry.digest, actual, bytes: entry.size }, "cached file does not match its digest; quarantined, will be refetched");
     try {
       await this.index.deleteBlob(entry.digest);
@@ -604,6 +639,7 @@ export class BlobStore {
     await rm(path.join(this.paths.blobsDir, algorithm!, hex!.slice(0, 2), hex!), { force: true });
     await this.index.deleteBlob(entry.digest);
     this.verifiedThisRun.forget(entry.digest);
+    this.held.delete(entry.digest);
   }
 
   /**

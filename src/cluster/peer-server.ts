@@ -124,7 +124,7 @@ async function handle(req: IncomingMessage, res: ServerResponse, services: PeerS
   if (mode === "fill") await services.fill(rr, kind, name, digest);
   else if (mode === "copy") await services.copy(rr, kind, name, digest);
   else send(res, 400, "UNSUPPORTED", "mode must be fill or copy");
-  logger.debug({ mode, digest, host, name }, "peer content request");
+  logger.debug({ mode, digest, host, repository: name }, "peer content request");
 }
 
 /** A request's JSON body, up to `limit` bytes; rejects when it is larger or not JSON. */

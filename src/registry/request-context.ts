@@ -27,6 +27,8 @@ export interface RequestLogFields {
   client?: string;
   /** How access to cached content was settled (see AccessControl). */
   access?: string;
+  /** This request shared the tag revalidation another request of its scope had in flight (tag-revalidations.ts). */
+  coalesced?: boolean;
   /** Why the fleet's object store could not hand over content it holds (the request went on to the other sources). */
   sharedError?: string;
   /** Why regcache cut the response short (proxy/response-cut.ts), and the error that said so. */

@@ -14,6 +14,7 @@ import { errorReply, writeReply } from "./reply.js";
 import type { RegistryRequest } from "./request-context.js";
 import { decideTagAnswer, type TagFacts, type TagStep } from "./tag-answer.js";
 import type { TagPeers } from "./tag-peers.js";
+import { TagRevalidations } from "./tag-revalidations.js";
 
 export interface TagTarget {
   name: string;
@@ -69,6 +70,8 @@ const STALE_WARNING = '110 - "Response is stale"';
  * this class gathers the facts it asks for, then carries out its answer.
  */
 export class TagHandler {
+  private readonly revalidations = new TagRevalidations<Asked>();
+
   constructor(
     private readonly upstream: UpstreamClient,
     private readonly store: ManifestStore,
@@ -88,10 +91,15 @@ export class TagHandler {
     for (;;) {
       const step = decideTagAnswer(facts);
       switch (step.kind) {
-        case "ask-upstream":
-          asked = await this.ask(rr, target);
+        case "ask-upstream": {
+          const credentialScope = this.access.credentialKey(rr);
+          const shared = this.revalidations.share({ host: rr.host, port: rr.port, ...target, acceptSet, credentialScope }, () => this.ask(rr, target));
+          if (shared.joined) rr.log.coalesced = true;
+          asked = await shared.answer;
+          if (asked.kind === "answered") rr.log.upstreamStatus = asked.head.statusCode;
           facts.upstream = asked.kind === "answered" ? { status: asked.head.statusCode, digest: asked.manifest !== undefined, cached: asked.entry !== undefined } : asked;
           break;
+        }
         case "find-recorded":
           recorded = await this.recordedWhileUnavailable(rr, tag, acceptSet);
           facts.staleRecord = recorded !== undefined;
@@ -164,7 +172,11 @@ export class TagHandler {
     this.peers?.recorded(rr, tag, acceptSet, entry);
   }
 
-  /** Which digest the tag names now, asked with the client's own credentials; or why upstream cannot say. */
+  /**
+   * Which digest the tag names now, asked with the client's own credentials; or why upstream
+   * cannot say. Shared by the requests of its scope (tag-revalidations.ts): it reads `rr` for the
+   * request upstream gets and writes nothing of it.
+   */
   private async ask(rr: RegistryRequest, target: TagTarget): Promise<Asked> {
     let head: UpstreamResponse;
     try {
@@ -182,7 +194,6 @@ export class TagHandler {
       return { kind: "failed", reason: failed.message, failure: failed.failure, rateLimited: failed.rateLimited };
     }
     await head.body.dump();
-    rr.log.upstreamStatus = head.statusCode;
     if (head.statusCode === 401) this.access.recordChallenge(rr.host, headerValue(head.headers["www-authenticate"]));
     const digest = head.statusCode === 200 ? parseDigest(headerValue(head.headers["docker-content-digest"]) ?? "") : undefined;
     if (!digest) return { kind: "answered", head };

@@ -1,6 +1,6 @@
-import { createPrivateKey, generateKeyPairSync, X509Certificate, type KeyObject } from "node:crypto";
+import { createPrivateKey, generateKeyPairSync, randomBytes, X509Certificate, type KeyObject } from "node:crypto";
 import { constants as fsConstants } from "node:fs";
-import { access, open, readFile, rename, rm } from "node:fs/promises";
+import { access, link, open, readFile, rename, rm, stat } from "node:fs/promises";
 import path from "node:path";
 import forge from "node-forge";
 import { RegcacheError, systemReason } from "../errors.js";
@@ -15,6 +15,11 @@ export const CA_KEY_FILE = "ca.key";
 const CA_VALIDITY_YEARS = 10;
 /** RSA 3072 is NIST's recommendation for keys used beyond 2030. */
 const CA_KEY_BITS = 3072;
+/**
+ * A key without its certificate this young is another process's CA being created (the key is
+ * published first, the certificate a moment later): it is waited for rather than called incomplete.
+ */
+const CREATION_WINDOW_MS = 30_000;
 
 export interface CertificateAuthority {
   certPem: string;
@@ -43,8 +48,10 @@ export interface CaInitOptions {
 export async function loadOrCreateCa(certsDir: string, init: CaInitOptions = {}): Promise<CertificateAuthority> {
   const { certPath, keyPath, present } = await locateCa(certsDir);
   if (present) return loadCa(certPath, keyPath);
-  await createCa(certsDir, certPath, keyPath, init);
-  return { ...(await loadCa(certPath, keyPath)), created: true };
+  const created = await createCa(certsDir, certPath, keyPath, init);
+  // A process that lost the race to create the CA waits for the winner's certificate and uses its CA.
+  if (!created) await locateCa(certsDir);
+  return { ...(await loadCa(certPath, keyPath)), created };
 }
 
 /**
@@ -57,17 +64,29 @@ export async function loadExistingCa(certsDir: string): Promise<CertificateAutho
   return loadCa(certPath, keyPath);
 }
 
-/** Where the CA's files are, and whether they exist; one without the other is an error, never replaced. */
+/**
+ * Where the CA's files are, and whether they exist; one without the other is an error, never
+ * replaced, except a key younger than CREATION_WINDOW_MS, whose certificate is waited for.
+ */
 async function locateCa(certsDir: string): Promise<{ certPath: string; keyPath: string; present: boolean }> {
   const certPath = path.join(certsDir, CA_CERT_FILE);
   const keyPath = path.join(certsDir, CA_KEY_FILE);
-  const [certExists, keyExists] = await Promise.all([exists(certPath), exists(keyPath)]);
-  if (certExists !== keyExists) {
+  for (;;) {
+    const [certExists, keyExists] = await Promise.all([exists(certPath), exists(keyPath)]);
+    if (certExists === keyExists) return { certPath, keyPath, present: certExists };
+    if (keyExists && (await beingCreated(keyPath))) {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      continue;
+    }
     throw new CaError(
       `CA incomplete in ${certsDir}: ${certExists ? CA_KEY_FILE : CA_CERT_FILE} is missing while ${certExists ? CA_CERT_FILE : CA_KEY_FILE} exists; restore it or remove both to create a new CA`,
     );
   }
-  return { certPath, keyPath, present: certExists };
+}
+
+async function beingCreated(keyPath: string): Promise<boolean> {
+  const written = await stat(keyPath).then((s) => s.mtimeMs, () => undefined);
+  return written !== undefined && Math.abs(Date.now() - written) < CREATION_WINDOW_MS;
 }
 
 async function readCaFile(file: string): Promise<string> {
@@ -106,7 +125,8 @@ async function loadCa(certPath: string, keyPath: string): Promise<CertificateAut
   };
 }
 
-async function createCa(certsDir: string, certPath: string, keyPath: string, init: CaInitOptions): Promise<void> {
+/** Creates the CA; false when another process published its key first (its CA is the one to use). */
+async function createCa(certsDir: string, certPath: string, keyPath: string, init: CaInitOptions): Promise<boolean> {
   try {
     await makeDirectory(certsDir);
   } catch (err) {
@@ -135,14 +155,17 @@ async function createCa(certsDir: string, certPath: string, keyPath: string, ini
     },
     privateKey,
   );
-  // The key is written to a temp name with mode 0600 from the first byte, then renamed,
-  // so no reader ever sees a partial or world-readable key.
-  await writeAtomically(keyPath, keyPem, 0o600);
-  await writeAtomically(certPath, certPem, 0o644);
+  // The key is written to a temp name with mode 0600 from the first byte, so no reader ever sees a
+  // partial or world-readable key, and published by a hard link, which fails if a key is there: of
+  // two processes creating a CA at once, one publishes its key and certificate, the other uses them.
+  if (!(await writeAtomically(keyPath, keyPem, 0o600, "exclusive"))) return false;
+  await writeAtomically(certPath, certPem, 0o644, "replace");
+  return true;
 }
 
-async function writeAtomically(target: string, contents: string, mode: number): Promise<void> {
-  const temp = `${target}.tmp-${process.pid}`;
+/** Writes `contents` under `target`; "exclusive" leaves a file already there alone and answers false. */
+async function writeAtomically(target: string, contents: string, mode: number, publish: "exclusive" | "replace"): Promise<boolean> {
+  const temp = `${target}.tmp-${process.pid}-${randomBytes(4).toString("hex")}`;
   try {
     const handle = await open(temp, "wx", mode);
     try {
@@ -151,7 +174,19 @@ async function writeAtomically(target: string, contents: string, mode: number): 
     } finally {
       await handle.close();
     }
-    await rename(temp, target);
+    if (publish === "replace") {
+      await rename(temp, target);
+      return true;
+    }
+    try {
+      await link(temp, target);
+      return true;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "EEXIST") return false;
+      throw err;
+    } finally {
+      await rm(temp, { force: true });
+    }
   } catch (err) {
     await rm(temp, { force: true });
     throw new CaError(`cannot write ${target}: ${systemReason(err)}`, { cause: err });

@@ -74,6 +74,11 @@ export class UpstreamTransport {
           headersTimeout: this.timeouts.headers,
           bodyTimeout: this.timeouts.body,
           highWaterMark: BODY_HIGH_WATER_MARK,
+          // undici closes the connection after every HEAD unless told otherwise (nodejs/undici#258:
+          // servers that send a body anyway), so each tag revalidation and access check cost a new
+          // TCP and TLS handshake with the registry. Registries answer HEAD as HTTP says; Go's
+          // client (containerd, Docker) keeps those connections too.
+          reset: req.method === "HEAD" ? false : undefined,
         }),
       );
     } catch (err) {

@@ -310,6 +310,20 @@ describe.skipIf(missing.length > 0 || noContainerd)("mirror mode: runtimes use r
     const at = stdout.lastIndexOf("\n");
     return { status: Number(stdout.slice(at + 1)), body: stdout.slice(0, at) };
   }
+
+  it("no credential or token reaches a log line: the mirror's and the proxy's request lines, debug lines included", () => {
+    // Every token the token service issues starts with the same JWT header: {"typ":"JWT",...
+    const jwtStart = Buffer.from('{"typ":"JWT"').toString("base64url").slice(0, 12);
+    const secrets = ["s3cret-pass", Buffer.from(GOOD).toString("base64"), jwtStart];
+    expect(tokens.requests.some((r) => r.status === 200)).toBe(true);
+    // Alice's credentials and the tokens reached regcache on the mirror port: her private image was served there.
+    expect(regcache.logs.some((l) => l.msg === "request" && l.mirror !== undefined && l.access === "confirmed")).toBe(true);
+    expect(regcache.rawOutput.length).toBeGreaterThan(50);
+    for (const line of regcache.rawOutput) {
+      for (const secret of secrets) expect(line).not.toContain(secret);
+      expect(line).not.toMatch(/Bearer [A-Za-z0-9._-]{20,}/);
+    }
+  });
 });
 
 describe.skipIf(missingTools("docker-registry", "curl").length > 0)("mirror mode: the mirror port itself (plain HTTP, the setup script, bad input)", () => {

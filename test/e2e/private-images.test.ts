@@ -1,13 +1,18 @@
+import { execFile } from "node:child_process";
 import { writeFileSync } from "node:fs";
+import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { curlThrough, runPrefetch, skopeoPull } from "./harness/clients.js";
 import { TestEnvironment, type PushedImage } from "./harness/environment.js";
 import { writeOciImage } from "./harness/oci-image.js";
 import { skopeoPush } from "./harness/clients.js";
 import type { RegcacheProcess } from "./harness/regcache-process.js";
+import { GatedRelay } from "./harness/gated-relay.js";
+import { waitFor } from "./harness/ports.js";
 import { TestRegistry, writeHtpasswd } from "./harness/registry.js";
 import { missingTools } from "./harness/tools.js";
 
+const exec = promisify(execFile);
 const missing = missingTools("docker-registry", "skopeo", "openssl", "curl", "htpasswd");
 
 const GOOD = "alice:s3cret-pass";
@@ -134,6 +139,52 @@ describe.skipIf(missing.length > 0)("private images stay private", () => {
     expect(env.registry.blobGets()).toEqual([]);
     expect((await skopeoPull(proxy, privateImage.ref, env.path("prefetched-anon"))).ok).toBe(false);
     await proxy.stop();
+  });
+
+  it("concurrent tag revalidations share one upstream HEAD per credential scope, and no answer crosses scopes", async () => {
+    await env.registry.start().catch(() => undefined);
+    // Between regcache and the registry: holds the registry's answers until every request is in.
+    const relay = new GatedRelay(env.registry.port);
+    await relay.start();
+    const proxy = proxyWith("shared-revalidations", ["--resolve", `quay.test:443=127.0.0.1:${relay.port}`, "--tag-ttl", "0s"]);
+    await proxy.start();
+    try {
+      const tagUrl = "https://quay.test/v2/corp/secret-app/manifests/1";
+      const accept = ["-H", `Accept: ${privateImage.topMediaType}`];
+      // The manifest is cached: an authorized answer is a revalidated HIT, not upstream's own.
+      expect((await curlThrough(proxy, tagUrl, ["-u", GOOD, ...accept])).status).toBe(200);
+      relay.hold();
+      env.registry.clearLog();
+      const clients = [GOOD, GOOD, GOOD, GOOD, undefined, undefined, undefined, WRONG, WRONG, WRONG];
+      const answers = clients.map((creds) => curlThrough(proxy, tagUrl, ["-I", ...accept, ...(creds ? ["-u", creds] : [])]));
+      await waitFor(async () => /^regcache_active_requests 10$/m.test(await (await fetch(`${proxy.proxyUrl}/metrics`)).text()), 30_000, "all ten HEADs in regcache");
+      relay.release();
+      const got = await Promise.all(answers);
+      got.forEach((answer, i) => {
+        if (clients[i] === GOOD) {
+          expect(answer.status).toBe(200);
+          expect(answer.headers["docker-content-digest"]).toBe(privateImage.topDigest);
+          expect(answer.headers["x-cache"]).toBe("HIT");
+        } else {
+          expect(answer.status).toBe(401);
+          expect(answer.headers["docker-content-digest"]).toBeUndefined();
+          expect(answer.headers["www-authenticate"]).toMatch(/^Basic realm=/);
+        }
+      });
+      // A request straight to the registry after all of them: its log line comes after theirs.
+      await exec("curl", ["-s", "-o", "/dev/null", "--cacert", env.pki.caCert, "--noproxy", "*", `https://${env.registry.url}/v2/?sentinel`]);
+      await waitFor(() => env.registry.accessLog.some((e) => e.path === "/v2/?sentinel"), 10_000, "the sentinel's log line");
+      // One HEAD per scope: alice's credentials, anonymous, the wrong password.
+      const upstreamHeads = env.registry.accessLog.filter((e) => e.method === "HEAD" && e.path === "/v2/corp/secret-app/manifests/1");
+      expect(upstreamHeads.map((e) => e.status).sort()).toEqual([200, 401, 401]);
+      const lines = (await proxy.waitForRequestLogs(11)).filter((l) => l.method === "HEAD");
+      expect(lines).toHaveLength(10);
+      expect(lines.filter((l) => l.coalesced === true)).toHaveLength(7);
+    } finally {
+      relay.release();
+      await proxy.stop();
+      await relay.stop();
+    }
   });
 
   it("credentials never appear in any log line", async () => {

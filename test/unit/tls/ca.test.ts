@@ -1,4 +1,4 @@
-import { mkdtempSync, statSync, writeFileSync, chmodSync, rmSync } from "node:fs";
+import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -65,6 +65,32 @@ describe("root CA", () => {
     await expect(loadOrCreateCa(half)).rejects.toThrow(CaError);
     writeFileSync(path.join(half, "ca.key"), "not a key");
     await expect(loadOrCreateCa(half)).rejects.toThrow(/cannot parse CA files/);
+  });
+
+  it("of processes creating a CA in one directory at once, all use the one CA that was published", async () => {
+    const shared = path.join(dir, "shared");
+    const cas = await Promise.all([1, 2, 3].map(() => loadOrCreateCa(shared)));
+    expect(cas.filter((c) => c.created)).toHaveLength(1);
+    for (const c of cas) {
+      expect(c.certPem).toBe(readFileSync(path.join(shared, "ca.crt"), "utf8"));
+      expect(c.certificate.checkPrivateKey(c.key)).toBe(true);
+    }
+    expect(readdirSync(shared).sort()).toEqual(["ca.crt", "ca.key"]);
+  }, 60_000); // three 3072-bit RSA keys: seconds of CPU on a loaded machine
+
+  it("waits for the certificate of a key just written, and calls an old key alone incomplete", async () => {
+    const source = path.join(dir, "source");
+    await loadOrCreateCa(source);
+    const young = path.join(dir, "young");
+    mkdirSync(young);
+    copyFileSync(path.join(source, "ca.key"), path.join(young, "ca.key"));
+    const loading = loadOrCreateCa(young);
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    copyFileSync(path.join(source, "ca.crt"), path.join(young, "ca.crt"));
+    expect((await loading).certPem).toBe(readFileSync(path.join(source, "ca.crt"), "utf8"));
+    rmSync(path.join(young, "ca.crt"));
+    utimesSync(path.join(young, "ca.key"), new Date(Date.now() - 60_000), new Date(Date.now() - 60_000));
+    await expect(loadOrCreateCa(young)).rejects.toThrow(/CA incomplete .*ca\.crt is missing/);
   });
 
   it("writes Name Constraints that the TLS stack reads back", async () => {
