@@ -30,6 +30,7 @@ import { OwnEndpoints } from "./proxy/own-endpoints.js";
 import { movedToAdminRoute, startAdminServer } from "./proxy/admin-server.js";
 import { createCluster } from "./cluster/start-cluster.js";
 import { peerServices } from "./registry/peer-services.js";
+import { ContentClearance } from "./registry/content-access.js";
 import { ContentHandler } from "./registry/content-handler.js";
 import { ContentSources } from "./registry/content-sources.js";
 import { PingHandler } from "./registry/ping-handler.js";
@@ -151,7 +152,8 @@ export async function startRegcache(config: Config, logger: Logger): Promise<Run
   };
 
   const access = new AccessControl(upstream, index, config.instanceSecretFile ? await readSharedSecret(config.instanceSecretFile) : await loadInstanceSecret(paths.secretFile, logger), config, logger, accessCounts);
-  const content = new ContentHandler(store, upstream, access, new ContentSources(upstream, peers?.cluster, fleet?.tier));
+  const clearance = new ContentClearance(access, store, fleet?.tier, peers !== undefined);
+  const content = new ContentHandler(store, upstream, access, clearance, new ContentSources(upstream, peers?.cluster, fleet?.tier, store, access, logger));
   const recordedTags = new RecordedTags(index);
   const pruned = { tagAnswers: await recordedTags.pruneUncached(), confirmations: await access.pruneConfirmations() };
   if (pruned.tagAnswers + pruned.confirmations > 0) logger.info(pruned, "cache index: rows no answer reads any more pruned");

@@ -18,7 +18,7 @@ const TAGS_REMEMBERED = 10_000;
 export interface ClusterStats {
   /** Content a peer served from its cache (or its own fill) to this replica. */
   peerFills: number;
-  /** Content copied from a peer while upstream could not be reached. */
+  /** Content copied from a peer that held it: replication, or what upstream or the object store could not serve. */
   peerCopies: number;
   /** Tag answers learnt from a peer while upstream could not be reached. */
   peerTags: number;
@@ -73,25 +73,25 @@ export class Cluster {
 
   /** A copy from the first live peer (in rank order) that holds the digest for the repository. */
   async copyFromPeers(req: Omit<PeerContentRequest, "mode">, method: "GET" | "HEAD" = "GET"): Promise<{ response: Dispatcher.ResponseData; peer: string } | undefined> {
-    for (const peer of this.ranking(req.digest).filter((m) => m !== this.self)) {
-      try {
-        const response = await this.client.content(peer, { ...req, mode: "copy" }, method);
-        if (response.statusCode === 200) {
-          this.stats.peerCopies += 1;
-          return { response, peer };
-        }
-        await response.body.dump();
-      } catch (err) {
-        this.failed(peer, "copy", err);
-      }
+    for (const peer of this.peers(req.digest)) {
+      const response = await this.copyFrom(peer, req, method);
+      if (response?.statusCode === 200) return { response, peer };
+      await response?.body.dump();
     }
     return undefined;
   }
 
-  /** What `peer` holds for the repository, for a copy this replica keeps (replication). */
-  async copyFrom(peer: string, req: Omit<PeerContentRequest, "mode">): Promise<Dispatcher.ResponseData | undefined> {
+  /** The live peers, this replica left out, in rank order for `digest`: the first is its owner unless this replica is. */
+  peers(digest: string): string[] {
+    return this.ranking(digest).filter((m) => m !== this.self);
+  }
+
+  /** What `peer` holds for the repository (its 404 when nothing); undefined when it cannot be asked. */
+  async copyFrom(peer: string, req: Omit<PeerContentRequest, "mode">, method: "GET" | "HEAD" = "GET"): Promise<Dispatcher.ResponseData | undefined> {
     try {
-      return await this.client.content(peer, { ...req, mode: "copy" });
+      const response = await this.client.content(peer, { ...req, mode: "copy" }, method);
+      if (response.statusCode === 200) this.stats.peerCopies += 1;
+      return response;
     } catch (err) {
       this.failed(peer, "copy", err);
       return undefined;

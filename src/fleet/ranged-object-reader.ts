@@ -30,16 +30,18 @@ export interface PartPlan {
  * The first part is asked for alone: an absent object answers undefined without further
  * requests, and a size other than `size` is answered as it is, with the first part's body alone,
  * for the caller to refuse (it compares against the size it expected, as for a single GET).
+ * `from`: the first byte wanted (a read that continues another source's); the stream then holds
+ * bytes `from` to the end.
  */
-export async function readInParts(get: RangeGet, size: number, plan: PartPlan, what: string): Promise<{ body: Readable; size: number } | undefined> {
-  const first = await get(partRange(0, size, plan.partSize));
+export async function readInParts(get: RangeGet, size: number, plan: PartPlan, what: string, from = 0): Promise<{ body: Readable; size: number } | undefined> {
+  const first = await get(partRange(0, from, size, plan.partSize));
   if (!first) return undefined;
   if (first.size !== size) return first;
-  return { body: new RangedObjectReader(get, size, plan, what, first.body), size };
+  return { body: new RangedObjectReader(get, size, from, plan, what, first.body), size };
 }
 
-function partRange(index: number, size: number, partSize: number): ByteRange {
-  const start = index * partSize;
+function partRange(index: number, from: number, size: number, partSize: number): ByteRange {
+  const start = from + index * partSize;
   return { start, end: Math.min(start + partSize, size) - 1 };
 }
 
@@ -73,12 +75,13 @@ class RangedObjectReader extends Readable {
   constructor(
     private readonly get: RangeGet,
     private readonly size: number,
+    private readonly from: number,
     private readonly plan: PartPlan,
     private readonly what: string,
     firstBody: Readable,
   ) {
     super();
-    this.partCount = Math.ceil(size / plan.partSize);
+    this.partCount = Math.ceil((size - from) / plan.partSize);
     this.collect(this.newPart(), firstBody);
     this.requestParts();
   }
@@ -118,7 +121,7 @@ class RangedObjectReader extends Readable {
   }
 
   private newPart(): Part {
-    const part: Part = { range: partRange(this.nextPart, this.size, this.plan.partSize), body: undefined, chunks: [], received: 0, ended: false };
+    const part: Part = { range: partRange(this.nextPart, this.from, this.size, this.plan.partSize), body: undefined, chunks: [], received: 0, ended: false };
     this.nextPart += 1;
     this.parts.push(part);
     return part;

@@ -162,12 +162,13 @@ export class SharedTier {
 
   /**
    * The object's bytes, for a fill of the local tier (verified by the download like upstream's).
-   * `size`: what the index or the store's HEAD said; the answer's size is the store's own, for the
-   * caller to check.
+   * `size`: what the index or the store's HEAD said; the answer's size is the store's own (the
+   * whole object's), for the caller to check. `from`: the first byte wanted, when the store
+   * continues a fill another source began; the body then holds the bytes from there on.
    */
-  async open(digest: Digest, size: number): Promise<{ body: Readable; size: number }> {
+  async open(digest: Digest, size: number, from = 0): Promise<{ body: Readable; size: number }> {
     if (this.recentlyDown()) throw new RegcacheError("SHARED_STORE", "the object store did not answer a moment ago");
-    const got = this.objects ? await this.read(this.objects, digest, size) : undefined;
+    const got = this.objects ? await this.read(this.objects, digest, size, from) : undefined;
     if (!got) {
       // Deleted behind the index's back (a lifecycle rule, an operator): the row goes too.
       this.index?.deleteBlob(digest.value).catch(() => undefined);
@@ -178,9 +179,9 @@ export class SharedTier {
     return got;
   }
 
-  private read(objects: ObjectStore, digest: Digest, size: number): Promise<{ body: Readable; size: number } | undefined> {
-    if (size < READ_IN_PARTS_FROM) return this.observe(objects.get(digest));
-    return readInParts((range, signal) => this.observe(objects.get(digest, range, signal)), size, PART_PLAN, digest.value);
+  private read(objects: ObjectStore, digest: Digest, size: number, from: number): Promise<{ body: Readable; size: number } | undefined> {
+    if (size - from < READ_IN_PARTS_FROM) return this.observe(objects.get(digest, from > 0 ? { start: from, end: size - 1 } : undefined));
+    return readInParts((range, signal) => this.observe(objects.get(digest, range, signal)), size, PART_PLAN, digest.value, from);
   }
 
   /** An object that did not match its digest: deleted with its row, so that the next request fetches it afresh. */

@@ -46,6 +46,16 @@ export async function settleAccess(rr: RegistryRequest, decision: AccessDecision
   return false;
 }
 
+/**
+ * What the offline policy says of a peer's copy for one client, the rule it was given when its
+ * access was decided: what regcache recorded of the client and the repository, and the peer's own
+ * finding that the repository is public (it travels with the copy). Judging counts the decision
+ * and records it on the request's log line.
+ */
+export interface OfflineRule {
+  judge(peerPublicSince: number | undefined): Promise<AccessDecision>;
+}
+
 export interface AccessOptions extends AccessTimings {
   offlineAccess: OfflineAccess;
 }
@@ -187,6 +197,23 @@ export class AccessControl {
     const repoKey = `${rr.host}/${name}`;
     const facts = { now: Date.now(), publicVerdict: await this.publicVerdict(repoKey), confirmedAt: await this.confirmedAt(`${this.credentialKey(rr)}:${repoKey}`) };
     return this.offline(rr, facts);
+  }
+
+  /**
+   * The offline policy's rule for copies peers hold (see OfflineRule). What is recorded of the
+   * client is read when a copy is judged: most fills never get that far (upstream answers).
+   */
+  offlineRule(rr: RegistryRequest, name: string): OfflineRule {
+    return {
+      judge: async (peerPublicSince) => {
+        const repoKey = `${rr.host}/${name}`;
+        const known = await this.publicVerdict(repoKey);
+        const publicVerdict = peerPublicSince !== undefined && !(known && known.checkedAt >= peerPublicSince) ? { isPublic: true, checkedAt: peerPublicSince } : known;
+        const decision = await this.offline(rr, { now: Date.now(), publicVerdict, confirmedAt: await this.confirmedAt(`${this.credentialKey(rr)}:${repoKey}`) });
+        rr.log.access = decision.result;
+        return decision;
+      },
+    };
   }
 
   async authorize(rr: RegistryRequest, name: string, probePath: string): Promise<AccessDecision> {

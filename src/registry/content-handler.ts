@@ -3,18 +3,18 @@ import type { BlobEntry } from "../cache/cache-index.js";
 import { servedType } from "../cache/manifest-types.js";
 import { settleAccess, type AccessControl } from "./access-control.js";
 import type { BlobStore } from "../cache/blob-store.js";
-import { DigestMismatchError, SizeMismatchError, type Download } from "../cache/download.js";
-import type { HeldLease } from "../fleet/held-lease.js";
-import type { SharedCopy } from "../fleet/shared-tier.js";
+import type { Download } from "../cache/download.js";
 import type { RangeSource } from "../cache/range-source.js";
+import type { Refusal, SourceRefusal } from "../sources/content-source.js";
+import type { ChainBody, SourceChain } from "../sources/source-chain.js";
 import type { UpstreamClient, UpstreamResponse } from "../upstream/client.js";
 import { headerValue, upstreamRequestHeaders } from "../upstream/headers.js";
 import { isUnavailableStatus, isUpstreamOutage, UpstreamError } from "../upstream/upstream-error.js";
 import { normalizeAccept } from "./accept.js";
 import { cachedAnswer, type CachedAnswer, type NotFromCache } from "./cached-answer.js";
-import type { ContentSources, SourcedResult } from "./content-sources.js";
+import type { ContentAccess, ContentClearance } from "./content-access.js";
+import type { ContentSources } from "./content-sources.js";
 import { contentPath, type ContentTarget } from "./content-target.js";
-import { cachedContentStep } from "./link-policy.js";
 import { sendFailure } from "./errors.js";
 import { passThrough, relayUpstreamResponse } from "./pass-through.js";
 import { contentEtag, contentReply, type Representation } from "./content-reply.js";
@@ -22,38 +22,26 @@ import { planRange } from "./range.js";
 import { errorReply, writeReply } from "./reply.js";
 import type { CacheStatus, RegistryRequest } from "./request-context.js";
 
-/** What a peer's X-Cache says when the bytes came from the cluster's cache rather than upstream. */
-const PEER_CACHED = new Set(["HIT", "STALE", "COALESCED", "PEER"]);
-
-/** A shared copy this request may be answered from, and as what type. */
-interface UsableCopy {
-  copy: SharedCopy;
-  mediaType: string;
-}
-
 /**
- * GET and HEAD of blobs and manifests by digest: immutable, so served from the
- * cache when present, else fetched once (coalesced) and streamed while stored.
- * What the cache cannot answer exactly as the registry would is forwarded (cached-answer.ts).
+ * GET and HEAD of blobs and manifests by digest: immutable, so served from the cache when present,
+ * else fetched once (coalesced) and streamed while stored. Each request's access is decided once
+ * (content-access.ts), before anything is opened; a fill then reads one stream from the chain of
+ * sources (content-sources.ts). What the cache cannot answer exactly as the registry would is
+ * forwarded (cached-answer.ts).
  */
 export class ContentHandler {
   constructor(
     private readonly store: BlobStore,
     private readonly upstream: UpstreamClient,
     private readonly access: AccessControl,
+    private readonly clearance: ContentClearance,
     private readonly sources: ContentSources,
   ) {}
 
   async handle(rr: RegistryRequest, target: ContentTarget): Promise<void> {
     if (await this.servedFromDisk(rr, target)) return;
-    // The fleet's object store is the next tier: content there is cached content, for the same rules.
-    const usable = await this.sharedCopy(rr, target);
-    // Asking the fleet takes round trips, during which a fill of this replica's may have landed.
-    if (this.sources.shared && (await this.servedFromDisk(rr, target))) return;
-    if (usable && !(await this.mayServe(rr, target, false, usable.copy.links))) return;
-    if (rr.req.method === "GET") await this.fillAndServe(rr, target, usable);
-    else if (usable) await this.respond(rr, { kind: target.kind, digest: target.digest, mediaType: usable.mediaType, size: usable.copy.size }, "SHARED", {}, () => Readable.from([]));
-    else await this.headMiss(rr, target);
+    if (rr.req.method === "GET") await this.fillAndServe(rr, target);
+    else await this.head(rr, target);
   }
 
   /**
@@ -68,7 +56,7 @@ export class ContentHandler {
     let answer: CachedAnswer = cachedAnswer(target.kind, entry, hostRepository, acceptSet);
     if (answer.kind === "forward" && answer.reason !== "media-type") return this.forward(rr, answer.reason);
     // A manifest whose type here is not known is confirmed with upstream, whose answer says it.
-    if (!(await this.mayServe(rr, target, answer.kind === "forward"))) return true;
+    if (!(await this.settled(rr, await this.clearance.decide(rr, target, { local: true, learnType: answer.kind === "forward" })))) return true;
     answer = cachedAnswer(target.kind, entry, hostRepository, acceptSet);
     if (answer.kind === "forward") return this.forward(rr, answer.reason);
     await this.serveCached(rr, target, entry, answer.mediaType, cache);
@@ -82,19 +70,29 @@ export class ContentHandler {
     return true;
   }
 
-  /** What the fleet's object store holds for this request, if it answers it as a cached entry would (cachedAnswer). */
-  private async sharedCopy(rr: RegistryRequest, target: ContentTarget): Promise<UsableCopy | undefined> {
-    const copy = await this.sources.shared?.find(target.digest);
-    const answer = copy && cachedAnswer(target.kind, copy, `${rr.host}/${target.name}`, normalizeAccept(rr.req.headers.accept));
-    return answer?.kind === "serve" ? { copy: copy!, mediaType: answer.mediaType } : undefined;
+  /** Logs how access was settled and answers a refusal (upstream's own answer, relayed, when it denied); says whether to serve. */
+  private async settled(rr: RegistryRequest, access: ContentAccess): Promise<boolean> {
+    return access.kind === "upstream" || settleAccess(rr, access.decision, this.upstream);
   }
 
   /**
-   * HEAD of content not cached here: upstream's answer, or with peers, while upstream cannot
-   * answer, the headers of a peer's copy for a client the offline policy allows.
+   * HEAD of content not on this disk: the object store's row (for a client that may have it), else
+   * upstream's answer, or with peers, while upstream cannot answer, the headers of a peer's copy
+   * for a client the offline policy allows.
    */
-  private async headMiss(rr: RegistryRequest, target: ContentTarget): Promise<void> {
-    if (!this.sources.clustered || rr.fromPeer) {
+  private async head(rr: RegistryRequest, target: ContentTarget): Promise<void> {
+    const located = await this.sources.locate(rr, target, false);
+    // Asking the fleet takes round trips, during which a fill of this replica's may have landed.
+    if (this.sources.shared && (await this.servedFromDisk(rr, target))) return;
+    const access = await this.clearance.decide(rr, target, { local: false, store: located.store?.copy });
+    if (!(await this.settled(rr, access))) return;
+    if (located.store) {
+      const { copy, mediaType } = located.store;
+      await this.respond(rr, { kind: target.kind, digest: target.digest, mediaType, size: copy.size }, "SHARED", {}, () => Readable.from([]));
+      return;
+    }
+    // Without peers to ask (or for a peer), upstream's answer is the answer.
+    if (access.kind === "cached" || !access.offline) {
       await passThrough(this.upstream, rr, "MISS");
       return;
     }
@@ -115,31 +113,8 @@ export class ContentHandler {
       return;
     }
     await copy.body.dump();
-    if (await this.allowedOffline(rr, target)) relayUpstreamResponse(rr, copy, "PEER");
-  }
-
-  private async allowedOffline(rr: RegistryRequest, target: ContentTarget): Promise<boolean> {
-    return settleAccess(rr, await this.access.authorizeOffline(rr, target.name), this.upstream);
-  }
-
-  /**
-   * Content cached (or downloading) for one client reaches this one only in a repository
-   * upstream confirmed it in, and only if upstream would serve this client there
-   * (link-policy.ts); `confirm` asks upstream even where it is linked (to learn its type there).
-   * When it refuses, the refusal has been sent.
-   */
-  private async mayServe(rr: RegistryRequest, target: ContentTarget, confirm = false, sharedLinks?: string[]): Promise<boolean> {
-    const hostRepository = `${rr.host}/${target.name}`;
-    const linked = this.store.isLinked(target.digest, hostRepository) || (sharedLinks?.includes(hostRepository) ?? false);
-    const step = confirm ? "confirm" : cachedContentStep(linked);
-    const decision = step === "authorize" ? await this.access.authorize(rr, target.name, contentPath(target)) : await this.access.confirmInRepository(rr, target.name, contentPath(target));
-    if (!(await settleAccess(rr, decision, this.upstream))) return false;
-    if (step === "confirm") {
-      const contentType = decision.allowed ? decision.contentType : undefined;
-      this.store.link(target.digest, hostRepository, contentType);
-      this.sources.shared?.link(target.digest, hostRepository, contentType);
-    }
-    return true;
+    const publicSince = Number(headerValue(copy.headers["x-regcache-public-since"])) || undefined;
+    if (await settleAccess(rr, await access.offline.judge(publicSince), this.upstream)) relayUpstreamResponse(rr, copy, "PEER");
   }
 
   /** For a peer: what this replica holds for the repository (linked, and of a known type there), or 404; nothing is fetched. */
@@ -161,28 +136,26 @@ export class ContentHandler {
    * once stored; undefined when no peer has it.
    */
   keepCopy(rr: RegistryRequest, target: ContentTarget, from?: string): Promise<BlobEntry | undefined> {
-    return this.keep(rr, target, () => this.sources.openCopy(rr, target, from));
+    return this.keep(rr, target, this.sources.copies(rr, target, from));
   }
 
   /** Keeps the object store's copy of content it holds for the repository (a manifest a recorded tag names). */
   async keepShared(rr: RegistryRequest, target: ContentTarget): Promise<BlobEntry | undefined> {
-    const usable = await this.sharedCopy(rr, target);
-    if (!usable?.copy.links?.includes(`${rr.host}/${target.name}`)) return undefined;
-    return this.keep(rr, target, () => this.sources.openShared(rr, target, usable.copy, usable.mediaType));
+    const { store } = await this.sources.locate(rr, target, false);
+    if (!store?.copy.links?.includes(`${rr.host}/${target.name}`)) return undefined;
+    return this.keep(rr, target, this.sources.stored(rr, target, store));
   }
 
-  private async keep(rr: RegistryRequest, target: ContentTarget, open: () => Promise<SourcedResult>): Promise<BlobEntry | undefined> {
+  private async keep(rr: RegistryRequest, target: ContentTarget, chain: SourceChain): Promise<BlobEntry | undefined> {
     const cached = await this.cachedEntry(target);
     if (cached) return cached;
     // A copy for later is no use on a disk that cannot take it: no stream is opened for nothing.
     if (!this.store.disk.writable) return undefined;
-    let opened: SourcedResult | undefined;
-    const outcome = await this.store.fill<UpstreamResponse>(target.digest, `${rr.host}/${target.name}`, async () => (opened = await open())).catch(() => undefined);
-    if (outcome?.kind === "refused") await outcome.response.body.dump();
+    const outcome = await this.store.fill<Refusal>(target.digest, `${rr.host}/${target.name}`, async () => fillResult(await chain.open())).catch(() => undefined);
+    chain.settle(outcome?.kind === "download" && !outcome.coalesced ? outcome.download : undefined);
+    if (outcome?.kind === "refused" && outcome.response.kind === "upstream") await outcome.response.response.body.dump();
     if (outcome?.kind === "uncached") outcome.body.destroy();
     if (outcome?.kind !== "download") return undefined;
-    if (opened?.publicSince) await this.access.adoptPublicVerdict(rr.host, target.name, opened.publicSince);
-    if (opened?.via === "shared") this.afterSharedFill(outcome.download);
     return this.store.whenStored(outcome.download);
   }
 
@@ -204,31 +177,39 @@ export class ContentHandler {
   }
 
   /**
-   * Fills the local tier from the first source that has the content and serves it as it lands.
-   * `copy`: the object store holds it and the client may read it (authorized by the caller); if
-   * the store fails to hand it over, the other sources are asked as if it had not been there.
+   * Fills the local tier and serves the content as it lands. The request that starts the fill
+   * finds where the fleet holds it, decides the client's access once, and reads the chain of
+   * sources as one stream; a request joining a fill in progress decides its own access as for
+   * cached content, and reads the same download (a manifest once it is stored, as its type in the
+   * joiner's repository).
    */
-  private async fillAndServe(rr: RegistryRequest, target: ContentTarget, usable?: UsableCopy): Promise<void> {
-    let opened: SourcedResult | undefined;
+  private async fillAndServe(rr: RegistryRequest, target: ContentTarget): Promise<void> {
+    let chain: SourceChain | undefined;
+    let began: ChainBody | undefined;
     let outcome;
-    const open = async (): Promise<SourcedResult> => {
-      if (usable) {
-        try {
-          return await this.sources.openShared(rr, target, usable.copy, usable.mediaType);
-        } catch (err) {
-          rr.log.sharedError = (err as Error).message;
-        }
-      }
-      return this.sources.open(rr, target);
-    };
     try {
-      outcome = await this.store.fill<UpstreamResponse>(target.digest, `${rr.host}/${target.name}`, async () => (opened = await open()));
+      outcome = await this.store.fill<Refusal>(target.digest, `${rr.host}/${target.name}`, async () => {
+        const located = await this.sources.locate(rr, target, true);
+        const access = await this.clearance.decide(rr, target, { local: false, store: located.store?.copy }).catch((err: unknown) => {
+          located.lease?.release();
+          throw err;
+        });
+        if (access.kind === "cached") rr.log.access = access.decision.result;
+        if (access.kind === "cached" && !access.decision.allowed) {
+          located.lease?.release();
+          return { kind: "refused", response: { kind: "access", decision: access.decision } };
+        }
+        chain = this.sources.fill(rr, target, located, access);
+        const answer = await chain.open();
+        if (answer.kind === "body") began = answer;
+        return fillResult(answer);
+      });
     } catch (err) {
-      opened?.lease?.release();
+      chain?.settle(undefined);
       sendFailure(rr, err);
       return;
     }
-    if (outcome.kind !== "download" || outcome.coalesced) opened?.lease?.release();
+    chain?.settle(outcome.kind === "download" && !outcome.coalesced ? outcome.download : undefined);
     switch (outcome.kind) {
       case "download": {
         if (outcome.coalesced && target.kind === "manifest") {
@@ -240,52 +221,29 @@ export class ContentHandler {
         const release = outcome.download.hold();
         try {
           if (outcome.coalesced) {
-            if (usable || (await this.mayServe(rr, target))) await this.serveDownload(rr, target, outcome.download, "COALESCED");
-            return;
+            if (await this.settled(rr, await this.clearance.decide(rr, target, { local: true }))) await this.serveDownload(rr, target, outcome.download, "COALESCED");
+          } else {
+            this.learnFromFill(rr, target, began!);
+            await this.serveDownload(rr, target, outcome.download, began!.cache);
           }
-          if (opened?.via === "shared") {
-            // Upstream said yes to this client (mayServe, or the lease's check): what it says of anonymous clients is worth knowing.
-            this.access.learnPublic(rr, target.name, contentPath(target));
-            this.afterSharedFill(outcome.download);
-            await this.serveDownload(rr, target, outcome.download, "SHARED");
-            return;
-          }
-          if (opened?.via === "copy") {
-            // A peer's copy, taken because upstream cannot answer: the offline policy decides.
-            if (opened.publicSince) await this.access.adoptPublicVerdict(rr.host, target.name, opened.publicSince);
-            if (await this.allowedOffline(rr, target)) await this.serveDownload(rr, target, outcome.download, "PEER");
-            return;
-          }
-          this.access.recordConfirmation(rr, target.name);
-          this.access.learnPublic(rr, target.name, contentPath(target));
-          if (opened?.via === "upstream") this.afterUpstreamFill(rr, target, outcome.download, opened.lease);
-          await this.serveDownload(rr, target, outcome.download, (opened?.via === "owner" || opened?.via === "holder") && PEER_CACHED.has(opened.peerCache ?? "") ? "PEER" : "MISS");
         } finally {
           release();
         }
         return;
       }
       case "refused":
-        this.access.recordChallenge(rr.host, headerValue(outcome.response.headers["www-authenticate"]));
-        rr.log.cache = "MISS";
-        relayUpstreamResponse(rr, outcome.response, "MISS");
+        await this.sendRefusal(rr, outcome.response);
         return;
       case "uncached":
-        if (opened?.via === "shared") {
+        rr.log.uncached = outcome.reason;
+        if (began?.source.via === "store") {
           // Streamed through, the store's bytes would reach the client unverified: upstream serves instead.
           outcome.body.destroy();
-          await this.fillAndServe(rr, target);
+          await passThrough(this.upstream, rr, "BYPASS");
           return;
         }
-        // A peer's copy, taken because upstream cannot answer, is the offline policy's to allow, cached or not.
-        if (opened?.via === "copy") {
-          if (opened.publicSince) await this.access.adoptPublicVerdict(rr.host, target.name, opened.publicSince);
-          if (!(await this.allowedOffline(rr, target))) {
-            outcome.body.destroy();
-            return;
-          }
-        }
-        rr.log.uncached = outcome.reason;
+        // Any other body passed the client's access decision before it was opened (a peer's copy
+        // taken while upstream cannot answer was judged by the offline policy then): it streams through.
         await this.respond(rr, { kind: target.kind, digest: target.digest, mediaType: outcome.mediaType, size: outcome.size }, "BYPASS", {}, () => outcome.body, outcome.body);
         return;
       case "retry":
@@ -294,22 +252,27 @@ export class ContentHandler {
     }
   }
 
-  /** A fill from upstream is the cluster's or the fleet's first copy: a peer or the object store keeps the second. */
-  private afterUpstreamFill(rr: RegistryRequest, target: ContentTarget, download: Download, lease: HeldLease | undefined): void {
-    void this.store.whenStored(download).then((entry) => {
-      if (!entry) return lease?.release();
-      this.sources.replicate(rr, target);
-      if (!this.sources.shared) return lease?.release();
-      const { size, kind, mediaType, linkTypes, links } = entry;
-      this.sources.shared.stored({ digest: target.digest, file: this.store.fileOf(target.digest), size, kind, mediaType, linkTypes, links: [...links] }, lease);
-    });
+  /**
+   * What a fill's first bytes say about the client: upstream's 200 to its own credentials (or a
+   * peer's, filling with them) confirms it for the repository; whether anonymous clients may read
+   * the repository too is worth knowing for later hits, online or offline. A copy taken from a
+   * peer was judged by the offline policy instead, and proves nothing about upstream.
+   */
+  private learnFromFill(rr: RegistryRequest, target: ContentTarget, began: ChainBody): void {
+    if (began.source.via === "copy") return;
+    if (began.source.via !== "store") this.access.recordConfirmation(rr, target.name);
+    this.access.learnPublic(rr, target.name, contentPath(target));
   }
 
-  /** An object that does not match its digest is no copy at all: it leaves the store, and the next request goes upstream. */
-  private afterSharedFill(download: Download): void {
-    download.done.catch((err: unknown) => {
-      if (err instanceof DigestMismatchError || err instanceof SizeMismatchError) this.sources.shared?.discard(download.digest);
-    });
+  /** A refusal: regcache's own (access.ts's decision; a denial relays upstream's answer to this request), or upstream's, relayed. */
+  private async sendRefusal(rr: RegistryRequest, refusal: Refusal): Promise<void> {
+    if (refusal.kind === "access") {
+      await settleAccess(rr, refusal.decision, this.upstream);
+      return;
+    }
+    this.access.recordChallenge(rr.host, headerValue(refusal.response.headers["www-authenticate"]));
+    rr.log.cache = "MISS";
+    relayUpstreamResponse(rr, refusal.response, "MISS");
   }
 
   /** A download as it lands, as the Content-Type its source gave for the repository that started it. */
@@ -333,4 +296,9 @@ export class ContentHandler {
     rr.log.cache = cache;
     writeReply(rr.res, contentReply(rep, cache, plan, open, extraHeaders), rr.req.method);
   }
+}
+
+/** A chain's answer as a fill's: a body to store, or a refusal to relay. */
+function fillResult(answer: ChainBody | SourceRefusal): ChainBody | { kind: "refused"; response: Refusal } {
+  return answer.kind === "body" ? answer : { kind: "refused", response: answer.refusal };
 }

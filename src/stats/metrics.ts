@@ -115,7 +115,7 @@ export class Metrics {
     if (cluster) {
       new Gauge({ name: "regcache_peers_live", help: "Other replicas answering on the peer channel", registers, collect() { this.set(cluster.membership.live().length); } });
       count("regcache_peer_fills_total", "Content the owner replica served or filled for this one", () => cluster.stats.peerFills);
-      count("regcache_peer_copies_total", "Content copied from a peer while upstream could not be reached", () => cluster.stats.peerCopies);
+      count("regcache_peer_copies_total", "Content copied from a peer that held it: replication, or what upstream or the object store could not serve", () => cluster.stats.peerCopies);
       count("regcache_peer_tag_answers_total", "Tag answers learnt from a peer while upstream could not be reached", () => cluster.stats.peerTags);
       count("regcache_peer_replications_total", "Copies this replica asked a peer to keep", () => cluster.stats.replications);
       count("regcache_peer_tag_replications_total", "Tag answers this replica recorded and sent to the peer that keeps their second copy", () => cluster.stats.tagReplications);

@@ -376,28 +376,47 @@ describe.skipIf(missing.length > 0)("a replica's first read of a blob it lacks s
     }
   });
 
-  for (const fault of ["wrong-byte", "early-close"] satisfies PeerFault[]) {
-    it(`from an owner whose bytes go wrong (${fault}): the client's body is cut short, and nothing is cached`, async () => {
-      const direct = await exec("curl", ["-sf", "--noproxy", "*", "--cacert", env.pki.caCert, `https://${env.registry.url}/v2/${image.repo}/blobs/${layer}`], { encoding: "buffer", maxBuffer: 64_000_000 });
-      const bytes = direct.stdout;
-      expect(sha256(bytes)).toBe(layer);
-      const { self, owner } = await portsWithPeerOwning();
-      const peer = new FakePeer(env.path("certs"), bytes, fault);
-      await peer.start(owner);
-      const asker = env.regcache(`faulty-owner-${fault}`, peerArgs(self, owner));
-      try {
-        await asker.start();
-        await waitFor(() => asker.logs.some((l) => l.msg === "peer is live"), 15_000, "the replica to see its peer");
-        const got = await curlThrough(asker, blobUrl);
-        expect(got.status).toBe(200);
-        expect(got.exitCode, "curl must see the body cut short").not.toBe(0);
-        expect(got.body.length).toBeLessThan(bytes.length);
-        await asker.waitForLog((l) => l.msg === "download failed; nothing cached");
-        expect(existsSync(blobFile(asker, layer))).toBe(false);
-      } finally {
-        await asker.stop();
-        await peer.stop();
-      }
+  /** The replica under test (asker), its owner a FakePeer that spoils its bytes as `fault` says; `check` looks at what the asker served. */
+  const withFaultyOwner = async (fault: PeerFault, check: (asker: RegcacheProcess, bytes: Buffer) => Promise<void>): Promise<void> => {
+    const direct = await exec("curl", ["-sf", "--noproxy", "*", "--cacert", env.pki.caCert, `https://${env.registry.url}/v2/${image.repo}/blobs/${layer}`], { encoding: "buffer", maxBuffer: 64_000_000 });
+    const bytes = direct.stdout;
+    expect(sha256(bytes)).toBe(layer);
+    const { self, owner } = await portsWithPeerOwning();
+    const peer = new FakePeer(env.path("certs"), bytes, fault);
+    await peer.start(owner);
+    const asker = env.regcache(`faulty-owner-${fault}`, peerArgs(self, owner));
+    try {
+      await asker.start();
+      await waitFor(() => asker.logs.some((l) => l.msg === "peer is live"), 15_000, "the replica to see its peer");
+      await check(asker, bytes);
+    } finally {
+      await asker.stop();
+      await peer.stop();
+    }
+  };
+
+  it("from an owner whose bytes go wrong (a byte flipped under the full length): the client's body is cut short, and nothing is cached", async () => {
+    await withFaultyOwner("wrong-byte", async (asker, bytes) => {
+      const got = await curlThrough(asker, blobUrl);
+      expect(got.status).toBe(200);
+      expect(got.exitCode, "curl must see the body cut short").not.toBe(0);
+      expect(got.body.length).toBeLessThan(bytes.length);
+      await asker.waitForLog((l) => l.msg === "download failed; nothing cached");
+      expect(existsSync(blobFile(asker, layer))).toBe(false);
     });
-  }
+  });
+
+  it("from an owner that closes the connection halfway: the rest comes from upstream with a Range request, and the client gets one whole, right body", async () => {
+    await withFaultyOwner("early-close", async (asker, bytes) => {
+      env.registry.clearLog();
+      const got = await curlThrough(asker, blobUrl);
+      expect(got.exitCode).toBe(0);
+      expect(got.status).toBe(200);
+      expect(got.body.length).toBe(bytes.length);
+      expect(sha256(got.body)).toBe(layer);
+      expect(env.registry.blobGets(layer).map((e) => e.status)).toEqual([206]);
+      await waitFor(() => existsSync(blobFile(asker, layer)), 10_000, "the asker to keep the blob");
+      expect(sha256(readFileSync(blobFile(asker, layer)))).toBe(layer);
+    });
+  });
 });

@@ -8,8 +8,9 @@ const SRC = path.resolve(__dirname, "../../src");
 /**
  * The layers of src/, lowest first: a file may import from its own layer and the layers below it,
  * never from a layer above. docs/architecture.md, "Source layout", describes the same order.
- * registry and cluster share a layer: the handlers fill from peers (cluster.ts), and the peer
- * server answers peers through the same handlers (peer-server.ts, PeerServices).
+ * registry, cluster and sources share a layer: the handlers fill from peers (cluster.ts) through
+ * the sources of a fill (sources/), and the peer server answers peers through the same handlers
+ * (peer-server.ts, PeerServices).
  */
 const LAYERS: string[][] = [
   ["util", "errors.ts", "version.ts"],
@@ -19,7 +20,7 @@ const LAYERS: string[][] = [
   ["cache"],
   ["fleet"],
   ["upstream"],
-  ["registry", "cluster"],
+  ["registry", "cluster", "sources"],
   ["proxy", "prefetch", "mirror"],
   ["stats", "admin"],
   ["regcache.ts"],

@@ -95,8 +95,9 @@ describe.skipIf(unavailable !== undefined)(`deploy/helm/regcache ${unavailable ?
     expect(kind(objects, "NetworkPolicy").spec.podSelector.matchLabels["app.kubernetes.io/instance"]).toBe("mirror-b");
   });
 
-  it("the shared tier sets the object store, the index from the Secret, the shared instance secret, and a smaller local tier", () => {
-    const c = kind(render("sharedTier.enabled=true"), "Deployment").spec.template.spec;
+  it("the shared tier sets the object store, the index from the Secret, the shared instance secret, and a smaller local tier; the replicas stay peers", () => {
+    const objects = render("sharedTier.enabled=true");
+    const c = kind(objects, "Deployment").spec.template.spec;
     const env = Object.fromEntries(c.containers[0].env.map((e: { name: string; value?: string; valueFrom?: unknown }) => [e.name, e.value ?? e.valueFrom]));
     const known = new Set(serveOptions().map((o) => o.envVar));
     for (const name of Object.keys(env).filter((n) => n.startsWith("REGCACHE_"))) expect(known.has(name), name).toBe(true);
@@ -105,6 +106,11 @@ describe.skipIf(unavailable !== undefined)(`deploy/helm/regcache ${unavailable ?
     expect(env.REGCACHE_MAX_CACHE_SIZE).toBe("15GiB");
     expect(c.volumes.find((v: any) => v.name === "data").emptyDir.sizeLimit).toBe("20Gi");
     expect(c.containers[0].volumeMounts).toContainEqual({ name: "shared-secret", mountPath: "/shared-secret", readOnly: true });
+    // The peers are the tier between the object store and upstream: the headless Service --peers-dns names, and its port.
+    const peers = objects.find((o) => o.kind === "Service" && o.spec.clusterIP === "None");
+    expect(peers.spec.ports.map((p: { targetPort: string }) => p.targetPort)).toEqual(["peer"]);
+    expect(c.containers[0].ports.map((p: { name: string }) => p.name)).toContain("peer");
+    expect(env.REGCACHE_PEERS_DNS).toMatch(new RegExp(`^${peers.metadata.name}\\.`));
   });
 
   it("values reach the objects: image, resources, node CIDRs, monitoring namespace, runtime, uninstall", () => {

@@ -194,5 +194,10 @@ describe("deploy/kubernetes/overlays/shared-storage", () => {
     const names = c.env.map((e: { name: string }) => e.name);
     expect(names).toEqual(expect.arrayContaining(["REGCACHE_BLOB_STORE", "REGCACHE_INDEX", "REGCACHE_PEERS_DNS", "REGCACHE_ADVERTISE"]));
     expect(names.filter((n: string) => n === "REGCACHE_MAX_CACHE_SIZE")).toHaveLength(1);
+    // The replicas stay peers: the headless Service --peers-dns names, and the port it points at.
+    const peers = rendered.find((o) => o.kind === "Service" && o.spec.clusterIP === "None");
+    expect(peers.spec.ports.map((p: { targetPort: string }) => p.targetPort)).toEqual(["peer"]);
+    expect(c.ports.map((p: { name: string }) => p.name)).toContain("peer");
+    expect(c.env.find((e: { name: string }) => e.name === "REGCACHE_PEERS_DNS").value).toMatch(new RegExp(`^${peers.metadata.name}\\.`));
   });
 });

@@ -90,6 +90,21 @@ describe("readInParts", () => {
     }
   });
 
+  it("from an offset (continuing another source's read), hands on the bytes from there to the end, in parts counted from there", async () => {
+    const store = new FakeStore(randomBytes(7_500));
+    const opened = await readInParts(store.get, 7_500, PLAN, "sha256:abc", 2_345);
+    expect(opened?.size).toBe(7_500);
+    expect((await readAll(opened!.body)).equals(store.bytes.subarray(2_345))).toBe(true);
+    expect(store.requests).toEqual([
+      { start: 2_345, end: 3_344 },
+      { start: 3_345, end: 4_344 },
+      { start: 4_345, end: 5_344 },
+      { start: 5_345, end: 6_344 },
+      { start: 6_345, end: 7_344 },
+      { start: 7_345, end: 7_499 },
+    ]);
+  });
+
   it("asks for no more than partsInFlight parts ahead of what was read: unread, it holds at most that many parts", async () => {
     const store = new FakeStore(randomBytes(20_000));
     const opened = await open(store);

@@ -227,6 +227,22 @@ describe("SharedTier: reading an object for a fill", () => {
     expect(t.stats.objectFills).toBe(2);
   });
 
+  it("continuing another source's read from an offset: the bytes from there, in ranged parts counted from it, or one ranged GET for what is left of a small one", async () => {
+    const objects = new FakeObjects();
+    const t = tier(objects, new FakeIndex(), undefined);
+    const size = 40 * MiB + 5;
+    objects.objects.set(digest.value, { size, mediaType: OCTET_STREAM });
+    const rest = await t.open(digest, size, 3 * MiB);
+    expect(rest.size).toBe(size);
+    expect((await readAll(rest.body)).length).toBe(size - 3 * MiB);
+    expect(objects.gets.map((range) => range!.start)).toEqual([3, 11, 19, 27, 35].map((at) => at * MiB));
+
+    objects.gets.length = 0;
+    const tail = await t.open(digest, size, 30 * MiB);
+    expect((await readAll(tail.body)).length).toBe(size - 30 * MiB);
+    expect(objects.gets).toEqual([{ start: 30 * MiB, end: size - 1 }]);
+  });
+
   it("an object deleted behind the index's back fails the read and its row goes too, large or small", async () => {
     for (const size of [MiB, 40 * MiB]) {
       const index = new FakeIndex();

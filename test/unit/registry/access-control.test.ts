@@ -50,3 +50,32 @@ describe("AccessControl.pruneConfirmations", () => {
     expect([...rows.keys()]).toEqual(["auth:k:quay.test/within-grace", "public:quay.test/old", "challenge:quay.test"]);
   });
 });
+
+describe("AccessControl.offlineRule: a peer's copy while upstream cannot answer", () => {
+  const rows = new Map<string, unknown>();
+  const index = {
+    async getMeta(key: string) {
+      return rows.get(key);
+    },
+    async putMeta() {},
+  } as unknown as CacheIndex;
+  const access = new AccessControl({} as UpstreamClient, index, Buffer.alloc(32), { offlineAccess: "public", publicTtl: 3_600_000, authTtl: 60_000, offlineGrace: 86_400_000 }, createLogger("silent"));
+  const request = (name: string): RegistryRequest => ({ req: { headers: {} } as IncomingMessage, res: {} as ServerResponse, host: "quay.test", port: 443, log: { host: "quay.test", method: "GET", path: `/v2/${name}/blobs/x` } }) as RegistryRequest;
+
+  it("under --offline-access public: allowed when the peer found the repository public, refused with a 401 when nobody did", async () => {
+    const vouched = request("team/vouched");
+    expect((await access.offlineRule(vouched, "team/vouched").judge(Date.now() - 1_000)).allowed).toBe(true);
+    expect(vouched.log.access).toBe("offline-allowed");
+    const unknown = request("team/unknown");
+    const refused = await access.offlineRule(unknown, "team/unknown").judge(undefined);
+    expect(refused.allowed).toBe(false);
+    expect(refused.allowed === false && "refusal" in refused && refused.refusal.status).toBe(401);
+    expect(unknown.log.access).toBe("offline-denied");
+  });
+
+  it("a newer verdict of this replica's that the repository is private outranks a peer's older finding", async () => {
+    rows.set("public:quay.test/team/private", { isPublic: false, checkedAt: Date.now() });
+    const rr = request("team/private");
+    expect((await access.offlineRule(rr, "team/private").judge(Date.now() - 60_000)).allowed).toBe(false);
+  });
+});
