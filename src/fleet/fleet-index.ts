@@ -51,6 +51,8 @@ export interface FleetIndex {
   renewLease(name: string, token: string, ttlMs: number): Promise<boolean>;
   /** Deletes the lease if this caller still holds it. */
   releaseLease(name: string, token: string): Promise<void>;
+  /** Whether anyone holds the lease now. */
+  leaseHeld(name: string): Promise<boolean>;
 
   /** Whether the last command reached the index (for /readyz, /api/stats, /metrics). */
   readonly available: boolean;

@@ -226,6 +226,10 @@ export class RedisFleetIndex implements FleetIndex {
     return renewed === 1;
   }
 
+  async leaseHeld(name: string): Promise<boolean> {
+    return (await this.run(`reading the lease ${name}`, () => this.client.exists(LEASE_PREFIX + name))) === 1;
+  }
+
   async releaseLease(name: string, token: string): Promise<void> {
     await this.run(`releasing the lease ${name}`, () => this.client.eval(RELEASE_SCRIPT, { keys: [LEASE_PREFIX + name], arguments: [token] }));
   }

@@ -146,8 +146,24 @@ export class SharedTier {
     }
     if (!head) return undefined;
     const types = rowTypes({ mediaType: head.mediaType ?? OCTET_STREAM });
-    if (indexAnswered) this.index!.putBlob({ digest: digest.value, size: head.size, ...types, links: [], storedAt: Date.now() }).catch(() => undefined);
+    if (indexAnswered) void this.reindex({ digest: digest.value, size: head.size, ...types, links: [], storedAt: Date.now() });
     return { size: head.size, ...types, links: undefined };
+  }
+
+  /**
+   * A row for an object found without one (stored while the index was down). Not while a replica
+   * holds the lease on filling it: that replica is between storing the object and writing its
+   * full row (links, types), which this bare one would hide from the replicas that read it
+   * meanwhile (they would fetch again), or overwrite.
+   */
+  private async reindex(row: FleetBlob): Promise<void> {
+    const index = this.index!;
+    try {
+      if ((await index.leaseHeld(`fill:${row.digest}`)) || (await index.getBlob(row.digest))) return;
+      await index.putBlob(row);
+    } catch {
+      // The index is down: the next replica to find the object without a row writes it.
+    }
   }
 
   /**

@@ -128,8 +128,10 @@ describe.skipIf(missing.length > 0)("RedisFleetIndex against a real redis-server
 
     await loserIndex.releaseLease("gc", "not-the-token");
     expect(await loserIndex.acquireLease("gc", "late", 10_000)).toEqual({ held: false, holder: winnerName });
+    expect(await loserIndex.leaseHeld("gc")).toBe(true);
 
     await winner.releaseLease("gc", token);
+    expect(await loserIndex.leaseHeld("gc")).toBe(false);
     expect((await loserIndex.acquireLease("gc", "late", 10_000)).held).toBe(true);
   });
 

@@ -46,6 +46,9 @@ class FakeIndex {
   async renewLease() {
     return true;
   }
+  async leaseHeld(name: string) {
+    return this.leases.has(name);
+  }
   /** As RedisFleetIndex: any command that is answered marks the index available, one that fails unavailable. */
   recordReads = 0;
   async getRecord() {
@@ -193,6 +196,22 @@ describe("SharedTier: what the object store holds", () => {
     objects.objects.clear();
     index.rows.clear();
     expect(await tier(objects, index, "10.0.0.1:3129").find(digest)).toBeUndefined();
+  });
+
+  it("an object whose fill lease is held gets no bare row: its holder is between storing it and writing the full row", async () => {
+    const objects = new FakeObjects();
+    objects.objects.set(digest.value, { size: 5, mediaType: "application/json" });
+    const index = new FakeIndex();
+    const holder = tier(objects, index, "10.0.0.2:3129");
+    const turn = await holder.turn(digest);
+    expect(turn.kind).toBe("mine");
+    expect(await tier(objects, index, "10.0.0.1:3129").find(digest)).toMatchObject({ size: 5, kind: "manifest", mediaType: "" });
+    await new Promise((r) => setImmediate(r));
+    expect(index.rows.has(digest.value)).toBe(false);
+    const full: FleetBlob = { digest: digest.value, size: 5, kind: "manifest", mediaType: "", linkTypes: { "r.test/app": "application/vnd.oci.image.manifest.v1+json" }, links: ["r.test/app"], storedAt: 1 };
+    await index.putBlob(full);
+    if (turn.kind === "mine") turn.lease?.release();
+    expect(await tier(objects, index, "10.0.0.1:3129").storedSince(digest)).toMatchObject({ links: ["r.test/app"], linkTypes: full.linkTypes });
   });
 });
 
