@@ -4,6 +4,7 @@ import { close, fsync, open, openSync, read, writev } from "node:fs";
 import { rename, rm } from "node:fs/promises";
 import { Writable, pipeline, type Readable } from "node:stream";
 import type { Digest } from "../oci/digest.js";
+import { streamBegins } from "../util/heap-growth.js";
 
 export class DigestMismatchError extends Error {
   constructor(
@@ -89,6 +90,8 @@ export class Download extends EventEmitter {
   private readonly rateSamples: { at: number; written: number }[] = [];
   private rateTimer: NodeJS.Timeout | undefined;
   private abandonTimer: NodeJS.Timeout | undefined;
+  /** Says the heap that this download's bytes stopped flowing (util/heap-growth.ts). */
+  private streamEnded: () => void = () => undefined;
   readonly done: Promise<void>;
 
   private constructor(private readonly spec: DownloadSpec) {
@@ -111,6 +114,7 @@ export class Download extends EventEmitter {
     download.fd = await new Promise<number>((resolve, reject) =>
       open(spec.tempFile, "wx+", 0o644, (err, fd) => (err ? reject(err) : resolve(fd))),
     );
+    download.streamEnded = streamBegins();
     download.run();
     return download;
   }
@@ -263,6 +267,7 @@ export class Download extends EventEmitter {
       // A disk that turned read-only keeps the partial file; start-up's recovery removes it.
       await rm(this.spec.tempFile, { force: true }).catch(() => undefined);
     }
+    this.streamEnded();
     this.emit("progress");
     this.emit("settled", this.failure);
     this.maybeCloseFd();

@@ -11,7 +11,7 @@ import { VERSION } from "../version.js";
 import { caCommand } from "./ca-command.js";
 import { cacheCommand } from "./cache-command.js";
 import { healthCommand } from "./health-command.js";
-import { boundHeapGrowth } from "./heap-tuning.js";
+import { boundHeapGrowth } from "../util/heap-growth.js";
 import { prefetchCommand } from "./prefetch-command.js";
 import { serveOptions, toConfig, type RawServeOptions } from "./serve-options.js";
 import { statsCommand } from "./stats-command.js";

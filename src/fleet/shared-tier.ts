@@ -5,6 +5,7 @@ import { RegcacheError } from "../errors.js";
 import type { Logger } from "../log/logger.js";
 import { parseDigest, type Digest } from "../oci/digest.js";
 import { OCTET_STREAM } from "../oci/media-types.js";
+import { streamBegins } from "../util/heap-growth.js";
 import { objectContentType, rowTypes, type FleetBlob, type FleetIndex } from "./fleet-index.js";
 import { HeldLease, LEASE_TTL_MS } from "./held-lease.js";
 import type { ObjectStore } from "./object-store.js";
@@ -287,12 +288,15 @@ export class SharedTier {
       run: async () => {
         // Evicted from the local tier before its turn came: upstream still has it.
         if ((await stat(content.file).catch(() => undefined))?.size !== content.size) return "gone";
+        const streamEnded = streamBegins();
         try {
           await this.observe(objects.put(content.digest, content.file, content.size, objectContentType(content.kind, content.mediaType)));
         } catch (err) {
           // While the store refuses, the others fetch on their own (counted) rather than wait on a lease renewed for hours.
           lease?.release();
           throw err;
+        } finally {
+          streamEnded();
         }
         const row = { digest: content.digest.value, size: content.size, kind: content.kind, mediaType: content.mediaType, linkTypes: content.linkTypes, links: content.links, storedAt: Date.now() };
         await this.index?.putBlob(row).catch((err: unknown) => {
