@@ -44,7 +44,12 @@ export class TestHaproxy {
         `  balance ${this.balance}`,
         "  option httpchk GET /readyz",
         "  http-check expect status 200",
-        "  default-server inter 300ms fall 1 rise 2",
+        // As a readiness probe: one slow answer (2 loaded cores) is no verdict. Without "timeout
+        // check", a check must finish within "inter", and with "fall 1" one slow /readyz on every
+        // replica at once left no server, so haproxy closed new connections (clients saw EOF). A
+        // dead replica is refused at once, and "redispatch" sends its connections to another.
+        "  timeout check 2s",
+        "  default-server inter 300ms fall 3 rise 1",
         ...this.backends.map((p, i) => `  server r${i} 127.0.0.1:${p} check`),
         "",
       ].join("\n"),
