@@ -147,7 +147,8 @@ export class SharedTier {
     }
     if (!head) return undefined;
     const types = rowTypes({ mediaType: head.mediaType ?? OCTET_STREAM });
-    if (indexAnswered) void this.reindex({ digest: digest.value, size: head.size, ...types, links: [], storedAt: Date.now() });
+    // Awaited: the caller's next step may link the digest, which needs the row written first.
+    if (indexAnswered) await this.reindex({ digest: digest.value, size: head.size, ...types, links: [], storedAt: Date.now() });
     return { size: head.size, ...types, links: undefined };
   }
 

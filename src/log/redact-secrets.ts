@@ -52,5 +52,9 @@ function isObject(value: unknown): value is object {
 
 /** A copy with the same prototype and own properties, non-enumerable ones too: an Error stays one, with its message and stack. */
 function shallowCopy(value: object): object {
-  return Object.create(Object.getPrototypeOf(value) as object | null, Object.getOwnPropertyDescriptors(value)) as object;
+  const copy = Object.create(Object.getPrototypeOf(value) as object | null, Object.getOwnPropertyDescriptors(value)) as object;
+  // Newer V8 (Node 24) keeps an Error's stack behind an accessor that reads the original's
+  // internal slot: copied as it is, it reads undefined on the copy.
+  if (value instanceof Error) Object.defineProperty(copy, "stack", { value: value.stack, writable: true, configurable: true, enumerable: false });
+  return copy;
 }
