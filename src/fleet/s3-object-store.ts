@@ -9,11 +9,11 @@ import {
   S3Client,
   S3ServiceException,
 } from "@aws-sdk/client-s3";
-import { Upload } from "@aws-sdk/lib-storage";
 import { RegcacheError, systemReason } from "../errors.js";
 import type { Logger } from "../log/logger.js";
 import { parseDigest, type Digest } from "../oci/digest.js";
 import type { ObjectStore, StoredObject } from "./object-store.js";
+import { uploadInParts, type UploadPlan } from "./s3-multipart-upload.js";
 
 export interface S3ObjectStoreOptions {
   bucket: string;
@@ -39,9 +39,8 @@ export interface S3ObjectStoreOptions {
   };
 }
 
-/** lib-storage holds queueSize parts in memory per upload: 64 MiB at most. */
-const PART_SIZE = 16 * 1024 * 1024;
-const QUEUE_SIZE = 4;
+/** Files from one part's size up go in parts, each in a buffer of its own: 64 MiB held per upload at most. */
+const UPLOAD_PLAN: UploadPlan = { partSize: 16 * 1024 * 1024, partsInFlight: 4 };
 /** One retry for a blip; more would multiply how long callers wait on a store that is down. */
 const MAX_ATTEMPTS = 2;
 
@@ -143,23 +142,19 @@ export class S3ObjectStore implements ObjectStore {
     } catch (err) {
       throw new RegcacheError("CACHE_IO", `cannot read ${file} to upload ${digest.value} to the shared blob store: ${systemReason(err)}`, { cause: err });
     }
-    const params = {
-      Bucket: this.options.bucket,
-      Key: this.key(digest),
-      // The SDK pipes the body without listening for its errors: a disk read error must fail the upload, not the process.
-      Body: handle.createReadStream().on("error", () => undefined),
-      ContentType: mediaType,
-    };
+    const target = { Bucket: this.options.bucket, Key: this.key(digest), ContentType: mediaType };
     try {
-      if (size < PART_SIZE) {
-        await this.client.send(new PutObjectCommand({ ...params, ContentLength: size }));
+      if (size < UPLOAD_PLAN.partSize) {
+        // The SDK pipes the body without listening for its errors: a disk read error must fail the upload, not the process.
+        const body = handle.createReadStream({ autoClose: false }).on("error", () => undefined);
+        await this.client.send(new PutObjectCommand({ ...target, Body: body, ContentLength: size })).finally(() => body.destroy());
       } else {
-        await new Upload({ client: this.client, params, partSize: PART_SIZE, queueSize: QUEUE_SIZE }).done();
+        await uploadInParts(this.client, target, handle, size, UPLOAD_PLAN);
       }
     } catch (err) {
       throw this.failure(`upload of ${digest.value} (${size} bytes)`, err);
     } finally {
-      params.Body.destroy();
+      await handle.close().catch(() => undefined);
     }
   }
 
