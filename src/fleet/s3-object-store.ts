@@ -39,8 +39,12 @@ export interface S3ObjectStoreOptions {
   };
 }
 
-/** Files from one part's size up go in parts, each in a buffer of its own: 64 MiB held per upload at most. */
+/** Objects that one PUT cannot take go in parts, each in a buffer of its own: 64 MiB held per upload at most. */
 const UPLOAD_PLAN: UploadPlan = { partSize: 16 * 1024 * 1024, partsInFlight: 4 };
+/** The most S3 takes in one PUT (5 GiB). */
+const LARGEST_PUT = 5 * 1024 ** 3;
+/** A whole-object PUT reads the file in chunks this large: fewer, larger socket writes. */
+const READ_CHUNK = 1024 * 1024;
 /** One retry for a blip; more would multiply how long callers wait on a store that is down. */
 const MAX_ATTEMPTS = 2;
 
@@ -144,10 +148,15 @@ export class S3ObjectStore implements ObjectStore {
     }
     const target = { Bucket: this.options.bucket, Key: this.key(digest), ContentType: mediaType };
     try {
-      if (size < UPLOAD_PLAN.partSize) {
+      if (size < UPLOAD_PLAN.partSize || (digest.algorithm === "sha256" && size <= LARGEST_PUT)) {
         // The SDK pipes the body without listening for its errors: a disk read error must fail the upload, not the process.
-        const body = handle.createReadStream({ autoClose: false }).on("error", () => undefined);
-        await this.client.send(new PutObjectCommand({ ...target, Body: body, ContentLength: size })).finally(() => body.destroy());
+        const body = handle.createReadStream({ autoClose: false, highWaterMark: READ_CHUNK }).on("error", () => undefined);
+        const command = new PutObjectCommand({ ...target, Body: body, ContentLength: size });
+        if (digest.algorithm === "sha256") {
+          const hex = digest.hex;
+          command.middlewareStack.add((next) => (args) => next({ ...args, request: withPayloadHash(args.request, hex) }), { step: "build", name: "regcachePayloadHash" });
+        }
+        await this.client.send(command).finally(() => body.destroy());
       } else {
         await uploadInParts(this.client, target, handle, size, UPLOAD_PLAN);
       }
@@ -234,6 +243,18 @@ export class S3ObjectStore implements ObjectStore {
   private failure(action: string, err: unknown): RegcacheError {
     return new RegcacheError("SHARED_STORE", `shared blob store ${this.where}: ${action} failed: ${reason(err)}`, { cause: err });
   }
+}
+
+/**
+ * SigV4 signs a hash of the body (x-amz-content-sha256), which the store checks before it keeps
+ * the object. Of a blob whose digest is a SHA-256, that hash is the digest: given here, the SDK
+ * hashes nothing (for a stream it would send UNSIGNED-PAYLOAD, and a part buffer it hashes once
+ * more, a third of an upload's CPU), and the store refuses a file whose bytes are no longer the
+ * blob's (a disk that changed them since they were verified) instead of keeping them under its key.
+ */
+function withPayloadHash(request: unknown, hex: string): unknown {
+  (request as { headers: Record<string, string> }).headers["x-amz-content-sha256"] = hex;
+  return request;
 }
 
 /**

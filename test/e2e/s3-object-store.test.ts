@@ -58,14 +58,15 @@ describe.skipIf(missing.length > 0)("S3ObjectStore against a real S3-compatible 
   let raw: S3Client;
   let small: Blob;
   let large: Blob;
+  let wholeLarge: Blob;
   const logLines: string[] = [];
   let restoreEnv: (() => void) | undefined;
 
-  function blob(name: string, size: number): Blob {
+  function blob(name: string, size: number, algorithm: "sha256" | "sha512" = "sha256"): Blob {
     const bytes = randomBytes(size);
     const file = path.join(dir, name);
     writeFileSync(file, bytes);
-    return { digest: parseDigest(`sha256:${createHash("sha256").update(bytes).digest("hex")}`)!, file, bytes };
+    return { digest: parseDigest(`${algorithm}:${createHash(algorithm).update(bytes).digest("hex")}`)!, file, bytes };
   }
 
   function store(prefix = "fleet/a"): S3ObjectStore {
@@ -85,8 +86,10 @@ describe.skipIf(missing.length > 0)("S3ObjectStore against a real S3-compatible 
     raw = new S3Client(swift.clientConfig());
     restoreEnv = swiftCredentialsInEnv();
     small = blob("small", 100_000);
-    // Over two 16 MiB parts: a multipart upload with a short last part.
-    large = blob("large", 40 * 1024 * 1024);
+    // Over two 16 MiB parts: a SHA-512 blob goes as a multipart upload, with a short last part.
+    large = blob("large", 40 * 1024 * 1024, "sha512");
+    // A SHA-256 blob of the same size goes in one PUT, signed with its digest.
+    wholeLarge = blob("whole-large", 40 * 1024 * 1024);
   });
 
   afterAll(async () => {
@@ -101,8 +104,9 @@ describe.skipIf(missing.length > 0)("S3ObjectStore against a real S3-compatible 
     try {
       await s3.put(small.digest, small.file, small.bytes.length, "application/octet-stream");
       await s3.put(large.digest, large.file, large.bytes.length, MANIFEST);
+      await s3.put(wholeLarge.digest, wholeLarge.file, wholeLarge.bytes.length, "application/octet-stream");
 
-      const key = `fleet/a/blobs/sha256/${large.digest.hex.slice(0, 2)}/${large.digest.hex}`;
+      const key = `fleet/a/blobs/sha512/${large.digest.hex.slice(0, 2)}/${large.digest.hex}`;
       const stored = await raw.send(new HeadObjectCommand({ Bucket: swift.bucket, Key: key }));
       expect(stored.ContentLength).toBe(large.bytes.length);
 
@@ -111,7 +115,7 @@ describe.skipIf(missing.length > 0)("S3ObjectStore against a real S3-compatible 
       // The media type travels as Content-Type: a manifest found by HEAD while the index is down is served as what it is.
       expect(await s3.head(large.digest)).toEqual({ size: large.bytes.length, mediaType: MANIFEST });
 
-      for (const b of [small, large]) {
+      for (const b of [small, large, wholeLarge]) {
         const whole = await s3.get(b.digest);
         expect(whole?.size).toBe(b.bytes.length);
         expect((await readAll(whole!.body)).equals(b.bytes)).toBe(true);
@@ -129,6 +133,24 @@ describe.skipIf(missing.length > 0)("S3ObjectStore against a real S3-compatible 
         const part = await s3.get(b.digest, { start, end });
         expect(part?.size, `size for ${start}-${end}`).toBe(b.bytes.length);
         expect((await readAll(part!.body)).equals(b.bytes.subarray(start, end + 1)), `bytes ${start}-${end}`).toBe(true);
+      }
+    } finally {
+      s3.close();
+    }
+  });
+
+  it("a file whose bytes are no longer its blob's is refused by the store, not kept under the blob's key", async () => {
+    const s3 = store("fleet/changed");
+    try {
+      for (const original of [blob("changed-small", 100_000), blob("changed-large", 20 * 1024 * 1024)]) {
+        // A bit flipped on disk after the blob was verified: same size, other bytes.
+        const changed = Buffer.from(original.bytes);
+        changed[changed.length >> 1]! ^= 1;
+        writeFileSync(original.file, changed);
+        const err = await s3.put(original.digest, original.file, changed.length, "application/octet-stream").then(() => undefined, (e: unknown) => e);
+        expect(err, `${changed.length} bytes`).toBeInstanceOf(RegcacheError);
+        expect((err as RegcacheError).code).toBe("SHARED_STORE");
+        expect(await s3.head(original.digest)).toBeUndefined();
       }
     } finally {
       s3.close();
@@ -174,6 +196,7 @@ describe.skipIf(missing.length > 0)("S3ObjectStore against a real S3-compatible 
         [
           [small.digest.value, small.bytes.length],
           [large.digest.value, large.bytes.length],
+          [wholeLarge.digest.value, wholeLarge.bytes.length],
         ].sort(),
       );
       for (const o of listed) expect(Math.abs(o.lastModified - Date.now())).toBeLessThan(10 * 60_000);
