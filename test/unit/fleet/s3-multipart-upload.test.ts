@@ -3,6 +3,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { open, type FileHandle } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
+import { Readable } from "node:stream";
 import {
   AbortMultipartUploadCommand,
   CompleteMultipartUploadCommand,
@@ -24,6 +25,8 @@ interface Sent {
   part: number;
   /** The bytes as they were when the part was sent. */
   bytes: Buffer;
+  /** The memory the body lies in. */
+  memory: ArrayBufferLike;
 }
 
 /**
@@ -54,7 +57,7 @@ class FakeStore {
         const body = input.Body as Buffer;
         expect(body.length).toBe(input.ContentLength);
         const bytes = Buffer.from(body);
-        this.parts.push({ part, bytes });
+        this.parts.push({ part, bytes, memory: body.buffer });
         this.events.push(`part ${part} sent`);
         // The SDK reads the body until the store answers (and again for a retry): it must not change meanwhile.
         const unchanged = () => {
@@ -150,13 +153,42 @@ describe("uploadInParts", () => {
     }
   });
 
+  it("holds a buffer per part in flight, as large as the parts it reads: a short last part gets a short one", async () => {
+    for (const [size, held] of [
+      [1001, 1001],
+      [2001, 2001],
+      [3001, 3000],
+      [5500, 3000],
+    ]) {
+      const store = new FakeStore();
+      await uploadInParts(store.client, TARGET, await fileOf(randomBytes(size!)), size!, PLAN);
+      const buffers = new Set(store.parts.map((p) => p.memory));
+      expect([...buffers].reduce((sum, b) => sum + b.byteLength, 0), `size ${size}`).toBe(held);
+    }
+  });
+
+  it("a file of more than 10 000 parts of the plan's size goes in larger parts: S3 refuses part 10 001", async () => {
+    const size = 10_000 * PLAN.partSize + 1;
+    const bytes = randomBytes(size);
+    const store = new FakeStore();
+    store.uploadPart = async (part) => ({ ETag: `"etag-${part}"` });
+    await uploadInParts(store.client, TARGET, await fileOf(bytes), size, PLAN);
+    expect(store.completed).toHaveLength(Math.ceil(size / 1001));
+    const sent = [...store.parts].sort((a, b) => a.part - b.part);
+    expect(Buffer.concat(sent.map((p) => p.bytes)).equals(bytes)).toBe(true);
+    expect(sent.slice(0, -1).every((p) => p.bytes.length === 1001)).toBe(true);
+  });
+
   it("a part that fails while others are in flight fails the upload; the others finish first, none starts after, and the abort comes last", async () => {
     const bytes = randomBytes(5500);
     const store = new FakeStore();
     const broken = new Error("part 2 refused");
+    let sent = 0;
     store.uploadPart = async (part) => {
+      sent += 1;
+      // Until parts 1 to 3 are all sent; then part 2 fails while 1 and 3 are still in flight, and 3 fails later too.
+      while (sent < 3) await settle();
       if (part === 2) throw broken;
-      // Parts 1 and 3 are still in flight when part 2 fails, and one of them fails later too.
       for (let i = 0; i < 5; i++) await settle();
       if (part === 3) throw new Error("part 3 refused");
       return { ETag: `"etag-${part}"` };
@@ -217,5 +249,54 @@ describe("uploadInParts", () => {
     const err = await rejection(uploadInParts(store.client, TARGET, file, bytes.length, PLAN));
     expect((err as NodeJS.ErrnoException).code).toMatch(/EBADF|ERR_INVALID_STATE/);
     expectAbortAfterEveryPart(store.events);
+  });
+
+  it("through the SDK, a part retried after a 500 is sent again with the same bytes, each attempt signed with the part's SHA-256", async () => {
+    const bytes = randomBytes(3500);
+    const seen: { part: number; hash: string | undefined; sha256: string }[] = [];
+    let failedOnce = false;
+    const answer = (statusCode: number, body = "", headers: Record<string, string> = {}) => ({
+      response: { statusCode, headers: { "content-type": "application/xml", ...headers }, body: Readable.from([Buffer.from(body)]) },
+    });
+    const client = new S3Client({
+      region: "us-east-1",
+      endpoint: "http://store.invalid",
+      forcePathStyle: true,
+      credentials: { accessKeyId: "id", secretAccessKey: "secret" },
+      maxAttempts: 2,
+      requestChecksumCalculation: "WHEN_REQUIRED",
+      requestHandler: {
+        handle: async (request: { method: string; query: Record<string, string>; headers: Record<string, string>; body: unknown }) => {
+          if (request.method === "POST" && "uploads" in request.query) {
+            return answer(200, "<InitiateMultipartUploadResult><Bucket>b</Bucket><Key>k</Key><UploadId>u-1</UploadId></InitiateMultipartUploadResult>");
+          }
+          if (request.method === "PUT") {
+            const part = Number(request.query.partNumber);
+            const body = request.body as Uint8Array;
+            seen.push({ part, hash: request.headers["x-amz-content-sha256"], sha256: createHash("sha256").update(body).digest("hex") });
+            await settle();
+            if (part === 2 && !failedOnce) {
+              failedOnce = true;
+              return answer(500, "<Error><Code>InternalError</Code><Message>try again</Message></Error>");
+            }
+            return answer(200, "", { etag: `"etag-${part}"` });
+          }
+          if (request.method === "POST") return answer(200, "<CompleteMultipartUploadResult><ETag>\"whole\"</ETag></CompleteMultipartUploadResult>");
+          throw new Error(`unexpected ${request.method}`);
+        },
+      },
+    });
+    try {
+      await uploadInParts(client, TARGET, await fileOf(bytes), bytes.length, PLAN);
+    } finally {
+      client.destroy();
+    }
+    const expected = (part: number) => createHash("sha256").update(bytes.subarray((part - 1) * PLAN.partSize, part * PLAN.partSize)).digest("hex");
+    expect(seen.filter((s) => s.part === 2)).toHaveLength(2);
+    expect(seen.map((s) => s.part).sort()).toEqual([1, 2, 2, 3, 4]);
+    for (const { part, hash, sha256 } of seen) {
+      expect(sha256, `part ${part}'s bytes`).toBe(expected(part));
+      expect(hash, `part ${part}'s signed payload hash`).toBe(expected(part));
+    }
   });
 });
