@@ -15,31 +15,41 @@ export interface UploadPlan {
   partsInFlight: number;
 }
 
+/** S3's limit on the parts of one upload. */
+const MAX_PARTS = 10_000;
+
 /**
  * A file of `size` bytes uploaded as an S3 multipart upload. Each part is read from the file in
  * one read, into a buffer that the next part reuses, and sent whole: the SDK signs the part's
  * SHA-256 (SigV4's payload hash), so the store refuses a part whose bytes changed on the way.
- * lib-storage's Upload, which did this from a stream, read the file in 64 KiB chunks and
- * concatenated each part into a fresh buffer; the garbage that left cost more CPU than the rest
- * of the upload (bench/fill-cpu.ts: a fleet fill's CPU per GB). A part that fails fails the
- * upload, which is then aborted, so that the store drops the parts it holds.
+ * Reading a stream instead would hand over 64 KiB chunks to be concatenated into a fresh buffer
+ * per part: the garbage that leaves costs more CPU than the rest of the upload (bench/fill-cpu.ts:
+ * a fleet fill's CPU per GB). A buffer is reused only once its part is answered: the SDK
+ * resends it, unchanged, when it retries the part. A part that fails fails the upload, which is
+ * aborted once the parts in flight are answered, so that the store drops the parts it holds.
  */
 export async function uploadInParts(client: S3Client, target: UploadTarget, file: FileHandle, size: number, plan: UploadPlan): Promise<void> {
   const { Bucket, Key } = target;
   const { UploadId } = await client.send(new CreateMultipartUploadCommand(target));
   if (!UploadId) throw new Error("the store answered no UploadId");
-  const count = Math.ceil(size / plan.partSize);
+  // A file too large for MAX_PARTS parts of the plan's size (160 GiB) goes in larger parts, not in a doomed upload.
+  const partSize = Math.max(plan.partSize, Math.ceil(size / MAX_PARTS));
+  const count = Math.ceil(size / partSize);
   const etags: string[] = [];
   let next = 0;
   let failed = false;
   const sendParts = async (): Promise<void> => {
-    const buffer = Buffer.allocUnsafeSlow(Math.min(plan.partSize, size));
+    // As large as the largest part this worker takes: only the last part is shorter, and no part follows it.
+    let buffer: Buffer | undefined;
     while (next < count && !failed) {
       const index = next++;
-      const start = index * plan.partSize;
-      const length = Math.min(plan.partSize, size - start);
+      const start = index * partSize;
+      const length = Math.min(partSize, size - start);
+      buffer ??= Buffer.allocUnsafeSlow(length);
       try {
         await readFully(file, buffer, length, start);
+        // Another part failed while this one was read: the upload is lost, its bytes need not go.
+        if (failed) return;
         const { ETag } = await client.send(new UploadPartCommand({ Bucket, Key, UploadId, PartNumber: index + 1, Body: buffer.subarray(0, length), ContentLength: length }));
         if (!ETag) throw new Error(`the store answered part ${index + 1} without an ETag`);
         etags[index] = ETag;

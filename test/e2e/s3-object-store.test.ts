@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import type { Readable } from "node:stream";
-import { HeadObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
+import { HeadObjectCommand, ListMultipartUploadsCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { RegcacheError } from "../../src/errors.js";
 import { S3ObjectStore } from "../../src/fleet/s3-object-store.js";
@@ -20,6 +20,11 @@ const MANIFEST = "application/vnd.oci.image.manifest.v1+json";
 /** Far above what the timeouts allow (two attempts of 2 s), far below a hang. */
 const PROMPT_MS = 15_000;
 const WRONG_SECRET = "wrong-secret-5f0c2a9e";
+const MiB = 1024 * 1024;
+/** The store's part size (S3ObjectStore's UPLOAD_PLAN): files from it up go as multipart uploads. */
+const PART = 16 * MiB;
+/** Six parts, the last short: more than the 4 sent at once. */
+const SIX_PARTS = 5 * PART + 12_345;
 
 interface Blob {
   digest: Digest;
@@ -72,6 +77,29 @@ describe.skipIf(missing.length > 0)("S3ObjectStore against a real S3-compatible 
   function store(prefix = "fleet/a"): S3ObjectStore {
     const logger = createLogger("debug", { write: (line: string) => void logLines.push(line) });
     return new S3ObjectStore({ bucket: swift.bucket, prefix, endpoint: swift.endpoint, forcePathStyle: true, region: SWIFT_REGION, timeouts: TIMEOUTS }, logger);
+  }
+
+  function keyOf(prefix: string, digest: Digest): string {
+    return `${prefix}/blobs/sha256/${digest.hex.slice(0, 2)}/${digest.hex}`;
+  }
+
+  /** The multipart uploads begun under a prefix and neither completed nor aborted. */
+  async function unfinishedUploads(prefix: string): Promise<string[]> {
+    const answer = await raw.send(new ListMultipartUploadsCommand({ Bucket: swift.bucket, Prefix: `${prefix}/` }));
+    return (answer.Uploads ?? []).map((u) => u.Key!);
+  }
+
+  /** Resolves once the store has begun a multipart upload for `key` (CreateMultipartUpload answered): its parts come next. */
+  async function uploadBegun(prefix: string, key: string): Promise<void> {
+    while (!(await unfinishedUploads(prefix)).includes(key)) await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+
+  /** The SHA-256 of what a GET of the blob answers, and the size it announced. */
+  async function stored(s3: S3ObjectStore, digest: Digest): Promise<{ size: number | undefined; sha256: string }> {
+    const answer = await s3.get(digest);
+    const hash = createHash("sha256");
+    if (answer) for await (const chunk of answer.body) hash.update(chunk as Buffer);
+    return { size: answer?.size, sha256: hash.digest("hex") };
   }
 
   /** A key written around the store, as another tool or a bug would. */
@@ -298,6 +326,62 @@ describe.skipIf(missing.length > 0)("S3ObjectStore against a real S3-compatible 
       process.env.AWS_SECRET_ACCESS_KEY = SWIFT_CREDENTIALS.secretAccessKey;
     }
     expect((await store().head(large.digest))?.size).toBe(large.bytes.length);
+  });
+
+  it("stores each size around the part size byte for byte: none, a byte short of a part, one and two whole parts, a 1-byte last part, six parts", async () => {
+    const s3 = store("fleet/edges");
+    try {
+      for (const size of [0, PART - 1, PART, PART + 1, 2 * PART, SIX_PARTS]) {
+        const b = blob(`edge-${size}`, size);
+        await s3.put(b.digest, b.file, size, "application/octet-stream");
+        expect(await stored(s3, b.digest), `${size} bytes`).toEqual({ size, sha256: b.digest.hex });
+      }
+      expect(await unfinishedUploads("fleet/edges")).toEqual([]);
+    } finally {
+      s3.close();
+    }
+  });
+
+  it("a file shorter than its size (truncated under the upload) fails the upload, which is aborted: the store keeps none of its parts", async () => {
+    const s3 = store("fleet/short");
+    try {
+      const b = blob("short", 2 * PART + 100);
+      // Parts 1 and 2 are read and sent whole; part 3 finds the end of the file.
+      const { err } = await failure(() => s3.put(b.digest, b.file, SIX_PARTS, "application/octet-stream"));
+      expectSharedStoreError(err);
+      expect(err.message).toMatch(/the file ended at byte 33554532/);
+      expect(await unfinishedUploads("fleet/short")).toEqual([]);
+      expect(await s3.head(b.digest)).toBeUndefined();
+    } finally {
+      s3.close();
+    }
+  });
+
+  it("a store that stalls in the middle of a multipart upload fails it within the timeouts, and a store killed in the middle of one too", async () => {
+    const s3 = store("fleet/cut");
+    const b = blob("cut", SIX_PARTS);
+    const key = keyOf("fleet/cut", b.digest);
+    try {
+      for (const cut of [() => swift.pause(), () => swift.kill()]) {
+        const started = Date.now();
+        const upload = failure(() => s3.put(b.digest, b.file, SIX_PARTS, "application/octet-stream"));
+        await uploadBegun("fleet/cut", key);
+        await cut();
+        const { err } = await upload;
+        expectSharedStoreError(err);
+        expect(err.message).toContain(`upload of ${b.digest.value}`);
+        // Parts in flight time out (two attempts each, all at once), then the abort does.
+        expect(Date.now() - started).toBeLessThan(2 * PROMPT_MS);
+        swift.resume();
+      }
+      await swift.restart();
+      // As the upload queue's next attempt would: the blob is stored whole once the store is back.
+      await s3.put(b.digest, b.file, SIX_PARTS, "application/octet-stream");
+      expect(await stored(s3, b.digest)).toEqual({ size: SIX_PARTS, sha256: b.digest.hex });
+    } finally {
+      swift.resume();
+      s3.close();
+    }
   });
 
   it("a stalled store (its S3 front stopped) fails a request, and a body already flowing, within the timeouts", async () => {
