@@ -14,6 +14,7 @@ import type { Logger } from "../log/logger.js";
 import { parseDigest, type Digest } from "../oci/digest.js";
 import type { ObjectStore, StoredObject } from "./object-store.js";
 import { uploadInParts, type UploadPlan } from "./s3-multipart-upload.js";
+import { S3ReadTransport } from "./s3-read-transport.js";
 
 export interface S3ObjectStoreOptions {
   bucket: string;
@@ -77,12 +78,9 @@ export class S3ObjectStore implements ObjectStore {
       // The defaults (CRC32 trailers, aws-chunked uploads) are refused by Swift's s3api and others.
       requestChecksumCalculation: "WHEN_REQUIRED",
       responseChecksumValidation: "WHEN_REQUIRED",
-      requestHandler: {
-        connectionTimeout: options.timeouts.connectMs,
-        // An idle bound, not the handler's requestTimeout: that one spans a whole part upload, so
-        // it would fail a slow but moving transfer; this one also errors a body stalled mid-stream.
-        socketTimeout: options.timeouts.requestMs,
-      },
+      // An idle bound, not a whole request's: that would fail a slow but moving transfer; this one
+      // also errors a body stalled mid-stream.
+      requestHandler: new S3ReadTransport({ connectMs: options.timeouts.connectMs, idleMs: options.timeouts.requestMs }),
       logger: sdkLogger(logger),
     });
   }
