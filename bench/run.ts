@@ -429,6 +429,7 @@ async function main(): Promise<void> {
       manyHosts: many,
       cpuPerGb: fillCpu,
       cpuRatios: cpu.ratios,
+      cpuUserRatios: cpu.userRatios,
       smallRequests,
       targets,
     };

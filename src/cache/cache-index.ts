@@ -185,6 +185,7 @@ export class CacheIndex {
   private static async connect(file: string, logger: Logger): Promise<{ store: KeyvSqlite; keyv: Keyv }> {
     // sqlite takes an empty file for a new database, but it wrote a header when this one was made: it was truncated.
     if ((await fileSize(file)) === 0) throw new DamagedIndexError("the file is empty");
+    await tryFirst(file);
     const store = newStore(`sqlite://${file}`);
     try {
       // WAL lets readers proceed during writes; NORMAL sync is durable across process crashes,
@@ -550,8 +551,33 @@ async function insertRows(store: KeyvSqlite, rows: IndexRow[]): Promise<void> {
   );
 }
 
+const KEY_SIZE = 1024;
+
 function newStore(uri: string): KeyvSqlite {
-  return new KeyvSqlite({ uri, table: TABLE, busyTimeout: 10_000, keySize: 1024, iterationLimit: 1000 });
+  return new KeyvSqlite({ uri, table: TABLE, busyTimeout: 10_000, keySize: KEY_SIZE, iterationLimit: 1000 });
+}
+
+/**
+ * What makes @keyv/sqlite fail as it connects, tried first on a connection closed whatever
+ * happens: @keyv/sqlite never closes a connection whose table it could not create, and a file
+ * removed under an open connection keeps its space until the collector happens to close it (on
+ * a full disk, its last free pages). A new index: its table is created (a full disk fails here).
+ * An existing one: read without writing and without its WAL, which a connection closing would
+ * fold into the file (a file that is no database fails here).
+ */
+function tryFirst(file: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    stat(file).then(
+      () => run(`${pathToFileURL(file).href}?immutable=1`, sqlite3.OPEN_READONLY | sqlite3.OPEN_URI, "SELECT count(*) FROM sqlite_master"),
+      () => run(file, sqlite3.OPEN_READWRITE | sqlite3.OPEN_CREATE, `CREATE TABLE IF NOT EXISTS ${TABLE}(key VARCHAR(${KEY_SIZE}) PRIMARY KEY, value TEXT )`),
+    );
+    function run(name: string, mode: number, sql: string): void {
+      const db = new sqlite3.Database(name, mode, (openErr) => {
+        if (openErr) reject(openErr);
+        else db.run(sql, (err) => db.close(() => (err ? reject(err) : resolve())));
+      });
+    }
+  });
 }
 
 function newKeyv(store: KeyvSqlite): Keyv {

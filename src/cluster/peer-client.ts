@@ -1,6 +1,6 @@
 import { Agent, type Dispatcher } from "undici";
 import type { TagEntry } from "../cache/cache-index.js";
-import { withQuietBody } from "../upstream/quiet-body.js";
+import { withQuietBody } from "../util/quiet-body.js";
 import { isPeerCertificate, type PeerIdentity } from "./peer-identity.js";
 
 /**

@@ -1,6 +1,6 @@
 import { NodeHttpHandler } from "@smithy/node-http-handler";
 import { Agent, type Dispatcher } from "undici";
-import { withQuietBody } from "../upstream/quiet-body.js";
+import { withQuietBody } from "../util/quiet-body.js";
 
 export interface TransportTimeouts {
   connectMs: number;

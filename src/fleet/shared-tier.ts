@@ -24,12 +24,13 @@ const PROBE_DIGEST = parseDigest("sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e
 const PROBE_RECORD = "meta:probe:none";
 
 /**
- * Objects of two parts or more are read as ranged GETs in parallel (ranged-object-reader.ts);
- * smaller ones in one GET. 8 MiB parts, 4 at a time (AWS's advice for S3; 32 MiB held per fill
- * at most): against Swift's S3 API on loopback, 16 MiB parts or 2 at a time were no faster.
+ * Objects of two parts or more are read as ranged GETs in parallel (ranged-object-reader.ts),
+ * as AWS advises for S3; smaller ones in one GET. 4 MiB parts, 4 at a time (16 MiB held per fill
+ * at most): what the parts behind the first hold in memory costs CPU, in page faults and
+ * collections, and 8 MiB parts cost a store read about 25% more CPU per GB (bench/fill-cpu.ts).
  */
-const READ_IN_PARTS_FROM = 16 * 1024 * 1024;
-const PART_PLAN: PartPlan = { partSize: 8 * 1024 * 1024, partsInFlight: 4 };
+const PART_PLAN: PartPlan = { partSize: 4 * 1024 * 1024, partsInFlight: 4 };
+const READ_IN_PARTS_FROM = 2 * PART_PLAN.partSize;
 
 /**
  * What the object store holds for a digest: its kind and media types as the local index keeps

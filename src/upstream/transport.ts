@@ -4,7 +4,7 @@ import { Agent, buildConnector, type Dispatcher } from "undici";
 import { formatAuthority, type UpstreamRequest, type UpstreamResponse } from "./client.js";
 import type { Dialer } from "./dialer.js";
 import { finishPausedParserOnEnd } from "./paused-parser-fix.js";
-import { withQuietBody } from "./quiet-body.js";
+import { withQuietBody } from "../util/quiet-body.js";
 import { classifyUpstreamError, UpstreamError } from "./upstream-error.js";
 
 export interface UpstreamTimeouts {

@@ -5,7 +5,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import KeyvSqlite from "@keyv/sqlite";
 import Keyv from "keyv";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { CacheIndex, type BlobEntry, type TagEntry } from "../../../src/cache/cache-index.js";
 import type { SharedRecords } from "../../../src/cache/shared-records.js";
 import { createLogger } from "../../../src/log/logger.js";
@@ -345,15 +345,15 @@ describe("CacheIndex.open on a damaged index", () => {
 describe.skipIf(tmpfsUnavailable())("CacheIndex on a full disk", () => {
   let dir: string;
   let file: string;
-  beforeAll(() => {
+  // A disk per test: @keyv/sqlite leaves open a connection whose table it could not create (the
+  // collector closes it later), and a file of one test removed under it would free its space in
+  // the middle of another's full disk.
+  beforeEach(() => {
     dir = mkdtempSync(path.join(tmpdir(), "regcache-full-index-"));
     mountTmpfs(dir, 16 * 1024 * 1024);
     file = path.join(dir, "index.sqlite");
   });
   afterEach(() => {
-    for (const name of readdirSync(dir)) rmSync(path.join(dir, name), { force: true });
-  });
-  afterAll(() => {
     unmountTmpfs(dir);
     rmSync(dir, { recursive: true, force: true });
   });

@@ -3,7 +3,7 @@ import type { AddressInfo } from "node:net";
 import { Writable, pipeline } from "node:stream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Agent } from "undici";
-import { withQuietBody } from "../../../src/upstream/quiet-body.js";
+import { withQuietBody } from "../../../src/util/quiet-body.js";
 
 describe("withQuietBody", () => {
   let server: Server;
