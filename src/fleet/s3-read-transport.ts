@@ -1,3 +1,4 @@
+import { buildQueryString } from "@smithy/core/protocols";
 import { NodeHttpHandler } from "@smithy/node-http-handler";
 import { Agent, type Dispatcher } from "undici";
 import { withQuietBody } from "../util/quiet-body.js";
@@ -33,7 +34,8 @@ export class S3ReadTransport {
 
   async handle(request: SdkRequest, options: Parameters<NodeHandle>[1] = {}): ReturnType<NodeHandle> {
     if (request.method !== "GET" && request.method !== "HEAD") return this.writes.handle(request, options);
-    const query = request.query ? queryString(request.query) : "";
+    // As the SDK's own handler writes it, which is what SigV4 signed.
+    const query = request.query ? buildQueryString(request.query) : "";
     const answer = await this.read({
       origin: `${request.protocol}//${request.hostname}${request.port ? `:${request.port}` : ""}`,
       path: query ? `${request.path}?${query}` : request.path,
@@ -73,20 +75,4 @@ export class S3ReadTransport {
     this.writes.destroy();
     void this.agent.destroy();
   }
-}
-
-/** The query as SigV4 signed it: keys sorted, names and values escaped per RFC 3986. */
-export function queryString(query: Record<string, string | string[] | null>): string {
-  const parts: string[] = [];
-  for (const key of Object.keys(query).sort()) {
-    const value = query[key];
-    const name = escape(key);
-    if (value === null || value === undefined) parts.push(name);
-    else for (const v of Array.isArray(value) ? value : [value]) parts.push(`${name}=${escape(v)}`);
-  }
-  return parts.join("&");
-}
-
-function escape(text: string): string {
-  return encodeURIComponent(text).replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
 }
