@@ -44,6 +44,10 @@ export class S3ReadTransport {
       // The SDK's type for it is the DOM's; what S3ObjectStore passes is Node's.
       signal: options.abortSignal as AbortSignal | undefined,
       highWaterMark: 1024 * 1024,
+      // undici closes a connection after a HEAD unless told not to (nodejs/undici#258, servers that
+      // answer a HEAD with a body): an object store answers them as HTTP says, and a HEAD per miss
+      // would otherwise open a connection (and a TLS session) each.
+      reset: false,
     });
     const headers: Record<string, string> = {};
     for (const [name, value] of Object.entries(answer.headers)) if (value !== undefined) headers[name] = Array.isArray(value) ? value.join(", ") : value;
