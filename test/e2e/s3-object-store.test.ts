@@ -7,6 +7,7 @@ import { HeadObjectCommand, ListMultipartUploadsCommand, ListObjectsV2Command, P
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { RegcacheError } from "../../src/errors.js";
 import { S3ObjectStore } from "../../src/fleet/s3-object-store.js";
+import { S3ReadTransport } from "../../src/fleet/s3-read-transport.js";
 import { createLogger } from "../../src/log/logger.js";
 import { parseDigest, type Digest } from "../../src/oci/digest.js";
 import { SWIFT_CREDENTIALS, SWIFT_REGION, SWIFT_TOOLS, swiftCredentialsInEnv, TestSwift } from "./harness/swift.js";
@@ -203,6 +204,45 @@ describe.skipIf(missing.length > 0)("S3ObjectStore against a real S3-compatible 
     } finally {
       s3.close();
       root.close();
+    }
+  });
+
+  it("a prefix with characters that need escaping (space, +, %, non-ASCII) is signed as sent: put, HEAD, GET, list page by page, delete", async () => {
+    // 103 bytes to a key: Swift's continuation token (the key in base64) ends in "==", which must be escaped.
+    const prefix = "fleet/a b+c%41(ü€)!";
+    const s3 = store(prefix);
+    // Reads as the store sends them (its transport), a page of one key at a time: each continuation token goes back in the query.
+    const pager = new S3Client({ ...swift.clientConfig(), requestHandler: new S3ReadTransport({ connectMs: TIMEOUTS.connectMs, idleMs: TIMEOUTS.requestMs }) });
+    const other = blob("odd-prefix", 1_000);
+    try {
+      for (const b of [small, other]) await s3.put(b.digest, b.file, b.bytes.length, "application/octet-stream");
+      expect((await raw.send(new HeadObjectCommand({ Bucket: swift.bucket, Key: keyOf(prefix, small.digest) }))).ContentLength).toBe(small.bytes.length);
+      expect((await s3.head(other.digest))?.size).toBe(other.bytes.length);
+      const part = await s3.get(small.digest, { start: 10, end: 99 });
+      expect((await readAll(part!.body)).equals(small.bytes.subarray(10, 100))).toBe(true);
+
+      const listed: string[] = [];
+      for await (const object of s3.list()) listed.push(object.digest);
+      expect(listed.sort()).toEqual([small.digest.value, other.digest.value].sort());
+
+      const keys: string[] = [];
+      const tokens: string[] = [];
+      let token: string | undefined;
+      do {
+        const page = await pager.send(new ListObjectsV2Command({ Bucket: swift.bucket, Prefix: `${prefix}/`, MaxKeys: 1, ContinuationToken: token }));
+        keys.push(...(page.Contents ?? []).map((c) => c.Key!));
+        token = page.NextContinuationToken;
+        if (token !== undefined) tokens.push(token);
+      } while (token !== undefined);
+      expect(keys.sort()).toEqual([keyOf(prefix, small.digest), keyOf(prefix, other.digest)].sort());
+      expect(tokens.some((t) => encodeURIComponent(t) !== t), `a token that needs escaping: ${JSON.stringify(tokens)}`).toBe(true);
+
+      for (const b of [small, other]) await s3.delete(b.digest);
+      expect(await s3.head(small.digest)).toBeUndefined();
+      expect(await s3.get(other.digest)).toBeUndefined();
+    } finally {
+      pager.destroy();
+      s3.close();
     }
   });
 
