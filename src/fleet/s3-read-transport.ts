@@ -12,7 +12,12 @@ export interface TransportTimeouts {
 type NodeHandle = NodeHttpHandler["handle"];
 
 /** undici's codes for what node:http reports as these. */
-const BLIPS: Record<string, string> = { UND_ERR_CONNECT_TIMEOUT: "ETIMEDOUT", UND_ERR_HEADERS_TIMEOUT: "ETIMEDOUT", UND_ERR_SOCKET: "ECONNRESET" };
+const BLIPS: Record<string, string> = {
+  UND_ERR_CONNECT_TIMEOUT: "ETIMEDOUT",
+  UND_ERR_HEADERS_TIMEOUT: "ETIMEDOUT",
+  UND_ERR_BODY_TIMEOUT: "ETIMEDOUT",
+  UND_ERR_SOCKET: "ECONNRESET",
+};
 type SdkRequest = Parameters<NodeHandle>[0];
 
 /**
@@ -57,10 +62,14 @@ export class S3ReadTransport {
   /**
    * The SDK retries a request once (S3ObjectStore's MAX_ATTEMPTS) when node:http reports a blip
    * as ETIMEDOUT or ECONNRESET; undici names the same failures its own way, so they are renamed.
+   * The SDK reads a listing's or an error document's body whole within its attempt, so a blip
+   * while a body flows is renamed too (the body's reader sees the same error object, renamed).
    */
   private async read(options: Dispatcher.RequestOptions): Promise<Dispatcher.ResponseData> {
     try {
-      return withQuietBody(await this.agent.request(options));
+      const answer = withQuietBody(await this.agent.request(options));
+      answer.body.on("error", renameBlip);
+      return answer;
     } catch (err) {
       const code = BLIPS[(err as { code?: string }).code ?? ""];
       throw code ? Object.assign(new Error((err as Error).message, { cause: err }), { code }) : err;
@@ -79,4 +88,9 @@ export class S3ReadTransport {
     this.writes.destroy();
     void this.agent.destroy();
   }
+}
+
+function renameBlip(err: Error & { code?: string }): void {
+  const code = BLIPS[err.code ?? ""];
+  if (code) err.code = code;
 }

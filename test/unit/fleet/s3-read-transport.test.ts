@@ -1,6 +1,7 @@
 import { createServer, type IncomingMessage, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import type { Readable } from "node:stream";
+import { ListObjectsV2Command, S3Client } from "@aws-sdk/client-s3";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { S3ReadTransport } from "../../../src/fleet/s3-read-transport.js";
 
@@ -19,6 +20,7 @@ describe("S3ReadTransport (reads over undici) against a loopback HTTP server", (
   let server: Server;
   let port: number;
   let connections = 0;
+  let listings = 0;
   const seen: IncomingMessage[] = [];
   let transport: S3ReadTransport;
 
@@ -29,6 +31,14 @@ describe("S3ReadTransport (reads over undici) against a loopback HTTP server", (
         // Announces more than it sends, then the connection closes: a store gone mid-body.
         res.writeHead(200, { "content-length": 1_000_000 });
         res.write(Buffer.alloc(64 * 1024), () => req.socket.destroy());
+        return;
+      }
+      if (req.url?.startsWith("/bucket/?list-type=2")) {
+        // A listing cut mid-body the first time, whole the next: the SDK reads it within its retry.
+        const listing = '<?xml version="1.0" encoding="UTF-8"?><ListBucketResult><Name>bucket</Name><KeyCount>1</KeyCount><IsTruncated>false</IsTruncated><Contents><Key>k</Key><Size>3</Size></Contents></ListBucketResult>';
+        res.writeHead(200, { "content-type": "application/xml", "content-length": Buffer.byteLength(listing) });
+        if (listings++ === 0) res.write(listing.slice(0, 40), () => req.socket.destroy());
+        else res.end(listing);
         return;
       }
       if (req.url === "/endless") {
@@ -103,5 +113,20 @@ describe("S3ReadTransport (reads over undici) against a loopback HTTP server", (
     const read = drain(response.body as Readable);
     late.abort(new Error("given up later"));
     await expect(read).rejects.toThrow("given up later");
+  });
+
+  it("a listing whose body is cut is read again, as the SDK retries a blip (S3ObjectStore: two attempts)", async () => {
+    transport = new S3ReadTransport({ connectMs: 1_000, idleMs: 5_000 });
+    const client = new S3Client({
+      endpoint: `http://127.0.0.1:${port}`,
+      region: "us-east-1",
+      forcePathStyle: true,
+      credentials: { accessKeyId: "id", secretAccessKey: "secret" },
+      maxAttempts: 2,
+      requestHandler: transport,
+    });
+    const page = await client.send(new ListObjectsV2Command({ Bucket: "bucket" }));
+    expect(page.Contents?.map((c) => c.Key)).toEqual(["k"]);
+    expect(listings).toBe(2);
   });
 });
