@@ -430,6 +430,24 @@ describe.skipIf(missing.length > 0)("S3ObjectStore against a real S3-compatible 
     }
   });
 
+  it("a store that stops reading a whole-object PUT fails it within the timeouts (the SDK does not resend a stream), and the next attempt stores it", async () => {
+    const s3 = store("fleet/stalled-put");
+    try {
+      // Its connection is accepted (the kernel's backlog) and its body written until the socket's buffers are full: 40 MiB do not fit.
+      swift.pause();
+      const { err, ms } = await failure(() => s3.put(wholeLarge.digest, wholeLarge.file, wholeLarge.bytes.length, "application/octet-stream"));
+      expectSharedStoreError(err);
+      expect(err.message).toContain(`upload of ${wholeLarge.digest.value}`);
+      expect(ms).toBeLessThan(PROMPT_MS);
+      swift.resume();
+      await s3.put(wholeLarge.digest, wholeLarge.file, wholeLarge.bytes.length, "application/octet-stream");
+      expect(await stored(s3, wholeLarge.digest)).toEqual({ size: wholeLarge.bytes.length, hex: wholeLarge.digest.hex });
+    } finally {
+      swift.resume();
+      s3.close();
+    }
+  });
+
   it("a stalled store (its S3 front stopped) fails a request, and a body already flowing, within the timeouts", async () => {
     const s3 = store();
     try {
