@@ -1,20 +1,12 @@
 import { createServer, type IncomingMessage, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import type { Readable } from "node:stream";
+import { buffer as drain } from "node:stream/consumers";
 import { ListObjectsV2Command, S3Client } from "@aws-sdk/client-s3";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { S3ReadTransport } from "../../../src/fleet/s3-read-transport.js";
 
 type SdkRequest = Parameters<S3ReadTransport["handle"]>[0];
-
-function drain(body: Readable): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    body.on("data", (c: Buffer) => chunks.push(c));
-    body.once("end", () => resolve(Buffer.concat(chunks)));
-    body.once("error", reject);
-  });
-}
 
 describe("S3ReadTransport (reads over undici) against a loopback HTTP server", () => {
   let server: Server;
