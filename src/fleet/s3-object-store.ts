@@ -14,7 +14,7 @@ import type { Logger } from "../log/logger.js";
 import { parseDigest, type Digest } from "../oci/digest.js";
 import type { ObjectStore, StoredObject } from "./object-store.js";
 import { uploadInParts, type UploadPlan } from "./s3-multipart-upload.js";
-import { S3ReadTransport } from "./s3-read-transport.js";
+import { S3Transport } from "./s3-transport.js";
 
 export interface S3ObjectStoreOptions {
   bucket: string;
@@ -80,7 +80,7 @@ export class S3ObjectStore implements ObjectStore {
       responseChecksumValidation: "WHEN_REQUIRED",
       // An idle bound, not a whole request's: that would fail a slow but moving transfer; this one
       // also errors a body stalled mid-stream.
-      requestHandler: new S3ReadTransport({ connectMs: options.timeouts.connectMs, idleMs: options.timeouts.requestMs }),
+      requestHandler: new S3Transport({ connectMs: options.timeouts.connectMs, idleMs: options.timeouts.requestMs }),
       logger: sdkLogger(logger),
     });
   }
@@ -148,7 +148,8 @@ export class S3ObjectStore implements ObjectStore {
     try {
       if (size < UPLOAD_PLAN.partSize || (digest.algorithm === "sha256" && size <= LARGEST_PUT)) {
         // The SDK pipes the body without listening for its errors: a disk read error must fail the upload, not the process.
-        const body = handle.createReadStream({ autoClose: false, highWaterMark: READ_CHUNK }).on("error", () => undefined);
+        // Up to `size` bytes: a file grown since it was verified must not send more than its Content-Length.
+        const body = handle.createReadStream({ autoClose: false, highWaterMark: READ_CHUNK, ...(size > 0 ? { end: size - 1 } : {}) }).on("error", () => undefined);
         const command = new PutObjectCommand({ ...target, Body: body, ContentLength: size });
         if (digest.algorithm === "sha256") {
           const hex = digest.hex;

@@ -7,7 +7,7 @@ import { HeadObjectCommand, ListMultipartUploadsCommand, ListObjectsV2Command, P
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { RegcacheError } from "../../src/errors.js";
 import { S3ObjectStore } from "../../src/fleet/s3-object-store.js";
-import { S3ReadTransport } from "../../src/fleet/s3-read-transport.js";
+import { S3Transport } from "../../src/fleet/s3-transport.js";
 import { createLogger } from "../../src/log/logger.js";
 import { parseDigest, type Digest } from "../../src/oci/digest.js";
 import { SWIFT_CREDENTIALS, SWIFT_REGION, SWIFT_TOOLS, swiftCredentialsInEnv, TestSwift } from "./harness/swift.js";
@@ -212,7 +212,7 @@ describe.skipIf(missing.length > 0)("S3ObjectStore against a real S3-compatible 
     const prefix = "fleet/a b+c%41(ü€)!";
     const s3 = store(prefix);
     // Reads as the store sends them (its transport), a page of one key at a time: each continuation token goes back in the query.
-    const pager = new S3Client({ ...swift.clientConfig(), requestHandler: new S3ReadTransport({ connectMs: TIMEOUTS.connectMs, idleMs: TIMEOUTS.requestMs }) });
+    const pager = new S3Client({ ...swift.clientConfig(), requestHandler: new S3Transport({ connectMs: TIMEOUTS.connectMs, idleMs: TIMEOUTS.requestMs }) });
     const other = blob("odd-prefix", 1_000);
     try {
       for (const b of [small, other]) await s3.put(b.digest, b.file, b.bytes.length, "application/octet-stream");

@@ -27,14 +27,15 @@ type SdkRequest = Parameters<NodeHandle>[0];
  * read from the object store). Writes stay on node:http, whose socket timeout also bounds a body
  * the store stops reading; undici's timeouts start only once a request is sent.
  */
-export class S3ReadTransport {
+export class S3Transport {
   readonly metadata = { handlerProtocol: "http/1.1" };
   private readonly writes: NodeHttpHandler;
   private readonly agent: Agent;
 
   constructor(timeouts: TransportTimeouts) {
     this.writes = new NodeHttpHandler({ connectionTimeout: timeouts.connectMs, socketTimeout: timeouts.idleMs });
-    this.agent = new Agent({ connect: { timeout: timeouts.connectMs }, headersTimeout: timeouts.idleMs, bodyTimeout: timeouts.idleMs });
+    // As many connections to the store as the SDK's node:http agent allows (50).
+    this.agent = new Agent({ connections: 50, connect: { timeout: timeouts.connectMs }, headersTimeout: timeouts.idleMs, bodyTimeout: timeouts.idleMs });
   }
 
   async handle(request: SdkRequest, options: Parameters<NodeHandle>[1] = {}): ReturnType<NodeHandle> {

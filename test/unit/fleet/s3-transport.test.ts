@@ -4,17 +4,17 @@ import type { Readable } from "node:stream";
 import { buffer as drain } from "node:stream/consumers";
 import { ListObjectsV2Command, S3Client } from "@aws-sdk/client-s3";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { S3ReadTransport } from "../../../src/fleet/s3-read-transport.js";
+import { S3Transport } from "../../../src/fleet/s3-transport.js";
 
-type SdkRequest = Parameters<S3ReadTransport["handle"]>[0];
+type SdkRequest = Parameters<S3Transport["handle"]>[0];
 
-describe("S3ReadTransport (reads over undici) against a loopback HTTP server", () => {
+describe("S3Transport (reads over undici) against a loopback HTTP server", () => {
   let server: Server;
   let port: number;
   let connections = 0;
   let listings = 0;
   const seen: IncomingMessage[] = [];
-  let transport: S3ReadTransport;
+  let transport: S3Transport;
 
   beforeAll(async () => {
     server = createServer((req, res) => {
@@ -58,7 +58,7 @@ describe("S3ReadTransport (reads over undici) against a loopback HTTP server", (
   }
 
   it("keeps the connection alive across HEADs (undici closes it after each unless told not to)", async () => {
-    transport = new S3ReadTransport({ connectMs: 1_000, idleMs: 5_000 });
+    transport = new S3Transport({ connectMs: 1_000, idleMs: 5_000 });
     const before = connections;
     for (let i = 0; i < 6; i++) {
       const { response } = await transport.handle(request("HEAD", "/bucket/key"));
@@ -70,7 +70,7 @@ describe("S3ReadTransport (reads over undici) against a loopback HTTP server", (
   });
 
   it("sends the query as the SDK's own handler writes it (what SigV4 signed), and hands on repeated headers joined", async () => {
-    transport = new S3ReadTransport({ connectMs: 1_000, idleMs: 5_000 });
+    transport = new S3Transport({ connectMs: 1_000, idleMs: 5_000 });
     const { response } = await transport.handle(request("GET", "/bucket/a%20b%2Bc", { prefix: "a b+ü/", "list-type": "2", "continuation-token": "x+/=" }));
     expect(await drain(response.body as Readable)).toEqual(Buffer.from("hello"));
     expect(seen.at(-1)?.url).toBe("/bucket/a%20b%2Bc?continuation-token=x%2B%2F%3D&list-type=2&prefix=a%20b%2B%C3%BC%2F");
@@ -79,13 +79,13 @@ describe("S3ReadTransport (reads over undici) against a loopback HTTP server", (
   });
 
   it("a body cut by the server errors for its reader", async () => {
-    transport = new S3ReadTransport({ connectMs: 1_000, idleMs: 5_000 });
+    transport = new S3Transport({ connectMs: 1_000, idleMs: 5_000 });
     const { response } = await transport.handle(request("GET", "/cut"));
     await expect(drain(response.body as Readable)).rejects.toThrow();
   });
 
   it("destroy() errors a body in flight for its reader, and nothing escapes unhandled (vitest fails a test on that)", async () => {
-    transport = new S3ReadTransport({ connectMs: 1_000, idleMs: 5_000 });
+    transport = new S3Transport({ connectMs: 1_000, idleMs: 5_000 });
     const { response } = await transport.handle(request("GET", "/endless"));
     const read = drain(response.body as Readable);
     transport.destroy();
@@ -96,7 +96,7 @@ describe("S3ReadTransport (reads over undici) against a loopback HTTP server", (
   });
 
   it("a caller's abort before the answer rejects the request; after it, errors the body", async () => {
-    transport = new S3ReadTransport({ connectMs: 1_000, idleMs: 5_000 });
+    transport = new S3Transport({ connectMs: 1_000, idleMs: 5_000 });
     const early = new AbortController();
     early.abort(new Error("given up"));
     await expect(transport.handle(request("GET", "/endless"), { abortSignal: early.signal })).rejects.toThrow("given up");
@@ -108,7 +108,7 @@ describe("S3ReadTransport (reads over undici) against a loopback HTTP server", (
   });
 
   it("a listing whose body is cut is read again, as the SDK retries a blip (S3ObjectStore: two attempts)", async () => {
-    transport = new S3ReadTransport({ connectMs: 1_000, idleMs: 5_000 });
+    transport = new S3Transport({ connectMs: 1_000, idleMs: 5_000 });
     const client = new S3Client({
       endpoint: `http://127.0.0.1:${port}`,
       region: "us-east-1",
