@@ -72,8 +72,8 @@ export class S3Transport {
       answer.body.on("error", renameBlip);
       return answer;
     } catch (err) {
-      const code = BLIPS[(err as { code?: string }).code ?? ""];
-      throw code ? Object.assign(new Error((err as Error).message, { cause: err }), { code }) : err;
+      renameBlip(err as Error);
+      throw err;
     }
   }
 
