@@ -184,8 +184,9 @@ export class CacheIndex {
   /** A checked, migrated connection to the index file; rejects (closed) when the file is damaged or cannot be written. */
   private static async connect(file: string, logger: Logger): Promise<{ store: KeyvSqlite; keyv: Keyv }> {
     // sqlite takes an empty file for a new database, but it wrote a header when this one was made: it was truncated.
-    if ((await fileSize(file)) === 0) throw new DamagedIndexError("the file is empty");
-    await tryFirst(file);
+    const size = await fileSize(file);
+    if (size === 0) throw new DamagedIndexError("the file is empty");
+    await tryFirst(file, size !== undefined);
     const store = newStore(`sqlite://${file}`);
     try {
       // WAL lets readers proceed during writes; NORMAL sync is durable across process crashes,
@@ -565,18 +566,15 @@ function newStore(uri: string): KeyvSqlite {
  * An existing one: read without writing and without its WAL, which a connection closing would
  * fold into the file (a file that is no database fails here).
  */
-function tryFirst(file: string): Promise<void> {
+function tryFirst(file: string, exists: boolean): Promise<void> {
+  const [name, mode, sql] = exists
+    ? [`${pathToFileURL(file).href}?immutable=1`, sqlite3.OPEN_READONLY | sqlite3.OPEN_URI, "SELECT count(*) FROM sqlite_master"]
+    : [file, sqlite3.OPEN_READWRITE | sqlite3.OPEN_CREATE, `CREATE TABLE IF NOT EXISTS ${TABLE}(key VARCHAR(${KEY_SIZE}) PRIMARY KEY, value TEXT )`];
   return new Promise((resolve, reject) => {
-    stat(file).then(
-      () => run(`${pathToFileURL(file).href}?immutable=1`, sqlite3.OPEN_READONLY | sqlite3.OPEN_URI, "SELECT count(*) FROM sqlite_master"),
-      () => run(file, sqlite3.OPEN_READWRITE | sqlite3.OPEN_CREATE, `CREATE TABLE IF NOT EXISTS ${TABLE}(key VARCHAR(${KEY_SIZE}) PRIMARY KEY, value TEXT )`),
-    );
-    function run(name: string, mode: number, sql: string): void {
-      const db = new sqlite3.Database(name, mode, (openErr) => {
-        if (openErr) reject(openErr);
-        else db.run(sql, (err) => db.close(() => (err ? reject(err) : resolve())));
-      });
-    }
+    const db = new sqlite3.Database(name, mode, (openErr) => {
+      if (openErr) reject(openErr);
+      else db.run(sql, (err) => db.close(() => (err ? reject(err) : resolve())));
+    });
   });
 }
 
