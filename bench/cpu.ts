@@ -21,7 +21,7 @@ async function main(): Promise<void> {
     const blobFile = env.path("ceiling-blob");
     await exec("curl", ["-sf", "-o", blobFile, "--noproxy", "*", "--cacert", env.pki.caCert, `https://${env.registry.url}/v2/${blob.repo}/blobs/${blob.digest}`]);
     const result = await measureFillCpu(env, blob, warmup, blobFile, RUNS, (m) => process.stderr.write(`[bench] ${m}\n`));
-    process.stdout.write(`${fillCpuRows(result, RUNS).join("\n")}\n`);
+    process.stdout.write(`${fillCpuRows(result, RUNS).join("\n")}\n\nFor this run, ${result.pageReporting}.\n`);
   } finally {
     await env.cleanup();
   }

@@ -17,6 +17,7 @@ import type { RegcacheProcess } from "../test/e2e/harness/regcache-process.js";
 import { TestSwift } from "../test/e2e/harness/swift.js";
 import { rankMembers } from "../src/cluster/rendezvous.js";
 import { peerArgs, startCeiling, startServerProcess } from "./bench-processes.js";
+import { holdPageReporting } from "./page-reporting.js";
 import { cpuOf, type CpuTime } from "./process-cpu.js";
 import { summarize, type Summary } from "./stats.js";
 
@@ -50,6 +51,8 @@ export interface CpuPath {
 }
 
 export interface FillCpuResult {
+  /** How the machine's free page reporting was set for the run (page-reporting.ts). */
+  pageReporting: string;
   ceiling: CpuPath;
   hit: CpuPath;
   reference: CpuPath;
@@ -90,7 +93,8 @@ export function fillCpuRatios(r: FillCpuResult) {
 
 /**
  * Measures every path `runs` times. `blob` is what is measured (hundreds of MB); `warmup` another
- * blob each process fills first; `blobFile` a copy of `blob` for the ceiling.
+ * blob each process fills first; `blobFile` a copy of `blob` for the ceiling. Free page reporting
+ * is held off meanwhile where the machine allows it (page-reporting.ts).
  */
 export async function measureFillCpu(env: TestEnvironment, blob: BenchBlob, warmup: BenchBlob, blobFile: string, runs: number, log: (m: string) => void): Promise<FillCpuResult> {
   const gb = blob.bytes / 1e9;
@@ -130,6 +134,8 @@ export async function measureFillCpu(env: TestEnvironment, blob: BenchBlob, warm
     samples.set(path, [...(samples.get(path) ?? []), { perGb, userPerGb: times.reduce((sum, t) => sum + t.user, 0) / gb }]);
   };
 
+  const reporting = holdPageReporting();
+  log(reporting.said);
   const ceiling = await startCeiling(blobFile, env.pki.serverKey, env.pki.serverCert);
   const referenceDir = env.path("fill-reference");
   mkdirSync(referenceDir, { recursive: true });
@@ -201,6 +207,7 @@ export async function measureFillCpu(env: TestEnvironment, blob: BenchBlob, warm
       await retire(fleetFiller);
     }
   } finally {
+    reporting.restore();
     ceiling.stop();
     reference.stop();
     for (const proxy of started) await proxy.stop().catch(() => undefined);
@@ -215,6 +222,7 @@ export async function measureFillCpu(env: TestEnvironment, blob: BenchBlob, warm
     return { label, processes, total, user: summarize(runsOf.map((r) => r.userPerGb)) };
   };
   return {
+    pageReporting: reporting.said,
     ceiling: path("ceiling", "the hit ceiling: bare node:https file server (ceiling-server.ts)"),
     hit: path("hit", "local hit"),
     reference: path("reference", "the fill reference: bare Node GET → SHA-256 → batched writes → node:https (fill-reference-server.ts)"),

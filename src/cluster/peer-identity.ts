@@ -1,5 +1,5 @@
 import { generateKeyPairSync, X509Certificate } from "node:crypto";
-import type { PeerCertificate } from "node:tls";
+import { DEFAULT_CIPHERS, type PeerCertificate } from "node:tls";
 import { buildSignedCertificate } from "../tls/certificate-builder.js";
 import type { CertificateAuthority } from "../tls/ca.js";
 
@@ -8,6 +8,24 @@ import type { CertificateAuthority } from "../tls/ca.js";
  * for registry hosts come from the same CA, so the CA alone must not be enough to talk to a peer.
  */
 export const PEER_URI = "urn:regcache:peer";
+const AES_128_GCM = "TLS_AES_128_GCM_SHA256";
+/**
+ * The peer server's cipher suites, in the order it picks them (a Node TLS server's own order
+ * wins): Node's defaults with AES-128-GCM first (they lead with AES-256-GCM). Every byte of a
+ * cluster fill crosses the peer channel once, encrypted by the owner and decrypted by the asker;
+ * on AES hardware AES-128-GCM costs about half as much per byte (`openssl speed -evp aes-128-gcm`
+ * and `aes-256-gcm`: 4.7 and 2.4 to 2.9 GB/s on one core of an AMD EPYC). It is TLS 1.3's
+ * mandatory suite (RFC 8446, section 9.1) and the one Go's TLS prefers on such hardware.
+ */
+export const PEER_CIPHERS = withAes128First(DEFAULT_CIPHERS);
+
+/** A cipher list with AES-128-GCM moved to the front, where the list has it (`--tls-cipher-list` may not). */
+export function withAes128First(ciphers: string): string {
+  const suites = ciphers.split(":");
+  if (!suites.includes(AES_128_GCM)) return ciphers;
+  return [AES_128_GCM, ...suites.filter((suite) => suite !== AES_128_GCM)].join(":");
+}
+
 /** Minted at every start and never written to disk: a short life costs nothing. */
 const PEER_CERT_VALIDITY_MS = 30 * 24 * 3_600_000;
 

@@ -10,7 +10,7 @@ import { errorReply, writeReply } from "../registry/reply.js";
 import type { RegistryRequest } from "../registry/request-context.js";
 import { CLOCK_SKEW_MS } from "../cache/shared-records.js";
 import { parseTagAnswer, type PeerTagAnswer, type ReplicatedTag } from "./peer-client.js";
-import { isPeerCertificate, type PeerIdentity } from "./peer-identity.js";
+import { isPeerCertificate, PEER_CIPHERS, type PeerIdentity } from "./peer-identity.js";
 import type { RefusalLog } from "./refusal-log.js";
 
 /** What the peer server serves, from the replica's own parts (composed in regcache.ts). */
@@ -45,7 +45,7 @@ function send(res: ServerResponse, status: number, code: RegistryErrorCode, mess
  */
 export function createPeerServer(identity: PeerIdentity, services: PeerServices, logger: Logger, refusals: RefusalLog): Server {
   // A peer completes its handshake in milliseconds; anything slower is not a peer.
-  const server = createServer({ cert: identity.certPem, key: identity.keyPem, ca: identity.caPem, requestCert: true, rejectUnauthorized: true, minVersion: "TLSv1.2", handshakeTimeout: 10_000 }, (req, res) => {
+  const server = createServer({ cert: identity.certPem, key: identity.keyPem, ca: identity.caPem, requestCert: true, rejectUnauthorized: true, minVersion: "TLSv1.2", ciphers: PEER_CIPHERS, handshakeTimeout: 10_000 }, (req, res) => {
     const started = performance.now();
     res.on("close", () => logger.info({ peer: req.socket.remoteAddress, method: req.method, path: (req.url ?? "").slice(0, 300), status: res.statusCode, durationMs: Math.round(performance.now() - started) }, "peer request"));
     handle(req, res, services, logger).catch((err: unknown) => {
