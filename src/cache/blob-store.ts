@@ -5,6 +5,7 @@ import path from "node:path";
 import type { Readable } from "node:stream";
 import type { Logger } from "../log/logger.js";
 import { makeDirectory } from "../util/make-directory.js";
+import { OpenCount } from "../util/open-count.js";
 import { parseDigest, type Digest } from "../oci/digest.js";
 import { OCTET_STREAM } from "../oci/media-types.js";
 import { addLink, type BlobEntry, type CacheIndex } from "./cache-index.js";
@@ -18,7 +19,7 @@ import { hashFile } from "./file-hash.js";
 import { HeldBytes, HeldBytesSource } from "./held-bytes.js";
 import { readManifestDescription } from "./manifest-file.js";
 import { recordLinkType } from "./manifest-types.js";
-import { OpenStreams } from "./read-chunk.js";
+import { readChunkSize } from "./read-chunk.js";
 import { CachedFileSource, DownloadSource, type RangeSource } from "./range-source.js";
 import { stampOfDescriptor, stampOfFile, stampOfFileNow, VerifiedFiles, type FileStamp } from "./verified-files.js";
 
@@ -121,7 +122,7 @@ export class BlobStore {
   private readonly stored = new WeakMap<Download, Promise<BlobEntry | undefined>>();
   /** Digests whose file matched its digest since this process started, with what the file looked like then. */
   private readonly verifiedThisRun = new VerifiedFiles();
-  private readonly openStreams = new OpenStreams();
+  private readonly openStreams = new OpenCount(readChunkSize);
   private readonly held = new HeldBytes(HELD_BYTES, HELD_FILE_BYTES);
   private scrubTimer: NodeJS.Timeout | undefined;
   private roomTimer: NodeJS.Timeout | undefined;
@@ -316,7 +317,7 @@ export class BlobStore {
     return new CachedFileSource(
       fd,
       entry.size,
-      slot.chunkSize,
+      slot.plan,
       () => {
         slot.closed();
         this.unpin(entry.digest);
@@ -357,7 +358,7 @@ export class BlobStore {
 
   readDownload(download: Download): RangeSource {
     const slot = this.openStreams.open();
-    return new DownloadSource(download, slot.chunkSize, slot.closed);
+    return new DownloadSource(download, slot.plan, slot.closed);
   }
 
   /**

@@ -16,23 +16,3 @@ export function readChunkSize(openStreams: number): number {
   while (size > SMALLEST && size * (openStreams + 1) > BUDGET) size /= 2;
   return size;
 }
-
-/** Counts the client read streams open right now, for readChunkSize. */
-export class OpenStreams {
-  private count = 0;
-
-  /** The chunk size for a stream opening now; `closed` must be called exactly once when it ends. */
-  open(): { chunkSize: number; closed: () => void } {
-    const chunkSize = readChunkSize(this.count);
-    this.count += 1;
-    let done = false;
-    return {
-      chunkSize,
-      closed: () => {
-        if (done) return;
-        done = true;
-        this.count -= 1;
-      },
-    };
-  }
-}

@@ -6,6 +6,7 @@ import type { Logger } from "../log/logger.js";
 import { parseDigest, type Digest } from "../oci/digest.js";
 import { OCTET_STREAM } from "../oci/media-types.js";
 import { streamBegins } from "../util/heap-growth.js";
+import { OpenCount } from "../util/open-count.js";
 import { objectContentType, rowTypes, type FleetBlob, type FleetIndex } from "./fleet-index.js";
 import { HeldLease, LEASE_TTL_MS } from "./held-lease.js";
 import type { ObjectStore } from "./object-store.js";
@@ -25,12 +26,28 @@ const PROBE_RECORD = "meta:probe:none";
 
 /**
  * Objects of two parts or more are read as ranged GETs in parallel (ranged-object-reader.ts),
- * as AWS advises for S3; smaller ones in one GET. 4 MiB parts, 4 at a time (16 MiB held per fill
- * at most): what the parts behind the first hold in memory costs CPU, in page faults and
- * collections, and 8 MiB parts cost a store read about 25% more CPU per GB (bench/fill-cpu.ts).
+ * as AWS advises for S3; smaller ones in one GET. 4 MiB parts: what the parts behind the first
+ * hold in memory costs CPU, in page faults and collections, and 8 MiB parts cost a store read
+ * about 25% more CPU per GB (bench/fill-cpu.ts).
  */
-const PART_PLAN: PartPlan = { partSize: 4 * 1024 * 1024, partsInFlight: 4 };
-const READ_IN_PARTS_FROM = 2 * PART_PLAN.partSize;
+const PART_SIZE = 4 * 1024 * 1024;
+/** Parts in flight for all reads together, where each read can still have one. */
+const PARTS_BUDGET = 16;
+const MOST_PARTS_PER_READ = 4;
+const READ_IN_PARTS_FROM = 2 * PART_SIZE;
+
+/**
+ * A read's plan, by how many others are open: up to 4 parts in flight (16 MiB held), fewer as
+ * reads multiply, down to one (the part being handed on, nothing held behind it). A replica
+ * filling many layers from the store at once (a new replica, a rollout) would otherwise hold
+ * 12 MiB behind each read: 80 reads would pass the 1 GiB the Deployment allows. So the parts
+ * held behind the first stay within 17 (68 MiB) for all reads together: at most 4 reads open
+ * at once can have opened with 4 in flight, 5 with 3 or more, 8 with 2 or more.
+ */
+export function partPlanFor(openBefore: number): PartPlan {
+  return { partSize: PART_SIZE, partsInFlight: Math.max(1, Math.min(MOST_PARTS_PER_READ, Math.floor(PARTS_BUDGET / (openBefore + 1)))) };
+}
+
 
 /**
  * What the object store holds for a digest: its kind and media types as the local index keeps
@@ -90,6 +107,8 @@ export interface FilledContent {
  */
 export class SharedTier {
   private readonly uploads: UploadQueue;
+  /** Object-store reads in parts open right now, each planned by how many others are (partPlanFor). */
+  private readonly readsInParts = new OpenCount(partPlanFor);
   /** When the object store last failed, while it has not answered since (undefined: up). */
   private objectStoreDownAt: number | undefined;
   /** When a request last found the index down (undefined: not since it last answered). */
@@ -200,7 +219,18 @@ export class SharedTier {
 
   private read(objects: ObjectStore, digest: Digest, size: number, from: number): Promise<{ body: Readable; size: number } | undefined> {
     if (size - from < READ_IN_PARTS_FROM) return this.observe(objects.get(digest, from > 0 ? { start: from, end: size - 1 } : undefined));
-    return readInParts((range, signal) => this.observe(objects.get(digest, range, signal)), size, PART_PLAN, digest.value, from);
+    const read = this.readsInParts.open();
+    return readInParts((range, signal) => this.observe(objects.get(digest, range, signal)), size, read.plan, digest.value, from).then(
+      (got) => {
+        if (got) got.body.once("close", read.closed);
+        else read.closed();
+        return got;
+      },
+      (err: unknown) => {
+        read.closed();
+        throw err;
+      },
+    );
   }
 
   /** An object that did not match its digest: deleted with its row, so that the next request fetches it afresh. */

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { OpenStreams, readChunkSize } from "../../../src/cache/read-chunk.js";
+import { readChunkSize } from "../../../src/cache/read-chunk.js";
 
 describe("client read chunks", () => {
   it("are 256 KiB for up to 32 streams, then halve, never below 64 KiB", () => {
@@ -9,17 +9,5 @@ describe("client read chunks", () => {
     expect(readChunkSize(63)).toBe(128 * 1024);
     expect(readChunkSize(64)).toBe(64 * 1024);
     expect(readChunkSize(10_000)).toBe(64 * 1024);
-  });
-
-  it("follow the streams open right now, each counted once however often it reports closing", () => {
-    const streams = new OpenStreams();
-    const slots = Array.from({ length: 40 }, () => streams.open());
-    expect(slots[0]!.chunkSize).toBe(256 * 1024);
-    expect(slots[39]!.chunkSize).toBe(128 * 1024);
-    for (const slot of slots) {
-      slot.closed();
-      slot.closed();
-    }
-    expect(streams.open().chunkSize).toBe(256 * 1024);
   });
 });

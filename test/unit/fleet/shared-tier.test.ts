@@ -6,7 +6,7 @@ import { afterEach, describe, expect, it, vi } from "vitest";
 import { RegcacheError } from "../../../src/errors.js";
 import type { FleetBlob, FleetIndex, LeaseResult } from "../../../src/fleet/fleet-index.js";
 import type { ObjectStore } from "../../../src/fleet/object-store.js";
-import { SharedTier } from "../../../src/fleet/shared-tier.js";
+import { partPlanFor, SharedTier } from "../../../src/fleet/shared-tier.js";
 import { createLogger } from "../../../src/log/logger.js";
 import { parseDigest } from "../../../src/oci/digest.js";
 import { OCTET_STREAM } from "../../../src/oci/media-types.js";
@@ -345,5 +345,37 @@ describe("SharedTier: parts marked down are asked again in the background", () =
     await t.probeDown();
     expect(t.health).toEqual({ objectStore: "up", index: "up" });
     expect(t.degraded).toBe(false);
+  });
+});
+
+describe("SharedTier: object-store reads open at once", () => {
+  const MiB = 1024 * 1024;
+
+  it("plan up to 4 parts in flight each, fewer as they multiply, never none", () => {
+    const inFlight = Array.from({ length: 12 }, (_, openBefore) => partPlanFor(openBefore).partsInFlight);
+    expect(inFlight).toEqual([4, 4, 4, 4, 3, 2, 2, 2, 1, 1, 1, 1]);
+    expect(partPlanFor(10_000)).toEqual({ partSize: 4 * MiB, partsInFlight: 1 });
+  });
+
+  it("each asks the store for as many parts at once as its plan, and a read that ends gives its share back", async () => {
+    const objects = new FakeObjects();
+    const t = tier(objects, new FakeIndex(), undefined);
+    const size = 40 * MiB;
+    objects.objects.set(digest.value, { size, mediaType: OCTET_STREAM });
+    // Nothing is read from these bodies, so each asks for its first parts and waits.
+    const asked: number[] = [];
+    const reads: Readable[] = [];
+    for (let i = 0; i < 10; i++) {
+      const before = objects.gets.length;
+      reads.push((await t.open(digest, size)).body);
+      asked.push(objects.gets.length - before);
+    }
+    expect(asked).toEqual([4, 4, 4, 4, 3, 2, 2, 2, 1, 1]);
+    for (const body of reads) body.destroy();
+    await new Promise((r) => setImmediate(r));
+    const before = objects.gets.length;
+    const again = (await t.open(digest, size)).body;
+    expect(objects.gets.length - before).toBe(4);
+    again.destroy();
   });
 });
