@@ -37,6 +37,22 @@ export async function pushBlob(env: TestEnvironment, repo: string, megabytes: nu
   return { repo, digest, bytes: Number(/content-length:\s*(\d+)/i.exec(stdout)![1]) };
 }
 
+/** Downloads a blob with curl (`route`: how to reach it) and checks that all its bytes came. */
+export async function curlBlob(target: string, route: string[], b: BenchBlob): Promise<void> {
+  const { stdout } = await exec("curl", ["-sf", "-o", "/dev/null", "-w", "%{size_download}", ...route, target]);
+  if (Number(stdout) !== b.bytes) throw new Error(`curl got ${stdout} bytes of ${b.bytes} from ${target}`);
+}
+
+/** Downloads a blob from the registry through a regcache, as a client would. */
+export function throughRegcache(proxy: RegcacheProcess, b: BenchBlob): Promise<void> {
+  return curlBlob(`https://${REGISTRY_HOST}/v2/${b.repo}/blobs/${b.digest}`, ["-x", proxy.proxyUrl, "--cacert", proxy.caFile], b);
+}
+
+/** How many uploads to the object store a fleet replica has finished (its stats API). */
+export async function uploadsDone(proxy: RegcacheProcess): Promise<number> {
+  return ((await (await fetch(`${proxy.proxyUrl}/api/stats`)).json()) as { shared: { uploads: { uploaded: number } } }).shared.uploads.uploaded;
+}
+
 /**
  * One path: CPU-s per GB of each process that took part, and of them all together; `user`: their
  * user time alone, regcache's own code and Node's, without the kernel's share (socket and file
@@ -98,13 +114,7 @@ export function fillCpuRatios(r: FillCpuResult) {
  */
 export async function measureFillCpu(env: TestEnvironment, blob: BenchBlob, warmup: BenchBlob, blobFile: string, runs: number, log: (m: string) => void): Promise<FillCpuResult> {
   const gb = blob.bytes / 1e9;
-  const url = (b: BenchBlob) => `https://${REGISTRY_HOST}/v2/${b.repo}/blobs/${b.digest}`;
-  const curl = async (target: string, via: RegcacheProcess | undefined, b: BenchBlob): Promise<void> => {
-    const route = via ? ["-x", via.proxyUrl, "--cacert", via.caFile] : ["--noproxy", "*", "--cacert", env.pki.caCert];
-    const { stdout } = await exec("curl", ["-sf", "-o", "/dev/null", "-w", "%{size_download}", ...route, target]);
-    if (Number(stdout) !== b.bytes) throw new Error(`curl got ${stdout} bytes of ${b.bytes} from ${target}`);
-  };
-  const through = (proxy: RegcacheProcess, b: BenchBlob) => curl(url(b), proxy, b);
+  const direct = (target: string, b: BenchBlob) => curlBlob(target, ["--noproxy", "*", "--cacert", env.pki.caCert], b);
   const started: RegcacheProcess[] = [];
   const regcache = async (name: string, args: string[], envVars: Record<string, string> = {}): Promise<RegcacheProcess> => {
     const proxy = env.regcache(name, ["--log-level", "info", ...args], { env: envVars });
@@ -120,8 +130,6 @@ export async function measureFillCpu(env: TestEnvironment, blob: BenchBlob, warm
   };
   const peersLive = (replicas: RegcacheProcess[]) =>
     waitFor(() => replicas.every((r) => r.logs.filter((l) => l.msg === "peer is live").length >= replicas.length - 1), 15_000, "the replicas to see each other");
-  const uploaded = async (proxy: RegcacheProcess): Promise<number> =>
-    ((await (await fetch(`${proxy.proxyUrl}/api/stats`)).json()) as { shared: { uploads: { uploaded: number } } }).shared.uploads.uploaded;
 
   const samples = new Map<keyof FillCpuResult, { perGb: Record<string, number>; userPerGb: number }[]>();
   let stepStarted = Date.now();
@@ -148,62 +156,62 @@ export async function measureFillCpu(env: TestEnvironment, blob: BenchBlob, warm
   await Promise.all([swift.start(), readIndex.start(), fillIndex.start()]);
   const fleetReplica = async (name: string, index: TestRedis, prefix: string) => regcache(name, fleetArgs(swift, index, await freePort(), prefix), swift.credentialsEnv);
   try {
-    await curl(ceiling.url, undefined, blob);
-    await curl(referenceUrl(warmup), undefined, warmup);
+    await direct(ceiling.url, blob);
+    await direct(referenceUrl(warmup), warmup);
     const warm = await regcache("cpu-hit", []);
-    for (const b of [warmup, blob, blob]) await through(warm, b);
+    for (const b of [warmup, blob, blob]) await throughRegcache(warm, b);
 
     const holderPorts = [await freePort(), await freePort()];
     const holderIndex = rankMembers(blob.digest, holderPorts.map((p) => `127.0.0.1:${p}`))[0] === `127.0.0.1:${holderPorts[0]}` ? 0 : 1;
     const holder = await regcache("cpu-holder", peerArgs(holderPorts, holderIndex));
-    await through(holder, blob);
+    await throughRegcache(holder, blob);
 
     const filler = await fleetReplica("cpu-store-filler", readIndex, "cpu-store");
-    for (const b of [warmup, blob]) await through(filler, b);
-    await waitFor(async () => (await uploaded(filler)) >= 2, 120_000, "the filler's uploads");
+    for (const b of [warmup, blob]) await throughRegcache(filler, b);
+    await waitFor(async () => (await uploadsDone(filler)) >= 2, 120_000, "the filler's uploads");
     await retire(filler);
 
     for (let i = 0; i < runs; i++) {
       log(`CPU per GB, run ${i + 1} of ${runs}: ceiling, hit, fill reference, cold fill, peer fill, cluster fill, store read, fleet fill`);
-      record("ceiling", ["server"], await cpuOf([ceiling.pid], () => curl(ceiling.url, undefined, blob)));
-      record("hit", ["regcache"], await cpuOf([warm.pid!], () => through(warm, blob)));
+      record("ceiling", ["server"], await cpuOf([ceiling.pid], () => direct(ceiling.url, blob)));
+      record("hit", ["regcache"], await cpuOf([warm.pid!], () => throughRegcache(warm, blob)));
       rmSync(referenceDir, { recursive: true, force: true });
       mkdirSync(referenceDir, { recursive: true });
-      record("reference", ["server"], await cpuOf([reference.pid], () => curl(referenceUrl(blob), undefined, blob)));
+      record("reference", ["server"], await cpuOf([reference.pid], () => direct(referenceUrl(blob), blob)));
 
       const cold = await regcache(`cpu-cold-${i}`, []);
-      await through(cold, warmup);
-      record("cold", ["regcache"], await cpuOf([cold.pid!], () => through(cold, blob)));
+      await throughRegcache(cold, warmup);
+      record("cold", ["regcache"], await cpuOf([cold.pid!], () => throughRegcache(cold, blob)));
       await retire(cold);
 
       const asker = await regcache(`cpu-asker-${i}`, peerArgs(holderPorts, 1 - holderIndex));
       await peersLive([holder, asker]);
-      await through(asker, warmup);
-      record("peer", ["asker", "holder"], await cpuOf([asker.pid!, holder.pid!], () => through(asker, blob)));
+      await throughRegcache(asker, warmup);
+      record("peer", ["asker", "holder"], await cpuOf([asker.pid!, holder.pid!], () => throughRegcache(asker, blob)));
       await retire(asker);
 
       const ports = [await freePort(), await freePort(), await freePort()];
       const replicas: RegcacheProcess[] = [];
       for (let r = 0; r < 3; r++) replicas.push(await regcache(`cpu-cluster-${i}-${r}`, peerArgs(ports, r)));
       await peersLive(replicas);
-      for (const replica of replicas) await through(replica, warmup);
+      for (const replica of replicas) await throughRegcache(replica, warmup);
       // Ranked for the blob: the owner fills it; the client asks the replica ranked last, so the
       // replica ranked second (where a second copy goes) is a third process.
       const addresses = ports.map((p) => `127.0.0.1:${p}`);
       const ranked = rankMembers(blob.digest, addresses).map((a) => replicas[addresses.indexOf(a)]!);
-      record("cluster", ["owner", "second", "asker"], await cpuOf(ranked.map((r) => r.pid!), () => through(ranked[2]!, blob)));
+      record("cluster", ["owner", "second", "asker"], await cpuOf(ranked.map((r) => r.pid!), () => throughRegcache(ranked[2]!, blob)));
       await retire(...replicas);
 
       const reader = await fleetReplica(`cpu-store-reader-${i}`, readIndex, "cpu-store");
-      await through(reader, warmup);
-      record("storeRead", ["regcache"], await cpuOf([reader.pid!], () => through(reader, blob)));
+      await throughRegcache(reader, warmup);
+      record("storeRead", ["regcache"], await cpuOf([reader.pid!], () => throughRegcache(reader, blob)));
       await retire(reader);
 
       await fillIndex.restart();
       const fleetFiller = await fleetReplica(`cpu-fleet-fill-${i}`, fillIndex, `cpu-fill-${i}`);
-      await through(fleetFiller, warmup);
-      await waitFor(async () => (await uploaded(fleetFiller)) >= 1, 120_000, "the warm-up blob's upload");
-      record("fleetFill", ["regcache"], await cpuOf([fleetFiller.pid!], () => through(fleetFiller, blob), async () => (await uploaded(fleetFiller)) >= 2));
+      await throughRegcache(fleetFiller, warmup);
+      await waitFor(async () => (await uploadsDone(fleetFiller)) >= 1, 120_000, "the warm-up blob's upload");
+      record("fleetFill", ["regcache"], await cpuOf([fleetFiller.pid!], () => throughRegcache(fleetFiller, blob), async () => (await uploadsDone(fleetFiller)) >= 2));
       await retire(fleetFiller);
     }
   } finally {

@@ -5,18 +5,15 @@
  *
  *   npm run bench:store-memory     (BENCH_READS=16 blobs of BENCH_MB=40)
  */
-import { execFile } from "node:child_process";
 import { readFileSync } from "node:fs";
-import { promisify } from "node:util";
-import { REGISTRY_HOST, TestEnvironment } from "../test/e2e/harness/environment.js";
+import { TestEnvironment } from "../test/e2e/harness/environment.js";
 import { fleetArgs } from "../test/e2e/harness/fleet-args.js";
 import { freePort, waitFor } from "../test/e2e/harness/ports.js";
 import { TestRedis } from "../test/e2e/harness/redis.js";
 import type { RegcacheProcess } from "../test/e2e/harness/regcache-process.js";
 import { TestSwift } from "../test/e2e/harness/swift.js";
-import { pushBlob, type BenchBlob } from "./fill-cpu.js";
+import { pushBlob, throughRegcache, uploadsDone, type BenchBlob } from "./fill-cpu.js";
 
-const exec = promisify(execFile);
 const READS = Number(process.env.BENCH_READS ?? 16);
 const MB = Number(process.env.BENCH_MB ?? 40);
 
@@ -31,25 +28,20 @@ async function main(): Promise<void> {
     await Promise.all([swift.start(), index.start()]);
     const blobs: BenchBlob[] = [];
     for (let i = 0; i < READS; i++) blobs.push(await pushBlob(env, `bench/store-${i}`, MB));
-    const through = async (proxy: RegcacheProcess, b: BenchBlob): Promise<void> => {
-      const { stdout } = await exec("curl", ["-sf", "-o", "/dev/null", "-w", "%{size_download}", "-x", proxy.proxyUrl, "--cacert", proxy.caFile, `https://${REGISTRY_HOST}/v2/${b.repo}/blobs/${b.digest}`]);
-      if (Number(stdout) !== b.bytes) throw new Error(`curl got ${stdout} bytes of ${b.bytes}`);
-    };
     const replica = async (name: string): Promise<RegcacheProcess> => {
       const proxy = env.regcache(name, ["--log-level", "info", ...fleetArgs(swift, index, await freePort(), "store-memory")], { env: swift.credentialsEnv });
       await proxy.start();
       return proxy;
     };
     const filler = await replica("filler");
-    for (const b of blobs) await through(filler, b);
-    const uploaded = async () => ((await (await fetch(`${filler.proxyUrl}/api/stats`)).json()) as { shared: { uploads: { uploaded: number } } }).shared.uploads.uploaded;
-    await waitFor(async () => (await uploaded()) >= READS, 600_000, "the uploads");
+    for (const b of blobs) await throughRegcache(filler, b);
+    await waitFor(async () => (await uploadsDone(filler)) >= READS, 600_000, "the uploads");
     await filler.stop();
     for (let run = 1; run <= 2; run++) {
       const reader = await replica(`reader-${run}`);
       const idle = peakMiB(reader.pid!);
       const started = Date.now();
-      await Promise.all(blobs.map((b) => through(reader, b)));
+      await Promise.all(blobs.map((b) => throughRegcache(reader, b)));
       process.stdout.write(`${READS} reads at once of ${MB} MB blobs from the object store, run ${run}: peak RSS ${idle.toFixed(0)} MiB idle → ${peakMiB(reader.pid!).toFixed(0)} MiB (${((Date.now() - started) / 1000).toFixed(1)} s)\n`);
       await reader.stop();
     }
