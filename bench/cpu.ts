@@ -17,10 +17,11 @@ async function main(): Promise<void> {
   try {
     await env.start();
     const blob = await pushBlob(env, "bench/blob", 200 * SCALE);
+    const twin = await pushBlob(env, "bench/twin", 200 * SCALE);
     const warmup = await pushBlob(env, "bench/warmup", 20 * SCALE);
     const blobFile = env.path("ceiling-blob");
     await exec("curl", ["-sf", "-o", blobFile, "--noproxy", "*", "--cacert", env.pki.caCert, `https://${env.registry.url}/v2/${blob.repo}/blobs/${blob.digest}`]);
-    const result = await measureFillCpu(env, blob, warmup, blobFile, RUNS, (m) => process.stderr.write(`[bench] ${m}\n`));
+    const result = await measureFillCpu(env, blob, twin, warmup, blobFile, RUNS, (m) => process.stderr.write(`[bench] ${m}\n`));
     process.stdout.write(`${fillCpuRows(result, RUNS).join("\n")}\n\nFor this run, ${result.pageReporting}.\n`);
   } finally {
     await env.cleanup();
