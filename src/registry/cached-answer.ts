@@ -10,7 +10,8 @@ export type NotFromCache =
   /** The client's Accept does not name the manifest's type (accept.ts: acceptNames). */
   | "accept";
 
-export type CachedAnswer = { kind: "serve"; mediaType: string } | { kind: "forward"; reason: NotFromCache };
+/** `mediaType` with "accept": what the cached bytes are served as when upstream cannot answer. */
+export type CachedAnswer = { kind: "serve"; mediaType: string } | { kind: "forward"; reason: Exclude<NotFromCache, "accept"> } | { kind: "forward"; reason: "accept"; mediaType: string };
 
 /**
  * Whether a cached entry answers a request for `target` in "host/repository" exactly as the
@@ -20,6 +21,6 @@ export function cachedAnswer(targetKind: "blob" | "manifest", entry: Pick<TypedE
   if (entry.kind !== targetKind) return { kind: "forward", reason: "kind" };
   const mediaType = servedType(entry, hostRepository);
   if (mediaType === undefined) return { kind: "forward", reason: "media-type" };
-  if (targetKind === "manifest" && !acceptNames(acceptSet, mediaType)) return { kind: "forward", reason: "accept" };
+  if (targetKind === "manifest" && !acceptNames(acceptSet, mediaType)) return { kind: "forward", reason: "accept", mediaType };
   return { kind: "serve", mediaType };
 }

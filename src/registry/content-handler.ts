@@ -54,12 +54,43 @@ export class ContentHandler {
     const hostRepository = `${rr.host}/${target.name}`;
     const acceptSet = normalizeAccept(rr.req.headers.accept);
     let answer: CachedAnswer = cachedAnswer(target.kind, entry, hostRepository, acceptSet);
+    if (answer.kind === "forward" && answer.reason === "accept") return this.forwardUnlessDown(rr, target, entry, answer.mediaType);
     if (answer.kind === "forward" && answer.reason !== "media-type") return this.forward(rr, answer.reason);
     // A manifest whose type here is not known is confirmed with upstream, whose answer says it.
     if (!(await this.settled(rr, await this.clearance.decide(rr, target, { local: true, learnType: answer.kind === "forward" })))) return true;
     answer = cachedAnswer(target.kind, entry, hostRepository, acceptSet);
+    if (answer.kind === "forward" && answer.reason === "accept") return this.forwardUnlessDown(rr, target, entry, answer.mediaType);
     if (answer.kind === "forward") return this.forward(rr, answer.reason);
     await this.serveCached(rr, target, entry, answer.mediaType, cache);
+    return true;
+  }
+
+  /**
+   * A cached manifest asked for with an Accept that does not name its type: upstream's answer,
+   * relayed (registries differ on those, accept.ts). While upstream cannot answer, the cached
+   * bytes as their type here, as a registry serves a manifest by digest, to a client the access
+   * policy allows offline: the same client gets the manifest by tag then (a stale tag answer).
+   */
+  private async forwardUnlessDown(rr: RegistryRequest, target: ContentTarget, entry: BlobEntry, mediaType: string): Promise<true> {
+    rr.log.forwarded = "accept";
+    let response: UpstreamResponse | undefined;
+    try {
+      response = await this.upstream.request({ host: rr.host, port: rr.port, method: rr.req.method ?? "GET", path: rr.req.url ?? "/", headers: upstreamRequestHeaders(rr.req.headers) });
+    } catch (err) {
+      if (!isUpstreamOutage(err)) {
+        sendFailure(rr, err);
+        return true;
+      }
+      rr.log.upstreamStatus = 0;
+    }
+    if (response && !isUnavailableStatus(response.statusCode)) {
+      relayUpstreamResponse(rr, response, "BYPASS");
+      return true;
+    }
+    if (response) rr.log.upstreamStatus = response.statusCode;
+    await response?.body.dump();
+    rr.log.forwarded = undefined;
+    if (await this.settled(rr, await this.clearance.decide(rr, target, { local: true }))) await this.serveCached(rr, target, entry, mediaType);
     return true;
   }
 

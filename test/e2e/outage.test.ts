@@ -55,6 +55,23 @@ describe.skipIf(missing.length > 0)("outage: cached images stay pullable while t
     expect(layoutDigests(env.path("down-digest")).sort()).toEqual([...single.allDigests].sort());
   });
 
+  it("a client whose Accept does not name the type (curl's */*, or none) gets a cached manifest or index by digest with the registry stopped", async () => {
+    for (const image of [single, multi]) {
+      const url = `https://quay.test/v2/${image.repo}/manifests/${image.topDigest}`;
+      for (const accept of ["Accept: */*", "Accept:"]) {
+        const res = await curlThrough(proxy, url, ["-H", accept]);
+        expect(res.status, `${image.repo} ${accept}`).toBe(200);
+        expect(`sha256:${createHash("sha256").update(res.body).digest("hex")}`).toBe(image.topDigest);
+        expect(res.headers["content-type"]).toBe(image.topMediaType);
+        expect(res.headers["docker-content-digest"]).toBe(image.topDigest);
+        const head = await curlThrough(proxy, url, ["-I", "-H", accept]);
+        expect(head.status).toBe(200);
+        expect(head.headers["content-length"]).toBe(String(res.body.length));
+      }
+    }
+    await proxy.waitForLog((l) => l.msg === "request" && l.kind === "manifest" && l.repository === "library/web" && l.upstreamStatus === 0 && l.cache === "HIT");
+  });
+
   it("skopeo pulls a two-platform index with all platforms with the registry stopped", async () => {
     const result = await skopeoPull(proxy, multi.ref, env.path("down-multi"), { all: true });
     expect(result.ok, result.stderr).toBe(true);

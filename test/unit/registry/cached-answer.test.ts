@@ -15,7 +15,7 @@ describe("cachedAnswer: whether the cache answers as the registry would", () => 
   it("serves a manifest only to an Accept that names its type in this repository", () => {
     const declared = { kind: "manifest" as const, mediaType: OCI };
     expect(cachedAnswer("manifest", declared, "a.test/x", [DOCKER, OCI, "*/*"])).toEqual({ kind: "serve", mediaType: OCI });
-    for (const accept of [[], ["*/*"], ["application/*"], [DOCKER]]) expect(cachedAnswer("manifest", declared, "a.test/x", accept), accept.join()).toEqual({ kind: "forward", reason: "accept" });
+    for (const accept of [[], ["*/*"], ["application/*"], [DOCKER]]) expect(cachedAnswer("manifest", declared, "a.test/x", accept), accept.join()).toEqual({ kind: "forward", reason: "accept", mediaType: OCI });
     const undeclared = { kind: "manifest" as const, mediaType: "", linkTypes: { "b.test/x": DOCKER } };
     expect(cachedAnswer("manifest", undeclared, "b.test/x", [DOCKER])).toEqual({ kind: "serve", mediaType: DOCKER });
     expect(cachedAnswer("manifest", undeclared, "a.test/x", [DOCKER, OCI])).toEqual({ kind: "forward", reason: "media-type" });
