@@ -1,4 +1,5 @@
 import { execFile } from "node:child_process";
+import { createHash } from "node:crypto";
 import { writeFileSync } from "node:fs";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -90,6 +91,14 @@ describe.skipIf(missing.length > 0)("private images stay private", () => {
       expect((await skopeoPull(proxy, privateImage.ref, env.path(`${policy}-anon`))).ok).toBe(expected.anon);
       expect((await skopeoPull(proxy, privateImage.ref, env.path(`${policy}-wrong`), { creds: WRONG })).ok).toBe(expected.wrong);
       expect((await skopeoPull(proxy, publicRef, env.path(`${policy}-public`))).ok).toBe(expected.publicImage);
+      // An Accept that does not name the manifest's type is upstream's to answer, and the same policy's while upstream is down.
+      const manifestUrl = `https://quay.test/v2/corp/secret-app/manifests/${privateImage.topDigest}`;
+      for (const [who, creds, allowed] of [["good", ["-u", GOOD], expected.good], ["anonymous", [], expected.anon], ["wrong", ["-u", WRONG], expected.wrong]] as const) {
+        const res = await curlThrough(proxy, manifestUrl, ["-H", "Accept: */*", ...creds]);
+        expect(res.status === 200, `${who}: ${res.status}`).toBe(allowed);
+        if (allowed) expect(`sha256:${createHash("sha256").update(res.body).digest("hex")}`).toBe(privateImage.topDigest);
+        else expect(res.body.includes(privateImage.layerDigests[0]!)).toBe(false);
+      }
       await proxy.stop();
     });
   }
