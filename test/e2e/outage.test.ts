@@ -72,6 +72,17 @@ describe.skipIf(missing.length > 0)("outage: cached images stay pullable while t
     await proxy.waitForLog((l) => l.msg === "request" && l.kind === "manifest" && l.repository === "library/web" && l.upstreamStatus === 0 && l.cache === "HIT");
   });
 
+  it("...but not in a repository or on a registry not known to hold it: a registry error, not the bytes", async () => {
+    for (const url of [`https://quay.test/v2/library/web/manifests/${single.topDigest}`, `https://quay.test/v2/other/tool/manifests/${single.topDigest}`, `https://open.test/v2/library/tool/manifests/${single.topDigest}`]) {
+      for (const method of [[], ["-I"]]) {
+        const res = await curlThrough(proxy, url, [...method, "-H", "Accept: */*"]);
+        expect(res.status, `${method} ${url}`).toBe(503);
+        expect(res.headers["docker-content-digest"]).toBeUndefined();
+        if (method.length === 0) expect(JSON.parse(res.body.toString()).errors[0].code).toBe("UNAVAILABLE");
+      }
+    }
+  });
+
   it("skopeo pulls a two-platform index with all platforms with the registry stopped", async () => {
     const result = await skopeoPull(proxy, multi.ref, env.path("down-multi"), { all: true });
     expect(result.ok, result.stderr).toBe(true);
