@@ -87,8 +87,11 @@ export class ContentHandler {
       relayUpstreamResponse(rr, response, "BYPASS");
       return true;
     }
-    if (response) rr.log.upstreamStatus = response.statusCode;
-    await response?.body.dump();
+    if (response) {
+      rr.log.upstreamStatus = response.statusCode;
+      // Not read: an error page that stalls would hold the cached answer, and the connection, until --body-timeout.
+      response.body.destroy();
+    }
     rr.log.forwarded = undefined;
     if (await this.settled(rr, await this.clearance.decide(rr, target, { local: true }))) await this.serveCached(rr, target, entry, mediaType);
     return true;

@@ -17,8 +17,8 @@ const sha256 = (b: Buffer): string => `sha256:${createHash("sha256").update(b).d
 const manifest = (mediaType: string | undefined, seed: string): Buffer =>
   Buffer.from(JSON.stringify({ schemaVersion: 2, ...(mediaType ? { mediaType } : {}), config: { mediaType: "application/vnd.oci.image.config.v1+json", digest: `sha256:${seed.repeat(64)}`, size: 2 }, layers: [] }));
 
-/** How the fake registry answers: as a registry does, or every manifest request with this status. */
-type Mode = "up" | 500 | 503 | 429;
+/** How the fake registry answers: as a registry does, every manifest request with this status, or a 503 whose body never ends. */
+type Mode = "up" | 500 | 503 | 429 | "stalled-503";
 
 /**
  * A manifest cached from repository lab/a, asked for by digest with an Accept that does not name
@@ -43,6 +43,12 @@ describe.skipIf(missing.length > 0)("a cached manifest asked for by digest with 
       void res.writeHead(status, { "content-type": "application/json", ...headers }).end(JSON.stringify({ errors: [{ code, message: `fake registry: ${code}` }] }));
     if (req.url === "/v2/") return json(200, "OK");
     if (typeof mode === "number") return json(mode, mode === 429 ? "TOOMANYREQUESTS" : "UNAVAILABLE", mode === 429 ? { "retry-after": "1" } : {});
+    if (mode === "stalled-503" && req.method === "GET") {
+      res.writeHead(503, { "content-type": "text/html", "content-length": "100000" });
+      res.write("<html>");
+      return;
+    }
+    if (mode === "stalled-503") return json(503, "UNAVAILABLE");
     const [, name, digest] = /^\/v2\/(.+)\/manifests\/(sha256:[0-9a-f]{64})$/.exec(req.url ?? "") ?? [];
     if (name === "lab/private" && req.headers.authorization !== `Basic ${Buffer.from(GOOD).toString("base64")}`) return json(401, "UNAUTHORIZED", { "www-authenticate": 'Basic realm="fake"' });
     const body = (repositories[name ?? ""] ?? []).find((b) => sha256(b) === digest);
@@ -71,7 +77,8 @@ describe.skipIf(missing.length > 0)("a cached manifest asked for by digest with 
     env = new TestEnvironment("accept-outage");
     upstream = new FakeUpstream(env.pki, registry);
     await upstream.start();
-    const args = [...upstream.resolveArg("flaky.test"), ...upstream.resolveArg("bad.test"), "--failure-threshold", "1000"];
+    // A long body timeout: a stalled error page must not be what makes the cached answer come.
+    const args = [...upstream.resolveArg("flaky.test"), ...upstream.resolveArg("bad.test"), "--failure-threshold", "1000", "--body-timeout", "10m"];
     proxy = env.regcache("public", args);
     permissive = env.regcache("all", [...args, "--offline-access", "all"]);
     for (const p of [proxy, permissive]) {
@@ -137,6 +144,13 @@ describe.skipIf(missing.length > 0)("a cached manifest asked for by digest with 
       expect(got, accept).toEqual(expected);
     }
     expect(expected["content-length"]).toBe(String(declared.length));
+  });
+
+  it("an error page whose body never ends does not hold the cached answer back", async () => {
+    mode = "stalled-503";
+    expectManifest(await curlThrough(proxy, url(declared), wildcard, 60_000), declared, "lab/a");
+    expectRefused(await curlThrough(proxy, url(declared, "lab/b"), wildcard, 60_000), 503, "UNAVAILABLE", "lab/b");
+    await proxy.waitForLog((l) => l.msg === "request" && l.repository === "lab/a" && l.upstreamStatus === 503 && l.cache === "HIT");
   });
 
   it("upstream stopped: concurrent and pipelined requests each get their own answer, logged once each, without credentials", async () => {
