@@ -54,15 +54,18 @@ export class ContentHandler {
     const hostRepository = `${rr.host}/${target.name}`;
     const acceptSet = normalizeAccept(rr.req.headers.accept);
     let answer: CachedAnswer = cachedAnswer(target.kind, entry, hostRepository, acceptSet);
-    if (answer.kind === "forward" && answer.reason === "accept") return this.forwardUnlessDown(rr, target, entry, answer.mediaType);
-    if (answer.kind === "forward" && answer.reason !== "media-type") return this.forward(rr, answer.reason);
+    if (answer.kind === "forward" && answer.reason !== "media-type") return this.notFromCache(rr, target, entry, answer);
     // A manifest whose type here is not known is confirmed with upstream, whose answer says it.
     if (!(await this.settled(rr, await this.clearance.decide(rr, target, { local: true, learnType: answer.kind === "forward" })))) return true;
     answer = cachedAnswer(target.kind, entry, hostRepository, acceptSet);
-    if (answer.kind === "forward" && answer.reason === "accept") return this.forwardUnlessDown(rr, target, entry, answer.mediaType);
-    if (answer.kind === "forward") return this.forward(rr, answer.reason);
+    if (answer.kind === "forward") return this.notFromCache(rr, target, entry, answer);
     await this.serveCached(rr, target, entry, answer.mediaType, cache);
     return true;
+  }
+
+  /** What the cache cannot answer as the registry would: forwarded, or served while upstream is down (forwardUnlessDown). */
+  private notFromCache(rr: RegistryRequest, target: ContentTarget, entry: BlobEntry, answer: Extract<CachedAnswer, { kind: "forward" }>): Promise<true> {
+    return answer.reason === "accept" ? this.forwardUnlessDown(rr, target, entry, answer.mediaType) : this.forward(rr, answer.reason);
   }
 
   /**
