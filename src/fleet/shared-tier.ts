@@ -48,7 +48,6 @@ export function partPlanFor(openBefore: number): PartPlan {
   return { partSize: PART_SIZE, partsInFlight: Math.max(1, Math.min(MOST_PARTS_PER_READ, Math.floor(PARTS_BUDGET / (openBefore + 1)))) };
 }
 
-
 /**
  * What the object store holds for a digest: its kind and media types as the local index keeps
  * them (BlobEntry); links: undefined when the fleet index could not say (it is down).

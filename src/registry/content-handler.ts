@@ -16,7 +16,7 @@ import type { ContentAccess, ContentClearance } from "./content-access.js";
 import type { ContentSources } from "./content-sources.js";
 import { contentPath, type ContentTarget } from "./content-target.js";
 import { sendFailure } from "./errors.js";
-import { passThrough, relayUpstreamResponse } from "./pass-through.js";
+import { passThrough, relayUpstreamResponse, requestAsIs } from "./pass-through.js";
 import { contentEtag, contentReply, type Representation } from "./content-reply.js";
 import { planRange } from "./range.js";
 import { errorReply, writeReply } from "./reply.js";
@@ -78,7 +78,7 @@ export class ContentHandler {
     rr.log.forwarded = "accept";
     let response: UpstreamResponse | undefined;
     try {
-      response = await this.upstream.request({ host: rr.host, port: rr.port, method: rr.req.method ?? "GET", path: rr.req.url ?? "/", headers: upstreamRequestHeaders(rr.req.headers) });
+      response = await requestAsIs(this.upstream, rr);
     } catch (err) {
       if (!isUpstreamOutage(err)) {
         sendFailure(rr, err);

@@ -18,21 +18,26 @@ export function relayUpstreamResponse(rr: RegistryRequest, response: UpstreamRes
  * goes to the CONNECT target unchanged, request body included, and comes back unchanged.
  */
 export async function passThrough(client: UpstreamClient, rr: RegistryRequest, cache: CacheStatus = "BYPASS"): Promise<void> {
-  const hasBody = hasRequestBody(rr.req.headers);
   let response: UpstreamResponse;
   try {
-    response = await client.request({
-      host: rr.host,
-      port: rr.port,
-      method: rr.req.method ?? "GET",
-      path: rr.req.url ?? "/",
-      headers: upstreamRequestHeaders(rr.req.headers),
-      body: hasBody ? rr.req : null,
-      clientAborted: hasBody ? watchClientAbort(rr.req) : undefined,
-    });
+    response = await requestAsIs(client, rr);
   } catch (err) {
     sendFailure(rr, err);
     return;
   }
   relayUpstreamResponse(rr, response, cache);
+}
+
+/** The client's request sent upstream as it is: method, path, headers and any body. */
+export function requestAsIs(client: UpstreamClient, rr: RegistryRequest): Promise<UpstreamResponse> {
+  const hasBody = hasRequestBody(rr.req.headers);
+  return client.request({
+    host: rr.host,
+    port: rr.port,
+    method: rr.req.method ?? "GET",
+    path: rr.req.url ?? "/",
+    headers: upstreamRequestHeaders(rr.req.headers),
+    body: hasBody ? rr.req : null,
+    clientAborted: hasBody ? watchClientAbort(rr.req) : undefined,
+  });
 }
